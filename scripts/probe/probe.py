@@ -1,0 +1,79 @@
+"""Readiness checks and setup for scripts/services.sh.
+
+Usage:
+  probe.py cassandra HOST PORT USER PASSWORD [CQL ...]
+      Log in, run SELECT release_version FROM system.local, then each CQL
+      statement given. Prints the release version. Exit 1 if not ready.
+  probe.py mongo URI
+      ping, then insert, read back and delete one document in the database
+      services_probe. Prints the server's version. Exit 1 if not ready.
+
+Each call makes one attempt with short timeouts; services.sh loops.
+"""
+
+import logging
+import sys
+import uuid
+
+
+def cassandra(host, port, user, password, *statements):
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import Cluster
+
+    logging.getLogger("cassandra").setLevel(logging.CRITICAL)
+    cluster = Cluster(
+        [host],
+        port=int(port),
+        auth_provider=PlainTextAuthProvider(username=user, password=password),
+        connect_timeout=5,
+        control_connection_timeout=5,
+    )
+    try:
+        session = cluster.connect()
+        session.default_timeout = 30
+        row = session.execute("SELECT release_version FROM system.local").one()
+        for stmt in statements:
+            session.execute(stmt, timeout=60)
+        print(row.release_version)
+    finally:
+        cluster.shutdown()
+
+
+def mongo(uri):
+    from pymongo import MongoClient
+
+    client = MongoClient(uri, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000)
+    try:
+        client.admin.command("ping")
+        coll = client["services_probe"]["probe"]
+        key = uuid.uuid4().hex
+        coll.insert_one({"_id": key, "v": 1})
+        doc = coll.find_one({"_id": key})
+        if doc is None or doc.get("v") != 1:
+            raise RuntimeError(f"read back {doc!r}")
+        coll.delete_one({"_id": key})
+        print(client.server_info().get("version", "?"))
+    finally:
+        client.close()
+
+
+def main(argv):
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        if argv[1] == "cassandra" and len(argv) >= 6:
+            cassandra(*argv[2:])
+        elif argv[1] == "mongo" and len(argv) == 3:
+            mongo(argv[2])
+        else:
+            print(__doc__, file=sys.stderr)
+            return 2
+    except Exception as e:  # noqa: BLE001 - any failure means "not ready yet"
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

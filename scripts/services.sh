@@ -1,0 +1,563 @@
+#!/usr/bin/env bash
+# Starts the real database servers this repository's tests run against, on
+# 127.0.0.1 only, without systemd or Docker, each with its data under
+# target/services/<name>/. Installs what is missing (Debian packages, Maven
+# artifacts, Go modules, two Python clients), caches builds, and is idempotent:
+# a second run finds the servers up and returns in seconds.
+#
+#   scripts/services.sh                  start all (redis mariadb postgres cassandra ferretdb)
+#   scripts/services.sh redis postgres   start some
+#   scripts/services.sh status           show which are up
+#   scripts/services.sh stop [names]     stop all, or some
+#
+# Names: redis, mariadb (alias mysql), postgres (alias pgsql),
+#        cassandra (alias cassa), ferretdb (alias mongo).
+#
+# On success the connection settings are printed on stdout as KEY=value lines
+# (everything else goes to stderr), so `set -a; eval "$(scripts/services.sh)"; set +a`
+# exports them. The tests use the same values as defaults.
+#
+# Knobs (environment): SERVICES_TIMEOUT (seconds to wait per server, default 60;
+# Cassandra gets SERVICES_CASSANDRA_TIMEOUT, default 300), CASSANDRA_HEAP (1g).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SCRIPTS=$ROOT/scripts
+SVC=$ROOT/target/services
+BIN=$SVC/bin
+
+ALL_SERVICES=(redis mariadb postgres cassandra ferretdb)
+TIMEOUT=${SERVICES_TIMEOUT:-60}
+CASSANDRA_TIMEOUT=${SERVICES_CASSANDRA_TIMEOUT:-300}
+CASSANDRA_HEAP=${CASSANDRA_HEAP:-1g}
+
+PG_BIN=/usr/lib/postgresql/15/bin
+FERRETDB_VERSION=v1.24.2 # keep in step with scripts/ferretdb/go.mod
+
+log() { printf '[services +%ss] %s\n' "$SECONDS" "$*" >&2; }
+
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+# fail NAME LOGFILE... : report a server that did not come up, with its log tails.
+FAILED=()
+fail() {
+    local name=$1
+    shift
+    log "ERROR: $name did not come up"
+    local f
+    for f in "$@"; do
+        if [[ -f $f ]]; then
+            printf '[services] ---- last lines of %s ----\n' "$f" >&2
+            tail -n 40 "$f" >&2 || true
+        fi
+    done
+    FAILED+=("$name")
+}
+
+canonical() {
+    case $1 in
+    redis) echo redis ;;
+    mariadb | mysql) echo mariadb ;;
+    postgres | postgresql | pgsql | pg) echo postgres ;;
+    cassandra | cassa) echo cassandra ;;
+    ferretdb | mongo | mongodb) echo ferretdb ;;
+    *) die "unknown service '$1' (known: redis, mariadb|mysql, postgres|pgsql, cassandra|cassa, ferretdb|mongo)" ;;
+    esac
+}
+
+is_root() { [[ $(id -u) -eq 0 ]]; }
+
+pid_alive() { # pidfile
+    local pid
+    [[ -f $1 ]] || return 1
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# wait_until TIMEOUT PIDFILE CMD... : run CMD every second until it succeeds.
+# Gives up early when PIDFILE is given and its process has died.
+wait_until() {
+    local timeout=$1 pidfile=$2
+    shift 2
+    local deadline=$((SECONDS + timeout))
+    while ((SECONDS < deadline)); do
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        if [[ -n $pidfile ]] && [[ -f $pidfile ]] && ! pid_alive "$pidfile"; then
+            log "process of $pidfile exited"
+            return 1
+        fi
+        sleep 1
+    done
+    return 1
+}
+
+hash_files() { cat "$@" | sha256sum | cut -c1-16; }
+
+# ---------------------------------------------------------------------------
+# Packages
+
+pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+java17() {
+    local j
+    for j in /usr/lib/jvm/java-17-openjdk-*/bin/java; do
+        [[ -x $j ]] && { echo "$j"; return 0; }
+    done
+    return 1
+}
+
+python_ok() { command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' >/dev/null 2>&1; }
+
+go_ok() { # FerretDB 1.24 needs Go >= 1.24 here (go.mod)
+    command -v go >/dev/null || return 1
+    local v
+    v=$(go env GOVERSION 2>/dev/null) || return 1
+    v=${v#go}
+    local major=${v%%.*} rest=${v#*.}
+    local minor=${rest%%.*}
+    ((major > 1 || (major == 1 && minor >= 24)))
+}
+
+ensure_packages() {
+    local want=() s
+    for s in "$@"; do
+        case $s in
+        redis) want+=(redis-server redis-tools redis-sentinel) ;;
+        mariadb) want+=(mariadb-server mariadb-client) ;;
+        postgres) want+=(postgresql-15 postgresql-client-15) ;;
+        cassandra)
+            java17 >/dev/null || want+=(openjdk-17-jre-headless)
+            command -v mvn >/dev/null || want+=(maven)
+            python_ok || want+=(python3 python3-venv)
+            ;;
+        ferretdb)
+            python_ok || want+=(python3 python3-venv)
+            ;;
+        esac
+    done
+    local missing=() p
+    for p in "${want[@]}"; do
+        pkg_installed "$p" || missing+=("$p")
+    done
+    # de-duplicate
+    if ((${#missing[@]})); then
+        mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+        is_root || die "missing packages (${missing[*]}); run as root to install them"
+        log "installing: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        local apt_log=$SVC/apt.log
+        { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1 ||
+            { tail -n 40 "$apt_log" >&2; die "apt-get failed (log: $apt_log)"; }
+    fi
+    for s in "$@"; do
+        if [[ $s == ferretdb ]] && ! go_ok; then
+            die "ferretdb: needs Go >= 1.24 on PATH to build (Debian 12's golang is too old)"
+        fi
+    done
+}
+
+# Python clients for the Cassandra and FerretDB readiness checks.
+VENV=$SVC/venv
+ensure_venv() {
+    local req=$SCRIPTS/probe/requirements.txt stamp
+    stamp=$(hash_files "$req")
+    if [[ -f $VENV/.stamp && $(cat "$VENV/.stamp") == "$stamp" ]]; then
+        return 0
+    fi
+    log "creating Python venv for the readiness probes ($VENV)"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    # The pure-Python cassandra-driver is enough for a probe; skip compiling.
+    CASS_DRIVER_NO_CYTHON=1 "$VENV/bin/pip" install -q --disable-pip-version-check -r "$req" >&2
+    echo "$stamp" >"$VENV/.stamp"
+}
+
+probe() { "$VENV/bin/python" "$SCRIPTS/probe/probe.py" "$@"; }
+
+# ---------------------------------------------------------------------------
+# Redis
+
+REDIS_DIR=$SVC/redis
+redis_ready() { [[ $(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null) == PONG ]]; }
+
+redis_start() {
+    redis_ready && { log "redis: already up"; return 0; }
+    mkdir -p "$REDIS_DIR"
+    if ! pid_alive "$REDIS_DIR/redis.pid"; then
+        log "redis: starting"
+        redis-server --port 6379 --bind 127.0.0.1 --daemonize yes \
+            --save '' --appendonly no --dir "$REDIS_DIR" \
+            --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log"
+    fi
+}
+
+redis_wait() {
+    wait_until "$TIMEOUT" "" redis_ready || { fail redis "$REDIS_DIR/redis.log"; return 0; }
+    log "redis: up ($(redis-cli -h 127.0.0.1 -p 6379 info server | sed -n 's/^redis_version:\(.*\)\r$/\1/p'))"
+}
+
+redis_stop() {
+    if pid_alive "$REDIS_DIR/redis.pid"; then
+        log "redis: stopping"
+        redis-cli -h 127.0.0.1 -p 6379 shutdown nosave >/dev/null 2>&1 || kill "$(cat "$REDIS_DIR/redis.pid")" || true
+        wait_pid_gone "$REDIS_DIR/redis.pid" 30
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# MariaDB
+
+MARIADB_DIR=$SVC/mariadb
+MARIADB_SOCK=$MARIADB_DIR/mysqld.sock
+mariadb_tcp() { mariadb --no-defaults --protocol=TCP -h 127.0.0.1 -P 3306 -u root -ppublic mqtt "$@"; }
+mariadb_sock() { mariadb --no-defaults --socket="$MARIADB_SOCK" -u root "$@"; }
+mariadb_ready() { mariadb_tcp -N -e 'SELECT 1' >/dev/null 2>&1; }
+
+mariadb_start() {
+    mariadb_ready && { log "mariadb: already up"; return 0; }
+    mkdir -p "$MARIADB_DIR"
+    pid_alive "$MARIADB_DIR/mysqld.pid" && return 0
+    local user
+    user=$(id -un)
+    if [[ ! -d $MARIADB_DIR/data/mysql ]]; then
+        log "mariadb: initialising $MARIADB_DIR/data"
+        rm -rf "$MARIADB_DIR/data"
+        mariadb-install-db --no-defaults --user="$user" --datadir="$MARIADB_DIR/data" \
+            --auth-root-authentication-method=socket --skip-test-db \
+            >"$MARIADB_DIR/install.log" 2>&1 ||
+            { fail mariadb "$MARIADB_DIR/install.log"; return 0; }
+    fi
+    log "mariadb: starting"
+    setsid nohup mariadbd --no-defaults --user="$user" --datadir="$MARIADB_DIR/data" \
+        --socket="$MARIADB_SOCK" --port=3306 --bind-address=127.0.0.1 \
+        --pid-file="$MARIADB_DIR/mysqld.pid" --log-error="$MARIADB_DIR/error.log" \
+        --skip-log-bin --skip-name-resolve --character-set-server=utf8mb4 \
+        --collation-server=utf8mb4_general_ci --innodb-buffer-pool-size=128M \
+        --innodb-flush-log-at-trx-commit=2 --tmpdir="$MARIADB_DIR" \
+        </dev/null >"$MARIADB_DIR/mariadbd.out" 2>&1 &
+}
+
+mariadb_wait() {
+    mariadb_ready && { log "mariadb: up"; return 0; }
+    local logs=("$MARIADB_DIR/error.log" "$MARIADB_DIR/mariadbd.out")
+    wait_until "$TIMEOUT" "" mariadb-admin --no-defaults --socket="$MARIADB_SOCK" -u root ping ||
+        { fail mariadb "${logs[@]}"; return 0; }
+    # root over the unix socket (OS root) needs no password; TCP clients use
+    # root/public, which MariaDB really checks.
+    if ! mariadb_sock >"$MARIADB_DIR/setup.log" 2>&1 <<'SQL'; then
+CREATE DATABASE IF NOT EXISTS mqtt CHARACTER SET utf8mb4;
+CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY 'public';
+ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY 'public';
+GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+FLUSH PRIVILEGES;
+SQL
+        fail mariadb "$MARIADB_DIR/setup.log" "${logs[@]}"
+        return 0
+    fi
+    wait_until "$TIMEOUT" "" mariadb_ready || { fail mariadb "${logs[@]}"; return 0; }
+    log "mariadb: up ($(mariadb_tcp -N -e 'SELECT VERSION()'))"
+}
+
+mariadb_stop() {
+    if pid_alive "$MARIADB_DIR/mysqld.pid"; then
+        log "mariadb: stopping"
+        kill "$(cat "$MARIADB_DIR/mysqld.pid")" || true
+        wait_pid_gone "$MARIADB_DIR/mysqld.pid" 60
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# PostgreSQL 15
+
+PG_DIR=$SVC/postgres
+as_pg() {
+    if is_root; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+pg_ready() { PGPASSWORD=public PGCONNECT_TIMEOUT=3 psql -X -h 127.0.0.1 -p 5432 -U root -d mqtt -tAc 'SELECT 1' >/dev/null 2>&1; }
+pg_admin() { psql -X -v ON_ERROR_STOP=1 -h "$PG_DIR" -p 5432 -U postgres -d postgres -tA "$@"; }
+
+postgres_start() {
+    pg_ready && { log "postgres: already up"; return 0; }
+    mkdir -p "$PG_DIR"
+    is_root && chown postgres:postgres "$PG_DIR"
+    as_pg test -w "$PG_DIR" || die "postgres: the postgres user cannot write $PG_DIR (check the permissions of its parent folders)"
+    if [[ -f $PG_DIR/data/postmaster.pid ]] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
+        return 0
+    fi
+    if [[ ! -f $PG_DIR/data/PG_VERSION ]]; then
+        log "postgres: initdb $PG_DIR/data"
+        rm -rf "$PG_DIR/data"
+        # trust on the unix socket, scram-sha-256 password auth over TCP
+        as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth-local=trust \
+            --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 \
+            >"$PG_DIR/initdb.log" 2>&1 || { fail postgres "$PG_DIR/initdb.log"; return 0; }
+    fi
+    log "postgres: starting"
+    # pg_ctl -W: do not wait here (postgres_wait does); the postmaster detaches.
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -W \
+        -o "-p 5432 -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        start >"$PG_DIR/pg_ctl.log" 2>&1 || { fail postgres "$PG_DIR/pg_ctl.log" "$PG_DIR/postgres.log"; return 0; }
+}
+
+postgres_wait() {
+    pg_ready && { log "postgres: up"; return 0; }
+    local logs=("$PG_DIR/postgres.log" "$PG_DIR/pg_ctl.log")
+    wait_until "$TIMEOUT" "" "$PG_BIN/pg_isready" -q -h "$PG_DIR" -p 5432 || { fail postgres "${logs[@]}"; return 0; }
+    {
+        if [[ $(pg_admin -c "SELECT 1 FROM pg_roles WHERE rolname = 'root'") == 1 ]]; then
+            pg_admin -c "ALTER ROLE root WITH LOGIN SUPERUSER PASSWORD 'public'"
+        else
+            pg_admin -c "CREATE ROLE root WITH LOGIN SUPERUSER PASSWORD 'public'"
+        fi
+        if [[ $(pg_admin -c "SELECT 1 FROM pg_database WHERE datname = 'mqtt'") != 1 ]]; then
+            pg_admin -c "CREATE DATABASE mqtt OWNER root"
+        fi
+    } >"$PG_DIR/setup.log" 2>&1 || { fail postgres "$PG_DIR/setup.log" "${logs[@]}"; return 0; }
+    wait_until "$TIMEOUT" "" pg_ready || { fail postgres "${logs[@]}"; return 0; }
+    log "postgres: up ($(PGPASSWORD=public psql -X -h 127.0.0.1 -p 5432 -U root -d mqtt -tAc 'SHOW server_version'))"
+}
+
+postgres_stop() {
+    if [[ -f $PG_DIR/data/postmaster.pid ]]; then
+        log "postgres: stopping"
+        as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 60 stop >&2 || true
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Apache Cassandra 5.0 from Maven Central artifacts
+
+CASSA_DIR=$SVC/cassandra
+CASSA_LIB=$CASSA_DIR/lib
+CASSA_PID=$CASSA_DIR/cassandra.pid
+cassandra_ready() { probe cassandra 127.0.0.1 9042 cassandra cassandra >/dev/null 2>&1; }
+
+cassandra_lib() {
+    local pom=$SCRIPTS/cassandra/pom.xml stamp
+    stamp=$(hash_files "$pom")
+    if [[ -f $CASSA_LIB/.stamp && $(cat "$CASSA_LIB/.stamp") == "$stamp" ]]; then
+        return 0
+    fi
+    log "cassandra: resolving the classpath with Maven into $CASSA_LIB"
+    rm -rf "$CASSA_LIB"
+    mkdir -p "$CASSA_DIR"
+    mvn -B -q -f "$pom" dependency:copy-dependencies -DoutputDirectory="$CASSA_LIB" \
+        >"$CASSA_DIR/mvn.log" 2>&1 || { tail -n 40 "$CASSA_DIR/mvn.log" >&2; die "cassandra: mvn failed"; }
+    echo "$stamp" >"$CASSA_LIB/.stamp"
+}
+
+cassandra_start() {
+    if pid_alive "$CASSA_PID"; then
+        return 0 # up, or still starting: cassandra_wait tells
+    fi
+    cassandra_ready && { log "cassandra: already up (not started by this script)"; return 0; }
+    cassandra_lib
+    local java jamm
+    java=$(java17) || die "cassandra: no Java 17 found under /usr/lib/jvm"
+    jamm=$(ls "$CASSA_LIB"/jamm-*.jar 2>/dev/null | head -n 1) || true
+    [[ -n $jamm ]] || die "cassandra: no jamm jar in $CASSA_LIB"
+    mkdir -p "$CASSA_DIR/data" "$CASSA_DIR/logs" "$CASSA_DIR/tmp" "$CASSA_DIR/triggers"
+    local opts=()
+    mapfile -t opts < <(grep -E '^-' "$SCRIPTS/cassandra/jvm.options")
+    log "cassandra: starting (heap $CASSANDRA_HEAP)"
+    (
+        cd "$CASSA_DIR"
+        exec setsid nohup "$java" \
+            "-Xms$CASSANDRA_HEAP" "-Xmx$CASSANDRA_HEAP" \
+            "${opts[@]}" \
+            "-javaagent:$jamm" \
+            "-XX:HeapDumpPath=$CASSA_DIR/tmp" \
+            "-Djava.io.tmpdir=$CASSA_DIR/tmp" \
+            "-Djna.tmpdir=$CASSA_DIR/tmp" \
+            "-Dcassandra.config=file://$SCRIPTS/cassandra/cassandra.yaml" \
+            "-Dlogback.configurationFile=$SCRIPTS/cassandra/logback.xml" \
+            "-Dcassandra.storagedir=$CASSA_DIR/data" \
+            "-Dcassandra.logdir=$CASSA_DIR/logs" \
+            "-Dcassandra-pidfile=$CASSA_PID" \
+            "-Dcassandra.triggers_dir=$CASSA_DIR/triggers" \
+            -cp "$CASSA_LIB/*" \
+            org.apache.cassandra.service.CassandraDaemon \
+            </dev/null >"$CASSA_DIR/cassandra.out" 2>&1
+    ) &
+    echo $! >"$CASSA_PID"
+}
+
+cassandra_wait() {
+    local logs=("$CASSA_DIR/cassandra.out" "$CASSA_DIR/logs/system.log")
+    if ! cassandra_ready; then
+        wait_until "$CASSANDRA_TIMEOUT" "$CASSA_PID" cassandra_ready || { fail cassandra "${logs[@]}"; return 0; }
+    fi
+    local out
+    if ! out=$(probe cassandra 127.0.0.1 9042 cassandra cassandra \
+        "CREATE KEYSPACE IF NOT EXISTS mqtt WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}" 2>&1); then
+        log "$out"
+        fail cassandra "${logs[@]}"
+        return 0
+    fi
+    log "cassandra: up ($out), keyspace mqtt"
+}
+
+cassandra_stop() {
+    if pid_alive "$CASSA_PID"; then
+        log "cassandra: stopping"
+        kill "$(cat "$CASSA_PID")" || true
+        wait_pid_gone "$CASSA_PID" 90
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# FerretDB (MongoDB wire protocol) over SQLite
+
+FERRET_DIR=$SVC/ferretdb
+FERRET_PID=$FERRET_DIR/ferretdb.pid
+ferretdb_ready() { probe mongo mongodb://127.0.0.1:27017/ >/dev/null 2>&1; }
+
+ferretdb_bin() {
+    local src=$SCRIPTS/ferretdb key bin
+    key=$(hash_files "$src/go.mod" "$src/go.sum" "$src/main.go")
+    bin=$BIN/ferretdb-$FERRETDB_VERSION-$key
+    if [[ ! -x $bin ]]; then
+        log "ferretdb: building $FERRETDB_VERSION with $(go env GOVERSION)"
+        mkdir -p "$BIN" "$FERRET_DIR"
+        (cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$bin.tmp" .) >"$FERRET_DIR/build.log" 2>&1 ||
+            { tail -n 40 "$FERRET_DIR/build.log" >&2; die "ferretdb: go build failed"; }
+        mv "$bin.tmp" "$bin"
+    fi
+    echo "$bin"
+}
+
+ferretdb_start() {
+    pid_alive "$FERRET_PID" && return 0
+    ferretdb_ready && { log "ferretdb: already up (not started by this script)"; return 0; }
+    local bin
+    bin=$(ferretdb_bin)
+    mkdir -p "$FERRET_DIR/data"
+    log "ferretdb: starting"
+    setsid nohup "$bin" -listen-addr 127.0.0.1:27017 -handler sqlite \
+        -sqlite-url "file:$FERRET_DIR/data/" -log-level warn \
+        </dev/null >"$FERRET_DIR/ferretdb.log" 2>&1 &
+    echo $! >"$FERRET_PID"
+}
+
+ferretdb_wait() {
+    local out
+    if ! out=$(probe mongo mongodb://127.0.0.1:27017/ 2>&1); then
+        wait_until "$TIMEOUT" "$FERRET_PID" ferretdb_ready || { fail ferretdb "$FERRET_DIR/ferretdb.log"; return 0; }
+        out=$(probe mongo mongodb://127.0.0.1:27017/)
+    fi
+    log "ferretdb: up (reports MongoDB $out)"
+}
+
+ferretdb_stop() {
+    if pid_alive "$FERRET_PID"; then
+        log "ferretdb: stopping"
+        kill "$(cat "$FERRET_PID")" || true
+        wait_pid_gone "$FERRET_PID" 30
+    fi
+}
+
+# ---------------------------------------------------------------------------
+
+wait_pid_gone() { # pidfile timeout
+    local pid deadline=$((SECONDS + $2))
+    pid=$(cat "$1" 2>/dev/null) || return 0
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            log "pid $pid still running after $2 s; sending SIGKILL"
+            kill -9 "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.5
+    done
+    rm -f "$1"
+}
+
+env_lines() {
+    local s
+    for s in "$@"; do
+        case $s in
+        redis) echo "REDIS_URL=redis://127.0.0.1:6379" ;;
+        mariadb) echo "MYSQL_URL=mysql://root:public@127.0.0.1:3306/mqtt" ;;
+        postgres) echo "PGSQL_URL=postgres://root:public@127.0.0.1:5432/mqtt" ;;
+        cassandra) printf '%s\n' "CASSA_NODES=127.0.0.1:9042" "CASSA_USER=cassandra" "CASSA_PASSWORD=cassandra" ;;
+        ferretdb) echo "MONGO_URL=mongodb://127.0.0.1:27017" ;;
+        esac
+    done
+}
+
+status() {
+    local s rc=0
+    for s in "$@"; do
+        local up=down
+        case $s in
+        redis) command -v redis-cli >/dev/null && redis_ready && up=up ;;
+        mariadb) command -v mariadb >/dev/null && mariadb_ready && up=up ;;
+        postgres) command -v psql >/dev/null && pg_ready && up=up ;;
+        cassandra) [[ -x $VENV/bin/python ]] && cassandra_ready && up=up ;;
+        ferretdb) [[ -x $VENV/bin/python ]] && ferretdb_ready && up=up ;;
+        esac
+        printf '%-10s %s\n' "$s" "$up"
+        [[ $up == up ]] || rc=3
+    done
+    return $rc
+}
+
+main() {
+    local cmd=start
+    case ${1:-} in
+    status | stop | start) cmd=$1; shift ;;
+    -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; return 0 ;;
+    esac
+    local names=() n
+    for n in "$@"; do names+=("$(canonical "$n")"); done
+    ((${#names[@]})) || names=("${ALL_SERVICES[@]}")
+    # keep the canonical order, drop duplicates
+    local selected=()
+    for n in "${ALL_SERVICES[@]}"; do
+        if [[ " ${names[*]} " == *" $n "* ]]; then selected+=("$n"); fi
+    done
+
+    case $cmd in
+    status)
+        status "${selected[@]}"
+        return
+        ;;
+    stop)
+        local i
+        for ((i = ${#selected[@]} - 1; i >= 0; i--)); do "${selected[i]}_stop"; done
+        return 0
+        ;;
+    esac
+
+    local t0=$SECONDS
+    mkdir -p "$SVC"
+    ensure_packages "${selected[@]}"
+    if [[ " ${selected[*]} " == *" cassandra "* || " ${selected[*]} " == *" ferretdb "* ]]; then
+        ensure_venv
+    fi
+    # Cassandra first: it takes longest, and boots while the others start.
+    local s
+    for s in cassandra redis mariadb postgres ferretdb; do
+        if [[ " ${selected[*]} " == *" $s "* ]]; then "${s}_start"; fi
+    done
+    for s in "${selected[@]}"; do
+        if [[ " ${FAILED[*]} " != *" $s "* ]]; then "${s}_wait"; fi
+    done
+    if ((${#FAILED[@]})); then
+        log "FAILED: ${FAILED[*]} (logs under $SVC)"
+        return 1
+    fi
+    log "all up: ${selected[*]} ($((SECONDS - t0)) s)"
+    env_lines "${selected[@]}"
+}
+
+main "$@"
