@@ -1,0 +1,251 @@
+//! The [`Backend`] trait: the storage operations behind the built-in
+//! functions, and raw statements. A backend does I/O only; choosing rules,
+//! checking QoS and retain flags, rendering templates and applying limits
+//! is the [`crate::Engine`]'s work.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::{OfflineMode, PayloadFormat};
+use crate::hook::ClientInfo;
+use crate::message::{Message, Subscription, Timestamp};
+use crate::template::Statement;
+use crate::value::Row;
+
+/// A client's recorded online state (`mqtt_client`, `mqtt:client:<id>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientStatus {
+    /// The client id.
+    pub client_id: String,
+    /// Whether it is online (state 1) or offline (state 0).
+    pub online: bool,
+    /// The node it connected to last.
+    pub node: String,
+    /// When it connected last.
+    pub online_at: Option<Timestamp>,
+    /// When it disconnected last; `None` while online.
+    pub offline_at: Option<Timestamp>,
+}
+
+/// A request for the offline messages of one subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// The subscribing client.
+    pub client_id: String,
+    /// The filter subscribed to (without `$share/<group>/` or `$queue/`).
+    pub filter: String,
+    /// Queue (shared, deleted on ack) or pubsub (a read position per client).
+    pub mode: OfflineMode,
+    /// At most this many, the newest; `None` for no limit.
+    pub max_count: Option<usize>,
+    /// Only messages stored at or after this time; `None` for no limit.
+    pub since: Option<Timestamp>,
+}
+
+/// An acknowledgement of one message by one client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// The client that acknowledged.
+    pub client_id: String,
+    /// The message's topic.
+    pub topic: String,
+    /// The message id, as the backend returned it.
+    pub message_id: String,
+}
+
+/// Options for writing messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteOptions {
+    /// MongoDB's payload format; other backends ignore it.
+    pub payload_format: Option<PayloadFormat>,
+}
+
+/// What kind of failure a backend reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The server could not be reached or the connection broke.
+    Connection,
+    /// The server did not answer in time.
+    Timeout,
+    /// The server rejected a statement (syntax, constraint, missing table).
+    Query,
+    /// Data read back was not what the schema promises.
+    Data,
+    /// The backend's own configuration is wrong.
+    Config,
+    /// The backend does not support the operation.
+    Unsupported,
+}
+
+impl ErrorKind {
+    /// Whether the same call may succeed if retried later.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorKind::Connection | ErrorKind::Timeout)
+    }
+}
+
+/// An error from a backend operation. Backend crates keep their own
+/// `thiserror` enum and convert into this, keeping it as the source.
+///
+/// ```
+/// use backend_core::{BackendError, ErrorKind};
+/// let e = BackendError::new(ErrorKind::Timeout, "fetch timed out after 5s");
+/// assert!(e.is_retryable());
+/// assert_eq!(e.to_string(), "timeout: fetch timed out after 5s");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", kind_name(*.kind))]
+pub struct BackendError {
+    kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+fn kind_name(k: ErrorKind) -> &'static str {
+    match k {
+        ErrorKind::Connection => "connection",
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::Query => "query",
+        ErrorKind::Data => "data",
+        ErrorKind::Config => "config",
+        ErrorKind::Unsupported => "unsupported",
+    }
+}
+
+impl BackendError {
+    /// An error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl fmt::Display) -> Self {
+        BackendError {
+            kind,
+            message: message.to_string(),
+            source: None,
+        }
+    }
+
+    /// An error of `kind` caused by `source`; the message is the source's.
+    pub fn from_source(
+        kind: ErrorKind,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        BackendError {
+            kind,
+            message: source.to_string(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether retrying may help.
+    pub fn is_retryable(&self) -> bool {
+        self.kind.is_retryable()
+    }
+}
+
+/// The result of backend operations.
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// Storage for one pool. Every backend gives every operation the same
+/// observable behaviour; `backend_core::testkit` checks it.
+///
+/// Write operations take slices so a backend can write a batch in one round
+/// trip (pipeline, multi-row insert, `insert_many`, CQL batch).
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// A short name for logs (`redis`, `pgsql`, `memory`).
+    fn name(&self) -> &'static str;
+
+    /// `on_client_connected`: state 1, `online_at` = `at`, `offline_at`
+    /// cleared, node recorded.
+    async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()>;
+
+    /// `on_client_disconnected`: state 0, `offline_at` = `at`.
+    async fn client_offline(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()>;
+
+    /// The recorded state of a client, if any.
+    async fn client_status(&self, client_id: &str) -> BackendResult<Option<ClientStatus>>;
+
+    /// `on_subscribe_lookup`: the client's stored subscriptions.
+    async fn lookup_subscriptions(&self, client_id: &str) -> BackendResult<Vec<Subscription>>;
+
+    /// Stores subscriptions for a client (replacing the QoS of existing
+    /// filters): how proxy subscriptions get into the database from code.
+    async fn store_subscriptions(
+        &self,
+        client_id: &str,
+        subscriptions: &[Subscription],
+    ) -> BackendResult<()>;
+
+    /// Removes stored subscriptions of a client.
+    async fn delete_subscriptions(&self, client_id: &str, filters: &[String]) -> BackendResult<()>;
+
+    /// `on_message_publish`: stores messages for offline subscribers, each
+    /// after every message stored before it on its topic.
+    async fn store_messages(
+        &self,
+        messages: &[Message],
+        options: WriteOptions,
+    ) -> BackendResult<()>;
+
+    /// `on_message_fetch*`: the offline messages of one subscription,
+    /// oldest first (see [`FetchRequest`] and the contract in DESIGN.md).
+    /// In pubsub mode the first fetch of a client and filter records where
+    /// the subscription starts and returns nothing.
+    async fn fetch_messages(&self, request: &FetchRequest) -> BackendResult<Vec<Message>>;
+
+    /// `on_message_acked*`: queue mode deletes each message; pubsub mode
+    /// marks it and every earlier message on its topic read for that client.
+    async fn ack_messages(&self, mode: OfflineMode, acks: &[Ack]) -> BackendResult<()>;
+
+    /// `on_message_retain`: each message replaces its topic's retained one.
+    async fn store_retained(
+        &self,
+        messages: &[Message],
+        options: WriteOptions,
+    ) -> BackendResult<()>;
+
+    /// `on_retain_delete`: removes the retained messages of these topics.
+    async fn delete_retained(&self, topics: &[String]) -> BackendResult<()>;
+
+    /// `on_retain_lookup`: every retained message whose topic matches the
+    /// filter, wildcards included.
+    async fn lookup_retained(&self, filter: &str) -> BackendResult<Vec<Message>>;
+
+    /// Runs one rendered raw statement; returns its rows (for Redis, the
+    /// reply's elements), empty for statements that return none.
+    async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>>;
+}
+
+/// Applies the fetch limits to messages already sorted oldest first: drops
+/// those older than `since`, then keeps the newest `max_count`. Backends
+/// that cannot push a limit into their query use it on what they read.
+///
+/// ```
+/// use backend_core::{backend::apply_limits, FetchRequest, Message, OfflineMode, QoS};
+/// let msgs: Vec<Message> = (0..5).map(|i| Message::new("c", "t", QoS::AtLeastOnce, vec![i])).collect();
+/// let req = FetchRequest { client_id: "c".into(), filter: "t".into(), mode: OfflineMode::Queue, max_count: Some(2), since: None };
+/// let kept = apply_limits(msgs, &req);
+/// assert_eq!(kept.iter().map(|m| m.payload[0]).collect::<Vec<_>>(), vec![3, 4]);
+/// ```
+pub fn apply_limits(mut messages: Vec<Message>, request: &FetchRequest) -> Vec<Message> {
+    if let Some(since) = request.since {
+        messages.retain(|m| m.timestamp >= since);
+    }
+    if let Some(max) = request.max_count {
+        if messages.len() > max {
+            messages.drain(..messages.len() - max);
+        }
+    }
+    messages
+}
+
+/// How long ago `since` is for a `time_range`, from now.
+pub fn since_for(time_range: Option<Duration>) -> Option<Timestamp> {
+    time_range.map(|d| Timestamp::now().saturating_sub(d))
+}

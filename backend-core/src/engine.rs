@@ -1,0 +1,488 @@
+//! The rule engine: turns hook events into backend calls, and tells the
+//! broker what to do next (subscriptions to apply, messages to deliver).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use backend_core::{Config, Engine, MemoryBackend, Message, QoS, SessionSubscribed};
+//! # tokio_test_block_on(async {
+//! let conf = Config::parse(r##"
+//! backend.redis.pool1.server = 127.0.0.1:6379
+//! backend.redis.hook.message.publish.1 = {"topic": "#", "action": {"function": "on_message_publish"}, "pool": "pool1"}
+//! backend.redis.hook.session.subscribed.1 = {"topic": "queue/#", "action": {"function": "on_message_fetch_for_queue"}, "pool": "pool1"}
+//! "##).unwrap();
+//! let engine = Engine::with_backend(&conf, Arc::new(MemoryBackend::new())).unwrap();
+//! engine.on_message_publish(&Message::new("pub", "queue/a", QoS::AtLeastOnce, "hi")).await;
+//! let sub = SessionSubscribed { client_id: "sub".into(), username: None, filter: "queue/#".into(), qos: QoS::AtLeastOnce };
+//! let out = engine.on_session_subscribed(&sub).await;
+//! assert!(out.errors.is_empty());
+//! assert_eq!(&out.output.offline[0].payload[..], b"hi");
+//! # });
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::backend::{since_for, Ack, Backend, BackendError, FetchRequest, WriteOptions};
+use crate::config::{Action, BackendKind, Config, Function, Limits, RawStatement, Rule};
+use crate::hook::{
+    ClientConnected, ClientDisconnected, Event, Hook, MessageDelivery, SessionSubscribed,
+    SessionUnsubscribed, TopicSource,
+};
+use crate::message::{Message, QoS, Subscription};
+use crate::topic::{strip_shared, FilterTrie};
+
+/// Backends by pool name.
+pub type Pools = BTreeMap<String, Arc<dyn Backend>>;
+
+/// Why an engine could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// A rule uses a pool for which no backend was given.
+    #[error("no backend given for pool `{pool}`, used by {rule}")]
+    MissingPool {
+        /// The pool.
+        pool: String,
+        /// The first rule using it.
+        rule: String,
+    },
+}
+
+/// A rule that failed for one event; the other rules still ran.
+#[derive(Debug, thiserror::Error)]
+#[error("{rule} (pool {pool}): {operation} failed: {source}")]
+pub struct RuleError {
+    /// The rule's config key.
+    pub rule: String,
+    /// Its pool.
+    pub pool: String,
+    /// The backend operation (`fetch_messages`, `execute`, ...).
+    pub operation: &'static str,
+    /// What the backend said.
+    #[source]
+    pub source: BackendError,
+}
+
+impl RuleError {
+    /// Whether retrying the event may help.
+    pub fn is_retryable(&self) -> bool {
+        self.source.is_retryable()
+    }
+}
+
+/// What a hook produced, and the rules that failed on the way.
+#[derive(Debug, Default)]
+pub struct Outcome<T> {
+    /// What the broker must act on.
+    pub output: T,
+    /// Failed rules, in rule order.
+    pub errors: Vec<RuleError>,
+}
+
+/// The messages a new subscription must be sent.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Subscribed {
+    /// Offline messages, oldest first; deliver without the retain flag.
+    pub offline: Vec<Message>,
+    /// Retained messages matching the filter; deliver with the retain flag.
+    pub retained: Vec<Message>,
+}
+
+/// Counters of one rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleMetrics {
+    /// The rule's config key.
+    pub rule: String,
+    /// Events whose topic matched the rule.
+    pub matched: u64,
+    /// Runs that succeeded.
+    pub succeeded: u64,
+    /// Runs that failed.
+    pub failed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    matched: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+}
+
+struct CompiledRule {
+    rule: Rule,
+    key: String,
+    backend: Arc<dyn Backend>,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct HookRules {
+    rules: Vec<CompiledRule>,
+    /// Rules with a topic filter, by index into `rules`.
+    trie: FilterTrie<usize>,
+    /// Rules without a topic filter.
+    always: Vec<usize>,
+}
+
+impl HookRules {
+    /// Indices of the rules that apply, in rule order.
+    fn select(&self, topic: Option<&str>) -> Vec<usize> {
+        if self.rules.is_empty() {
+            return Vec::new();
+        }
+        let mut picked = self.always.clone();
+        if let Some(t) = topic {
+            self.trie.for_each_match(t, |i| picked.push(*i));
+            picked.sort_unstable();
+        }
+        picked
+    }
+}
+
+/// The rule engine for one configuration.
+pub struct Engine {
+    kind: BackendKind,
+    limits: Limits,
+    hooks: [HookRules; 7],
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("kind", &self.kind)
+            .field("limits", &self.limits)
+            .field(
+                "rules",
+                &self.hooks.iter().map(|h| h.rules.len()).sum::<usize>(),
+            )
+            .finish()
+    }
+}
+
+impl Engine {
+    /// An engine running `config`'s rules on the backends of `pools`.
+    pub fn new(config: &Config, pools: &Pools) -> Result<Engine, EngineError> {
+        let mut hooks: [HookRules; 7] = Default::default();
+        for rule in config.rules() {
+            let key = rule.key(config.kind());
+            let backend = pools
+                .get(&rule.pool)
+                .ok_or_else(|| EngineError::MissingPool {
+                    pool: rule.pool.clone(),
+                    rule: key.clone(),
+                })?;
+            let h = &mut hooks[rule.hook.index()];
+            let idx = h.rules.len();
+            match (&rule.topic, rule.hook.topic_source()) {
+                (Some(filter), TopicSource::Filter | TopicSource::MessageTopic) => {
+                    // Validated at config load; a failure here is unreachable
+                    // but is not worth a panic: treat it as matching all.
+                    if h.trie.insert(filter, idx).is_err() {
+                        h.always.push(idx);
+                    }
+                }
+                _ => h.always.push(idx),
+            }
+            h.rules.push(CompiledRule {
+                rule: rule.clone(),
+                key,
+                backend: Arc::clone(backend),
+                counters: Counters::default(),
+            });
+        }
+        Ok(Engine {
+            kind: config.kind(),
+            limits: config.limits(),
+            hooks,
+        })
+    }
+
+    /// An engine whose every pool is `backend`.
+    pub fn with_backend(config: &Config, backend: Arc<dyn Backend>) -> Result<Engine, EngineError> {
+        let mut pools = Pools::new();
+        for rule in config.rules() {
+            pools.insert(rule.pool.clone(), Arc::clone(&backend));
+        }
+        for name in config.pools().keys() {
+            pools.insert(name.clone(), Arc::clone(&backend));
+        }
+        Engine::new(config, &pools)
+    }
+
+    /// Whether any rule is configured for `hook`: a broker may skip building
+    /// the event when not.
+    pub fn has_rules(&self, hook: Hook) -> bool {
+        !self.hooks[hook.index()].rules.is_empty()
+    }
+
+    /// The counters of every rule, in rule order.
+    pub fn metrics(&self) -> Vec<RuleMetrics> {
+        self.hooks
+            .iter()
+            .flat_map(|h| h.rules.iter())
+            .map(|r| RuleMetrics {
+                rule: r.key.clone(),
+                matched: r.counters.matched.load(Ordering::Relaxed),
+                succeeded: r.counters.succeeded.load(Ordering::Relaxed),
+                failed: r.counters.failed.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// `client.connected`: records the client online and returns its stored
+    /// subscriptions (from `on_subscribe_lookup`), which the broker applies.
+    pub async fn on_client_connected(&self, ev: &ClientConnected) -> Outcome<Vec<Subscription>> {
+        let mut out = Outcome::<Vec<Subscription>>::default();
+        let event = Event::Connected(ev);
+        for rule in self.matching(&event) {
+            let result = match &rule.rule.action {
+                Action::Function(Function::ClientConnected) => rule
+                    .backend
+                    .client_online(&ev.client, ev.timestamp)
+                    .await
+                    .map_err(|e| ("client_online", e)),
+                Action::Function(Function::SubscribeLookup) => {
+                    match rule
+                        .backend
+                        .lookup_subscriptions(&ev.client.client_id)
+                        .await
+                    {
+                        Ok(subs) => {
+                            for s in subs {
+                                out.output.retain(|o| o.filter != s.filter);
+                                out.output.push(s);
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(("lookup_subscriptions", e)),
+                    }
+                }
+                Action::Statements(list) => run_statements(rule, list, &event).await,
+                Action::Function(_) => Ok(()),
+            };
+            finish(rule, result, &mut out.errors);
+        }
+        out
+    }
+
+    /// `client.disconnected`: records the client offline.
+    pub async fn on_client_disconnected(&self, ev: &ClientDisconnected) -> Outcome<()> {
+        let mut out = Outcome::default();
+        let event = Event::Disconnected(ev);
+        for rule in self.matching(&event) {
+            let result = match &rule.rule.action {
+                Action::Function(Function::ClientDisconnected) => rule
+                    .backend
+                    .client_offline(&ev.client, ev.timestamp)
+                    .await
+                    .map_err(|e| ("client_offline", e)),
+                Action::Statements(list) => run_statements(rule, list, &event).await,
+                Action::Function(_) => Ok(()),
+            };
+            finish(rule, result, &mut out.errors);
+        }
+        out
+    }
+
+    /// `session.subscribed`: returns the subscription's offline messages
+    /// (only for QoS > 0) and the retained messages matching its filter.
+    pub async fn on_session_subscribed(&self, ev: &SessionSubscribed) -> Outcome<Subscribed> {
+        let mut out = Outcome::<Subscribed>::default();
+        let event = Event::Subscribed(ev);
+        let filter = strip_shared(&ev.filter);
+        for rule in self.matching(&event) {
+            let result = match &rule.rule.action {
+                Action::Function(Function::MessageFetch(mode)) if ev.qos > QoS::AtMostOnce => {
+                    let request = FetchRequest {
+                        client_id: ev.client_id.clone(),
+                        filter: filter.to_owned(),
+                        mode: *mode,
+                        max_count: self.limits.max_returned_count,
+                        since: since_for(self.limits.time_range),
+                    };
+                    match rule.backend.fetch_messages(&request).await {
+                        Ok(msgs) => {
+                            for m in msgs {
+                                if !out.output.offline.iter().any(|o| o.id == m.id) {
+                                    out.output.offline.push(m);
+                                }
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(("fetch_messages", e)),
+                    }
+                }
+                Action::Function(Function::RetainLookup) => {
+                    match rule.backend.lookup_retained(filter).await {
+                        Ok(msgs) => {
+                            for m in msgs {
+                                out.output.retained.retain(|o| o.topic != m.topic);
+                                out.output.retained.push(m);
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(("lookup_retained", e)),
+                    }
+                }
+                Action::Statements(list) => run_statements(rule, list, &event).await,
+                Action::Function(_) => Ok(()),
+            };
+            finish(rule, result, &mut out.errors);
+        }
+        out
+    }
+
+    /// `session.unsubscribed`: runs the user's statements (such as the
+    /// seed's "delete ack").
+    pub async fn on_session_unsubscribed(&self, ev: &SessionUnsubscribed) -> Outcome<()> {
+        self.statements_only(Event::Unsubscribed(ev)).await
+    }
+
+    /// `message.publish`: stores QoS 1/2 messages (`on_message_publish`),
+    /// stores or deletes the retained message (`on_message_retain`,
+    /// `on_retain_delete`; an empty payload deletes).
+    pub async fn on_message_publish(&self, msg: &Message) -> Outcome<()> {
+        let mut out = Outcome::default();
+        let event = Event::Publish(msg);
+        let one = std::slice::from_ref(msg);
+        for rule in self.matching(&event) {
+            let options = WriteOptions {
+                payload_format: rule.rule.payload_format,
+            };
+            let result = match &rule.rule.action {
+                Action::Function(Function::MessagePublish) => {
+                    let storable =
+                        msg.qos > QoS::AtMostOnce && !(msg.retain && msg.payload.is_empty());
+                    if storable {
+                        rule.backend
+                            .store_messages(one, options)
+                            .await
+                            .map_err(|e| ("store_messages", e))
+                    } else {
+                        Ok(())
+                    }
+                }
+                Action::Function(Function::MessageRetain)
+                    if msg.retain && !msg.payload.is_empty() =>
+                {
+                    rule.backend
+                        .store_retained(one, options)
+                        .await
+                        .map_err(|e| ("store_retained", e))
+                }
+                Action::Function(Function::RetainDelete)
+                    if msg.retain && msg.payload.is_empty() =>
+                {
+                    rule.backend
+                        .delete_retained(std::slice::from_ref(&msg.topic))
+                        .await
+                        .map_err(|e| ("delete_retained", e))
+                }
+                Action::Statements(list) => run_statements(rule, list, &event).await,
+                Action::Function(_) => Ok(()),
+            };
+            finish(rule, result, &mut out.errors);
+        }
+        out
+    }
+
+    /// `message.acked`: records the ack (`on_message_acked*`).
+    pub async fn on_message_acked(&self, ev: &MessageDelivery) -> Outcome<()> {
+        let mut out = Outcome::default();
+        let event = Event::Acked(ev);
+        for rule in self.matching(&event) {
+            let result = match &rule.rule.action {
+                Action::Function(Function::MessageAcked(mode)) => {
+                    let ack = Ack {
+                        client_id: ev.client_id.clone(),
+                        topic: ev.topic.clone(),
+                        message_id: ev.message_id.clone(),
+                    };
+                    rule.backend
+                        .ack_messages(*mode, std::slice::from_ref(&ack))
+                        .await
+                        .map_err(|e| ("ack_messages", e))
+                }
+                Action::Statements(list) => run_statements(rule, list, &event).await,
+                Action::Function(_) => Ok(()),
+            };
+            finish(rule, result, &mut out.errors);
+        }
+        out
+    }
+
+    /// `message.delivered`: runs the user's statements.
+    pub async fn on_message_delivered(&self, ev: &MessageDelivery) -> Outcome<()> {
+        self.statements_only(Event::Delivered(ev)).await
+    }
+
+    async fn statements_only(&self, event: Event<'_>) -> Outcome<()> {
+        let mut out = Outcome::default();
+        for rule in self.matching(&event) {
+            let result = match &rule.rule.action {
+                Action::Statements(list) => run_statements(rule, list, &event).await,
+                Action::Function(_) => Ok(()),
+            };
+            finish(rule, result, &mut out.errors);
+        }
+        out
+    }
+
+    fn matching<'a>(&'a self, event: &Event<'_>) -> impl Iterator<Item = &'a CompiledRule> + 'a {
+        let hook = &self.hooks[event.hook().index()];
+        let picked = hook.select(event.topic());
+        picked.into_iter().map(move |i| {
+            let r = &hook.rules[i];
+            r.counters.matched.fetch_add(1, Ordering::Relaxed);
+            r
+        })
+    }
+}
+
+type StepResult = Result<(), (&'static str, BackendError)>;
+
+async fn run_statements(
+    rule: &CompiledRule,
+    list: &[RawStatement],
+    event: &Event<'_>,
+) -> StepResult {
+    for s in list {
+        let statement = s.compiled.render(event);
+        rule.backend
+            .execute(&statement)
+            .await
+            .map_err(|e| ("execute", e))?;
+    }
+    Ok(())
+}
+
+fn finish(rule: &CompiledRule, result: StepResult, errors: &mut Vec<RuleError>) {
+    match result {
+        Ok(()) => {
+            rule.counters.succeeded.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!(rule = %rule.key, "rule ran");
+        }
+        Err((operation, source)) => {
+            rule.counters.failed.fetch_add(1, Ordering::Relaxed);
+            let error = RuleError {
+                rule: rule.key.clone(),
+                pool: rule.rule.pool.clone(),
+                operation,
+                source,
+            };
+            tracing::warn!(
+                rule = %error.rule,
+                pool = %error.pool,
+                operation,
+                retryable = error.is_retryable(),
+                error = %error.source,
+                "backend rule failed"
+            );
+            errors.push(error);
+        }
+    }
+}

@@ -1,0 +1,34 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod config;
+pub mod engine;
+pub mod hook;
+pub mod memory;
+pub mod message;
+pub mod template;
+pub mod topic;
+pub mod value;
+
+mod suggest;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use backend::{
+    Ack, Backend, BackendError, BackendResult, ClientStatus, ErrorKind, FetchRequest, WriteOptions,
+};
+pub use config::{BackendKind, Config, ConfigError, Limits, OfflineMode, PayloadFormat, Rule};
+pub use engine::{Engine, EngineError, Outcome, Pools, RuleError, RuleMetrics, Subscribed};
+pub use hook::{
+    ClientConnected, ClientDisconnected, ClientInfo, Event, Hook, MessageDelivery,
+    SessionSubscribed, SessionUnsubscribed,
+};
+pub use memory::MemoryBackend;
+pub use message::{new_message_id, Message, QoS, Subscription, Timestamp};
+pub use template::Statement;
+pub use value::{Row, Value};
+
+/// Re-exported so backends and brokers use the same `Bytes`.
+pub use bytes::Bytes;

@@ -1,0 +1,190 @@
+//! The conformance suite every backend runs against its real server
+//! (feature `testkit`).
+//!
+//! A backend crate runs the whole suite with one line in a test file:
+//!
+//! ```no_run
+//! use std::sync::{Arc, OnceLock};
+//! use backend_core::{Backend, MemoryBackend};
+//!
+//! // A real backend connects to its server here.
+//! async fn backend() -> Arc<dyn Backend> {
+//!     static STORE: OnceLock<MemoryBackend> = OnceLock::new();
+//!     Arc::new(STORE.get_or_init(MemoryBackend::new).clone())
+//! }
+//! backend_core::conformance_tests!(backend, backend_core::testkit::RawFixture::redis());
+//! # fn main() {}
+//! ```
+//!
+//! Each scenario becomes its own `#[test]`, gets a backend from the factory
+//! (a fresh connection to the same store; the reconnect scenario asks for a
+//! second one) and uses client ids and topics of its own, so scenarios run
+//! concurrently against one shared server, and again and again against a
+//! server that keeps its data.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::Backend;
+use crate::config::BackendKind;
+
+/// A boxed scenario future.
+pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Makes backends: each call a new connection to the same store.
+pub type Factory =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Arc<dyn Backend>> + Send>> + Send + Sync>;
+
+/// What a scenario gets.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The backend under test.
+    pub backend: Arc<dyn Backend>,
+    /// Makes another backend on the same store (a "reconnect").
+    pub factory: Factory,
+    /// Raw statements to exercise, in the backend's language.
+    pub raw: RawFixture,
+}
+
+/// Raw statements for the hostile-values scenario: `write` stores a
+/// `message.publish` event, `read` returns one row of its `clientid`,
+/// `topic`, `username` and `payload` exactly as stored, selected by `${msgid}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFixture {
+    /// The kind whose statement language the templates use.
+    pub kind: BackendKind,
+    /// Statements that store the event.
+    pub write: Vec<String>,
+    /// The statement reading it back.
+    pub read: String,
+}
+
+impl RawFixture {
+    /// Redis commands (also what [`crate::MemoryBackend`] runs).
+    pub fn redis() -> Self {
+        RawFixture {
+            kind: BackendKind::Redis,
+            write: vec![
+                "HSET conformance:raw:${msgid} clientid ${clientid} topic ${topic} username ${username} payload ${payload}"
+                    .into(),
+            ],
+            read: "HMGET conformance:raw:${msgid} clientid topic username payload".into(),
+        }
+    }
+
+    /// SQL against the seed's `mqtt_msg` table (MySQL `?` or PostgreSQL `$n`
+    /// follow from `kind`); the username goes in `node`, the seed having no
+    /// column for it.
+    pub fn sql(kind: BackendKind) -> Self {
+        RawFixture {
+            kind,
+            write: vec![
+                "insert into mqtt_msg(msgid, sender, topic, node, qos, retain, payload, arrived) values (${msgid}, ${clientid}, ${topic}, ${username}, ${qos}, ${retain}, ${payload}, ${timestamp})"
+                    .into(),
+            ],
+            read: "select sender, topic, node, payload from mqtt_msg where msgid = ${msgid}".into(),
+        }
+    }
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A name unique to this process run and call, for client ids and topics.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{nanos:x}-{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// How long one scenario may take before it fails.
+pub const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs one scenario on a fresh multi-threaded runtime; panics (fails the
+/// test) if it fails or takes longer than [`SCENARIO_TIMEOUT`].
+pub fn run<F, Fut>(name: &str, factory: F, raw: RawFixture, scenario: fn(Ctx) -> BoxFuture)
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Arc<dyn Backend>> + Send + 'static,
+{
+    let factory: Factory = Arc::new(move || Box::pin(factory()));
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("conformance {name}: cannot start a tokio runtime: {e}"),
+    };
+    rt.block_on(async move {
+        let backend = factory().await;
+        let ctx = Ctx {
+            backend,
+            factory,
+            raw,
+        };
+        if tokio::time::timeout(SCENARIO_TIMEOUT, scenario(ctx))
+            .await
+            .is_err()
+        {
+            panic!("conformance {name}: did not finish within {SCENARIO_TIMEOUT:?}");
+        }
+    });
+}
+
+/// Generates one `#[test]` per conformance scenario.
+///
+/// `$factory` is an `async fn() -> Arc<dyn Backend>` (each call a new
+/// connection to the same store); `$raw` a [`RawFixture`] in the backend's
+/// statement language.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path, $raw:expr) => {
+        $crate::__conformance_tests!($factory, $raw;
+            status_lifecycle,
+            proxy_subscriptions,
+            queue_mode,
+            pubsub_independent_positions,
+            pubsub_first_subscription_gets_only_later_messages,
+            pubsub_reconnect_gets_exactly_the_unacked,
+            wildcard_offline_messages,
+            retained_messages,
+            retained_wildcards_and_dollar_topics,
+            engine_stores_only_qos_1_and_2,
+            engine_retain_and_delete,
+            limits,
+            batch_store_keeps_order,
+            acks_are_idempotent,
+            hostile_values_in_builtins,
+            hostile_values_in_raw_statements,
+            concurrent_publishers_and_subscribers,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($factory:path, $raw:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::testkit::run(
+                    stringify!($name),
+                    $factory,
+                    $raw,
+                    |ctx| ::std::boxed::Box::pin($crate::testkit::scenarios::$name(ctx)),
+                );
+            }
+        )*
+    };
+}
+
+pub mod scenarios;
