@@ -1,4 +1,5 @@
 use super::*;
+use crate::template::StatementTemplate;
 use proptest::prelude::*;
 
 fn problems(text: &str) -> Vec<Problem> {

@@ -1,0 +1,375 @@
+//! Backend kinds and their pool settings (`backend.<kind>.<pool>.<key>`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, ProblemKind};
+use crate::suggest::nearest;
+use crate::template::{Placeholders, StatementTemplate, Template, TemplateError};
+
+/// Which database a configuration is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// `backend.redis.*`
+    Redis,
+    /// `backend.mysql.*`
+    Mysql,
+    /// `backend.pgsql.*`
+    Pgsql,
+    /// `backend.mongo.*`
+    Mongo,
+    /// `backend.cassa.*` (rules, globals) and `backend.ecql.*` (pools).
+    Cassa,
+}
+
+impl BackendKind {
+    /// Every kind.
+    pub const ALL: [BackendKind; 5] = [
+        BackendKind::Redis,
+        BackendKind::Mysql,
+        BackendKind::Pgsql,
+        BackendKind::Mongo,
+        BackendKind::Cassa,
+    ];
+
+    /// The name used in rule keys (`backend.<name>.hook.`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            BackendKind::Redis => "redis",
+            BackendKind::Mysql => "mysql",
+            BackendKind::Pgsql => "pgsql",
+            BackendKind::Mongo => "mongo",
+            BackendKind::Cassa => "cassa",
+        }
+    }
+
+    /// The prefix of pool keys (`backend.<prefix>.<pool>.<key>`): the name,
+    /// except Cassandra's `ecql`.
+    pub const fn pool_prefix(self) -> &'static str {
+        match self {
+            BackendKind::Cassa => "ecql",
+            other => other.name(),
+        }
+    }
+
+    /// The action key of raw statements (`sql`, `commands`, `cql`) and how
+    /// they mark parameters; MongoDB has none.
+    pub const fn statements(self) -> Option<StatementLanguage> {
+        match self {
+            BackendKind::Redis => Some(StatementLanguage::Commands),
+            BackendKind::Mysql => Some(StatementLanguage::Sql(Placeholders::Question)),
+            BackendKind::Pgsql => Some(StatementLanguage::Sql(Placeholders::Numbered)),
+            BackendKind::Cassa => Some(StatementLanguage::Cql),
+            BackendKind::Mongo => None,
+        }
+    }
+
+    /// The pool keys this kind accepts.
+    pub fn pool_keys(self) -> &'static [KeySpec] {
+        use KeyType::*;
+        const TLS: [KeySpec; 4] = [
+            KeySpec::new("ssl", Bool),
+            KeySpec::new("cacertfile", Text),
+            KeySpec::new("certfile", Text),
+            KeySpec::new("keyfile", Text),
+        ];
+        macro_rules! keys {
+            ($($k:literal => $t:expr),* $(,)?) => {{
+                const K: &[KeySpec] = &[$(KeySpec::new($k, $t),)* TLS[0], TLS[1], TLS[2], TLS[3]];
+                K
+            }};
+        }
+        match self {
+            BackendKind::Redis => keys! {
+                "server" => Text, "sentinel" => Text, "pool_size" => Count,
+                "database" => Int, "username" => Text, "password" => Secret, "channel" => Text,
+            },
+            BackendKind::Mysql => keys! {
+                "server" => Text, "pool_size" => Count, "user" => Text,
+                "password" => Secret, "database" => Text, "create_tables" => Bool,
+            },
+            BackendKind::Pgsql => keys! {
+                "server" => Text, "pool_size" => Count, "username" => Text,
+                "password" => Secret, "database" => Text, "create_tables" => Bool,
+            },
+            BackendKind::Mongo => keys! {
+                "type" => OneOf(&["single", "unknown", "sharded", "rs"]),
+                "rs_set_name" => Text, "server" => Text, "c_pool_size" => Count,
+                "database" => Text, "login" => Text, "password" => Secret,
+                "auth_source" => Text, "w_mode" => OneOf(&["safe", "unsafe"]),
+                "r_mode" => OneOf(&["master", "slave_ok"]),
+            },
+            BackendKind::Cassa => keys! {
+                "nodes" => Text, "size" => Count, "auto_reconnect" => Bool,
+                "username" => Text, "password" => Secret, "keyspace" => Text,
+                "logger" => OneOf(&["debug", "info", "notice", "warning", "error", "critical"]),
+                "create_tables" => Bool,
+            },
+        }
+    }
+
+    pub(super) fn from_prefix(s: &str) -> Option<(BackendKind, bool)> {
+        match s {
+            "ecql" => Some((BackendKind::Cassa, true)),
+            _ => BackendKind::ALL
+                .into_iter()
+                .find(|k| k.name() == s)
+                .map(|k| (k, false)),
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The raw-statement language of a kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementLanguage {
+    /// `"sql"`: MySQL (`?`) or PostgreSQL (`$n`).
+    Sql(Placeholders),
+    /// `"commands"`: Redis.
+    Commands,
+    /// `"cql"`: Cassandra (`?`).
+    Cql,
+}
+
+impl StatementLanguage {
+    /// The action key.
+    pub const fn key(self) -> &'static str {
+        match self {
+            StatementLanguage::Sql(_) => "sql",
+            StatementLanguage::Commands => "commands",
+            StatementLanguage::Cql => "cql",
+        }
+    }
+
+    /// Compiles a template into this language's statement.
+    pub fn compile(self, t: &Template) -> Result<StatementTemplate, TemplateError> {
+        match self {
+            StatementLanguage::Sql(p) => t.to_query(p).map(StatementTemplate::Query),
+            StatementLanguage::Cql => t
+                .to_query(Placeholders::Question)
+                .map(StatementTemplate::Query),
+            StatementLanguage::Commands => t.to_command().map(StatementTemplate::Command),
+        }
+    }
+}
+
+/// One accepted pool key and the type of its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySpec {
+    /// The key (the part after `backend.<kind>.<pool>.`).
+    pub name: &'static str,
+    /// Its value type.
+    pub ty: KeyType,
+}
+
+impl KeySpec {
+    const fn new(name: &'static str, ty: KeyType) -> Self {
+        KeySpec { name, ty }
+    }
+}
+
+/// The type of a pool key's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    /// Any text.
+    Text,
+    /// Text never printed.
+    Secret,
+    /// An integer.
+    Int,
+    /// An integer of at least 1.
+    Count,
+    /// `true`/`false`/`on`/`off`/`1`/`0`.
+    Bool,
+    /// One of a few words.
+    OneOf(&'static [&'static str]),
+}
+
+/// A password or other secret: compared and used, never printed.
+///
+/// ```
+/// let s = backend_core::config::Secret::new("public");
+/// assert_eq!(s.expose(), "public");
+/// assert_eq!(format!("{s:?}"), "Secret(***)");
+/// ```
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for handing to a driver.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A typed pool setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Setting {
+    /// Text.
+    Text(String),
+    /// A secret.
+    Secret(Secret),
+    /// An integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// The settings of one connection pool (`backend.<kind>.<pool>.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub(super) name: String,
+    kind: BackendKind,
+    pub(super) settings: BTreeMap<String, (Setting, Option<usize>)>,
+}
+
+impl PoolConfig {
+    /// An empty pool of `kind` called `name`; backends apply their defaults.
+    pub fn new(kind: BackendKind, name: impl Into<String>) -> Self {
+        PoolConfig {
+            name: name.into(),
+            kind,
+            settings: BTreeMap::new(),
+        }
+    }
+
+    /// Sets `key` from its text form, checked like a `.conf` line.
+    ///
+    /// ```
+    /// use backend_core::{config::PoolConfig, BackendKind};
+    /// let mut p = PoolConfig::new(BackendKind::Redis, "pool1");
+    /// p.set("pool_size", "8")?;
+    /// assert_eq!(p.int("pool_size"), Some(8));
+    /// assert!(p.set("pool_size", "eight").is_err());
+    /// assert!(p.set("servre", "x").unwrap_err().to_string().contains("did you mean `server`"));
+    /// # Ok::<(), backend_core::ConfigError>(())
+    /// ```
+    pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self, ConfigError> {
+        let full = format!("backend.{}.{}.{key}", self.kind.pool_prefix(), self.name);
+        let setting = parse_setting(self.kind, key, value)
+            .map_err(|kind| ConfigError::one(None, full, kind))?;
+        self.settings.insert(key.to_owned(), (setting, None));
+        Ok(self)
+    }
+
+    /// The pool's name (`pool1`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The backend kind.
+    pub fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    /// A setting, if given.
+    pub fn get(&self, key: &str) -> Option<&Setting> {
+        self.settings.get(key).map(|(s, _)| s)
+    }
+
+    /// The `.conf` line a setting came from.
+    pub fn line(&self, key: &str) -> Option<usize> {
+        self.settings.get(key).and_then(|(_, l)| *l)
+    }
+
+    /// A text setting.
+    pub fn text(&self, key: &str) -> Option<&str> {
+        match self.get(key) {
+            Some(Setting::Text(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// An integer setting.
+    pub fn int(&self, key: &str) -> Option<i64> {
+        match self.get(key) {
+            Some(Setting::Int(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// A boolean setting.
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        match self.get(key) {
+            Some(Setting::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// A secret setting.
+    pub fn secret(&self, key: &str) -> Option<&Secret> {
+        match self.get(key) {
+            Some(Setting::Secret(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+pub(super) fn parse_setting(
+    kind: BackendKind,
+    key: &str,
+    raw: &str,
+) -> Result<Setting, ProblemKind> {
+    let spec = kind
+        .pool_keys()
+        .iter()
+        .find(|k| k.name == key)
+        .ok_or_else(|| ProblemKind::UnknownKey {
+            suggestion: nearest(key, kind.pool_keys().iter().map(|k| k.name)).map(str::to_owned),
+        })?;
+    let raw = unquote(raw);
+    let bad = |expected: &str| ProblemKind::BadValue {
+        value: if spec.ty == KeyType::Secret {
+            "***".into()
+        } else {
+            raw.to_owned()
+        },
+        expected: expected.to_owned(),
+    };
+    Ok(match spec.ty {
+        KeyType::Text => Setting::Text(raw.to_owned()),
+        KeyType::Secret => Setting::Secret(Secret::new(raw)),
+        KeyType::Int => Setting::Int(raw.parse().map_err(|_| bad("an integer"))?),
+        KeyType::Count => match raw.parse::<i64>() {
+            Ok(n) if n >= 1 => Setting::Int(n),
+            _ => return Err(bad("a whole number of at least 1")),
+        },
+        KeyType::Bool => Setting::Bool(match raw {
+            "true" | "on" | "1" => true,
+            "false" | "off" | "0" => false,
+            _ => return Err(bad("true or false")),
+        }),
+        KeyType::OneOf(words) => {
+            if words.contains(&raw) {
+                Setting::Text(raw.to_owned())
+            } else {
+                return Err(bad(&format!("one of {}", words.join(", "))));
+            }
+        }
+    })
+}
+
+pub(super) fn unquote(s: &str) -> &str {
+    s.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(s)
+}
