@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod delivery;
 pub mod engine;
 pub mod hook;
 pub mod memory;

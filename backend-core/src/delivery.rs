@@ -1,0 +1,143 @@
+//! [`DeliveryTracker`]: what a broker needs between the backend and its
+//! sessions so a stored message reaches a subscriber exactly once.
+//!
+//! A broker has two paths to a subscriber: its own session (live routing,
+//! and a queue for persistent sessions while offline) and the backend's
+//! offline messages, fetched on `session.subscribed`. A client that
+//! reconnects to a persistent session and subscribes again would get the
+//! messages of both. The tracker remembers, per client, the stored messages
+//! already handed to the broker's session and not yet acknowledged, so the
+//! fetch can skip them; and it maps the MQTT packet id of a delivery back to
+//! the stored message id, which `message.acked` needs.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::message::Message;
+
+/// Per-client record of stored messages in flight to the broker's sessions.
+///
+/// ```
+/// use backend_core::{delivery::DeliveryTracker, Message, QoS};
+/// let t = DeliveryTracker::new();
+/// let m = Message::new("pub", "a", QoS::AtLeastOnce, "x");
+/// t.handed_over("sub", &m.id);              // the broker queued it for `sub`
+/// assert!(t.skip_pending("sub", vec![m.clone()]).is_empty());
+/// t.delivered("sub", 7, &m.id);             // sent as packet 7
+/// assert_eq!(t.acked("sub", 7), Some(m.id.clone()));
+/// assert_eq!(t.skip_pending("sub", vec![m.clone()]).len(), 1);
+/// ```
+#[derive(Debug, Default)]
+pub struct DeliveryTracker {
+    clients: Mutex<HashMap<String, Client>>,
+}
+
+#[derive(Debug, Default)]
+struct Client {
+    /// Stored message ids handed to the session and not yet acknowledged.
+    pending: HashSet<String>,
+    /// Packet id of an unacknowledged delivery -> stored message id.
+    packets: HashMap<u16, String>,
+}
+
+impl DeliveryTracker {
+    /// An empty tracker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Client>> {
+        // Every operation leaves the maps consistent, so a poisoned lock
+        // (a panic elsewhere while holding it) is still safe to use.
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The broker's session took `message_id` for `client` (queued while
+    /// offline, or about to be sent).
+    pub fn handed_over(&self, client: &str, message_id: &str) {
+        self.lock()
+            .entry(client.to_owned())
+            .or_default()
+            .pending
+            .insert(message_id.to_owned());
+    }
+
+    /// `message_id` was sent to `client` as MQTT packet `packet_id`.
+    pub fn delivered(&self, client: &str, packet_id: u16, message_id: &str) {
+        let mut clients = self.lock();
+        let c = clients.entry(client.to_owned()).or_default();
+        c.pending.insert(message_id.to_owned());
+        c.packets.insert(packet_id, message_id.to_owned());
+    }
+
+    /// `client` acknowledged packet `packet_id`: returns the stored message
+    /// id it carried, and forgets it.
+    pub fn acked(&self, client: &str, packet_id: u16) -> Option<String> {
+        let mut clients = self.lock();
+        let c = clients.get_mut(client)?;
+        let id = c.packets.remove(&packet_id)?;
+        c.pending.remove(&id);
+        if c.pending.is_empty() && c.packets.is_empty() {
+            clients.remove(client);
+        }
+        Some(id)
+    }
+
+    /// Drops the messages already pending for `client` from a fetch result
+    /// and records the rest as handed over.
+    pub fn skip_pending(&self, client: &str, messages: Vec<Message>) -> Vec<Message> {
+        if messages.is_empty() {
+            return messages;
+        }
+        let mut clients = self.lock();
+        let c = clients.entry(client.to_owned()).or_default();
+        messages
+            .into_iter()
+            .filter(|m| c.pending.insert(m.id.clone()))
+            .collect()
+    }
+
+    /// Forgets a client whose session ended: the broker's queue and
+    /// in-flight window for it are gone, so its stored messages must be
+    /// fetchable again.
+    pub fn forget(&self, client: &str) {
+        self.lock().remove(client);
+    }
+
+    /// Number of clients with something pending.
+    pub fn clients(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::QoS;
+
+    #[test]
+    fn fetch_skips_what_the_session_holds() {
+        let t = DeliveryTracker::new();
+        let a = Message::new("p", "t", QoS::AtLeastOnce, "a");
+        let b = Message::new("p", "t", QoS::AtLeastOnce, "b");
+        t.delivered("c", 1, &a.id);
+        let got = t.skip_pending("c", vec![a.clone(), b.clone()]);
+        assert_eq!(got, vec![b.clone()]);
+        assert!(
+            t.skip_pending("c", vec![b.clone()]).is_empty(),
+            "b is pending now"
+        );
+        assert!(
+            t.skip_pending("other", vec![a.clone()]).len() == 1,
+            "clients are separate"
+        );
+        assert_eq!(t.acked("c", 2), None);
+        assert_eq!(t.acked("c", 1), Some(a.id.clone()));
+        assert_eq!(t.acked("c", 1), None, "an ack is consumed once");
+        t.forget("c");
+        assert_eq!(t.skip_pending("c", vec![b.clone()]), vec![b]);
+        t.forget("c");
+        t.forget("other");
+        assert_eq!(t.clients(), 0);
+    }
+}
