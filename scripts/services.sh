@@ -275,6 +275,31 @@ mariadb_stop() {
 # PostgreSQL 15
 
 PG_DIR=$SVC/postgres
+# The server runs as user postgres (initdb refuses root), which must be able to
+# reach its folder. When a parent of the repository is closed to other users
+# (say a checkout under a mode-700 folder), the folder goes under /var/tmp
+# instead, with target/services/postgres as a symlink to it.
+pg_dir_init() {
+    if [[ -L $PG_DIR ]]; then
+        PG_DIR=$(readlink -f "$PG_DIR")
+        return 0
+    fi
+    is_root || return 0
+    id postgres >/dev/null 2>&1 || return 0
+    mkdir -p "$PG_DIR"
+    chown postgres:postgres "$PG_DIR"
+    if ! runuser -u postgres -- test -w "$PG_DIR" 2>/dev/null; then
+        local alt
+        alt=/var/tmp/mqtt-storage-services-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)/postgres
+        log "postgres: user postgres cannot reach $PG_DIR; using $alt (symlinked)"
+        rmdir "$PG_DIR" 2>/dev/null || rm -rf "$PG_DIR"
+        mkdir -p "$alt"
+        chown postgres:postgres "$alt"
+        chmod 755 "$(dirname "$alt")"
+        ln -s "$alt" "$PG_DIR"
+        PG_DIR=$alt
+    fi
+}
 as_pg() {
     if is_root; then
         runuser -u postgres -- "$@"
@@ -287,9 +312,9 @@ pg_admin() { psql -X -v ON_ERROR_STOP=1 -h "$PG_DIR" -p 5432 -U postgres -d post
 
 postgres_start() {
     pg_ready && { log "postgres: already up"; return 0; }
+    pg_dir_init
     mkdir -p "$PG_DIR"
-    is_root && chown postgres:postgres "$PG_DIR"
-    as_pg test -w "$PG_DIR" || die "postgres: the postgres user cannot write $PG_DIR (check the permissions of its parent folders)"
+    as_pg test -w "$PG_DIR" || die "postgres: the postgres user cannot write $PG_DIR"
     if [[ -f $PG_DIR/data/postmaster.pid ]] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
         return 0
     fi
@@ -327,6 +352,7 @@ postgres_wait() {
 }
 
 postgres_stop() {
+    [[ -L $PG_DIR ]] && PG_DIR=$(readlink -f "$PG_DIR")
     if [[ -f $PG_DIR/data/postmaster.pid ]]; then
         log "postgres: stopping"
         as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 60 stop >&2 || true

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole check: start the servers, then rustfmt, clippy and the tests.
+# Prints the wall time of each step, and a summary at the end.
+#
+# A server whose address variable is set to something other than the local
+# default is not started here; the tests use that address instead, e.g.
+#   MONGO_URL=mongodb://user:pass@db.example:27017 scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STEPS=()
+run_step() { # name cmd...
+    local name=$1 start rc=0
+    shift
+    printf '\n==> %s: %s\n' "$name" "$*"
+    start=$(date +%s.%N)
+    "$@" || rc=$?
+    local secs
+    secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    STEPS+=("$(printf '%-10s %7ss  %s' "$name" "$secs" "$([[ $rc -eq 0 ]] && echo ok || echo "FAILED (exit $rc)")")")
+    printf '==> %s: %s s (exit %d)\n' "$name" "$secs" "$rc"
+    if [[ $rc -ne 0 ]]; then
+        summary
+        exit "$rc"
+    fi
+}
+summary() {
+    printf '\n==> step times\n'
+    printf '  %s\n' "${STEPS[@]}"
+}
+
+# Which local servers to start: all, except those pointed elsewhere.
+services=()
+non_default() { [[ -n ${!1:-} && ${!1} != "$2" ]]; }
+non_default REDIS_URL redis://127.0.0.1:6379 || services+=(redis)
+non_default MYSQL_URL mysql://root:public@127.0.0.1:3306/mqtt || services+=(mariadb)
+non_default PGSQL_URL postgres://root:public@127.0.0.1:5432/mqtt || services+=(postgres)
+non_default CASSA_NODES 127.0.0.1:9042 || services+=(cassandra)
+non_default MONGO_URL mongodb://127.0.0.1:27017 || services+=(ferretdb)
+
+if ((${#services[@]})); then
+    run_step services bash scripts/services.sh "${services[@]}"
+fi
+run_step fmt cargo fmt --all -- --check
+run_step clippy cargo clippy --workspace --all-targets --all-features -- -D warnings
+run_step test cargo test --workspace --all-features
+summary
