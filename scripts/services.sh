@@ -32,6 +32,10 @@ CASSANDRA_TIMEOUT=${SERVICES_CASSANDRA_TIMEOUT:-300}
 CASSANDRA_HEAP=${CASSANDRA_HEAP:-1g}
 
 PG_BIN=/usr/lib/postgresql/15/bin
+# Go from the official tarball lives here on these machines, not always on PATH.
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+    PATH=$PATH:/usr/local/go/bin
+fi
 FERRETDB_VERSION=v1.24.2 # keep in step with scripts/ferretdb/go.mod
 
 log() { printf '[services +%ss] %s\n' "$SECONDS" "$*" >&2; }
@@ -95,6 +99,8 @@ wait_until() {
     done
     return 1
 }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 hash_files() { cat "$@" | sha256sum | cut -c1-16; }
 
@@ -365,7 +371,7 @@ postgres_stop() {
 CASSA_DIR=$SVC/cassandra
 CASSA_LIB=$CASSA_DIR/lib
 CASSA_PID=$CASSA_DIR/cassandra.pid
-cassandra_ready() { probe cassandra 127.0.0.1 9042 cassandra cassandra >/dev/null 2>&1; }
+cassandra_ready() { port_open 9042 && probe cassandra 127.0.0.1 9042 cassandra cassandra >/dev/null 2>&1; }
 
 cassandra_lib() {
     local pom=$SCRIPTS/cassandra/pom.xml stamp
@@ -445,7 +451,7 @@ cassandra_stop() {
 
 FERRET_DIR=$SVC/ferretdb
 FERRET_PID=$FERRET_DIR/ferretdb.pid
-ferretdb_ready() { probe mongo mongodb://127.0.0.1:27017/ >/dev/null 2>&1; }
+ferretdb_ready() { port_open 27017 && probe mongo mongodb://127.0.0.1:27017/ >/dev/null 2>&1; }
 
 ferretdb_bin() {
     local src=$SCRIPTS/ferretdb key bin
@@ -476,10 +482,10 @@ ferretdb_start() {
 
 ferretdb_wait() {
     local out
-    if ! out=$(probe mongo mongodb://127.0.0.1:27017/ 2>&1); then
+    if ! ferretdb_ready; then
         wait_until "$TIMEOUT" "$FERRET_PID" ferretdb_ready || { fail ferretdb "$FERRET_DIR/ferretdb.log"; return 0; }
-        out=$(probe mongo mongodb://127.0.0.1:27017/)
     fi
+    out=$(probe mongo mongodb://127.0.0.1:27017/) || { fail ferretdb "$FERRET_DIR/ferretdb.log"; return 0; }
     log "ferretdb: up (reports MongoDB $out)"
 }
 
