@@ -42,7 +42,9 @@ def cassandra(host, port, user, password, *statements):
 def mongo(uri):
     from pymongo import MongoClient
 
-    client = MongoClient(uri, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000)
+    client = MongoClient(
+        uri, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, socketTimeoutMS=10000
+    )
     try:
         client.admin.command("ping")
         coll = client["services_probe"]["probe"]
