@@ -36,7 +36,6 @@ PG_BIN=/usr/lib/postgresql/15/bin
 if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
     PATH=$PATH:/usr/local/go/bin
 fi
-FERRETDB_VERSION=v1.24.2 # keep in step with scripts/ferretdb/go.mod
 
 log() { printf '[services +%ss] %s\n' "$SECONDS" "$*" >&2; }
 
@@ -455,10 +454,12 @@ ferretdb_ready() { port_open 27017 && probe mongo mongodb://127.0.0.1:27017/ >/d
 
 ferretdb_bin() {
     local src=$SCRIPTS/ferretdb key bin
+    local version
+    version=$(awk '$1 == "github.com/FerretDB/FerretDB" { print $2 } $1 == "require" && $2 == "github.com/FerretDB/FerretDB" { print $3 }' "$src/go.mod")
     key=$(hash_files "$src/go.mod" "$src/go.sum" "$src/main.go")
-    bin=$BIN/ferretdb-$FERRETDB_VERSION-$key
+    bin=$BIN/ferretdb-$version-$key
     if [[ ! -x $bin ]]; then
-        log "ferretdb: building $FERRETDB_VERSION with $(go env GOVERSION)"
+        log "ferretdb: building $version with $(go env GOVERSION)"
         mkdir -p "$BIN" "$FERRET_DIR"
         (cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$bin.tmp" .) >"$FERRET_DIR/build.log" 2>&1 ||
             { tail -n 40 "$FERRET_DIR/build.log" >&2; die "ferretdb: go build failed"; }
