@@ -1,0 +1,882 @@
+//! [`RedisBackend`]: the [`Backend`] trait on the seed's key layout
+//! (see [`crate::keys`]).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use backend_core::backend::{
+    Ack, Backend, BackendError, BackendResult, ClientStatus, FetchRequest, WriteOptions,
+};
+use backend_core::config::PoolConfig;
+use backend_core::template::message_fields;
+use backend_core::topic::{has_wildcards, literal_prefix, matches, strip_shared, validate_filter};
+use backend_core::{
+    Bytes, ClientInfo, Config, Message, OfflineMode, Pools, QoS, Row, Statement, Subscription,
+    Timestamp, Value,
+};
+use redis::aio::MultiplexedConnection;
+use tracing::warn;
+
+use crate::channel::ChannelListener;
+use crate::config::RedisSettings;
+use crate::conn::Connections;
+use crate::error::RedisError;
+use crate::keys::{self, MESSAGE_FIELDS};
+use crate::scripts;
+
+/// A Redis backend for one pool; clones share its connections.
+///
+/// Built-in operations that fail because a connection broke reconnect and
+/// run once more (they are idempotent: a message re-stored under its id
+/// replaces itself); raw [`Backend::execute`] commands are never re-sent.
+///
+/// `Debug` shows where it connects, never the password.
+#[derive(Clone)]
+pub struct RedisBackend {
+    inner: Arc<Connections>,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("pool", &self.inner.settings.pool)
+            .field("target", &self.inner.settings.target())
+            .field("pool_size", &self.inner.settings.pool_size)
+            .finish()
+    }
+}
+
+/// Connects every pool of a Redis configuration: one [`RedisBackend`] per
+/// pool, by name, ready for [`backend_core::Engine::new`].
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let conf = backend_core::Config::parse(r##"
+/// backend.redis.pool1.server = 127.0.0.1:6379
+/// backend.redis.pool1.database = 1
+/// backend.redis.hook.message.publish.1 = {"topic": "#", "action": {"function": "on_message_publish"}, "pool": "pool1"}
+/// "##)?;
+/// let pools = backend_redis::connect_pools(&conf).await?;
+/// let engine = backend_core::Engine::new(&conf, &pools)?;
+/// # Ok(()) }
+/// ```
+pub async fn connect_pools(config: &Config) -> Result<Pools, RedisError> {
+    if config.kind() != backend_core::BackendKind::Redis {
+        return Err(RedisError::Config {
+            pool: String::new(),
+            key: "kind",
+            message: format!("this is a {} configuration, not a redis one", config.kind()),
+        });
+    }
+    let mut pools = Pools::new();
+    for (name, pool) in config.pools() {
+        let backend = RedisBackend::connect(pool, config).await?;
+        pools.insert(name.clone(), Arc::new(backend) as Arc<dyn Backend>);
+    }
+    Ok(pools)
+}
+
+impl RedisBackend {
+    /// Connects one pool: reads its settings (see [`RedisSettings`]) and
+    /// opens its first connection, so a wrong address, password or
+    /// database is reported here. The other connections open on first use.
+    pub async fn connect(pool: &PoolConfig, config: &Config) -> Result<RedisBackend, RedisError> {
+        Self::connect_with(RedisSettings::from_pool(pool, config)?).await
+    }
+
+    /// Connects with settings built in code.
+    pub async fn connect_with(settings: RedisSettings) -> Result<RedisBackend, RedisError> {
+        let conns = Connections::new(settings)?;
+        conns.lease_slot(0).await?;
+        Ok(RedisBackend {
+            inner: Arc::new(conns),
+        })
+    }
+
+    /// The pool's settings.
+    pub fn settings(&self) -> &RedisSettings {
+        &self.inner.settings
+    }
+
+    /// A multiplexed connection of the pool (to the current master, with
+    /// Sentinel), for commands of the broker's own. Cheap to clone; do not
+    /// `SELECT` another database or enter `MULTI` on it, since other users
+    /// share it.
+    pub async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
+        Ok(self.inner.lease().await?.conn)
+    }
+
+    /// Starts listening to the pool's `channel` for SUB/UNSUB commands
+    /// (see [`ChannelListener`]). Call inside a tokio runtime.
+    pub fn listen(&self) -> Result<ChannelListener, RedisError> {
+        let channel = self
+            .inner
+            .settings
+            .channel
+            .clone()
+            .ok_or_else(|| RedisError::Config {
+                pool: self.inner.settings.pool.clone(),
+                key: "channel",
+                message: "no channel is configured to listen to".into(),
+            })?;
+        self.listen_to(channel)
+    }
+
+    /// Starts listening to `channel` (whatever the configuration says).
+    pub fn listen_to(&self, channel: impl Into<String>) -> Result<ChannelListener, RedisError> {
+        ChannelListener::spawn(Arc::clone(&self.inner), channel.into())
+    }
+
+    fn pool(&self) -> &str {
+        &self.inner.settings.pool
+    }
+
+    fn command_error(&self, operation: &'static str, source: redis::RedisError) -> RedisError {
+        RedisError::Command {
+            pool: self.pool().to_owned(),
+            operation,
+            source,
+        }
+    }
+
+    /// Runs `f` on a pooled connection. When the connection turns out to be
+    /// broken it is replaced; with `retry` `f` then runs once more on the
+    /// new one (for idempotent operations only).
+    async fn run<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        retry: bool,
+        f: F,
+    ) -> Result<T, RedisError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let lease = self.inner.lease().await?;
+        let err = match f(lease.conn.clone()).await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if !self.inner.discard_if_broken(&lease, &err) || !retry {
+            return Err(self.command_error(operation, err));
+        }
+        let lease = self.inner.lease().await?;
+        match f(lease.conn.clone()).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.inner.discard_if_broken(&lease, &e);
+                Err(self.command_error(operation, e))
+            }
+        }
+    }
+
+    /// The topics with stored messages that `filter` matches.
+    async fn message_topics(&self, filter: &str) -> Result<Vec<String>, RedisError> {
+        self.topics_matching(filter, keys::msg_topics(), "fetch_messages")
+            .await
+    }
+
+    /// Topics of an index (a lexicographic sorted set) matching `filter`:
+    /// a filter without wildcards is its own topic; otherwise the range of
+    /// its literal prefix, checked with `matches`.
+    async fn topics_matching(
+        &self,
+        filter: &str,
+        index: &'static str,
+        operation: &'static str,
+    ) -> Result<Vec<String>, RedisError> {
+        if validate_filter(filter).is_err() {
+            return Ok(Vec::new());
+        }
+        if !has_wildcards(filter) {
+            return Ok(vec![strip_shared(filter).to_owned()]);
+        }
+        let (min, max) = keys::lex_range(literal_prefix(filter));
+        let names: Vec<Vec<u8>> = self
+            .run(operation, true, |mut c| {
+                let (min, max) = (&min, &max);
+                async move {
+                    redis::cmd("ZRANGEBYLEX")
+                        .arg(index)
+                        .arg(min)
+                        .arg(max)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        Ok(names
+            .into_iter()
+            .filter_map(|n| String::from_utf8(n).ok())
+            .filter(|t| matches(filter, t))
+            .collect())
+    }
+}
+
+/// Reads a reply element as bytes (`Nil` as empty).
+fn bytes_of(v: redis::Value) -> Vec<u8> {
+    match v {
+        redis::Value::BulkString(b) => b,
+        redis::Value::SimpleString(s) => s.into_bytes(),
+        redis::Value::Int(i) => i.to_string().into_bytes(),
+        redis::Value::Okay => b"OK".to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+fn utf8(field: &str, b: Vec<u8>) -> Result<String, String> {
+    String::from_utf8(b).map_err(|_| format!("field `{field}` is not UTF-8"))
+}
+
+/// A message from the seven hash values ([`MESSAGE_FIELDS`] order);
+/// `member` stands in for a missing `id`.
+fn decode_message(member: Option<Vec<u8>>, fields: Vec<Vec<u8>>) -> Result<Message, String> {
+    let mut it = fields.into_iter();
+    let mut next = || it.next().unwrap_or_default();
+    let (id, from, qos, topic, retain, payload, ts) =
+        (next(), next(), next(), next(), next(), next(), next());
+    let id = match (id.is_empty(), member) {
+        (true, Some(m)) => m,
+        (_, _) => id,
+    };
+    let qos_text = utf8("qos", qos)?;
+    let qos = qos_text
+        .trim()
+        .parse::<u8>()
+        .ok()
+        .and_then(|q| QoS::try_from(q).ok())
+        .ok_or_else(|| format!("field `qos` is `{qos_text}`, not 0, 1 or 2"))?;
+    let retain = match retain.as_slice() {
+        b"1" | b"true" => true,
+        b"0" | b"false" | b"" => false,
+        other => {
+            return Err(format!(
+                "field `retain` is `{}`, not 1/0/true/false",
+                String::from_utf8_lossy(other)
+            ))
+        }
+    };
+    let ts_text = utf8("ts", ts)?;
+    let secs = ts_text
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| format!("field `ts` is `{ts_text}`, not Unix seconds"))?;
+    Ok(Message {
+        id: utf8("id", id)?,
+        sender: utf8("from", from)?,
+        username: None,
+        topic: utf8("topic", topic)?,
+        qos,
+        retain,
+        payload: Bytes::from(payload),
+        timestamp: Timestamp::from_secs(secs),
+    })
+}
+
+/// The hash field/value pairs of a message, as arguments.
+fn hash_args(m: &Message) -> Vec<(&'static str, Bytes)> {
+    message_fields(m).into_iter().collect()
+}
+
+fn parse_secs(v: Option<&Vec<u8>>) -> Result<Option<Timestamp>, String> {
+    match v.map(|b| String::from_utf8_lossy(b).trim().to_owned()) {
+        None => Ok(None),
+        Some(s) if s.is_empty() || s == "undefined" => Ok(None),
+        Some(s) => s
+            .parse::<i64>()
+            .map(|n| Some(Timestamp::from_secs(n)))
+            .map_err(|_| format!("holds `{s}`, not Unix seconds")),
+    }
+}
+
+/// Commands that would change the state of a connection other callers
+/// share (database, transaction, subscriptions, protocol, reply mode).
+const CONNECTION_STATE_COMMANDS: &[&str] = &[
+    "SELECT",
+    "MULTI",
+    "EXEC",
+    "DISCARD",
+    "WATCH",
+    "UNWATCH",
+    "SUBSCRIBE",
+    "PSUBSCRIBE",
+    "SSUBSCRIBE",
+    "UNSUBSCRIBE",
+    "PUNSUBSCRIBE",
+    "SUNSUBSCRIBE",
+    "MONITOR",
+    "QUIT",
+    "RESET",
+    "HELLO",
+    "AUTH",
+    "SYNC",
+    "PSYNC",
+];
+
+/// `CLIENT` subcommands that change how the shared connection replies.
+const CONNECTION_STATE_CLIENT_SUBCOMMANDS: &[&str] = &["REPLY", "TRACKING", "CACHING"];
+
+/// Whether a raw command would change the state of a shared connection.
+fn changes_connection_state(upper: &str, rest: &[Bytes]) -> bool {
+    if CONNECTION_STATE_COMMANDS.contains(&upper) {
+        return true;
+    }
+    upper == "CLIENT"
+        && rest.first().is_some_and(|sub| {
+            let sub = String::from_utf8_lossy(sub).to_ascii_uppercase();
+            CONNECTION_STATE_CLIENT_SUBCOMMANDS.contains(&sub.as_str())
+        })
+}
+
+/// Appends a reply to a row the way [`backend_core::MemoryBackend`] shapes
+/// it: nil as `Null`, integers as `Int`, bulk strings as `Bytes`, status
+/// replies as `Text`, arrays (and maps, sets) flattened in order.
+fn flatten(v: redis::Value, row: &mut Row) -> Result<(), String> {
+    use redis::Value as R;
+    match v {
+        R::Nil => row.push(Value::Null),
+        R::Int(i) => row.push(Value::Int(i)),
+        R::BulkString(b) => row.push(Value::Bytes(Bytes::from(b))),
+        R::SimpleString(s) => row.push(Value::Text(s)),
+        R::Okay => row.push(Value::Text("OK".into())),
+        R::Double(d) => row.push(Value::Float(d)),
+        R::Boolean(b) => row.push(Value::Bool(b)),
+        R::VerbatimString { text, .. } => row.push(Value::Text(text)),
+        R::BigNumber(n) => row.push(Value::Text(n.to_string())),
+        R::Array(items) | R::Set(items) | R::Push { data: items, .. } => {
+            for item in items {
+                flatten(item, row)?;
+            }
+        }
+        R::Map(pairs) => {
+            for (k, v) in pairs {
+                flatten(k, row)?;
+                flatten(v, row)?;
+            }
+        }
+        R::Attribute { data, .. } => flatten(*data, row)?,
+        R::ServerError(e) => {
+            return Err(format!("{} {}", e.code(), e.details().unwrap_or_default()));
+        }
+        // A variant added by a later driver version.
+        #[allow(unreachable_patterns)]
+        other => row.push(Value::Text(format!("{other:?}"))),
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        let mut inv = scripts::CLIENT_ONLINE.prepare_invoke();
+        inv.key(keys::client(&client.client_id))
+            .key(keys::node(&client.node))
+            .arg(&client.client_id)
+            .arg(at.as_secs())
+            .arg(&client.node)
+            .arg(keys::NODE_PREFIX);
+        let inv = &inv;
+        self.run("client_online", true, |mut c| async move {
+            inv.invoke_async::<()>(&mut c).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn client_offline(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        let key = keys::client(&client.client_id);
+        let mut p = redis::pipe();
+        p.atomic()
+            .hset_multiple(
+                &key,
+                &[
+                    ("state", "0".to_owned()),
+                    ("offline_at", at.as_secs().to_string()),
+                ],
+            )
+            .ignore()
+            .hset_nx(&key, "node", &client.node)
+            .ignore()
+            .hdel(keys::node(&client.node), &client.client_id)
+            .ignore();
+        let p = &p;
+        self.run("client_offline", true, |mut c| async move {
+            p.query_async::<()>(&mut c).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn client_status(&self, client_id: &str) -> BackendResult<Option<ClientStatus>> {
+        let key = keys::client(client_id);
+        let k = &key;
+        let h: HashMap<String, Vec<u8>> = self
+            .run("client_status", true, |mut c| async move {
+                redis::cmd("HGETALL").arg(k).query_async(&mut c).await
+            })
+            .await?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let data = |message: String| -> BackendError {
+            RedisError::Data {
+                pool: self.pool().to_owned(),
+                operation: "client_status",
+                key: key.clone(),
+                message,
+            }
+            .into()
+        };
+        let online = match h.get("state").map(|v| v.as_slice()) {
+            Some(b"1") => true,
+            Some(b"0") | None => false,
+            Some(other) => {
+                return Err(data(format!(
+                    "field `state` is `{}`, not 1 or 0",
+                    String::from_utf8_lossy(other)
+                )))
+            }
+        };
+        let online_at =
+            parse_secs(h.get("online_at")).map_err(|m| data(format!("field `online_at` {m}")))?;
+        let offline_at =
+            parse_secs(h.get("offline_at")).map_err(|m| data(format!("field `offline_at` {m}")))?;
+        Ok(Some(ClientStatus {
+            client_id: client_id.to_owned(),
+            online,
+            node: h
+                .get("node")
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .unwrap_or_default(),
+            online_at,
+            offline_at,
+        }))
+    }
+
+    async fn lookup_subscriptions(&self, client_id: &str) -> BackendResult<Vec<Subscription>> {
+        let key = keys::sub(client_id);
+        let k = &key;
+        let h: Vec<(Vec<u8>, Vec<u8>)> = self
+            .run("lookup_subscriptions", true, |mut c| async move {
+                redis::cmd("HGETALL").arg(k).query_async(&mut c).await
+            })
+            .await?;
+        let mut subs = Vec::with_capacity(h.len());
+        for (f, q) in h {
+            let filter = String::from_utf8(f).map_err(|_| {
+                BackendError::from(RedisError::Data {
+                    pool: self.pool().to_owned(),
+                    operation: "lookup_subscriptions",
+                    key: key.clone(),
+                    message: "has a topic that is not UTF-8".into(),
+                })
+            })?;
+            let q_text = String::from_utf8_lossy(&q).trim().to_owned();
+            let qos = q_text
+                .parse::<u8>()
+                .ok()
+                .and_then(|n| QoS::try_from(n).ok())
+                .ok_or_else(|| {
+                    BackendError::from(RedisError::Data {
+                        pool: self.pool().to_owned(),
+                        operation: "lookup_subscriptions",
+                        key: key.clone(),
+                        message: format!("gives `{filter}` the QoS `{q_text}`, not 0, 1 or 2"),
+                    })
+                })?;
+            subs.push(Subscription::new(filter, qos));
+        }
+        subs.sort_by(|a, b| a.filter.cmp(&b.filter));
+        Ok(subs)
+    }
+
+    async fn store_subscriptions(
+        &self,
+        client_id: &str,
+        subscriptions: &[Subscription],
+    ) -> BackendResult<()> {
+        if subscriptions.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(keys::sub(client_id));
+        for s in subscriptions {
+            cmd.arg(&s.filter).arg(s.qos.as_u8());
+        }
+        let cmd = &cmd;
+        self.run("store_subscriptions", true, |mut c| async move {
+            cmd.query_async::<()>(&mut c).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_subscriptions(&self, client_id: &str, filters: &[String]) -> BackendResult<()> {
+        if filters.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(keys::sub(client_id)).arg(filters);
+        let cmd = &cmd;
+        self.run("delete_subscriptions", true, |mut c| async move {
+            cmd.query_async::<()>(&mut c).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn store_messages(&self, messages: &[Message], _: WriteOptions) -> BackendResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut inv = scripts::STORE_MESSAGES.prepare_invoke();
+        inv.key(keys::msg_seq())
+            .key(keys::msg_topics())
+            .arg(self.inner.settings.expire_secs())
+            .arg(keys::MSG_PREFIX);
+        for m in messages {
+            inv.key(keys::msg(&m.id)).key(keys::msg_topic(&m.topic));
+            for (_, v) in hash_args(m) {
+                inv.arg(v.as_ref());
+            }
+        }
+        let inv = &inv;
+        self.run("store_messages", true, |mut c| async move {
+            inv.invoke_async::<()>(&mut c).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn fetch_messages(&self, req: &FetchRequest) -> BackendResult<Vec<Message>> {
+        let topics = self.message_topics(&req.filter).await?;
+        let filter = strip_shared(&req.filter);
+        let mut inv = scripts::FETCH_MESSAGES.prepare_invoke();
+        inv.key(keys::acked(&req.client_id, filter))
+            .key(keys::msg_seq())
+            .key(keys::msg_topics())
+            .arg(match req.mode {
+                OfflineMode::Queue => "queue",
+                OfflineMode::Pubsub => "pubsub",
+            })
+            .arg(
+                req.since
+                    .map(|t| t.as_millis().to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(req.max_count.map(|n| n.to_string()).unwrap_or_default())
+            .arg(keys::MSG_PREFIX);
+        for t in &topics {
+            inv.key(keys::msg_topic(t))
+                .key(keys::acked(&req.client_id, t));
+        }
+        for t in &topics {
+            inv.arg(t);
+        }
+        let inv = &inv;
+        let reply: Vec<redis::Value> = self
+            .run("fetch_messages", true, |mut c| async move {
+                inv.invoke_async(&mut c).await
+            })
+            .await?;
+        let mut out = Vec::with_capacity(reply.len() / 8);
+        let mut it = reply.into_iter();
+        while let Some(member) = it.next() {
+            let member = bytes_of(member);
+            let fields: Vec<Vec<u8>> = it.by_ref().take(7).map(bytes_of).collect();
+            match decode_message(Some(member.clone()), fields) {
+                Ok(m) => out.push(m),
+                Err(e) => warn!(
+                    pool = %self.pool(),
+                    key = %String::from_utf8_lossy(&[keys::MSG_PREFIX.as_bytes(), &member].concat()),
+                    error = %e,
+                    "redis: skipping a stored message that cannot be read"
+                ),
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    async fn ack_messages(&self, mode: OfflineMode, acks: &[Ack]) -> BackendResult<()> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let inv = match mode {
+            OfflineMode::Pubsub => {
+                let mut inv = scripts::ACK_PUBSUB.prepare_invoke();
+                for a in acks {
+                    inv.key(keys::msg_topic(&a.topic))
+                        .key(keys::acked(&a.client_id, &a.topic))
+                        .arg(&a.message_id);
+                }
+                inv
+            }
+            OfflineMode::Queue => {
+                let mut inv = scripts::ACK_QUEUE.prepare_invoke();
+                inv.key(keys::msg_topics()).arg(keys::MSG_PREFIX);
+                for a in acks {
+                    inv.key(keys::msg(&a.message_id))
+                        .key(keys::msg_topic(&a.topic))
+                        .arg(&a.message_id)
+                        .arg(&a.topic);
+                }
+                inv
+            }
+        };
+        let inv = &inv;
+        self.run("ack_messages", true, |mut c| async move {
+            inv.invoke_async::<()>(&mut c).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn store_retained(&self, messages: &[Message], _: WriteOptions) -> BackendResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut p = redis::pipe();
+        p.atomic();
+        for m in messages {
+            let key = keys::retain(&m.topic);
+            p.del(&key).ignore();
+            let mut hset = redis::cmd("HSET");
+            hset.arg(&key);
+            for (f, v) in hash_args(m) {
+                hset.arg(f).arg(v.as_ref());
+            }
+            p.add_command(hset).ignore();
+            p.zadd(keys::retain_topics(), &m.topic, 0).ignore();
+        }
+        let p = &p;
+        self.run("store_retained", true, |mut c| async move {
+            p.query_async::<()>(&mut c).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_retained(&self, topics: &[String]) -> BackendResult<()> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let mut p = redis::pipe();
+        p.atomic();
+        for t in topics {
+            p.del(keys::retain(t)).ignore();
+        }
+        p.zrem(keys::retain_topics(), topics).ignore();
+        let p = &p;
+        self.run("delete_retained", true, |mut c| async move {
+            p.query_async::<()>(&mut c).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn lookup_retained(&self, filter: &str) -> BackendResult<Vec<Message>> {
+        let topics = self
+            .topics_matching(filter, keys::retain_topics(), "lookup_retained")
+            .await?;
+        if topics.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = redis::pipe();
+        for t in &topics {
+            p.cmd("HMGET").arg(keys::retain(t)).arg(&MESSAGE_FIELDS[..]);
+        }
+        let p = &p;
+        let replies: Vec<Vec<Option<Vec<u8>>>> = self
+            .run("lookup_retained", true, |mut c| async move {
+                p.query_async(&mut c).await
+            })
+            .await?;
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for (t, fields) in topics.into_iter().zip(replies) {
+            if fields.iter().all(Option::is_none) {
+                gone.push(t);
+                continue;
+            }
+            let fields = fields.into_iter().map(Option::unwrap_or_default).collect();
+            match decode_message(None, fields) {
+                Ok(m) => out.push(m),
+                Err(e) => warn!(
+                    pool = %self.pool(),
+                    key = %keys::retain(&t),
+                    error = %e,
+                    "redis: skipping a retained message that cannot be read"
+                ),
+            }
+        }
+        if has_wildcards(filter) && !gone.is_empty() {
+            // Index entries whose hash was deleted by hand: drop them.
+            let mut inv = scripts::CLEAN_RETAIN_INDEX.prepare_invoke();
+            inv.key(keys::retain_topics());
+            for t in &gone {
+                inv.key(keys::retain(t)).arg(t);
+            }
+            let inv = &inv;
+            if let Err(e) = self
+                .run("lookup_retained", false, |mut c| async move {
+                    inv.invoke_async::<()>(&mut c).await
+                })
+                .await
+            {
+                warn!(pool = %self.pool(), error = %e, "redis: cannot clean the retained index");
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends the command as one request, each argument its own bulk string,
+    /// and returns one row of the reply's elements (nil `Null`, integer
+    /// `Int`, bulk `Bytes`, status `Text`, arrays flattened), as
+    /// [`backend_core::MemoryBackend`] does. Commands that change the state
+    /// of a shared connection (`SELECT`, `MULTI`, `SUBSCRIBE`, ...) are
+    /// refused; SQL/CQL is not run.
+    async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>> {
+        let args = match statement {
+            Statement::Command { args } => args,
+            Statement::Query { .. } => {
+                return Err(RedisError::Unsupported {
+                    pool: self.pool().to_owned(),
+                    message: "the redis backend runs Redis commands, not SQL or CQL".into(),
+                }
+                .into())
+            }
+        };
+        let Some((name, rest)) = args.split_first() else {
+            return Err(RedisError::Unsupported {
+                pool: self.pool().to_owned(),
+                message: "empty command".into(),
+            }
+            .into());
+        };
+        let upper = String::from_utf8_lossy(name).to_ascii_uppercase();
+        if changes_connection_state(&upper, rest) {
+            return Err(RedisError::Unsupported {
+                pool: self.pool().to_owned(),
+                message: format!(
+                    "`{upper}` would change a connection other callers share; it is not run"
+                ),
+            }
+            .into());
+        }
+        let mut cmd = redis::Cmd::new();
+        cmd.arg(name.as_ref());
+        for a in rest {
+            cmd.arg(a.as_ref());
+        }
+        let cmd = &cmd;
+        let reply: redis::Value = self
+            .run("execute", false, |mut c| async move {
+                cmd.query_async(&mut c).await
+            })
+            .await?;
+        let mut row = Row::new();
+        flatten(reply, &mut row).map_err(|message| RedisError::Data {
+            pool: self.pool().to_owned(),
+            operation: "execute",
+            key: upper.clone(),
+            message: format!("replied with an error inside its reply: {message}"),
+        })?;
+        Ok(vec![row])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(v: &[&str]) -> Vec<Vec<u8>> {
+        v.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn decodes_the_seed_hash() {
+        let m = decode_message(
+            None,
+            fields(&[
+                "6P9NLcJ65VXBbC22sYb4",
+                "test",
+                "1",
+                "topic",
+                "true",
+                "Hello world!",
+                "1481690659",
+            ]),
+        )
+        .expect("seed hash");
+        assert_eq!(m.id, "6P9NLcJ65VXBbC22sYb4");
+        assert_eq!(m.sender, "test");
+        assert_eq!(m.qos, QoS::AtLeastOnce);
+        assert!(m.retain);
+        assert_eq!(&m.payload[..], b"Hello world!");
+        assert_eq!(m.timestamp.as_secs(), 1_481_690_659);
+        let m = decode_message(
+            Some(b"ID".to_vec()),
+            fields(&["", "c", "2", "t", "0", "", "1"]),
+        )
+        .expect("member id");
+        assert_eq!(m.id, "ID");
+        assert!(decode_message(None, fields(&["i", "c", "3", "t", "0", "", "1"])).is_err());
+        assert!(decode_message(None, fields(&["i", "c", "1", "t", "yes", "", "1"])).is_err());
+        assert!(decode_message(None, fields(&["i", "c", "1", "t", "0", "", "x"])).is_err());
+    }
+
+    #[test]
+    fn hash_round_trip() {
+        let mut m = Message::new("c", "a/b", QoS::ExactlyOnce, &b"\x00\xff"[..]).retained(true);
+        m.timestamp = Timestamp::from_secs(1_700_000_000);
+        let fields = hash_args(&m).into_iter().map(|(_, v)| v.to_vec()).collect();
+        let names: Vec<&str> = hash_args(&m).iter().map(|(f, _)| *f).collect();
+        assert_eq!(names, MESSAGE_FIELDS);
+        assert_eq!(decode_message(None, fields).expect("round trip"), m);
+    }
+
+    #[test]
+    fn reply_shapes() {
+        use redis::Value as R;
+        let mut row = Row::new();
+        flatten(
+            R::Array(vec![
+                R::Nil,
+                R::Int(3),
+                R::BulkString(b"x".to_vec()),
+                R::Okay,
+                R::Array(vec![R::SimpleString("PONG".into())]),
+            ]),
+            &mut row,
+        )
+        .expect("flatten");
+        assert_eq!(
+            row,
+            vec![
+                Value::Null,
+                Value::Int(3),
+                Value::Bytes(Bytes::from_static(b"x")),
+                Value::Text("OK".into()),
+                Value::Text("PONG".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_secs(None), Ok(None));
+        assert_eq!(parse_secs(Some(&b"undefined".to_vec())), Ok(None));
+        assert_eq!(
+            parse_secs(Some(&b"1481685802".to_vec())),
+            Ok(Some(Timestamp::from_secs(1_481_685_802)))
+        );
+        assert!(parse_secs(Some(&b"soon".to_vec())).is_err());
+    }
+}

@@ -1,0 +1,291 @@
+//! Connections: a [`Connector`] that reaches the server (directly, or the
+//! master through Sentinel, with or without TLS), and the pool of
+//! [`Slot`]s, each one multiplexed connection replaced after it breaks.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use redis::aio::MultiplexedConnection;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo,
+    IntoConnectionInfo, RedisConnectionInfo, TlsCertificates, TlsMode,
+};
+use tracing::{debug, info, warn};
+
+use crate::config::{RedisSettings, ServerAddr, TlsSettings};
+use crate::error::{breaks_connection, RedisError};
+
+/// Reaches the server a pool talks to.
+pub(crate) enum Connector {
+    /// One server.
+    Direct(Client),
+    /// The master of a Sentinel group, looked up again on every connect.
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
+impl Connector {
+    pub(crate) fn new(s: &RedisSettings) -> Result<Self, RedisError> {
+        let certs = match &s.tls {
+            Some(t) => {
+                ensure_crypto_provider();
+                Some(read_certificates(&s.pool, t)?)
+            }
+            None => None,
+        };
+        let config_err = |key: &'static str, e: redis::RedisError| RedisError::Config {
+            pool: s.pool.clone(),
+            key,
+            message: e.to_string(),
+        };
+        match &s.sentinel {
+            None => {
+                let server = s.servers.first().ok_or_else(|| RedisError::Config {
+                    pool: s.pool.clone(),
+                    key: "server",
+                    message: "no server given".into(),
+                })?;
+                let mut redis_info = RedisConnectionInfo::default().set_db(s.database);
+                if let Some(u) = &s.username {
+                    redis_info = redis_info.set_username(u);
+                }
+                if let Some(p) = &s.password {
+                    redis_info = redis_info.set_password(p.expose());
+                }
+                let info: ConnectionInfo = address(server, certs.is_some())
+                    .into_connection_info()
+                    .map_err(|e| config_err("server", e))?
+                    .set_redis_settings(redis_info);
+                let client = match certs {
+                    Some(c) => Client::build_with_tls(info, c).map_err(|e| config_err("ssl", e))?,
+                    None => Client::open(info).map_err(|e| config_err("server", e))?,
+                };
+                Ok(Connector::Direct(client))
+            }
+            Some(master) => {
+                let nodes = s.servers.iter().map(|a| address(a, certs.is_some()));
+                let mut b = SentinelClientBuilder::new(nodes, master, SentinelServerType::Master)
+                    .map_err(|e| config_err("sentinel", e))?
+                    .set_client_to_redis_db(s.database);
+                if let Some(u) = &s.username {
+                    b = b.set_client_to_redis_username(u);
+                }
+                if let Some(p) = &s.password {
+                    b = b.set_client_to_redis_password(p.expose());
+                }
+                if let Some(c) = certs {
+                    b = b
+                        .set_client_to_redis_tls_mode(TlsMode::Secure)
+                        .set_client_to_redis_certificates(c.clone())
+                        .set_client_to_sentinel_certificates(c);
+                }
+                let client = b.build().map_err(|e| config_err("sentinel", e))?;
+                Ok(Connector::Sentinel(tokio::sync::Mutex::new(client)))
+            }
+        }
+    }
+
+    /// A client for the server (with Sentinel: the current master).
+    pub(crate) async fn client(&self) -> redis::RedisResult<Client> {
+        match self {
+            Connector::Direct(c) => Ok(c.clone()),
+            Connector::Sentinel(s) => s.lock().await.async_get_client().await,
+        }
+    }
+
+    /// A new multiplexed connection.
+    pub(crate) async fn connect(
+        &self,
+        config: &AsyncConnectionConfig,
+    ) -> redis::RedisResult<MultiplexedConnection> {
+        let client = self.client().await?;
+        client
+            .get_multiplexed_async_connection_with_config(config)
+            .await
+    }
+}
+
+fn address(a: &ServerAddr, tls: bool) -> ConnectionAddr {
+    if tls {
+        ConnectionAddr::TcpTls {
+            host: a.host.clone(),
+            port: a.port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(a.host.clone(), a.port)
+    }
+}
+
+/// rustls needs a process-wide crypto provider; install ring's unless the
+/// application installed one already.
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race with another installer is fine: one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+fn read_certificates(pool: &str, t: &TlsSettings) -> Result<TlsCertificates, RedisError> {
+    let read = |key: &'static str, path: &std::path::Path| {
+        let bytes = std::fs::read(path).map_err(|e| RedisError::TlsFile {
+            pool: pool.to_owned(),
+            key,
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+            return Err(RedisError::TlsFile {
+                pool: pool.to_owned(),
+                key,
+                path: path.to_owned(),
+                message: "not a PEM file (no `-----BEGIN` line)".into(),
+            });
+        }
+        Ok(bytes)
+    };
+    let root_cert = t
+        .cacertfile
+        .as_deref()
+        .map(|p| read("cacertfile", p))
+        .transpose()?;
+    let client_tls = match (&t.certfile, &t.keyfile) {
+        (Some(c), Some(k)) => Some(ClientTlsConfig {
+            client_cert: read("certfile", c)?,
+            client_key: read("keyfile", k)?,
+        }),
+        _ => None,
+    };
+    Ok(TlsCertificates {
+        client_tls,
+        root_cert,
+    })
+}
+
+/// One multiplexed connection, replaced lazily after it breaks.
+#[derive(Default)]
+struct Slot {
+    /// The connection and its generation, for a quick clone.
+    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// Held while connecting, so one task reconnects and the others wait.
+    connecting: tokio::sync::Mutex<u64>,
+}
+
+impl Slot {
+    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// The connections of one pool: `pool_size` slots used round robin.
+pub(crate) struct Connections {
+    pub(crate) settings: RedisSettings,
+    pub(crate) connector: Connector,
+    config: AsyncConnectionConfig,
+    slots: Box<[Slot]>,
+    next: AtomicUsize,
+}
+
+/// A connection handed out for one operation.
+pub(crate) struct Lease {
+    slot: usize,
+    generation: u64,
+    pub(crate) conn: MultiplexedConnection,
+}
+
+impl Connections {
+    pub(crate) fn new(settings: RedisSettings) -> Result<Self, RedisError> {
+        let connector = Connector::new(&settings)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(settings.connection_timeout))
+            .set_response_timeout(Some(settings.response_timeout));
+        let slots = (0..settings.pool_size.max(1))
+            .map(|_| Slot::default())
+            .collect();
+        Ok(Connections {
+            settings,
+            connector,
+            config,
+            slots,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// A connection of the next slot, connecting it if needed.
+    pub(crate) async fn lease(&self) -> Result<Lease, RedisError> {
+        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        self.lease_slot(slot).await
+    }
+
+    pub(crate) async fn lease_slot(&self, slot: usize) -> Result<Lease, RedisError> {
+        let s = &self.slots[slot];
+        if let Some((generation, conn)) = s.current() {
+            return Ok(Lease {
+                slot,
+                generation,
+                conn,
+            });
+        }
+        let mut generations = s.connecting.lock().await;
+        if let Some((generation, conn)) = s.current() {
+            return Ok(Lease {
+                slot,
+                generation,
+                conn,
+            });
+        }
+        let connected = tokio::time::timeout(
+            self.settings.connection_timeout,
+            self.connector.connect(&self.config),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connecting timed out",
+            )))
+        });
+        let conn = connected.map_err(|source| {
+            warn!(pool = %self.settings.pool, target = %self.settings.target(), slot, error = %source, "redis: cannot connect");
+            RedisError::Connect {
+                pool: self.settings.pool.clone(),
+                target: self.settings.target(),
+                source,
+            }
+        })?;
+        *generations += 1;
+        let generation = *generations;
+        if generation > 1 {
+            info!(pool = %self.settings.pool, slot, "redis: reconnected");
+        } else {
+            debug!(pool = %self.settings.pool, slot, "redis: connected");
+        }
+        *s.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, conn.clone()));
+        Ok(Lease {
+            slot,
+            generation,
+            conn,
+        })
+    }
+
+    /// Drops the lease's connection if `e` means it is unusable, so the
+    /// next lease of its slot reconnects. Returns whether it did.
+    pub(crate) fn discard_if_broken(&self, lease: &Lease, e: &redis::RedisError) -> bool {
+        if !breaks_connection(e) {
+            return false;
+        }
+        let mut cur = self.slots[lease.slot]
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if matches!(&*cur, Some((g, _)) if *g == lease.generation) {
+            warn!(pool = %self.settings.pool, slot = lease.slot, error = %e, "redis: connection dropped; will reconnect");
+            *cur = None;
+        }
+        true
+    }
+}

@@ -1,0 +1,157 @@
+//! The key layout: one function per key. The names are the seed's (EMQX's
+//! `emqx_backend_redis`), so existing tools and queries keep working; the
+//! three keys this crate adds ([`msg_seq`], [`msg_topics`],
+//! [`retain_topics`]) are outside every seed prefix, so no client id, topic
+//! or message id can collide with them.
+//!
+//! ```
+//! use backend_redis::keys;
+//! assert_eq!(keys::client("test"), "mqtt:client:test");
+//! assert_eq!(keys::acked("test", "pubsub/a"), "mqtt:acked:test:pubsub/a");
+//! assert_eq!(keys::msg_topic("pubsub/a"), "mqtt:msg:pubsub/a");
+//! ```
+//!
+//! The seed's layout puts the message hash (`mqtt:msg:<msgid>`) and the
+//! topic's sorted set (`mqtt:msg:<topic>`) under one prefix, and joins
+//! client id and topic with `:` in `mqtt:acked:`; a topic spelled exactly
+//! like a message id, or a client id containing `:`, can therefore meet
+//! another key. That is the seed's, kept for compatibility.
+
+/// Prefix of [`client`].
+pub const CLIENT_PREFIX: &str = "mqtt:client:";
+/// Prefix of [`node`].
+pub const NODE_PREFIX: &str = "mqtt:node:";
+/// Prefix of [`sub`].
+pub const SUB_PREFIX: &str = "mqtt:sub:";
+/// Prefix of [`msg`] and [`msg_topic`] (the seed shares it).
+pub const MSG_PREFIX: &str = "mqtt:msg:";
+/// Prefix of [`acked`].
+pub const ACKED_PREFIX: &str = "mqtt:acked:";
+/// Prefix of [`retain`].
+pub const RETAIN_PREFIX: &str = "mqtt:retain:";
+
+/// The fields of a message hash ([`msg`], [`retain`]), in the seed's order;
+/// the same as `backend_core::template::message_fields`.
+pub const MESSAGE_FIELDS: [&str; 7] = ["id", "from", "qos", "topic", "retain", "payload", "ts"];
+
+/// `mqtt:client:<clientid>`: hash `state` (1/0), `online_at`, `offline_at`
+/// (Unix seconds; `undefined` while online, as the seed shows) and `node`.
+pub fn client(client_id: &str) -> String {
+    format!("{CLIENT_PREFIX}{client_id}")
+}
+
+/// `mqtt:node:<node>`: hash clientid -> Unix seconds it connected, for the
+/// clients online on that node.
+pub fn node(node: &str) -> String {
+    format!("{NODE_PREFIX}{node}")
+}
+
+/// `mqtt:sub:<clientid>`: hash topic filter -> QoS (the proxy
+/// subscriptions).
+pub fn sub(client_id: &str) -> String {
+    format!("{SUB_PREFIX}{client_id}")
+}
+
+/// `mqtt:msg:<msgid>`: hash of one stored message ([`MESSAGE_FIELDS`]),
+/// expiring after `msg.expired_after`.
+pub fn msg(message_id: &str) -> String {
+    format!("{MSG_PREFIX}{message_id}")
+}
+
+/// `mqtt:msg:<topic>`: sorted set of the ids of the messages stored on a
+/// topic, scored by [`msg_seq`] (store order); it expires with its newest
+/// message.
+pub fn msg_topic(topic: &str) -> String {
+    format!("{MSG_PREFIX}{topic}")
+}
+
+/// `mqtt:acked:<clientid>:<topic>`: a pubsub read position, a
+/// [`msg_seq`] value. For a topic name: the score of the newest message the
+/// client acknowledged on it. For a subscribed filter: the sequence value at
+/// the client's first fetch, where the subscription starts. (A filter
+/// without wildcards is a topic name; both meanings share the key.)
+pub fn acked(client_id: &str, topic: &str) -> String {
+    format!("{ACKED_PREFIX}{client_id}:{topic}")
+}
+
+/// `mqtt:retain:<topic>`: hash of a topic's retained message
+/// ([`MESSAGE_FIELDS`]).
+pub fn retain(topic: &str) -> String {
+    format!("{RETAIN_PREFIX}{topic}")
+}
+
+/// `mqtt:msg_seq` (added): the counter (`INCR`) whose values score
+/// [`msg_topic`] members.
+pub fn msg_seq() -> &'static str {
+    "mqtt:msg_seq"
+}
+
+/// `mqtt:msg_topics` (added): sorted set (all scores 0, ordered by name) of
+/// the topics that have a [`msg_topic`] set, so wildcard fetches range over
+/// it with `ZRANGEBYLEX` instead of scanning the key space.
+pub fn msg_topics() -> &'static str {
+    "mqtt:msg_topics"
+}
+
+/// `mqtt:retain_topics` (added): sorted set (all scores 0, ordered by name)
+/// of the topics that have a retained message, for wildcard lookups.
+pub fn retain_topics() -> &'static str {
+    "mqtt:retain_topics"
+}
+
+/// The `ZRANGEBYLEX` bounds of the names starting with `prefix`. Topic names
+/// are UTF-8, in which the byte 0xFF never occurs, so `prefix` + 0xFF is
+/// above every name with that prefix.
+pub(crate) fn lex_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
+    if prefix.is_empty() {
+        return (b"-".to_vec(), b"+".to_vec());
+    }
+    let mut min = Vec::with_capacity(prefix.len() + 1);
+    min.push(b'[');
+    min.extend_from_slice(prefix.as_bytes());
+    let mut max = Vec::with_capacity(prefix.len() + 2);
+    max.push(b'(');
+    max.extend_from_slice(prefix.as_bytes());
+    max.push(0xFF);
+    (min, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_names() {
+        assert_eq!(client("test"), "mqtt:client:test");
+        assert_eq!(node("emqx@127.0.0.1"), "mqtt:node:emqx@127.0.0.1");
+        assert_eq!(sub("test"), "mqtt:sub:test");
+        assert_eq!(msg("6P9NLcJ65VXBbC22sYb4"), "mqtt:msg:6P9NLcJ65VXBbC22sYb4");
+        assert_eq!(msg_topic("a/b"), "mqtt:msg:a/b");
+        assert_eq!(acked("c", "a/+"), "mqtt:acked:c:a/+");
+        assert_eq!(retain("topic"), "mqtt:retain:topic");
+    }
+
+    #[test]
+    fn added_keys_are_outside_the_seed_prefixes() {
+        for k in [msg_seq(), msg_topics(), retain_topics()] {
+            for p in [
+                CLIENT_PREFIX,
+                NODE_PREFIX,
+                SUB_PREFIX,
+                MSG_PREFIX,
+                ACKED_PREFIX,
+                RETAIN_PREFIX,
+            ] {
+                assert!(!k.starts_with(p), "{k} is under {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn lex_ranges() {
+        assert_eq!(lex_range(""), (b"-".to_vec(), b"+".to_vec()));
+        let (min, max) = lex_range("a/");
+        assert_eq!(min, b"[a/");
+        assert_eq!(max, b"(a/\xff");
+    }
+}
