@@ -1,0 +1,891 @@
+//! [`PgsqlBackend`]: the [`Backend`] trait on a deadpool-postgres pool.
+//!
+//! Every statement is prepared once per connection and cached
+//! (`prepare_cached`). Batches are one statement over `unnest` of arrays,
+//! so storing many messages is one round trip.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use backend_core::backend::{
+    Ack, Backend, BackendError, BackendResult, ClientStatus, ErrorKind, FetchRequest,
+    WriteOptions,
+};
+use backend_core::config::{OfflineMode, PoolConfig};
+use backend_core::hook::ClientInfo;
+use backend_core::topic::matches;
+use backend_core::value::{Row, Value};
+use backend_core::{BackendKind, Bytes, Config, Message, Pools, QoS, Statement, Subscription, Timestamp};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::NoTls;
+
+use crate::config::PgsqlConfig;
+use crate::convert::{self, PgTime, RawColumn};
+use crate::error::PgsqlError;
+use crate::filter::TopicMatch;
+use crate::schema;
+
+/// The PostgreSQL backend of one pool. Clones share the pool.
+///
+/// ```no_run
+/// use backend_core::{Backend, Config, Message, QoS};
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Config::parse(r#"
+/// backend.pgsql.pool1.server = 127.0.0.1:5432
+/// backend.pgsql.pool1.username = root
+/// backend.pgsql.pool1.password = public
+/// backend.pgsql.pool1.database = mqtt
+/// backend.pgsql.pool1.create_tables = true
+/// "#)?;
+/// let pg = backend_pgsql::PgsqlBackend::connect(&config.pools()["pool1"], &config).await?;
+/// pg.store_messages(&[Message::new("c1", "a/b", QoS::AtLeastOnce, "hi")], Default::default()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PgsqlBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    config: PgsqlConfig,
+    label: String,
+}
+
+impl fmt::Debug for PgsqlBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.inner.pool.status();
+        f.debug_struct("PgsqlBackend")
+            .field("pool", &self.inner.config.pool_name)
+            .field("server", &self.inner.label)
+            .field("user", &self.inner.config.username)
+            .field("tls", &self.inner.config.tls.is_some())
+            .field("connections", &status.size)
+            .field("max_connections", &status.max_size)
+            .finish()
+    }
+}
+
+/// Connects every pool of a PostgreSQL configuration, for
+/// [`backend_core::Engine::new`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = backend_core::Config::parse(include_str!("../../etc/emqx_backend_pgsql.conf"))?;
+/// let pools = backend_pgsql::connect_pools(&config).await?;
+/// let engine = backend_core::Engine::new(&config, &pools)?;
+/// # Ok(()) }
+/// ```
+pub async fn connect_pools(config: &Config) -> Result<Pools, PgsqlError> {
+    if config.kind() != BackendKind::Pgsql {
+        return Err(PgsqlError::WrongKind(config.kind()));
+    }
+    let mut pools = Pools::new();
+    for (name, pool) in config.pools() {
+        let backend = PgsqlBackend::connect(pool, config).await?;
+        pools.insert(name.clone(), Arc::new(backend) as Arc<dyn Backend>);
+    }
+    Ok(pools)
+}
+
+impl PgsqlBackend {
+    /// Connects the pool `pool` of `config` (`backend.pgsql.<pool>.*`):
+    /// opens one connection, creates the tables if `create_tables` is on,
+    /// and checks the schema (a missing table is an error naming it).
+    pub async fn connect(pool: &PoolConfig, config: &Config) -> Result<PgsqlBackend, PgsqlError> {
+        if config.kind() != BackendKind::Pgsql {
+            return Err(PgsqlError::WrongKind(config.kind()));
+        }
+        Self::connect_with(PgsqlConfig::from_pool(pool)?).await
+    }
+
+    /// Connects with settings built in code.
+    pub async fn connect_with(config: PgsqlConfig) -> Result<PgsqlBackend, PgsqlError> {
+        let pg = config.to_tokio_postgres();
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &config.tls {
+            Some(tls) => Manager::from_config(
+                pg,
+                crate::tls::connector(&config.pool_name, tls)?,
+                manager_config,
+            ),
+            None => Manager::from_config(pg, NoTls, manager_config),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .wait_timeout(Some(config.wait_timeout))
+            .build()
+            .map_err(|source| PgsqlError::Build {
+                pool: config.pool_name.clone(),
+                source,
+            })?;
+        let label = config.server_label();
+        let backend = PgsqlBackend {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                label,
+            }),
+        };
+        let client = backend.client("connect").await?;
+        let c = &backend.inner.config;
+        let target = schema::Target {
+            pool: &c.pool_name,
+            host_port: format!("{}:{}", c.host, c.port),
+            database: &c.database,
+            label: backend.inner.label.clone(),
+        };
+        schema::prepare(&client, c.create_tables, &target).await?;
+        tracing::info!(
+            pool = %c.pool_name,
+            server = %backend.inner.label,
+            pool_size = c.pool_size,
+            tls = c.tls.is_some(),
+            "pgsql backend connected"
+        );
+        Ok(backend)
+    }
+
+    /// The settings this backend was built with.
+    pub fn config(&self) -> &PgsqlConfig {
+        &self.inner.config
+    }
+
+    /// The connection pool, for statements of your own.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    async fn client(&self, operation: &'static str) -> Result<Object, PgsqlError> {
+        self.inner
+            .pool
+            .get()
+            .await
+            .map_err(|source| PgsqlError::Pool {
+                operation,
+                server: self.inner.label.clone(),
+                source,
+            })
+    }
+
+    fn pg(&self, operation: &'static str) -> impl Fn(tokio_postgres::Error) -> PgsqlError + '_ {
+        move |source| PgsqlError::Postgres {
+            operation,
+            server: self.inner.label.clone(),
+            source,
+        }
+    }
+
+    /// Prepares (cached) and runs a statement that returns no rows.
+    async fn run(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, PgsqlError> {
+        let client = self.client(operation).await?;
+        let stmt = client.prepare_cached(sql).await.map_err(self.pg(operation))?;
+        client.execute(&stmt, params).await.map_err(self.pg(operation))
+    }
+
+    /// Prepares (cached) and runs a query.
+    async fn rows(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, PgsqlError> {
+        let client = self.client(operation).await?;
+        let stmt = client.prepare_cached(sql).await.map_err(self.pg(operation))?;
+        client.query(&stmt, params).await.map_err(self.pg(operation))
+    }
+
+    async fn store_message_batch(&self, messages: &[&Message]) -> Result<(), PgsqlError> {
+        // Arrays of one batch; `unnest ... WITH ORDINALITY ORDER BY` gives
+        // the rows their ids in slice order.
+        let chunks = chunk(messages);
+        let mut client = self.client("store_messages").await?;
+        let pg = self.pg("store_messages");
+        if chunks.len() == 1 {
+            let stmt = client.prepare_cached(sql::STORE_MESSAGES).await.map_err(&pg)?;
+            let cols = MessageColumns::new(chunks[0]);
+            client
+                .execute(&stmt, &cols.params())
+                .await
+                .map_err(&pg)?;
+        } else {
+            // A very large batch: several statements, all or nothing.
+            let tx = client.transaction().await.map_err(&pg)?;
+            let stmt = tx.prepare_cached(sql::STORE_MESSAGES).await.map_err(&pg)?;
+            for part in chunks {
+                let cols = MessageColumns::new(part);
+                tx.execute(&stmt, &cols.params()).await.map_err(&pg)?;
+            }
+            tx.commit().await.map_err(&pg)?;
+        }
+        Ok(())
+    }
+}
+
+/// Splits a batch so no statement carries more than [`CHUNK_BYTES`] of
+/// payload or [`CHUNK_ROWS`] rows.
+fn chunk<'a, 'm>(messages: &'a [&'m Message]) -> Vec<&'a [&'m Message]> {
+    const CHUNK_BYTES: usize = 64 << 20;
+    const CHUNK_ROWS: usize = 10_000;
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (i, m) in messages.iter().enumerate() {
+        let size = m.payload.len() + m.topic.len() + m.sender.len() + m.id.len();
+        if i > start && (bytes + size > CHUNK_BYTES || i - start >= CHUNK_ROWS) {
+            out.push(&messages[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < messages.len() {
+        out.push(&messages[start..]);
+    }
+    out
+}
+
+struct MessageColumns<'m> {
+    ids: Vec<&'m str>,
+    senders: Vec<&'m str>,
+    topics: Vec<&'m str>,
+    qos: Vec<i32>,
+    retain: Vec<i32>,
+    payloads: Vec<&'m [u8]>,
+    arrived: Vec<PgTime>,
+}
+
+impl<'m> MessageColumns<'m> {
+    fn new(messages: &[&'m Message]) -> Self {
+        MessageColumns {
+            ids: messages.iter().map(|m| m.id.as_str()).collect(),
+            senders: messages.iter().map(|m| m.sender.as_str()).collect(),
+            topics: messages.iter().map(|m| m.topic.as_str()).collect(),
+            qos: messages.iter().map(|m| i32::from(m.qos.as_u8())).collect(),
+            retain: messages.iter().map(|m| i32::from(m.retain)).collect(),
+            payloads: messages.iter().map(|m| &m.payload[..]).collect(),
+            arrived: messages.iter().map(|m| PgTime(m.timestamp)).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &self.ids,
+            &self.senders,
+            &self.topics,
+            &self.qos,
+            &self.retain,
+            &self.payloads,
+            &self.arrived,
+        ]
+    }
+}
+
+/// The last occurrence of each key, in slice order: what a batch upsert
+/// may touch (a row twice in one statement is an error) with the meaning
+/// of applying the slice in order.
+fn last_of<'a, T>(items: &'a [T], key: impl Fn(&T) -> &str) -> Vec<&'a T> {
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(items.len());
+    for (i, it) in items.iter().enumerate() {
+        last.insert(key(it), i);
+    }
+    items
+        .iter()
+        .enumerate()
+        .filter(|(i, it)| last.get(key(it)) == Some(i))
+        .map(|(_, it)| it)
+        .collect()
+}
+
+fn data_error(context: impl Into<String>, problem: impl Into<String>) -> PgsqlError {
+    PgsqlError::Data {
+        context: context.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Reads column `idx` of a built-in table's row as a value, whatever its
+/// integer or text type (tables created from the seed's schema differ).
+fn column(row: &tokio_postgres::Row, idx: usize, table: &str) -> Result<Value, PgsqlError> {
+    let col = &row.columns()[idx];
+    let ctx = || format!("{table}.{}", col.name());
+    let raw: RawColumn<'_> = row
+        .try_get(idx)
+        .map_err(|e| data_error(ctx(), e.to_string()))?;
+    convert::read(col.type_(), raw.0).map_err(|p| data_error(ctx(), p))
+}
+
+fn text(v: Value) -> String {
+    match v {
+        Value::Text(s) => s,
+        Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+        Value::Null => String::new(),
+        other => String::from_utf8_lossy(&other.to_bytes()).into_owned(),
+    }
+}
+
+fn qos(v: Value, table: &str) -> Result<QoS, PgsqlError> {
+    v.as_i64()
+        .ok_or_else(|| data_error(format!("{table}.qos"), format!("{v:?} is not a QoS")))
+        .and_then(|i| QoS::try_from(i).map_err(|e| data_error(format!("{table}.qos"), e.to_string())))
+}
+
+fn time(v: Value) -> Option<Timestamp> {
+    match v {
+        Value::Time(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// A message row: topic, msgid, sender, qos, retain, payload, arrived.
+fn message(row: &tokio_postgres::Row, table: &str, retain_col: bool) -> Result<Message, PgsqlError> {
+    let mut idx = 0;
+    let mut next = || {
+        idx += 1;
+        column(row, idx - 1, table)
+    };
+    let topic = text(next()?);
+    let id = text(next()?);
+    let sender = text(next()?);
+    let qos = qos(next()?, table)?;
+    let retain = if retain_col {
+        next()?.as_i64().unwrap_or(0) != 0
+    } else {
+        true
+    };
+    let payload = match next()? {
+        Value::Bytes(b) => b,
+        Value::Null => Bytes::new(),
+        other => Bytes::from(other.to_bytes().into_owned()),
+    };
+    let timestamp = time(next()?).unwrap_or_default();
+    Ok(Message {
+        id,
+        sender,
+        username: None,
+        topic,
+        qos,
+        retain,
+        payload,
+        timestamp,
+    })
+}
+
+fn limit(n: Option<usize>) -> Option<i64> {
+    n.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+#[async_trait]
+impl Backend for PgsqlBackend {
+    fn name(&self) -> &'static str {
+        "pgsql"
+    }
+
+    async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        self.run(
+            "client_online",
+            sql::CLIENT_ONLINE,
+            &[&client.client_id, &client.node, &PgTime(at)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn client_offline(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        self.run(
+            "client_offline",
+            sql::CLIENT_OFFLINE,
+            &[&client.client_id, &client.node, &PgTime(at)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn client_status(&self, client_id: &str) -> BackendResult<Option<ClientStatus>> {
+        let rows = self
+            .rows("client_status", sql::CLIENT_STATUS, &[&client_id])
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let t = "mqtt_client";
+        Ok(Some(ClientStatus {
+            client_id: client_id.to_owned(),
+            online: column(row, 0, t)?.as_i64() == Some(1),
+            node: text(column(row, 1, t)?),
+            online_at: time(column(row, 2, t)?),
+            offline_at: time(column(row, 3, t)?),
+        }))
+    }
+
+    async fn lookup_subscriptions(&self, client_id: &str) -> BackendResult<Vec<Subscription>> {
+        let rows = self
+            .rows("lookup_subscriptions", sql::LOOKUP_SUBSCRIPTIONS, &[&client_id])
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Subscription::new(
+                    text(column(row, 0, "mqtt_sub")?),
+                    qos(column(row, 1, "mqtt_sub")?, "mqtt_sub")?,
+                ))
+            })
+            .collect::<Result<_, PgsqlError>>()
+            .map_err(BackendError::from)
+    }
+
+    async fn store_subscriptions(
+        &self,
+        client_id: &str,
+        subscriptions: &[Subscription],
+    ) -> BackendResult<()> {
+        if subscriptions.is_empty() {
+            return Ok(());
+        }
+        let subs = last_of(subscriptions, |s| s.filter.as_str());
+        let topics: Vec<&str> = subs.iter().map(|s| s.filter.as_str()).collect();
+        let qos: Vec<i32> = subs.iter().map(|s| i32::from(s.qos.as_u8())).collect();
+        self.run(
+            "store_subscriptions",
+            sql::STORE_SUBSCRIPTIONS,
+            &[&client_id, &topics, &qos],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_subscriptions(&self, client_id: &str, filters: &[String]) -> BackendResult<()> {
+        if filters.is_empty() {
+            return Ok(());
+        }
+        self.run(
+            "delete_subscriptions",
+            sql::DELETE_SUBSCRIPTIONS,
+            &[&client_id, &filters],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn store_messages(&self, messages: &[Message], _: WriteOptions) -> BackendResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        // Storing an id again replaces the message (and moves it to the
+        // end), as in MemoryBackend; within one batch the last one wins.
+        let batch = last_of(messages, |m| m.id.as_str());
+        self.store_message_batch(&batch).await?;
+        Ok(())
+    }
+
+    async fn fetch_messages(&self, request: &FetchRequest) -> BackendResult<Vec<Message>> {
+        let target = TopicMatch::new(&request.filter);
+        if target == TopicMatch::Nothing {
+            return Ok(Vec::new());
+        }
+        let since = request.since.map(PgTime);
+        let max = limit(request.max_count);
+        let pubsub = request.mode == OfflineMode::Pubsub;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&since, &max];
+        if pubsub {
+            params.push(&request.client_id);
+            params.push(&request.filter);
+        }
+        let sql = match &target {
+            TopicMatch::Nothing => return Ok(Vec::new()),
+            TopicMatch::Exact(topic) => {
+                params.push(topic);
+                sql::fetch(pubsub, sql::Shape::Exact)
+            }
+            TopicMatch::Range { from, to, regex } => {
+                params.extend([from as &(dyn ToSql + Sync), to, regex]);
+                sql::fetch(pubsub, sql::Shape::Range)
+            }
+            TopicMatch::Scan { regex } => {
+                params.push(regex);
+                sql::fetch(pubsub, sql::Shape::Scan)
+            }
+        };
+        let rows = self.rows("fetch_messages", sql, &params).await?;
+        // Newest first from the database (for LIMIT); oldest first out.
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows.iter().rev() {
+            let m = message(row, "mqtt_msg", true)?;
+            if matches(&request.filter, &m.topic) {
+                out.push(m);
+            } else {
+                tracing::warn!(filter = %request.filter, topic = %m.topic, "the database returned a topic the filter does not match; skipped");
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack_messages(&self, mode: OfflineMode, acks: &[Ack]) -> BackendResult<()> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        match mode {
+            OfflineMode::Queue => {
+                let ids: Vec<&str> = acks.iter().map(|a| a.message_id.as_str()).collect();
+                self.run("ack_messages", sql::ACK_QUEUE, &[&ids]).await?;
+            }
+            OfflineMode::Pubsub => {
+                let clients: Vec<&str> = acks.iter().map(|a| a.client_id.as_str()).collect();
+                let topics: Vec<&str> = acks.iter().map(|a| a.topic.as_str()).collect();
+                let ids: Vec<&str> = acks.iter().map(|a| a.message_id.as_str()).collect();
+                self.run("ack_messages", sql::ACK_PUBSUB, &[&clients, &topics, &ids])
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn store_retained(&self, messages: &[Message], _: WriteOptions) -> BackendResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut batch = last_of(messages, |m| m.topic.as_str());
+        // Distinct topics: their order does not matter, and a fixed order
+        // keeps concurrent batches from deadlocking on each other's rows.
+        batch.sort_unstable_by(|a, b| a.topic.cmp(&b.topic));
+        let topics: Vec<&str> = batch.iter().map(|m| m.topic.as_str()).collect();
+        let ids: Vec<&str> = batch.iter().map(|m| m.id.as_str()).collect();
+        let senders: Vec<&str> = batch.iter().map(|m| m.sender.as_str()).collect();
+        let qos: Vec<i32> = batch.iter().map(|m| i32::from(m.qos.as_u8())).collect();
+        let payloads: Vec<&[u8]> = batch.iter().map(|m| &m.payload[..]).collect();
+        let arrived: Vec<PgTime> = batch.iter().map(|m| PgTime(m.timestamp)).collect();
+        self.run(
+            "store_retained",
+            sql::STORE_RETAINED,
+            &[&topics, &ids, &senders, &qos, &payloads, &arrived],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_retained(&self, topics: &[String]) -> BackendResult<()> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        self.run("delete_retained", sql::DELETE_RETAINED, &[&topics])
+            .await?;
+        Ok(())
+    }
+
+    async fn lookup_retained(&self, filter: &str) -> BackendResult<Vec<Message>> {
+        let target = TopicMatch::new(filter);
+        let rows = match &target {
+            TopicMatch::Nothing => return Ok(Vec::new()),
+            TopicMatch::Exact(topic) => {
+                self.rows("lookup_retained", sql::RETAINED_EXACT, &[topic])
+                    .await?
+            }
+            TopicMatch::Range { from, to, regex } => {
+                self.rows("lookup_retained", sql::RETAINED_RANGE, &[from, to, regex])
+                    .await?
+            }
+            TopicMatch::Scan { regex } => {
+                self.rows("lookup_retained", sql::RETAINED_SCAN, &[regex])
+                    .await?
+            }
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let m = message(row, "mqtt_retain", false)?;
+            if matches(filter, &m.topic) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs a raw `sql` statement: prepared once per connection and cached;
+    /// each value converted to its parameter's type; rows read back as
+    /// values (see the crate docs for the type mapping).
+    async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>> {
+        match statement {
+            Statement::Query { text, params } => Ok(self.execute_sql(text, params).await?),
+            Statement::Command { .. } => Err(BackendError::new(
+                ErrorKind::Unsupported,
+                "the pgsql backend runs `sql` statements, not Redis commands",
+            )),
+        }
+    }
+}
+
+impl PgsqlBackend {
+    /// Runs raw SQL with `$n` parameters bound from `params`.
+    pub async fn execute_sql(&self, text: &str, params: &[Value]) -> Result<Vec<Row>, PgsqlError> {
+        let client = self.client("execute").await?;
+        let pg = self.pg("execute");
+        let mut retried = false;
+        loop {
+            let stmt = client.prepare_cached(text).await.map_err(&pg)?;
+            let types = stmt.params();
+            if types.len() != params.len() {
+                return Err(PgsqlError::Bind {
+                    statement: text.to_owned(),
+                    index: types.len().min(params.len()) + 1,
+                    sql_type: "-".into(),
+                    problem: format!(
+                        "the statement has {} parameter(s) but {} value(s) were given",
+                        types.len(),
+                        params.len()
+                    ),
+                });
+            }
+            let bound = params
+                .iter()
+                .zip(types)
+                .enumerate()
+                .map(|(i, (v, ty))| {
+                    convert::bind(v, ty).map_err(|problem| PgsqlError::Bind {
+                        statement: text.to_owned(),
+                        index: i + 1,
+                        sql_type: ty.name().to_owned(),
+                        problem,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+            match client.query(&stmt, &refs).await {
+                Ok(rows) => return read_rows(text, &rows),
+                // The table changed under a cached statement (its result
+                // columns changed): prepare it again, once.
+                Err(e)
+                    if !retried
+                        && e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED)
+                        && e
+                            .as_db_error()
+                            .is_some_and(|d| d.message().starts_with("cached plan")) =>
+                {
+                    client.statement_cache.remove(text, &[]);
+                    retried = true;
+                }
+                Err(e) => return Err(pg(e)),
+            }
+        }
+    }
+}
+
+fn read_rows(text: &str, rows: &[tokio_postgres::Row]) -> Result<Vec<Row>, PgsqlError> {
+    rows.iter()
+        .map(|row| {
+            row.columns()
+                .iter()
+                .enumerate()
+                .map(|(i, col)| {
+                    let ctx = || format!("`{text}`: column `{}` ({})", col.name(), col.type_());
+                    let raw: RawColumn<'_> = row
+                        .try_get(i)
+                        .map_err(|e| data_error(ctx(), e.to_string()))?;
+                    convert::read(col.type_(), raw.0).map_err(|p| data_error(ctx(), p))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The built-in statements.
+mod sql {
+    use std::sync::LazyLock;
+
+    pub const CLIENT_ONLINE: &str = "\
+INSERT INTO mqtt_client (clientid, state, node, online_at, offline_at, created)
+VALUES ($1, 1, $2, $3, NULL, timezone('UTC', now()))
+ON CONFLICT (clientid) DO UPDATE
+   SET state = 1, node = EXCLUDED.node, online_at = EXCLUDED.online_at, offline_at = NULL";
+
+    pub const CLIENT_OFFLINE: &str = "\
+INSERT INTO mqtt_client (clientid, state, node, online_at, offline_at, created)
+VALUES ($1, 0, $2, NULL, $3, timezone('UTC', now()))
+ON CONFLICT (clientid) DO UPDATE SET state = 0, offline_at = EXCLUDED.offline_at";
+
+    pub const CLIENT_STATUS: &str =
+        "SELECT state, node, online_at, offline_at FROM mqtt_client WHERE clientid = $1";
+
+    pub const LOOKUP_SUBSCRIPTIONS: &str =
+        "SELECT topic, qos FROM mqtt_sub WHERE clientid = $1 ORDER BY topic COLLATE \"C\"";
+
+    pub const STORE_SUBSCRIPTIONS: &str = "\
+INSERT INTO mqtt_sub (clientid, topic, qos, created)
+SELECT $1::text, s.topic, s.qos, timezone('UTC', now())
+  FROM unnest($2::text[], $3::int4[]) AS s(topic, qos)
+ON CONFLICT (clientid, topic) DO UPDATE SET qos = EXCLUDED.qos";
+
+    pub const DELETE_SUBSCRIPTIONS: &str =
+        "DELETE FROM mqtt_sub WHERE clientid = $1 AND topic = ANY ($2::text[])";
+
+    /// A batch of messages; ids follow the arrays' order. Storing a msgid
+    /// again gives the row a new id, as if deleted and inserted.
+    pub const STORE_MESSAGES: &str = "\
+INSERT INTO mqtt_msg (msgid, sender, topic, qos, retain, payload, arrived)
+SELECT m.msgid, m.sender, m.topic, m.qos, m.retain, m.payload, m.arrived
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], $6::bytea[], $7::timestamp[])
+       WITH ORDINALITY AS m(msgid, sender, topic, qos, retain, payload, arrived, n)
+ ORDER BY m.n
+ON CONFLICT (msgid) DO UPDATE
+   SET id = nextval(pg_get_serial_sequence('mqtt_msg', 'id')),
+       sender = EXCLUDED.sender, topic = EXCLUDED.topic, qos = EXCLUDED.qos,
+       retain = EXCLUDED.retain, payload = EXCLUDED.payload, arrived = EXCLUDED.arrived";
+
+    pub const ACK_QUEUE: &str = "DELETE FROM mqtt_msg WHERE msgid = ANY ($1::text[])";
+
+    /// Marks each acked message and those before it on its topic read for
+    /// its client: the position only moves forward.
+    pub const ACK_PUBSUB: &str = "\
+INSERT INTO mqtt_acked (clientid, topic, mid, created)
+SELECT a.clientid, a.topic, max(m.id), timezone('UTC', now())
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS a(clientid, topic, msgid)
+  JOIN mqtt_msg m ON m.msgid = a.msgid
+ GROUP BY a.clientid, a.topic
+ ORDER BY a.clientid, a.topic
+ON CONFLICT (clientid, topic) DO UPDATE SET mid = GREATEST(mqtt_acked.mid, EXCLUDED.mid)";
+
+    pub const STORE_RETAINED: &str = "\
+INSERT INTO mqtt_retain (topic, msgid, sender, qos, payload, arrived)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::bytea[], $6::timestamp[])
+ON CONFLICT (topic) DO UPDATE
+   SET msgid = EXCLUDED.msgid, sender = EXCLUDED.sender, qos = EXCLUDED.qos,
+       payload = EXCLUDED.payload, arrived = EXCLUDED.arrived";
+
+    pub const DELETE_RETAINED: &str = "DELETE FROM mqtt_retain WHERE topic = ANY ($1::text[])";
+
+    pub const RETAINED_EXACT: &str =
+        "SELECT topic, msgid, sender, qos, payload, arrived FROM mqtt_retain WHERE topic = $1";
+
+    pub const RETAINED_RANGE: &str = "\
+SELECT topic, msgid, sender, qos, payload, arrived FROM mqtt_retain
+ WHERE topic COLLATE \"C\" >= $1 AND topic COLLATE \"C\" < $2 AND topic ~ $3
+ ORDER BY topic COLLATE \"C\"";
+
+    pub const RETAINED_SCAN: &str = "\
+SELECT topic, msgid, sender, qos, payload, arrived FROM mqtt_retain
+ WHERE topic ~ $1
+ ORDER BY topic COLLATE \"C\"";
+
+    /// How a fetch selects topics (see `crate::filter`).
+    #[derive(Clone, Copy)]
+    pub enum Shape {
+        Exact,
+        Range,
+        Scan,
+    }
+
+    /// The fetch statement for a mode and shape. Parameters: `$1` since
+    /// (timestamp or NULL), `$2` limit (int8 or NULL = all); pubsub `$3`
+    /// client id and `$4` filter; then the topic, or range and regex, or
+    /// regex.
+    pub fn fetch(pubsub: bool, shape: Shape) -> &'static str {
+        static ALL: LazyLock<[String; 6]> = LazyLock::new(|| {
+            [
+                build(false, Shape::Exact),
+                build(false, Shape::Range),
+                build(false, Shape::Scan),
+                build(true, Shape::Exact),
+                build(true, Shape::Range),
+                build(true, Shape::Scan),
+            ]
+        });
+        let i = usize::from(pubsub) * 3
+            + match shape {
+                Shape::Exact => 0,
+                Shape::Range => 1,
+                Shape::Scan => 2,
+            };
+        &ALL[i]
+    }
+
+    pub(super) fn build(pubsub: bool, shape: Shape) -> String {
+        let p = if pubsub { 5 } else { 3 };
+        let topic = match shape {
+            Shape::Exact => format!("m.topic = ${p}"),
+            Shape::Range => format!(
+                "m.topic COLLATE \"C\" >= ${p} AND m.topic COLLATE \"C\" < ${} AND m.topic ~ ${}",
+                p + 1,
+                p + 2
+            ),
+            Shape::Scan => format!("m.topic ~ ${p}"),
+        };
+        let columns = "m.topic, m.msgid, m.sender, m.qos, m.retain, m.payload, m.arrived";
+        let since = "($1::timestamp IS NULL OR m.arrived >= $1)";
+        if pubsub {
+            // The first fetch of (client, filter) records the start (the
+            // newest id so far) and returns nothing; later ones return what
+            // came after the start and after the client's ack on each topic.
+            format!(
+                "WITH first AS (
+    INSERT INTO mqtt_acked (clientid, topic, mid, created)
+    SELECT $3::text, $4::text, COALESCE(max(id), 0), timezone('UTC', now()) FROM mqtt_msg
+    ON CONFLICT (clientid, topic) DO NOTHING
+    RETURNING 1
+)
+SELECT {columns}
+  FROM mqtt_msg m
+ WHERE NOT EXISTS (SELECT 1 FROM first)
+   AND {topic}
+   AND {since}
+   AND m.id > (SELECT s.mid FROM mqtt_acked s WHERE s.clientid = $3 AND s.topic = $4)
+   AND m.id > COALESCE((SELECT a.mid FROM mqtt_acked a WHERE a.clientid = $3 AND a.topic = m.topic), 0)
+ ORDER BY m.id DESC
+ LIMIT $2::int8"
+            )
+        } else {
+            format!(
+                "SELECT {columns}
+  FROM mqtt_msg m
+ WHERE {topic}
+   AND {since}
+ ORDER BY m.id DESC
+ LIMIT $2::int8"
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_occurrence_wins_in_order() {
+        let items = ["a", "b", "a", "c", "b"];
+        let got: Vec<&&str> = last_of(&items, |s| s);
+        assert_eq!(got, vec![&"a", &"c", &"b"]);
+    }
+
+    #[test]
+    fn chunks_keep_order_and_bounds() {
+        let msgs: Vec<Message> = (0..25)
+            .map(|i| Message::new("c", "t", QoS::AtLeastOnce, vec![0u8; 8 << 20]).retained(i % 2 == 0))
+            .collect();
+        let refs: Vec<&Message> = msgs.iter().collect();
+        let parts = chunk(&refs);
+        assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), 25);
+        assert!(parts.len() > 1);
+        let flat: Vec<&str> = parts.iter().flat_map(|p| p.iter().map(|m| m.id.as_str())).collect();
+        assert_eq!(flat, msgs.iter().map(|m| m.id.as_str()).collect::<Vec<_>>());
+        assert_eq!(chunk(&refs[..1]).len(), 1);
+    }
+
+    #[test]
+    fn fetch_statements_number_their_parameters() {
+        let q = sql::build(false, sql::Shape::Range);
+        assert!(q.contains("$3") && q.contains("$4") && q.contains("$5") && !q.contains("$6"));
+        let p = sql::build(true, sql::Shape::Scan);
+        assert!(p.contains("m.topic ~ $5") && !p.contains("$6"));
+    }
+}

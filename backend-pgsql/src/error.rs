@@ -1,0 +1,310 @@
+//! [`PgsqlError`]: everything that can go wrong in this crate, and how it
+//! maps onto [`backend_core::ErrorKind`] (so `is_retryable()` is true for
+//! connection failures and timeouts).
+//!
+//! No variant ever holds a password: configuration errors name keys, and the
+//! driver's own errors and `Debug` output redact it.
+
+use std::io;
+
+use backend_core::{BackendError, ErrorKind};
+use deadpool_postgres::{BuildError, PoolError};
+use tokio_postgres::error::SqlState;
+
+/// An error of the PostgreSQL backend.
+#[derive(Debug, thiserror::Error)]
+pub enum PgsqlError {
+    /// A pool setting is missing, malformed or inconsistent.
+    #[error("backend.pgsql.{pool}.{key}{}: {problem}", line_suffix(*.line))]
+    Config {
+        /// The pool (`pool1`).
+        pool: String,
+        /// The key (`server`, `cacertfile`, ...).
+        key: &'static str,
+        /// The `.conf` line it came from, if it came from a file.
+        line: Option<usize>,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// The configuration given to [`crate::connect_pools`] or
+    /// [`crate::PgsqlBackend::connect`] is not for PostgreSQL.
+    #[error("the configuration is for `{0}`, not `pgsql`")]
+    WrongKind(backend_core::BackendKind),
+
+    /// The TLS settings could not be turned into a TLS client
+    /// (unreadable or invalid PEM files).
+    #[error("pool `{pool}`: TLS setup: {problem}")]
+    Tls {
+        /// The pool.
+        pool: String,
+        /// What is wrong.
+        problem: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
+
+    /// The connection pool could not be built.
+    #[error("pool `{pool}`: cannot build the connection pool: {source}")]
+    Build {
+        /// The pool.
+        pool: String,
+        /// Why.
+        #[source]
+        source: BuildError,
+    },
+
+    /// No connection could be taken from the pool (the server is down, the
+    /// credentials are wrong, every connection is busy for too long).
+    #[error("{operation} on {server}: no connection: {source}")]
+    Pool {
+        /// The backend operation (`store_messages`, `connect`, ...).
+        operation: &'static str,
+        /// `host:port/database` of the pool.
+        server: String,
+        /// What the pool said.
+        #[source]
+        source: PoolError,
+    },
+
+    /// The server or the driver reported an error for a statement.
+    #[error("{operation} on {server}: {}", describe(.source))]
+    Postgres {
+        /// The backend operation.
+        operation: &'static str,
+        /// `host:port/database` of the pool.
+        server: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// A table the backend needs does not exist and `create_tables` is off.
+    #[error(
+        "table `{table}` does not exist in database `{database}` on {server}: create the tables \
+         with etc/sql/emqx_backend_pgsql.sql or set backend.pgsql.{pool}.create_tables = true"
+    )]
+    MissingTable {
+        /// The pool.
+        pool: String,
+        /// `host:port`.
+        server: String,
+        /// The database.
+        database: String,
+        /// The missing table.
+        table: &'static str,
+    },
+
+    /// A table exists but lacks what the backend's statements need (a
+    /// column, a column type, a unique index): typically a table created
+    /// from the seed's schema.
+    #[error("table `{table}` on {server} {problem}; see etc/sql/emqx_backend_pgsql.sql")]
+    Schema {
+        /// `host:port/database`.
+        server: String,
+        /// The table.
+        table: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+
+    /// A raw statement's value cannot be bound to its parameter.
+    #[error("`{statement}`: parameter ${index} ({sql_type}): {problem}")]
+    Bind {
+        /// The statement text.
+        statement: String,
+        /// The 1-based parameter number.
+        index: usize,
+        /// The parameter's PostgreSQL type.
+        sql_type: String,
+        /// Why the value does not fit.
+        problem: String,
+    },
+
+    /// A value read back cannot be converted (a raw statement's column of
+    /// an unsupported type, or a built-in table holding what the schema
+    /// does not allow).
+    #[error("{context}: {problem}")]
+    Data {
+        /// The statement or table and column.
+        context: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn line_suffix(line: Option<usize>) -> String {
+    line.map(|l| format!(" (line {l})")).unwrap_or_default()
+}
+
+/// The driver's message plus, for server errors, the server's own message,
+/// detail and hint (the driver's `Display` alone says only "db error").
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                s.push_str("; detail: ");
+                s.push_str(d);
+            }
+            if let Some(h) = db.hint() {
+                s.push_str("; hint: ");
+                s.push_str(h);
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                s.push_str(": ");
+                s.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            s
+        }
+    }
+}
+
+impl PgsqlError {
+    /// What kind of failure this is; [`ErrorKind::is_retryable`] is true for
+    /// lost connections, an unreachable server and timeouts.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PgsqlError::Config { .. } | PgsqlError::WrongKind(_) | PgsqlError::Tls { .. } => {
+                ErrorKind::Config
+            }
+            PgsqlError::Build { .. } => ErrorKind::Config,
+            PgsqlError::Pool { source, .. } => pool_error_kind(source),
+            PgsqlError::Postgres { source, .. } => driver_error_kind(source),
+            PgsqlError::MissingTable { .. } | PgsqlError::Schema { .. } => ErrorKind::Config,
+            PgsqlError::Bind { .. } => ErrorKind::Query,
+            PgsqlError::Data { .. } => ErrorKind::Data,
+        }
+    }
+
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind().is_retryable()
+    }
+
+    /// The server's SQLSTATE, for errors the server reported.
+    pub fn sql_state(&self) -> Option<&SqlState> {
+        match self {
+            PgsqlError::Postgres { source, .. } => source.code(),
+            PgsqlError::Pool {
+                source: PoolError::Backend(e),
+                ..
+            } => e.code(),
+            _ => None,
+        }
+    }
+}
+
+impl From<PgsqlError> for BackendError {
+    fn from(e: PgsqlError) -> Self {
+        BackendError::from_source(e.kind(), e)
+    }
+}
+
+fn pool_error_kind(e: &PoolError) -> ErrorKind {
+    match e {
+        PoolError::Timeout(_) => ErrorKind::Timeout,
+        PoolError::Backend(e) => driver_error_kind(e),
+        PoolError::Closed => ErrorKind::Connection,
+        PoolError::NoRuntimeSpecified => ErrorKind::Config,
+        PoolError::PostCreateHook(_) => ErrorKind::Connection,
+    }
+}
+
+/// Classifies a driver error. `tokio_postgres::Error` does not expose its
+/// kind, so this looks at the SQLSTATE, `is_closed`, and the I/O error
+/// underneath.
+pub(crate) fn driver_error_kind(e: &tokio_postgres::Error) -> ErrorKind {
+    if let Some(code) = e.code() {
+        return sql_state_kind(code);
+    }
+    if e.is_closed() {
+        return ErrorKind::Connection;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<io::Error>() {
+            return match io.kind() {
+                io::ErrorKind::TimedOut => ErrorKind::Timeout,
+                _ => ErrorKind::Connection,
+            };
+        }
+        source = inner.source();
+    }
+    // What remains: the driver's own kinds without a source.
+    let text = e.to_string();
+    if text.starts_with("timeout") {
+        ErrorKind::Timeout
+    } else if text.starts_with("error connecting")
+        || text.starts_with("error communicating")
+        || text.starts_with("error performing TLS")
+        || text.starts_with("unexpected message")
+        || text.starts_with("error parsing response")
+    {
+        ErrorKind::Connection
+    } else if text.starts_with("authentication") || text.starts_with("invalid configuration") {
+        ErrorKind::Config
+    } else if text.starts_with("error deserializing") {
+        ErrorKind::Data
+    } else {
+        ErrorKind::Query
+    }
+}
+
+fn sql_state_kind(code: &SqlState) -> ErrorKind {
+    let c = code.code();
+    if c.starts_with("08") // connection_exception
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+        || *code == SqlState::TOO_MANY_CONNECTIONS
+    {
+        ErrorKind::Connection
+    } else if *code == SqlState::QUERY_CANCELED {
+        // statement_timeout, lock_timeout cancel the statement this way.
+        ErrorKind::Timeout
+    } else if c.starts_with("28") // invalid_authorization_specification
+        || *code == SqlState::INVALID_CATALOG_NAME
+    {
+        ErrorKind::Config
+    } else {
+        ErrorKind::Query
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_states_map_to_kinds() {
+        assert_eq!(sql_state_kind(&SqlState::ADMIN_SHUTDOWN), ErrorKind::Connection);
+        assert_eq!(sql_state_kind(&SqlState::CONNECTION_FAILURE), ErrorKind::Connection);
+        assert_eq!(sql_state_kind(&SqlState::QUERY_CANCELED), ErrorKind::Timeout);
+        assert_eq!(sql_state_kind(&SqlState::INVALID_PASSWORD), ErrorKind::Config);
+        assert_eq!(sql_state_kind(&SqlState::UNDEFINED_TABLE), ErrorKind::Query);
+        assert_eq!(sql_state_kind(&SqlState::UNIQUE_VIOLATION), ErrorKind::Query);
+    }
+
+    #[test]
+    fn config_errors_name_key_and_line() {
+        let e = PgsqlError::Config {
+            pool: "pool1".into(),
+            key: "server",
+            line: Some(4),
+            problem: "invalid port `x`".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "backend.pgsql.pool1.server (line 4): invalid port `x`"
+        );
+        assert_eq!(BackendError::from(e).kind(), ErrorKind::Config);
+    }
+}

@@ -1,0 +1,157 @@
+//! How a topic filter becomes a `WHERE` clause on a `topic` column.
+//!
+//! - A filter without wildcards is an equality: the `(topic, id)` index
+//!   finds it directly.
+//! - A wildcard filter is narrowed by its literal prefix
+//!   ([`backend_core::topic::literal_prefix`]) as a byte-order range,
+//!   `topic COLLATE "C" >= prefix AND topic COLLATE "C" < successor(prefix)`
+//!   (an index range scan; a range, unlike `LIKE`, keeps `%`, `_` and `\`
+//!   in topics literal and works in generic prepared plans), then matched
+//!   exactly by a POSIX regular expression built from the filter and bound
+//!   as a parameter, so `LIMIT` can be applied in the database. Rows are
+//!   checked once more with [`backend_core::topic::matches`].
+
+use backend_core::topic::{has_wildcards, literal_prefix, strip_shared, validate_filter};
+
+/// What a filter selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TopicMatch {
+    /// An invalid filter: matches nothing.
+    Nothing,
+    /// One topic.
+    Exact(String),
+    /// Topics in `[from, to)` (byte order) matching `regex`.
+    Range {
+        from: String,
+        to: String,
+        regex: String,
+    },
+    /// Any topic matching `regex` (the filter starts with a wildcard, or its
+    /// prefix has no successor).
+    Scan { regex: String },
+}
+
+impl TopicMatch {
+    pub(crate) fn new(filter: &str) -> TopicMatch {
+        if validate_filter(filter).is_err() {
+            return TopicMatch::Nothing;
+        }
+        let inner = strip_shared(filter);
+        if !has_wildcards(inner) {
+            return TopicMatch::Exact(inner.to_owned());
+        }
+        let prefix = literal_prefix(inner);
+        let regex = to_regex(inner);
+        match successor(prefix) {
+            Some(to) if !prefix.is_empty() => TopicMatch::Range {
+                from: prefix.to_owned(),
+                to,
+                regex,
+            },
+            _ => TopicMatch::Scan { regex },
+        }
+    }
+}
+
+/// The smallest string greater, in byte (code point) order, than every
+/// string starting with `prefix`: the last character incremented, after
+/// dropping trailing U+10FFFF. `None` if there is none.
+pub(crate) fn successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(u32::from(c) + 1),
+        };
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// A PostgreSQL ARE matching exactly the topic names `filter` (valid,
+/// unshared) matches: `+` one level, `#` the parent and every level below,
+/// and neither matching a first level that starts with `$`.
+pub(crate) fn to_regex(filter: &str) -> String {
+    let mut re = String::from("^");
+    let levels: Vec<&str> = filter.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        let first = i == 0;
+        match *level {
+            "#" => {
+                if first {
+                    // Every topic not starting with `$`.
+                    re.push_str("(?:[^$].*)?");
+                } else {
+                    // `a/#` matches `a` itself: the separator is optional.
+                    re.push_str("(?:/.*)?");
+                }
+                // `#` is always last (the filter is valid).
+                break;
+            }
+            "+" => {
+                if !first {
+                    re.push('/');
+                }
+                re.push_str(if first { "(?:[^/$][^/]*)?" } else { "[^/]*" });
+            }
+            literal => {
+                if !first {
+                    re.push('/');
+                }
+                for c in literal.chars() {
+                    if c.is_ascii_punctuation() {
+                        re.push('\\');
+                    }
+                    re.push(c);
+                }
+            }
+        }
+    }
+    re.push('$');
+    re
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successors() {
+        assert_eq!(successor("a/b/").as_deref(), Some("a/b0"));
+        assert_eq!(successor("a").as_deref(), Some("b"));
+        assert_eq!(successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(successor("\u{10FFFF}"), None);
+        assert_eq!(successor(""), None);
+    }
+
+    #[test]
+    fn regexes() {
+        assert_eq!(to_regex("a/+/c"), r"^a/[^/]*/c$");
+        assert_eq!(to_regex("a/#"), r"^a(?:/.*)?$");
+        assert_eq!(to_regex("#"), r"^(?:[^$].*)?$");
+        assert_eq!(to_regex("+/x"), r"^(?:[^/$][^/]*)?/x$");
+        assert_eq!(to_regex("a.b/%_\\/+"), r"^a\.b/\%\_\\/[^/]*$");
+        assert_eq!(to_regex("$SYS/+"), r"^\$SYS/[^/]*$");
+        assert_eq!(to_regex("/+"), r"^/[^/]*$");
+    }
+
+    #[test]
+    fn matches() {
+        assert_eq!(TopicMatch::new("a/b"), TopicMatch::Exact("a/b".into()));
+        assert_eq!(TopicMatch::new("a/#/b"), TopicMatch::Nothing);
+        assert_eq!(TopicMatch::new("$share/g/t"), TopicMatch::Exact("t".into()));
+        assert_eq!(
+            TopicMatch::new("a/+"),
+            TopicMatch::Range {
+                from: "a/".into(),
+                to: "a0".into(),
+                regex: r"^a/[^/]*$".into()
+            }
+        );
+        assert!(matches!(TopicMatch::new("+/a"), TopicMatch::Scan { .. }));
+    }
+}

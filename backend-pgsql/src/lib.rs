@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod backend;
+pub mod config;
+mod convert;
+pub mod error;
+mod filter;
+pub mod schema;
+mod tls;
+
+pub use backend::{connect_pools, PgsqlBackend};
+pub use config::{PgsqlConfig, TlsSettings};
+pub use error::PgsqlError;
+
+/// The driver, re-exported so users name the same version.
+pub use tokio_postgres;
+
+/// The pool, re-exported so users name the same version.
+pub use deadpool_postgres;

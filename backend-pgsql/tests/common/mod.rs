@@ -1,0 +1,139 @@
+//! Shared by the test binaries: where the server is (`PGSQL_URL`), and
+//! connecting to it. A server that cannot be reached fails the test, with a
+//! message naming the server and the variable; it is never skipped.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use backend_core::config::PoolConfig;
+use backend_core::{Backend, BackendKind, Config};
+use backend_pgsql::{PgsqlBackend, PgsqlConfig};
+
+/// The default of `PGSQL_URL`: what `scripts/services.sh postgres` starts.
+pub const DEFAULT_URL: &str = "postgres://root:public@127.0.0.1:5432/mqtt";
+
+/// The server's URL parts.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub user: String,
+    pub password: String,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+}
+
+impl Server {
+    /// `host:port/database`, without credentials.
+    pub fn label(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.database)
+    }
+
+    /// A pool of this server (`create_tables = true`).
+    pub fn pool(&self, name: &str) -> PoolConfig {
+        self.pool_for(name, &self.database)
+    }
+
+    /// A pool of this server on another database.
+    pub fn pool_for(&self, name: &str, database: &str) -> PoolConfig {
+        let mut p = PoolConfig::new(BackendKind::Pgsql, name);
+        let set = |p: &mut PoolConfig, k: &str, v: &str| {
+            p.set(k, v)
+                .unwrap_or_else(|e| panic!("test pool setting {k}: {e}"));
+        };
+        set(&mut p, "server", &format!("{}:{}", self.host, self.port));
+        set(&mut p, "username", &self.user);
+        set(&mut p, "password", &self.password);
+        set(&mut p, "database", database);
+        set(&mut p, "pool_size", "4");
+        set(&mut p, "create_tables", "true");
+        p
+    }
+
+    /// Settings of a pool of this server, for code that builds them.
+    pub fn settings(&self) -> PgsqlConfig {
+        PgsqlConfig::from_pool(&self.pool("pool1"))
+            .unwrap_or_else(|e| panic!("test pool settings: {e}"))
+    }
+
+    /// A plain driver connection, for checking rows with SQL.
+    pub async fn raw(&self) -> tokio_postgres::Client {
+        self.raw_on(&self.database).await
+    }
+
+    /// A plain driver connection to another database of the server.
+    pub async fn raw_on(&self, database: &str) -> tokio_postgres::Client {
+        let mut c = tokio_postgres::Config::new();
+        c.host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .password(&self.password)
+            .dbname(database);
+        let (client, conn) = c
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| unreachable_server(self, &e));
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+}
+
+/// The server of `PGSQL_URL` (or the default).
+pub fn server() -> Server {
+    let url = std::env::var("PGSQL_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    parse_url(&url).unwrap_or_else(|| {
+        panic!("PGSQL_URL is not of the form postgres://user:password@host:port/database")
+    })
+}
+
+fn parse_url(url: &str) -> Option<Server> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))?;
+    let (auth, rest) = rest.rsplit_once('@')?;
+    let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
+    let (hostport, database) = rest.split_once('/')?;
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().ok()?),
+        None => (hostport, 5432),
+    };
+    Some(Server {
+        user: user.to_owned(),
+        password: password.to_owned(),
+        host: host.to_owned(),
+        port,
+        database: database.to_owned(),
+    })
+}
+
+/// Fails the test: the server is not there.
+pub fn unreachable_server(s: &Server, e: &dyn std::fmt::Display) -> ! {
+    panic!(
+        "PostgreSQL at {} is unreachable (set PGSQL_URL, default {}; start it with \
+         `scripts/services.sh postgres`): {e}",
+        s.label(),
+        DEFAULT_URL.replace(":public@", ":***@"),
+    )
+}
+
+/// A configuration with one pool of the test server.
+pub fn config(s: &Server) -> Config {
+    Config::new(BackendKind::Pgsql).with_pool(s.pool("pool1"))
+}
+
+/// A new backend (a new pool) on the test server.
+pub async fn connect() -> PgsqlBackend {
+    let s = server();
+    let conf = config(&s);
+    match PgsqlBackend::connect(&conf.pools()["pool1"], &conf).await {
+        Ok(b) => b,
+        Err(e) if e.is_retryable() => unreachable_server(&s, &e),
+        Err(e) => panic!("connecting to PostgreSQL at {}: {e}", s.label()),
+    }
+}
+
+/// [`connect`], as the conformance suite's factory wants it.
+pub async fn factory() -> Arc<dyn Backend> {
+    Arc::new(connect().await)
+}
