@@ -1,0 +1,193 @@
+//! An MQTT broker (rmqtt) whose hooks run an EMQX-format backend config.
+//!
+//! ```text
+//! broker [--config FILE] [--backend configured|memory] [--listen ADDR] [--node NAME]
+//! broker --check-config FILE
+//! ```
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use backend_core::{Config, Engine};
+use examples::backends::{self, Storage};
+use rmqtt::context::ServerContext;
+use rmqtt::net::Builder;
+use rmqtt::server::MqttServer;
+
+/// The rules the broker runs without `--config`: the project's Redis
+/// configuration (queue/# and pubsub/# offline messages, retained messages,
+/// client status), on the in-memory backend.
+const DEFAULT_CONFIG: &str = include_str!("../../../etc/emqx_backend_redis.conf");
+
+const USAGE: &str = "\
+broker: an MQTT broker (rmqtt) storing client state, offline and retained
+messages through an EMQX-format backend configuration.
+
+USAGE:
+    broker [--config FILE] [--backend configured|memory] [--listen ADDR] [--node NAME]
+    broker --check-config FILE
+
+OPTIONS:
+    --config FILE         emqx_backend_<kind>.conf to run (default: the built-in
+                          Redis rules on the in-memory backend)
+    --backend KIND        `configured` (the database the file is for; default
+                          with --config) or `memory` (run its rules in-process)
+    --listen ADDR         MQTT TCP listener (default 127.0.0.1:1883)
+    --node NAME           node name recorded with client status
+                          (default broker@<listen address>)
+    --check-config FILE   check a configuration, print every problem with its
+                          line, and exit (0: valid, 1: problems)
+    -h, --help            this text
+
+Logs go to stderr; RUST_LOG sets the level (default info).";
+
+struct Args {
+    config: Option<String>,
+    storage: Option<Storage>,
+    listen: SocketAddr,
+    node: Option<String>,
+    check: Option<String>,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut args = Args {
+        config: None,
+        storage: None,
+        listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+        node: None,
+        check: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--config" => args.config = Some(value("--config")?),
+            "--check-config" => args.check = Some(value("--check-config")?),
+            "--node" => args.node = Some(value("--node")?),
+            "--listen" => {
+                let v = value("--listen")?;
+                args.listen = v.parse().map_err(|e| format!("--listen {v}: {e}"))?;
+            }
+            "--backend" => {
+                args.storage = Some(match value("--backend")?.as_str() {
+                    "memory" => Storage::Memory,
+                    "configured" => Storage::Configured,
+                    other => {
+                        return Err(format!(
+                            "--backend {other}: expected `configured` or `memory`"
+                        ))
+                    }
+                })
+            }
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(Some(args))
+}
+
+fn read_config(path: &str) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    Config::parse(&text).map_err(|e| format!("{path}:\n{e}"))
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("broker: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(path) = &args.check {
+        return match read_config(path) {
+            Ok(c) => {
+                println!(
+                    "{path}: ok ({} backend, {} pools, {} rules)",
+                    c.kind(),
+                    c.pools().len(),
+                    c.rules().len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("broker: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("broker: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let (config, storage) = match &args.config {
+        Some(path) => (
+            read_config(path)?,
+            args.storage.unwrap_or(Storage::Configured),
+        ),
+        None => (
+            Config::parse(DEFAULT_CONFIG).map_err(|e| format!("built-in config: {e}"))?,
+            Storage::Memory,
+        ),
+    };
+    let pools = backends::connect(&config, storage)
+        .await
+        .map_err(|e| e.to_string())?;
+    let engine = Arc::new(Engine::new(&config, &pools).map_err(|e| e.to_string())?);
+    let node = args
+        .node
+        .unwrap_or_else(|| format!("broker@{}", args.listen));
+    let scx = ServerContext::new().build().await;
+    examples::glue::install(&scx, Arc::clone(&engine), node).await;
+    tracing::info!(
+        kind = %config.kind(),
+        storage = ?storage,
+        rules = config.rules().len(),
+        listen = %args.listen,
+        "broker starting"
+    );
+    let listener = Builder::new()
+        .name("tcp")
+        .laddr(args.listen)
+        .allow_anonymous(true)
+        .bind()
+        .and_then(|b| b.tcp())
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let server = MqttServer::new(scx).listener(listener).build();
+    tokio::select! {
+        r = server.run() => r.map_err(|e| format!("server stopped: {e}")),
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted; stopping");
+            Ok(())
+        }
+    }
+}

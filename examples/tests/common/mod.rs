@@ -1,0 +1,217 @@
+//! Test helpers: the broker as a child process, and real MQTT clients.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// The broker binary running as a child process; killed on drop.
+pub struct Broker {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+    args: Vec<String>,
+}
+
+impl Broker {
+    /// Starts `broker` with `args` (plus `--listen`) and waits until it
+    /// accepts MQTT connections.
+    pub async fn start(args: &[&str]) -> Broker {
+        Self::start_on(free_port(), args.iter().map(|s| s.to_string()).collect()).await
+    }
+
+    async fn start_on(port: u16, args: Vec<String>) -> Broker {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let log = dir.join(format!("broker-{port}-{}.log", std::process::id()));
+        let file = std::fs::File::create(&log).expect("create the broker log");
+        let child = Command::new(env!("CARGO_BIN_EXE_broker"))
+            .args(&args)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "info,rmqtt=warn")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn the broker");
+        let mut broker = Broker {
+            child,
+            port,
+            log,
+            args,
+        };
+        broker.wait_ready().await;
+        broker
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("broker exited with {status}:\n{}", self.log_text());
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "broker did not listen on {} within 30 s:\n{}",
+                    self.port,
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the broker and starts it again on the same port and arguments.
+    pub async fn restart(mut self) -> Broker {
+        self.stop();
+        let args = std::mem::take(&mut self.args);
+        let port = self.port;
+        drop(self);
+        Self::start_on(port, args).await
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A connected MQTT client whose received publishes arrive on a channel.
+pub struct Client {
+    pub client: AsyncClient,
+    rx: mpsc::UnboundedReceiver<Publish>,
+    task: JoinHandle<()>,
+}
+
+impl Client {
+    /// Connects `id` (clean session or not) and waits for the CONNACK.
+    pub async fn connect(port: u16, id: &str, clean: bool) -> Client {
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_clean_session(clean);
+        opts.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = AsyncClient::new(opts, 100);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let mut ready_tx = Some(ready_tx);
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        if let Some(r) = ready_tx.take() {
+                            let _ = r.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = tx.send(p);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), ready_rx)
+            .await
+            .unwrap_or_else(|_| panic!("{id}: no CONNACK within 10 s"))
+            .unwrap_or_else(|_| panic!("{id}: event loop ended before CONNACK"));
+        Client { client, rx, task }
+    }
+
+    pub async fn subscribe(&self, filter: &str, qos: QoS) {
+        self.client
+            .subscribe(filter, qos)
+            .await
+            .expect("send SUBSCRIBE");
+    }
+
+    pub async fn publish(&self, topic: &str, qos: QoS, retain: bool, payload: &[u8]) {
+        self.client
+            .publish(topic, qos, retain, payload.to_vec())
+            .await
+            .expect("send PUBLISH");
+    }
+
+    /// Every publish received until `quiet` passes with nothing new (or
+    /// `max` passes in all).
+    pub async fn collect(&mut self, quiet: Duration, max: Duration) -> Vec<Publish> {
+        let deadline = Instant::now() + max;
+        let mut got = Vec::new();
+        while Instant::now() < deadline {
+            match tokio::time::timeout(quiet, self.rx.recv()).await {
+                Ok(Some(p)) => got.push(p),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        got
+    }
+
+    /// Waits for `n` publishes (failing after `max`), then a short quiet
+    /// period to catch duplicates.
+    pub async fn expect(&mut self, n: usize, max: Duration) -> Vec<Publish> {
+        let deadline = Instant::now() + max;
+        let mut got = Vec::new();
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(p)) => got.push(p),
+                _ => panic!(
+                    "expected {n} messages, got {}: {:?}",
+                    got.len(),
+                    payloads(&got)
+                ),
+            }
+        }
+        got.extend(
+            self.collect(Duration::from_millis(700), Duration::from_secs(2))
+                .await,
+        );
+        got
+    }
+
+    /// Disconnects cleanly and stops the event loop.
+    pub async fn disconnect(self) {
+        let _ = self.client.disconnect().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.task.abort();
+    }
+}
+
+pub fn payloads(ps: &[Publish]) -> Vec<String> {
+    ps.iter()
+        .map(|p| String::from_utf8_lossy(&p.payload).into_owned())
+        .collect()
+}
+
+/// A name unique to this run.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}{nanos:x}")
+}

@@ -1,0 +1,198 @@
+//! The broker on its default in-memory storage, driven by real MQTT clients.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{payloads, unique, Broker, Client};
+use rumqttc::QoS;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A persistent QoS 1 subscriber that goes offline gets each message once,
+/// in order, when it comes back and subscribes again; once acked, never again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_messages_arrive_once_in_order() {
+    let broker = Broker::start(&[]).await;
+    let topic = format!("pubsub/{}", unique("t"));
+    let sub_id = unique("sub");
+    let sub = Client::connect(broker.port, &sub_id, false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sub.disconnect().await;
+
+    let publisher = Client::connect(broker.port, &unique("pub"), true).await;
+    for i in 0..5 {
+        publisher
+            .publish(&topic, QoS::AtLeastOnce, false, format!("m{i}").as_bytes())
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut sub = Client::connect(broker.port, &sub_id, false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    let got = sub.expect(5, WAIT).await;
+    assert_eq!(
+        payloads(&got),
+        vec!["m0", "m1", "m2", "m3", "m4"],
+        "{}",
+        broker.log_text()
+    );
+    sub.disconnect().await;
+
+    let mut sub = Client::connect(broker.port, &sub_id, false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    let again = sub
+        .collect(Duration::from_secs(1), Duration::from_secs(3))
+        .await;
+    assert!(
+        again.is_empty(),
+        "acked messages came back: {:?}",
+        payloads(&again)
+    );
+    publisher.disconnect().await;
+}
+
+/// Without a persistent session the broker keeps nothing for the client:
+/// the stored messages come from the backend alone, once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_messages_reach_a_clean_session_subscriber() {
+    let broker = Broker::start(&[]).await;
+    let topic = format!("pubsub/{}", unique("c"));
+    let sub_id = unique("clean");
+    let sub = Client::connect(broker.port, &sub_id, true).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sub.disconnect().await;
+
+    let publisher = Client::connect(broker.port, &unique("pub"), true).await;
+    for i in 0..3 {
+        publisher
+            .publish(&topic, QoS::AtLeastOnce, false, format!("c{i}").as_bytes())
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut sub = Client::connect(broker.port, &sub_id, true).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    assert_eq!(payloads(&sub.expect(3, WAIT).await), vec!["c0", "c1", "c2"]);
+    sub.disconnect().await;
+
+    let mut sub = Client::connect(broker.port, &sub_id, true).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    let again = sub
+        .collect(Duration::from_secs(1), Duration::from_secs(3))
+        .await;
+    assert!(
+        again.is_empty(),
+        "acked messages came back: {:?}",
+        payloads(&again)
+    );
+    publisher.disconnect().await;
+}
+
+/// A retained message reaches a new subscriber on a wildcard filter, with
+/// the retain flag; an empty retained payload deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_reach_wildcard_subscribers() {
+    let broker = Broker::start(&[]).await;
+    let root = unique("r");
+    let publisher = Client::connect(broker.port, &unique("pub"), true).await;
+    publisher
+        .publish(&format!("{root}/a"), QoS::AtLeastOnce, true, b"kept")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut sub = Client::connect(broker.port, &unique("sub"), true).await;
+    sub.subscribe(&format!("{root}/+"), QoS::AtLeastOnce).await;
+    let got = sub.expect(1, WAIT).await;
+    assert_eq!(payloads(&got), vec!["kept"]);
+    assert!(got[0].retain, "delivered with the retain flag");
+    sub.disconnect().await;
+
+    publisher
+        .publish(&format!("{root}/a"), QoS::AtLeastOnce, true, b"")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut sub = Client::connect(broker.port, &unique("sub"), true).await;
+    sub.subscribe(&format!("{root}/#"), QoS::AtLeastOnce).await;
+    let got = sub
+        .collect(Duration::from_secs(1), Duration::from_secs(3))
+        .await;
+    assert!(
+        got.is_empty(),
+        "deleted retained message came back: {:?}",
+        payloads(&got)
+    );
+    publisher.disconnect().await;
+}
+
+/// Queue mode: a message published while nobody listens goes to the first
+/// subscriber, and once acked to nobody else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_messages_go_to_one_subscriber() {
+    let broker = Broker::start(&[]).await;
+    let topic = format!("queue/{}", unique("q"));
+    let publisher = Client::connect(broker.port, &unique("pub"), true).await;
+    publisher
+        .publish(&topic, QoS::AtLeastOnce, false, b"job-1")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut first = Client::connect(broker.port, &unique("w1"), true).await;
+    first.subscribe(&topic, QoS::AtLeastOnce).await;
+    assert_eq!(payloads(&first.expect(1, WAIT).await), vec!["job-1"]);
+    first.disconnect().await;
+
+    let mut second = Client::connect(broker.port, &unique("w2"), true).await;
+    second.subscribe(&topic, QoS::AtLeastOnce).await;
+    let got = second
+        .collect(Duration::from_secs(1), Duration::from_secs(3))
+        .await;
+    assert!(
+        got.is_empty(),
+        "an acked queue message was delivered again: {:?}",
+        payloads(&got)
+    );
+    publisher.disconnect().await;
+}
+
+/// `--check-config` prints each problem with its line and fails; a good
+/// file passes.
+#[test]
+fn check_config_reports_lines() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let bad = dir.join("bad.conf");
+    std::fs::write(
+        &bad,
+        "backend.redis.pool1.server = 127.0.0.1:6379\nbackend.redis.hook.client.connected.1 = {\"action\": {\"function\": \"on_client_conected\"}, \"pool\": \"pool1\"}\n",
+    )
+    .expect("write the bad config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_broker"))
+        .arg("--check-config")
+        .arg(&bad)
+        .output()
+        .expect("run the broker");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "line 2: backend.redis.hook.client.connected.1: unknown function `on_client_conected`"
+        ),
+        "{err}"
+    );
+    let good = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../etc/emqx_backend_pgsql.conf"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_broker"))
+        .args(["--check-config", good])
+        .output()
+        .expect("run the broker");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (pgsql backend"));
+}
