@@ -129,6 +129,79 @@ impl RedisBackend {
         ChannelListener::spawn(Arc::clone(&self.inner), channel.into())
     }
 
+    /// Rebuilds the two topic indexes this crate adds (`mqtt:msg_topics`,
+    /// `mqtt:retain_topics`) from the seed's keys, for data written by
+    /// another tool (EMQX itself, scripts): every `mqtt:retain:<topic>` hash
+    /// and every `mqtt:msg:<topic>` sorted set gets its index entry. It
+    /// walks the key space once with `SCAN` (never `KEYS`), so run it once
+    /// when migrating, not routinely; the backend keeps the indexes itself.
+    /// Topic sets written with the seed's constant score 1 keep it: their
+    /// messages come back in id order.
+    pub async fn rebuild_indexes(&self) -> Result<IndexRebuild, RedisError> {
+        let mut out = IndexRebuild::default();
+        for (pattern, want, index) in [
+            ("mqtt:retain:*", "hash", keys::retain_topics()),
+            ("mqtt:msg:*", "zset", keys::msg_topics()),
+        ] {
+            let prefix = &pattern[..pattern.len() - 1];
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, found): (u64, Vec<Vec<u8>>) = self
+                    .run("rebuild_indexes", true, |mut c| async move {
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(1000)
+                            .query_async(&mut c)
+                            .await
+                    })
+                    .await?;
+                if !found.is_empty() {
+                    let mut p = redis::pipe();
+                    for k in &found {
+                        p.cmd("TYPE").arg(k);
+                    }
+                    let p = &p;
+                    let types: Vec<String> = self
+                        .run("rebuild_indexes", true, |mut c| async move {
+                            p.query_async(&mut c).await
+                        })
+                        .await?;
+                    let topics: Vec<&[u8]> = found
+                        .iter()
+                        .zip(&types)
+                        .filter(|(_, t)| t.as_str() == want)
+                        .map(|(k, _)| &k[prefix.len()..])
+                        .collect();
+                    if !topics.is_empty() {
+                        let mut z = redis::cmd("ZADD");
+                        z.arg(index);
+                        for t in &topics {
+                            z.arg(0).arg(*t);
+                        }
+                        let z = &z;
+                        self.run("rebuild_indexes", true, |mut c| async move {
+                            z.query_async::<()>(&mut c).await
+                        })
+                        .await?;
+                        if want == "hash" {
+                            out.retained_topics += topics.len();
+                        } else {
+                            out.message_topics += topics.len();
+                        }
+                    }
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn pool(&self) -> &str {
         &self.inner.settings.pool
     }
@@ -213,6 +286,16 @@ impl RedisBackend {
             .filter(|t| matches(filter, t))
             .collect())
     }
+}
+
+/// What [`RedisBackend::rebuild_indexes`] found (a key met twice by
+/// `SCAN` counts twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IndexRebuild {
+    /// `mqtt:retain:<topic>` hashes indexed.
+    pub retained_topics: usize,
+    /// `mqtt:msg:<topic>` sorted sets indexed.
+    pub message_topics: usize,
 }
 
 /// Reads a reply element as bytes (`Nil` as empty).

@@ -10,7 +10,7 @@ pub mod keys;
 mod conn;
 mod scripts;
 
-pub use backend::{connect_pools, RedisBackend};
+pub use backend::{connect_pools, IndexRebuild, RedisBackend};
 pub use channel::{ChannelCommand, ChannelListener, ChannelStats};
 pub use config::RedisSettings;
 pub use error::RedisError;

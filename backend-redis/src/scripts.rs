@@ -110,7 +110,7 @@ for i = 1, ntopics do
   end
   for j = 1, #r, 2 do cands[#cands + 1] = { tonumber(r[j + 1]), i, r[j] } end
 end
-table.sort(cands, function(x, y) return x[1] < y[1] end)
+table.sort(cands, function(x, y) return x[1] < y[1] or (x[1] == y[1] and x[3] < y[3]) end)
 local out = {}
 local kept = 0
 for k = #cands, 1, -1 do
