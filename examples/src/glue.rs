@@ -17,6 +17,8 @@ use backend_core::{
     MessageDelivery, QoS, SessionSubscribed, SessionUnsubscribed, Subscription, Timestamp,
 };
 use bytestring::ByteString;
+
+use crate::backends::SubscriptionCommand;
 use rmqtt::codec::types::Publish as CodecPublish;
 use rmqtt::codec::v5::{PublishProperties, RetainHandling};
 use rmqtt::context::ServerContext;
@@ -233,6 +235,31 @@ impl StorageHooks {
         if let Some(id) = self.tracker.acked(&s.id.client_id, packet_id.get()) {
             let ev = delivery(s, p, id);
             self.engine.on_message_acked(&ev).await;
+        }
+    }
+}
+
+/// Carries out a subscription change asked for from outside (the Redis
+/// channel) on the client's session, if it is connected to this broker.
+pub fn apply_command(scx: &ServerContext, cmd: SubscriptionCommand) {
+    let id = |client_id: &str| {
+        Id::new(
+            scx.node.id(),
+            0,
+            None,
+            None,
+            ByteString::from(client_id),
+            None,
+        )
+    };
+    match cmd {
+        SubscriptionCommand::Subscribe {
+            client_id,
+            filter,
+            qos,
+        } => subscribe(scx, &id(&client_id), &[Subscription::new(filter, qos)]),
+        SubscriptionCommand::Unsubscribe { client_id, filter } => {
+            unsubscribe(scx, &id(&client_id), &filter)
         }
     }
 }

@@ -159,15 +159,24 @@ async fn run(args: Args) -> Result<(), String> {
             Storage::Memory,
         ),
     };
-    let pools = backends::connect(&config, storage)
+    let started = backends::connect(&config, storage)
         .await
         .map_err(|e| e.to_string())?;
-    let engine = Arc::new(Engine::new(&config, &pools).map_err(|e| e.to_string())?);
+    let engine = Arc::new(Engine::new(&config, &started.pools).map_err(|e| e.to_string())?);
     let node = args
         .node
         .unwrap_or_else(|| format!("broker@{}", args.listen));
     let scx = ServerContext::new().build().await;
     examples::glue::install(&scx, Arc::clone(&engine), node).await;
+    if let Some(mut commands) = started.commands {
+        let scx = scx.clone();
+        tokio::spawn(async move {
+            while let Some(cmd) = commands.recv().await {
+                tracing::info!(?cmd, "subscription command from the backend channel");
+                examples::glue::apply_command(&scx, cmd);
+            }
+        });
+    }
     tracing::info!(
         kind = %config.kind(),
         storage = ?storage,

@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod db;
+pub mod scenarios;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

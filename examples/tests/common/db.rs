@@ -1,0 +1,212 @@
+//! The databases behind the end-to-end tests, read and written directly
+//! with their drivers to check what the broker stored.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A client's row/hash in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub state: i64,
+    pub node: String,
+    pub online_at: bool,
+    pub offline_at: bool,
+}
+
+pub enum Db {
+    Redis {
+        url: String,
+    },
+    Pgsql {
+        client: tokio_postgres::Client,
+        url: String,
+    },
+}
+
+fn env_or(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_owned())
+}
+
+impl Db {
+    pub async fn redis() -> Db {
+        let url = env_or("REDIS_URL", "redis://127.0.0.1:6379");
+        let db = Db::Redis { url };
+        // Fail loudly, naming the server, when it is down.
+        db.redis_conn().await;
+        db
+    }
+
+    pub async fn pgsql() -> Db {
+        let url = env_or("PGSQL_URL", "postgres://root:public@127.0.0.1:5432/mqtt");
+        let (client, conn) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_postgres::connect(&url, tokio_postgres::NoTls),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("PostgreSQL at PGSQL_URL did not answer within 10 s"))
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL at PGSQL_URL is unreachable ({e}); run scripts/services.sh postgres")
+        });
+        tokio::spawn(conn);
+        Db::Pgsql { client, url }
+    }
+
+    async fn redis_conn(&self) -> redis::aio::MultiplexedConnection {
+        let Db::Redis { url } = self else {
+            unreachable!("not redis")
+        };
+        // The project's Redis configuration uses database 1.
+        let url = format!("{}/1", url.trim_end_matches('/'));
+        let client =
+            redis::Client::open(url.as_str()).unwrap_or_else(|e| panic!("REDIS_URL {url}: {e}"));
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("Redis at REDIS_URL did not answer within 10 s"))
+        .unwrap_or_else(|e| {
+            panic!("Redis at REDIS_URL is unreachable ({e}); run scripts/services.sh redis")
+        })
+    }
+
+    /// The project's conf file for this database, pointed at the test
+    /// server, with `extra` lines appended; written to a temp file.
+    pub fn config_file(&self, name: &str, extra: &[String]) -> PathBuf {
+        let (file, mut lines) = match self {
+            Db::Redis { url } => {
+                let server = url.trim_start_matches("redis://").trim_end_matches('/');
+                (
+                    "emqx_backend_redis.conf",
+                    vec![format!("backend.redis.pool1.server = {server}")],
+                )
+            }
+            Db::Pgsql { url, .. } => {
+                let (user, pass, host, db) = parse_pg_url(url);
+                (
+                    "emqx_backend_pgsql.conf",
+                    vec![
+                        format!("backend.pgsql.pool1.server = {host}"),
+                        format!("backend.pgsql.pool1.username = {user}"),
+                        format!("backend.pgsql.pool1.password = {pass}"),
+                        format!("backend.pgsql.pool1.database = {db}"),
+                        "backend.pgsql.pool1.create_tables = true".to_owned(),
+                    ],
+                )
+            }
+        };
+        let etc = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../etc")).join(file);
+        let base =
+            std::fs::read_to_string(&etc).unwrap_or_else(|e| panic!("{}: {e}", etc.display()));
+        lines.extend(extra.iter().cloned());
+        // Drop the base file's settings that the test overrides.
+        let overridden: Vec<String> = lines
+            .iter()
+            .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.to_owned()))
+            .collect();
+        let mut text: String = base
+            .lines()
+            .filter(|l| {
+                !overridden.iter().any(|k| {
+                    l.trim_start().starts_with(&format!("{k} "))
+                        || l.trim_start().starts_with(&format!("{k}="))
+                })
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for l in lines {
+            text.push_str(&l);
+            text.push('\n');
+        }
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.conf"));
+        std::fs::write(&path, text).expect("write the test config");
+        path
+    }
+
+    /// The client's recorded status, if any.
+    pub async fn status(&self, client_id: &str) -> Option<Status> {
+        match self {
+            Db::Redis { .. } => {
+                let mut c = self.redis_conn().await;
+                let h: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+                    .arg(format!("mqtt:client:{client_id}"))
+                    .query_async(&mut c)
+                    .await
+                    .expect("HGETALL mqtt:client");
+                if h.is_empty() {
+                    return None;
+                }
+                let set = |k: &str| h.get(k).is_some_and(|v| !v.is_empty() && v != "undefined");
+                Some(Status {
+                    state: h.get("state").and_then(|s| s.parse().ok()).unwrap_or(-1),
+                    node: h.get("node").cloned().unwrap_or_default(),
+                    online_at: set("online_at"),
+                    offline_at: set("offline_at"),
+                })
+            }
+            Db::Pgsql { client, .. } => {
+                let row = client
+                    .query_opt(
+                        "select state, node, online_at is not null, offline_at is not null from mqtt_client where clientid = $1",
+                        &[&client_id],
+                    )
+                    .await
+                    .expect("select from mqtt_client")?;
+                Some(Status {
+                    state: i64::from(row.get::<_, i32>(0)),
+                    node: row.get(1),
+                    online_at: row.get(2),
+                    offline_at: row.get(3),
+                })
+            }
+        }
+    }
+
+    /// Stores a proxy subscription the way a business server would.
+    pub async fn add_subscription(&self, client_id: &str, topic: &str, qos: i32) {
+        match self {
+            Db::Redis { .. } => {
+                let mut c = self.redis_conn().await;
+                let _: i64 = redis::cmd("HSET")
+                    .arg(format!("mqtt:sub:{client_id}"))
+                    .arg(topic)
+                    .arg(qos)
+                    .query_async(&mut c)
+                    .await
+                    .expect("HSET mqtt:sub");
+            }
+            Db::Pgsql { client, .. } => {
+                client
+                    .execute(
+                        "insert into mqtt_sub(clientid, topic, qos) values($1, $2, $3)",
+                        &[&client_id, &topic, &qos],
+                    )
+                    .await
+                    .expect("insert into mqtt_sub");
+            }
+        }
+    }
+
+    /// Publishes a SUB/UNSUB command on the Redis channel.
+    pub async fn publish_channel(&self, channel: &str, json: &str) {
+        let mut c = self.redis_conn().await;
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(json)
+            .query_async(&mut c)
+            .await
+            .expect("PUBLISH");
+    }
+}
+
+/// user, password, host:port, database of a postgres:// URL.
+fn parse_pg_url(url: &str) -> (String, String, String, String) {
+    let rest = url
+        .trim_start_matches("postgres://")
+        .trim_start_matches("postgresql://");
+    let (auth, rest) = rest.split_once('@').unwrap_or(("root:public", rest));
+    let (user, pass) = auth.split_once(':').unwrap_or((auth, ""));
+    let (host, db) = rest.split_once('/').unwrap_or((rest, "mqtt"));
+    let db = db.split('?').next().unwrap_or("mqtt");
+    (user.into(), pass.into(), host.into(), db.into())
+}

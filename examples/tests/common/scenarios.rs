@@ -1,0 +1,170 @@
+//! End-to-end scenarios run against each database: the broker process,
+//! real MQTT clients, and the database read directly.
+
+use std::time::Duration;
+
+use rumqttc::QoS;
+
+use super::db::Db;
+use super::{payloads, unique, Broker, Client};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn broker_args(conf: &std::path::Path) -> Vec<String> {
+    vec!["--config".into(), conf.display().to_string()]
+}
+
+async fn start(db: &Db, name: &str, extra: &[String]) -> Broker {
+    let conf = db.config_file(name, extra);
+    let args = broker_args(&conf);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Broker::start(&refs).await
+}
+
+/// A persistent QoS 1 subscriber goes offline; messages are published; the
+/// broker restarts (its own session state is gone); the subscriber comes
+/// back and gets each message once, in order, from the database; acked,
+/// they never come again.
+pub async fn offline_messages_survive_a_broker_restart(db: &Db) {
+    let broker = start(db, &unique("offline"), &[]).await;
+    let topic = format!("pubsub/{}", unique("t"));
+    let sub_id = unique("sub");
+    let sub = Client::connect(broker.port, &sub_id, false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sub.disconnect().await;
+
+    let publisher = Client::connect(broker.port, &unique("pub"), true).await;
+    for i in 0..5 {
+        publisher
+            .publish(&topic, QoS::AtLeastOnce, false, format!("m{i}").as_bytes())
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    publisher.disconnect().await;
+
+    let broker = broker.restart().await;
+    let mut sub = Client::connect(broker.port, &sub_id, false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    let got = sub.expect(5, WAIT).await;
+    assert_eq!(
+        payloads(&got),
+        vec!["m0", "m1", "m2", "m3", "m4"],
+        "broker log:\n{}",
+        broker.log_text()
+    );
+    sub.disconnect().await;
+
+    let mut sub = Client::connect(broker.port, &sub_id, false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    let again = sub
+        .collect(Duration::from_secs(1), Duration::from_secs(3))
+        .await;
+    assert!(
+        again.is_empty(),
+        "acked messages came back: {:?}",
+        payloads(&again)
+    );
+}
+
+/// Without a restart the broker's own persistent session and the database
+/// both hold the messages; the subscriber still gets each exactly once.
+pub async fn persistent_session_gets_each_message_once(db: &Db) {
+    let broker = start(db, &unique("once"), &[]).await;
+    let topic = format!("pubsub/{}", unique("t"));
+    let sub_id = unique("sub");
+    let sub = Client::connect(broker.port, &sub_id, false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sub.disconnect().await;
+    let publisher = Client::connect(broker.port, &unique("pub"), true).await;
+    for i in 0..4 {
+        publisher
+            .publish(&topic, QoS::AtLeastOnce, false, format!("p{i}").as_bytes())
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut sub = Client::connect(broker.port, &sub_id, false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    let got = sub.expect(4, WAIT).await;
+    assert_eq!(
+        payloads(&got),
+        vec!["p0", "p1", "p2", "p3"],
+        "broker log:\n{}",
+        broker.log_text()
+    );
+    publisher.disconnect().await;
+    sub.disconnect().await;
+}
+
+/// Subscriptions stored in the database are applied when the client connects.
+pub async fn stored_subscriptions_are_applied_on_connect(db: &Db) {
+    let broker = start(db, &unique("proxy"), &[]).await;
+    let client_id = unique("dev");
+    let topic = format!("cmd/{client_id}");
+    db.add_subscription(&client_id, &topic, 1).await;
+    let mut device = Client::connect(broker.port, &client_id, true).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let publisher = Client::connect(broker.port, &unique("pub"), true).await;
+    publisher
+        .publish(&topic, QoS::AtLeastOnce, false, b"reboot")
+        .await;
+    let got = device.expect(1, WAIT).await;
+    assert_eq!(
+        payloads(&got),
+        vec!["reboot"],
+        "broker log:\n{}",
+        broker.log_text()
+    );
+    device.disconnect().await;
+    publisher.disconnect().await;
+}
+
+/// A retained message survives a broker restart and reaches a new
+/// subscriber on a wildcard filter.
+pub async fn retained_message_survives_a_restart(db: &Db) {
+    let broker = start(db, &unique("retain"), &[]).await;
+    let root = unique("dev");
+    let publisher = Client::connect(broker.port, &unique("pub"), true).await;
+    publisher
+        .publish(&format!("{root}/status"), QoS::AtLeastOnce, true, b"online")
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    publisher.disconnect().await;
+    let broker = broker.restart().await;
+    let mut sub = Client::connect(broker.port, &unique("sub"), true).await;
+    sub.subscribe(&format!("{root}/+"), QoS::AtLeastOnce).await;
+    let got = sub.expect(1, WAIT).await;
+    assert_eq!(
+        payloads(&got),
+        vec!["online"],
+        "broker log:\n{}",
+        broker.log_text()
+    );
+    assert!(got[0].retain, "delivered as retained");
+    sub.disconnect().await;
+}
+
+/// The client's online state is in the database while it is connected and
+/// after it disconnects.
+pub async fn client_status_is_recorded(db: &Db) {
+    let broker = start(db, &unique("status"), &[]).await;
+    let id = unique("st");
+    let client = Client::connect(broker.port, &id, true).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let online = db
+        .status(&id)
+        .await
+        .unwrap_or_else(|| panic!("no status for {id}:\n{}", broker.log_text()));
+    assert_eq!(online.state, 1, "online: {online:?}");
+    assert!(online.online_at && !online.offline_at, "{online:?}");
+    assert_eq!(online.node, format!("broker@127.0.0.1:{}", broker.port));
+    client.disconnect().await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let offline = db
+        .status(&id)
+        .await
+        .unwrap_or_else(|| panic!("no status for {id}"));
+    assert_eq!(offline.state, 0, "offline: {offline:?}");
+    assert!(offline.online_at && offline.offline_at, "{offline:?}");
+}
