@@ -235,7 +235,8 @@ impl RedisBackend {
         if !self.inner.discard_if_broken(&lease, &err) || !retry {
             return Err(self.command_error(operation, err));
         }
-        let lease = self.inner.lease().await?;
+        // The same slot, now reconnecting (another slot may be stale too).
+        let lease = self.inner.lease_slot(lease.slot).await?;
         match f(lease.conn.clone()).await {
             Ok(v) => Ok(v),
             Err(e) => {

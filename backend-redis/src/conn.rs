@@ -192,7 +192,7 @@ pub(crate) struct Connections {
 
 /// A connection handed out for one operation.
 pub(crate) struct Lease {
-    slot: usize,
+    pub(crate) slot: usize,
     generation: u64,
     pub(crate) conn: MultiplexedConnection,
 }
