@@ -10,14 +10,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    Ack, Backend, BackendError, BackendResult, ClientStatus, ErrorKind, FetchRequest,
-    WriteOptions,
+    Ack, Backend, BackendError, BackendResult, ClientStatus, ErrorKind, FetchRequest, WriteOptions,
 };
 use backend_core::config::{OfflineMode, PoolConfig};
 use backend_core::hook::ClientInfo;
 use backend_core::topic::matches;
 use backend_core::value::{Row, Value};
-use backend_core::{BackendKind, Bytes, Config, Message, Pools, QoS, Statement, Subscription, Timestamp};
+use backend_core::{
+    BackendKind, Bytes, Config, Message, Pools, QoS, Statement, Subscription, Timestamp,
+};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -28,6 +29,7 @@ use crate::convert::{self, PgTime, RawColumn};
 use crate::error::PgsqlError;
 use crate::filter::TopicMatch;
 use crate::schema;
+use crate::statements as sql;
 
 /// The PostgreSQL backend of one pool. Clones share the pool.
 ///
@@ -193,8 +195,14 @@ impl PgsqlBackend {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, PgsqlError> {
         let client = self.client(operation).await?;
-        let stmt = client.prepare_cached(sql).await.map_err(self.pg(operation))?;
-        client.execute(&stmt, params).await.map_err(self.pg(operation))
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(self.pg(operation))?;
+        client
+            .execute(&stmt, params)
+            .await
+            .map_err(self.pg(operation))
     }
 
     /// Prepares (cached) and runs a query.
@@ -205,8 +213,14 @@ impl PgsqlBackend {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, PgsqlError> {
         let client = self.client(operation).await?;
-        let stmt = client.prepare_cached(sql).await.map_err(self.pg(operation))?;
-        client.query(&stmt, params).await.map_err(self.pg(operation))
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(self.pg(operation))?;
+        client
+            .query(&stmt, params)
+            .await
+            .map_err(self.pg(operation))
     }
 
     async fn store_message_batch(&self, messages: &[&Message]) -> Result<(), PgsqlError> {
@@ -216,12 +230,12 @@ impl PgsqlBackend {
         let mut client = self.client("store_messages").await?;
         let pg = self.pg("store_messages");
         if chunks.len() == 1 {
-            let stmt = client.prepare_cached(sql::STORE_MESSAGES).await.map_err(&pg)?;
-            let cols = MessageColumns::new(chunks[0]);
-            client
-                .execute(&stmt, &cols.params())
+            let stmt = client
+                .prepare_cached(sql::STORE_MESSAGES)
                 .await
                 .map_err(&pg)?;
+            let cols = MessageColumns::new(chunks[0]);
+            client.execute(&stmt, &cols.params()).await.map_err(&pg)?;
         } else {
             // A very large batch: several statements, all or nothing.
             let tx = client.transaction().await.map_err(&pg)?;
@@ -297,7 +311,7 @@ impl<'m> MessageColumns<'m> {
 /// The last occurrence of each key, in slice order: what a batch upsert
 /// may touch (a row twice in one statement is an error) with the meaning
 /// of applying the slice in order.
-fn last_of<'a, T>(items: &'a [T], key: impl Fn(&T) -> &str) -> Vec<&'a T> {
+fn last_of<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<&T> {
     let mut last: HashMap<&str, usize> = HashMap::with_capacity(items.len());
     for (i, it) in items.iter().enumerate() {
         last.insert(key(it), i);
@@ -340,7 +354,9 @@ fn text(v: Value) -> String {
 fn qos(v: Value, table: &str) -> Result<QoS, PgsqlError> {
     v.as_i64()
         .ok_or_else(|| data_error(format!("{table}.qos"), format!("{v:?} is not a QoS")))
-        .and_then(|i| QoS::try_from(i).map_err(|e| data_error(format!("{table}.qos"), e.to_string())))
+        .and_then(|i| {
+            QoS::try_from(i).map_err(|e| data_error(format!("{table}.qos"), e.to_string()))
+        })
 }
 
 fn time(v: Value) -> Option<Timestamp> {
@@ -351,7 +367,11 @@ fn time(v: Value) -> Option<Timestamp> {
 }
 
 /// A message row: topic, msgid, sender, qos, retain, payload, arrived.
-fn message(row: &tokio_postgres::Row, table: &str, retain_col: bool) -> Result<Message, PgsqlError> {
+fn message(
+    row: &tokio_postgres::Row,
+    table: &str,
+    retain_col: bool,
+) -> Result<Message, PgsqlError> {
     let mut idx = 0;
     let mut next = || {
         idx += 1;
@@ -433,7 +453,11 @@ impl Backend for PgsqlBackend {
 
     async fn lookup_subscriptions(&self, client_id: &str) -> BackendResult<Vec<Subscription>> {
         let rows = self
-            .rows("lookup_subscriptions", sql::LOOKUP_SUBSCRIPTIONS, &[&client_id])
+            .rows(
+                "lookup_subscriptions",
+                sql::LOOKUP_SUBSCRIPTIONS,
+                &[&client_id],
+            )
             .await?;
         rows.iter()
             .map(|row| {
@@ -668,8 +692,7 @@ impl PgsqlBackend {
                 Err(e)
                     if !retried
                         && e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED)
-                        && e
-                            .as_db_error()
+                        && e.as_db_error()
                             .is_some_and(|d| d.message().starts_with("cached plan")) =>
                 {
                     client.statement_cache.remove(text, &[]);
@@ -699,163 +722,6 @@ fn read_rows(text: &str, rows: &[tokio_postgres::Row]) -> Result<Vec<Row>, Pgsql
         .collect()
 }
 
-/// The built-in statements.
-mod sql {
-    use std::sync::LazyLock;
-
-    pub const CLIENT_ONLINE: &str = "\
-INSERT INTO mqtt_client (clientid, state, node, online_at, offline_at, created)
-VALUES ($1, 1, $2, $3, NULL, timezone('UTC', now()))
-ON CONFLICT (clientid) DO UPDATE
-   SET state = 1, node = EXCLUDED.node, online_at = EXCLUDED.online_at, offline_at = NULL";
-
-    pub const CLIENT_OFFLINE: &str = "\
-INSERT INTO mqtt_client (clientid, state, node, online_at, offline_at, created)
-VALUES ($1, 0, $2, NULL, $3, timezone('UTC', now()))
-ON CONFLICT (clientid) DO UPDATE SET state = 0, offline_at = EXCLUDED.offline_at";
-
-    pub const CLIENT_STATUS: &str =
-        "SELECT state, node, online_at, offline_at FROM mqtt_client WHERE clientid = $1";
-
-    pub const LOOKUP_SUBSCRIPTIONS: &str =
-        "SELECT topic, qos FROM mqtt_sub WHERE clientid = $1 ORDER BY topic COLLATE \"C\"";
-
-    pub const STORE_SUBSCRIPTIONS: &str = "\
-INSERT INTO mqtt_sub (clientid, topic, qos, created)
-SELECT $1::text, s.topic, s.qos, timezone('UTC', now())
-  FROM unnest($2::text[], $3::int4[]) AS s(topic, qos)
-ON CONFLICT (clientid, topic) DO UPDATE SET qos = EXCLUDED.qos";
-
-    pub const DELETE_SUBSCRIPTIONS: &str =
-        "DELETE FROM mqtt_sub WHERE clientid = $1 AND topic = ANY ($2::text[])";
-
-    /// A batch of messages; ids follow the arrays' order. Storing a msgid
-    /// again gives the row a new id, as if deleted and inserted.
-    pub const STORE_MESSAGES: &str = "\
-INSERT INTO mqtt_msg (msgid, sender, topic, qos, retain, payload, arrived)
-SELECT m.msgid, m.sender, m.topic, m.qos, m.retain, m.payload, m.arrived
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], $6::bytea[], $7::timestamp[])
-       WITH ORDINALITY AS m(msgid, sender, topic, qos, retain, payload, arrived, n)
- ORDER BY m.n
-ON CONFLICT (msgid) DO UPDATE
-   SET id = nextval(pg_get_serial_sequence('mqtt_msg', 'id')),
-       sender = EXCLUDED.sender, topic = EXCLUDED.topic, qos = EXCLUDED.qos,
-       retain = EXCLUDED.retain, payload = EXCLUDED.payload, arrived = EXCLUDED.arrived";
-
-    pub const ACK_QUEUE: &str = "DELETE FROM mqtt_msg WHERE msgid = ANY ($1::text[])";
-
-    /// Marks each acked message and those before it on its topic read for
-    /// its client: the position only moves forward.
-    pub const ACK_PUBSUB: &str = "\
-INSERT INTO mqtt_acked (clientid, topic, mid, created)
-SELECT a.clientid, a.topic, max(m.id), timezone('UTC', now())
-  FROM unnest($1::text[], $2::text[], $3::text[]) AS a(clientid, topic, msgid)
-  JOIN mqtt_msg m ON m.msgid = a.msgid
- GROUP BY a.clientid, a.topic
- ORDER BY a.clientid, a.topic
-ON CONFLICT (clientid, topic) DO UPDATE SET mid = GREATEST(mqtt_acked.mid, EXCLUDED.mid)";
-
-    pub const STORE_RETAINED: &str = "\
-INSERT INTO mqtt_retain (topic, msgid, sender, qos, payload, arrived)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::bytea[], $6::timestamp[])
-ON CONFLICT (topic) DO UPDATE
-   SET msgid = EXCLUDED.msgid, sender = EXCLUDED.sender, qos = EXCLUDED.qos,
-       payload = EXCLUDED.payload, arrived = EXCLUDED.arrived";
-
-    pub const DELETE_RETAINED: &str = "DELETE FROM mqtt_retain WHERE topic = ANY ($1::text[])";
-
-    pub const RETAINED_EXACT: &str =
-        "SELECT topic, msgid, sender, qos, payload, arrived FROM mqtt_retain WHERE topic = $1";
-
-    pub const RETAINED_RANGE: &str = "\
-SELECT topic, msgid, sender, qos, payload, arrived FROM mqtt_retain
- WHERE topic COLLATE \"C\" >= $1 AND topic COLLATE \"C\" < $2 AND topic ~ $3
- ORDER BY topic COLLATE \"C\"";
-
-    pub const RETAINED_SCAN: &str = "\
-SELECT topic, msgid, sender, qos, payload, arrived FROM mqtt_retain
- WHERE topic ~ $1
- ORDER BY topic COLLATE \"C\"";
-
-    /// How a fetch selects topics (see `crate::filter`).
-    #[derive(Clone, Copy)]
-    pub enum Shape {
-        Exact,
-        Range,
-        Scan,
-    }
-
-    /// The fetch statement for a mode and shape. Parameters: `$1` since
-    /// (timestamp or NULL), `$2` limit (int8 or NULL = all); pubsub `$3`
-    /// client id and `$4` filter; then the topic, or range and regex, or
-    /// regex.
-    pub fn fetch(pubsub: bool, shape: Shape) -> &'static str {
-        static ALL: LazyLock<[String; 6]> = LazyLock::new(|| {
-            [
-                build(false, Shape::Exact),
-                build(false, Shape::Range),
-                build(false, Shape::Scan),
-                build(true, Shape::Exact),
-                build(true, Shape::Range),
-                build(true, Shape::Scan),
-            ]
-        });
-        let i = usize::from(pubsub) * 3
-            + match shape {
-                Shape::Exact => 0,
-                Shape::Range => 1,
-                Shape::Scan => 2,
-            };
-        &ALL[i]
-    }
-
-    pub(super) fn build(pubsub: bool, shape: Shape) -> String {
-        let p = if pubsub { 5 } else { 3 };
-        let topic = match shape {
-            Shape::Exact => format!("m.topic = ${p}"),
-            Shape::Range => format!(
-                "m.topic COLLATE \"C\" >= ${p} AND m.topic COLLATE \"C\" < ${} AND m.topic ~ ${}",
-                p + 1,
-                p + 2
-            ),
-            Shape::Scan => format!("m.topic ~ ${p}"),
-        };
-        let columns = "m.topic, m.msgid, m.sender, m.qos, m.retain, m.payload, m.arrived";
-        let since = "($1::timestamp IS NULL OR m.arrived >= $1)";
-        if pubsub {
-            // The first fetch of (client, filter) records the start (the
-            // newest id so far) and returns nothing; later ones return what
-            // came after the start and after the client's ack on each topic.
-            format!(
-                "WITH first AS (
-    INSERT INTO mqtt_acked (clientid, topic, mid, created)
-    SELECT $3::text, $4::text, COALESCE(max(id), 0), timezone('UTC', now()) FROM mqtt_msg
-    ON CONFLICT (clientid, topic) DO NOTHING
-    RETURNING 1
-)
-SELECT {columns}
-  FROM mqtt_msg m
- WHERE NOT EXISTS (SELECT 1 FROM first)
-   AND {topic}
-   AND {since}
-   AND m.id > (SELECT s.mid FROM mqtt_acked s WHERE s.clientid = $3 AND s.topic = $4)
-   AND m.id > COALESCE((SELECT a.mid FROM mqtt_acked a WHERE a.clientid = $3 AND a.topic = m.topic), 0)
- ORDER BY m.id DESC
- LIMIT $2::int8"
-            )
-        } else {
-            format!(
-                "SELECT {columns}
-  FROM mqtt_msg m
- WHERE {topic}
-   AND {since}
- ORDER BY m.id DESC
- LIMIT $2::int8"
-            )
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -870,13 +736,18 @@ mod tests {
     #[test]
     fn chunks_keep_order_and_bounds() {
         let msgs: Vec<Message> = (0..25)
-            .map(|i| Message::new("c", "t", QoS::AtLeastOnce, vec![0u8; 8 << 20]).retained(i % 2 == 0))
+            .map(|i| {
+                Message::new("c", "t", QoS::AtLeastOnce, vec![0u8; 8 << 20]).retained(i % 2 == 0)
+            })
             .collect();
         let refs: Vec<&Message> = msgs.iter().collect();
         let parts = chunk(&refs);
         assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), 25);
         assert!(parts.len() > 1);
-        let flat: Vec<&str> = parts.iter().flat_map(|p| p.iter().map(|m| m.id.as_str())).collect();
+        let flat: Vec<&str> = parts
+            .iter()
+            .flat_map(|p| p.iter().map(|m| m.id.as_str()))
+            .collect();
         assert_eq!(flat, msgs.iter().map(|m| m.id.as_str()).collect::<Vec<_>>());
         assert_eq!(chunk(&refs[..1]).len(), 1);
     }

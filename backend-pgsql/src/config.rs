@@ -287,7 +287,9 @@ mod tests {
             parse_server("/run/postgresql"),
             Ok(("/run/postgresql".into(), 5432))
         );
-        assert!(parse_server("db:x").unwrap_err().contains("invalid port `x`"));
+        assert!(parse_server("db:x")
+            .unwrap_err()
+            .contains("invalid port `x`"));
         assert!(parse_server("db:0").is_err());
         assert!(parse_server(":5432").is_err());
         assert!(parse_server("a:1,b:2").is_err());

@@ -198,11 +198,15 @@ pub(crate) fn bind<'a>(value: &'a Value, ty: &Type) -> Result<Bound<'a>, String>
         },
         Type::INT2 => {
             let i = int()?;
-            i16::try_from(i).map(Bound::I16).map_err(|_| out_of_range(i))
+            i16::try_from(i)
+                .map(Bound::I16)
+                .map_err(|_| out_of_range(i))
         }
         Type::INT4 => {
             let i = int()?;
-            i32::try_from(i).map(Bound::I32).map_err(|_| out_of_range(i))
+            i32::try_from(i)
+                .map(Bound::I32)
+                .map_err(|_| out_of_range(i))
         }
         Type::INT8 => int().map(Bound::I64),
         Type::FLOAT4 | Type::FLOAT8 => {
@@ -439,7 +443,10 @@ mod tests {
 
     #[test]
     fn binding_checks_types_and_ranges() {
-        assert!(matches!(bind(&Value::Int(7), &Type::INT2), Ok(Bound::I16(7))));
+        assert!(matches!(
+            bind(&Value::Int(7), &Type::INT2),
+            Ok(Bound::I16(7))
+        ));
         let e = bind(&Value::Int(70_000), &Type::INT2).expect_err("too big");
         assert_eq!(e, "70000 is out of range for int2");
         let e = bind(&Value::Bytes(Bytes::from_static(b"x")), &Type::INT4).expect_err("bytes");
@@ -458,7 +465,10 @@ mod tests {
         assert!(matches!(bind(&Value::Null, &Type::INT4), Ok(Bound::Null)));
         assert!(bind(&Value::Int(1), &Type::TIMESTAMP).is_err());
         assert!(bind(&Value::Int(1), &Type::POINT).is_err());
-        assert!(matches!(bind(&Value::Int(1), &Type::BOOL), Ok(Bound::Bool(true))));
+        assert!(matches!(
+            bind(&Value::Int(1), &Type::BOOL),
+            Ok(Bound::Bool(true))
+        ));
         assert!(bind(&Value::Int(2), &Type::BOOL).is_err());
     }
 

@@ -57,7 +57,7 @@ pub enum PgsqlError {
 
     /// No connection could be taken from the pool (the server is down, the
     /// credentials are wrong, every connection is busy for too long).
-    #[error("{operation} on {server}: no connection: {source}")]
+    #[error("{operation} on {server}: no connection: {}", describe_pool(.source))]
     Pool {
         /// The backend operation (`store_messages`, `connect`, ...).
         operation: &'static str,
@@ -143,7 +143,12 @@ fn line_suffix(line: Option<usize>) -> String {
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
-            let mut s = format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
+            let mut s = format!(
+                "{}: {} (SQLSTATE {})",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            );
             if let Some(d) = db.detail() {
                 s.push_str("; detail: ");
                 s.push_str(d);
@@ -164,6 +169,14 @@ fn describe(e: &tokio_postgres::Error) -> String {
             }
             s
         }
+    }
+}
+
+fn describe_pool(e: &PoolError) -> String {
+    match e {
+        PoolError::Backend(e) => describe(e),
+        PoolError::Timeout(t) => format!("timed out ({t:?}) waiting for a connection"),
+        other => other.to_string(),
     }
 }
 
@@ -230,6 +243,10 @@ pub(crate) fn driver_error_kind(e: &tokio_postgres::Error) -> ErrorKind {
     }
     let mut source = std::error::Error::source(e);
     while let Some(inner) = source {
+        if inner.to_string().contains("does not support TLS") {
+            // ssl = true against a server without TLS: a setting to fix.
+            return ErrorKind::Config;
+        }
         if let Some(io) = inner.downcast_ref::<io::Error>() {
             return match io.kind() {
                 io::ErrorKind::TimedOut => ErrorKind::Timeout,
@@ -285,12 +302,27 @@ mod tests {
 
     #[test]
     fn sql_states_map_to_kinds() {
-        assert_eq!(sql_state_kind(&SqlState::ADMIN_SHUTDOWN), ErrorKind::Connection);
-        assert_eq!(sql_state_kind(&SqlState::CONNECTION_FAILURE), ErrorKind::Connection);
-        assert_eq!(sql_state_kind(&SqlState::QUERY_CANCELED), ErrorKind::Timeout);
-        assert_eq!(sql_state_kind(&SqlState::INVALID_PASSWORD), ErrorKind::Config);
+        assert_eq!(
+            sql_state_kind(&SqlState::ADMIN_SHUTDOWN),
+            ErrorKind::Connection
+        );
+        assert_eq!(
+            sql_state_kind(&SqlState::CONNECTION_FAILURE),
+            ErrorKind::Connection
+        );
+        assert_eq!(
+            sql_state_kind(&SqlState::QUERY_CANCELED),
+            ErrorKind::Timeout
+        );
+        assert_eq!(
+            sql_state_kind(&SqlState::INVALID_PASSWORD),
+            ErrorKind::Config
+        );
         assert_eq!(sql_state_kind(&SqlState::UNDEFINED_TABLE), ErrorKind::Query);
-        assert_eq!(sql_state_kind(&SqlState::UNIQUE_VIOLATION), ErrorKind::Query);
+        assert_eq!(
+            sql_state_kind(&SqlState::UNIQUE_VIOLATION),
+            ErrorKind::Query
+        );
     }
 
     #[test]

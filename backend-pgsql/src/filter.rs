@@ -15,24 +15,31 @@ use backend_core::topic::{has_wildcards, literal_prefix, strip_shared, validate_
 
 /// What a filter selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum TopicMatch {
+pub enum TopicMatch {
     /// An invalid filter: matches nothing.
     Nothing,
     /// One topic.
     Exact(String),
     /// Topics in `[from, to)` (byte order) matching `regex`.
     Range {
+        /// The literal prefix (inclusive bound).
         from: String,
+        /// Its [`successor`] (exclusive bound).
         to: String,
+        /// The filter as a regular expression ([`to_regex`]).
         regex: String,
     },
     /// Any topic matching `regex` (the filter starts with a wildcard, or its
     /// prefix has no successor).
-    Scan { regex: String },
+    Scan {
+        /// The filter as a regular expression ([`to_regex`]).
+        regex: String,
+    },
 }
 
 impl TopicMatch {
-    pub(crate) fn new(filter: &str) -> TopicMatch {
+    /// How `filter` (possibly `$share/<group>/...`) selects topics.
+    pub fn new(filter: &str) -> TopicMatch {
         if validate_filter(filter).is_err() {
             return TopicMatch::Nothing;
         }
@@ -56,7 +63,7 @@ impl TopicMatch {
 /// The smallest string greater, in byte (code point) order, than every
 /// string starting with `prefix`: the last character incremented, after
 /// dropping trailing U+10FFFF. `None` if there is none.
-pub(crate) fn successor(prefix: &str) -> Option<String> {
+pub fn successor(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {
         let next = match last {
@@ -74,7 +81,7 @@ pub(crate) fn successor(prefix: &str) -> Option<String> {
 /// A PostgreSQL ARE matching exactly the topic names `filter` (valid,
 /// unshared) matches: `+` one level, `#` the parent and every level below,
 /// and neither matching a first level that starts with `$`.
-pub(crate) fn to_regex(filter: &str) -> String {
+pub fn to_regex(filter: &str) -> String {
     let mut re = String::from("^");
     let levels: Vec<&str> = filter.split('/').collect();
     for (i, level) in levels.iter().enumerate() {

@@ -5,8 +5,9 @@ mod backend;
 pub mod config;
 mod convert;
 pub mod error;
-mod filter;
+pub mod filter;
 pub mod schema;
+pub mod statements;
 mod tls;
 
 pub use backend::{connect_pools, PgsqlBackend};

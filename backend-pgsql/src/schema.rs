@@ -37,7 +37,14 @@ struct TableSpec {
 const SPECS: [TableSpec; 5] = [
     TableSpec {
         name: "mqtt_client",
-        columns: &["clientid", "state", "node", "online_at", "offline_at", "created"],
+        columns: &[
+            "clientid",
+            "state",
+            "node",
+            "online_at",
+            "offline_at",
+            "created",
+        ],
         bytea: &[],
         unique: &[&["clientid"]],
     },
@@ -234,7 +241,12 @@ mod tests {
         fixed[6] = "payload:bytea".into();
         let e = check_table(&SPECS[2], &fixed, &[Some("id".into())]).expect_err("no unique msgid");
         assert!(e.contains("no unique index on (msgid)"), "{e}");
-        check_table(&SPECS[2], &fixed, &[Some("id".into()), Some("msgid".into())]).expect("ok");
+        check_table(
+            &SPECS[2],
+            &fixed,
+            &[Some("id".into()), Some("msgid".into())],
+        )
+        .expect("ok");
         let e = check_table(&SPECS[2], &fixed[..3], &[]).expect_err("columns");
         assert!(e.contains("lacks the column(s) topic, qos"), "{e}");
     }

@@ -21,13 +21,12 @@ pub(crate) fn connector(pool: &str, tls: &TlsSettings) -> Result<MakeRustlsConne
         problem,
         source: None,
     };
-    let with_source = |problem: String, e: Box<dyn std::error::Error + Send + Sync>| {
-        PgsqlError::Tls {
+    let with_source =
+        |problem: String, e: Box<dyn std::error::Error + Send + Sync>| PgsqlError::Tls {
             pool: pool.to_owned(),
             problem,
             source: Some(e),
-        }
-    };
+        };
     let mut roots = RootCertStore::empty();
     match &tls.ca_cert_file {
         Some(path) => {

@@ -1,0 +1,175 @@
+//! The SQL the built-in functions run, for reading and for `EXPLAIN`.
+//! Each is prepared once per connection and cached. Times are bound as
+//! UTC `timestamp`s; `created` columns get the server's clock in UTC.
+
+use std::sync::LazyLock;
+
+/// `on_client_connected`: `$1` client id, `$2` node, `$3` online_at.
+pub const CLIENT_ONLINE: &str = "\
+INSERT INTO mqtt_client (clientid, state, node, online_at, offline_at, created)
+VALUES ($1, 1, $2, $3, NULL, timezone('UTC', now()))
+ON CONFLICT (clientid) DO UPDATE
+   SET state = 1, node = EXCLUDED.node, online_at = EXCLUDED.online_at, offline_at = NULL";
+
+/// `on_client_disconnected`: `$1` client id, `$2` node (kept if the row
+/// exists), `$3` offline_at.
+pub const CLIENT_OFFLINE: &str = "\
+INSERT INTO mqtt_client (clientid, state, node, online_at, offline_at, created)
+VALUES ($1, 0, $2, NULL, $3, timezone('UTC', now()))
+ON CONFLICT (clientid) DO UPDATE SET state = 0, offline_at = EXCLUDED.offline_at";
+
+/// A client's recorded state: `$1` client id.
+pub const CLIENT_STATUS: &str =
+    "SELECT state, node, online_at, offline_at FROM mqtt_client WHERE clientid = $1";
+
+/// `on_subscribe_lookup`: `$1` client id; filters in byte order.
+pub const LOOKUP_SUBSCRIPTIONS: &str =
+    "SELECT topic, qos FROM mqtt_sub WHERE clientid = $1 ORDER BY topic COLLATE \"C\"";
+
+/// Stores subscriptions: `$1` client id, `$2` filters, `$3` QoS.
+pub const STORE_SUBSCRIPTIONS: &str = "\
+INSERT INTO mqtt_sub (clientid, topic, qos, created)
+SELECT $1::text, s.topic, s.qos, timezone('UTC', now())
+  FROM unnest($2::text[], $3::int4[]) AS s(topic, qos)
+ON CONFLICT (clientid, topic) DO UPDATE SET qos = EXCLUDED.qos";
+
+/// Removes subscriptions: `$1` client id, `$2` filters.
+pub const DELETE_SUBSCRIPTIONS: &str =
+    "DELETE FROM mqtt_sub WHERE clientid = $1 AND topic = ANY ($2::text[])";
+
+/// A batch of messages; ids follow the arrays' order. Storing a msgid
+/// again gives the row a new id, as if deleted and inserted.
+pub const STORE_MESSAGES: &str = "\
+INSERT INTO mqtt_msg (msgid, sender, topic, qos, retain, payload, arrived)
+SELECT m.msgid, m.sender, m.topic, m.qos, m.retain, m.payload, m.arrived
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], $6::bytea[], $7::timestamp[])
+   WITH ORDINALITY AS m(msgid, sender, topic, qos, retain, payload, arrived, n)
+ ORDER BY m.n
+ON CONFLICT (msgid) DO UPDATE
+   SET id = nextval(pg_get_serial_sequence('mqtt_msg', 'id')),
+   sender = EXCLUDED.sender, topic = EXCLUDED.topic, qos = EXCLUDED.qos,
+   retain = EXCLUDED.retain, payload = EXCLUDED.payload, arrived = EXCLUDED.arrived";
+
+/// Queue-mode ack: deletes the messages `$1` (msgids).
+pub const ACK_QUEUE: &str = "DELETE FROM mqtt_msg WHERE msgid = ANY ($1::text[])";
+
+/// Marks each acked message and those before it on its topic read for
+/// its client: the position only moves forward.
+pub const ACK_PUBSUB: &str = "\
+INSERT INTO mqtt_acked (clientid, topic, mid, created)
+SELECT a.clientid, a.topic, max(m.id), timezone('UTC', now())
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS a(clientid, topic, msgid)
+  JOIN mqtt_msg m ON m.msgid = a.msgid
+ GROUP BY a.clientid, a.topic
+ ORDER BY a.clientid, a.topic
+ON CONFLICT (clientid, topic) DO UPDATE SET mid = GREATEST(mqtt_acked.mid, EXCLUDED.mid)";
+
+/// `on_message_retain`: replaces each topic's retained message.
+pub const STORE_RETAINED: &str = "\
+INSERT INTO mqtt_retain (topic, msgid, sender, qos, payload, arrived)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::bytea[], $6::timestamp[])
+ON CONFLICT (topic) DO UPDATE
+   SET msgid = EXCLUDED.msgid, sender = EXCLUDED.sender, qos = EXCLUDED.qos,
+   payload = EXCLUDED.payload, arrived = EXCLUDED.arrived";
+
+/// `on_retain_delete`: `$1` topics.
+pub const DELETE_RETAINED: &str = "DELETE FROM mqtt_retain WHERE topic = ANY ($1::text[])";
+
+/// `on_retain_lookup` of a filter without wildcards: `$1` topic.
+pub const RETAINED_EXACT: &str =
+    "SELECT topic, msgid, sender, qos, payload, arrived FROM mqtt_retain WHERE topic = $1";
+
+/// `on_retain_lookup` of a wildcard filter: `$1`..`$2` the literal
+/// prefix's byte range, `$3` the filter as a regular expression.
+pub const RETAINED_RANGE: &str = "\
+SELECT topic, msgid, sender, qos, payload, arrived FROM mqtt_retain
+ WHERE topic COLLATE \"C\" >= $1 AND topic COLLATE \"C\" < $2 AND topic ~ $3
+ ORDER BY topic COLLATE \"C\"";
+
+/// `on_retain_lookup` of a filter starting with a wildcard: `$1` regex.
+pub const RETAINED_SCAN: &str = "\
+SELECT topic, msgid, sender, qos, payload, arrived FROM mqtt_retain
+ WHERE topic ~ $1
+ ORDER BY topic COLLATE \"C\"";
+
+/// How a fetch selects topics (see `crate::filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A filter without wildcards: `topic = $n`.
+    Exact,
+    /// A literal prefix range plus a regular expression.
+    Range,
+    /// A regular expression alone (no usable prefix).
+    Scan,
+}
+
+/// The fetch statement for a mode and shape. Parameters: `$1` since
+/// (timestamp or NULL), `$2` limit (int8 or NULL = all); pubsub `$3`
+/// client id and `$4` filter; then the topic, or range and regex, or
+/// regex.
+pub fn fetch(pubsub: bool, shape: Shape) -> &'static str {
+    static ALL: LazyLock<[String; 6]> = LazyLock::new(|| {
+        [
+            build(false, Shape::Exact),
+            build(false, Shape::Range),
+            build(false, Shape::Scan),
+            build(true, Shape::Exact),
+            build(true, Shape::Range),
+            build(true, Shape::Scan),
+        ]
+    });
+    let i = usize::from(pubsub) * 3
+        + match shape {
+            Shape::Exact => 0,
+            Shape::Range => 1,
+            Shape::Scan => 2,
+        };
+    &ALL[i]
+}
+
+/// Builds the text [`fetch`] returns.
+pub fn build(pubsub: bool, shape: Shape) -> String {
+    let p = if pubsub { 5 } else { 3 };
+    let topic = match shape {
+        Shape::Exact => format!("m.topic = ${p}"),
+        Shape::Range => format!(
+            "m.topic COLLATE \"C\" >= ${p} AND m.topic COLLATE \"C\" < ${} AND m.topic ~ ${}",
+            p + 1,
+            p + 2
+        ),
+        Shape::Scan => format!("m.topic ~ ${p}"),
+    };
+    let columns = "m.topic, m.msgid, m.sender, m.qos, m.retain, m.payload, m.arrived";
+    let since = "($1::timestamp IS NULL OR m.arrived >= $1)";
+    if pubsub {
+        // The first fetch of (client, filter) records the start (the
+        // newest id so far) and returns nothing; later ones return what
+        // came after the start and after the client's ack on each topic.
+        format!(
+            "WITH first AS (
+INSERT INTO mqtt_acked (clientid, topic, mid, created)
+SELECT $3::text, $4::text, COALESCE(max(id), 0), timezone('UTC', now()) FROM mqtt_msg
+ON CONFLICT (clientid, topic) DO NOTHING
+RETURNING 1
+)
+SELECT {columns}
+  FROM mqtt_msg m
+ WHERE NOT EXISTS (SELECT 1 FROM first)
+   AND {topic}
+   AND {since}
+   AND m.id > (SELECT s.mid FROM mqtt_acked s WHERE s.clientid = $3 AND s.topic = $4)
+   AND m.id > COALESCE((SELECT a.mid FROM mqtt_acked a WHERE a.clientid = $3 AND a.topic = m.topic), 0)
+ ORDER BY m.id DESC
+ LIMIT $2::int8"
+        )
+    } else {
+        format!(
+            "SELECT {columns}
+  FROM mqtt_msg m
+ WHERE {topic}
+   AND {since}
+ ORDER BY m.id DESC
+ LIMIT $2::int8"
+        )
+    }
+}

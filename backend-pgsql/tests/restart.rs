@@ -1,0 +1,278 @@
+//! A PostgreSQL restart while the backend is in use; afterwards every
+//! operation succeeds again, on the same backend, without reconnecting.
+//!
+//! This binary holds this one test on purpose: cargo runs test binaries one
+//! after another, so the restart never overlaps this crate's other tests
+//! (the conformance suite, tests/pgsql.rs). It restarts the server of
+//! `scripts/services.sh` with `pg_ctl restart` on its data directory
+//! (`PGSQL_DATA_DIR`, default `target/services/postgres/data`), as the
+//! `postgres` user when run as root. Anything else using that server at
+//! the same moment (another crate's tests run by hand in parallel) sees
+//! its connections dropped once.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backend_core::testkit::unique;
+use backend_core::{
+    Ack, Backend, ClientInfo, ErrorKind, FetchRequest, Message, OfflineMode, QoS, Timestamp, Value,
+};
+
+fn data_dir() -> PathBuf {
+    match std::env::var_os("PGSQL_DATA_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/services/postgres/data"),
+    }
+}
+
+fn pg_ctl() -> PathBuf {
+    let bin = std::env::var_os("PGSQL_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"));
+    bin.join("pg_ctl")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// `pg_ctl restart -m fast -w`, the server's output appended to the log
+/// the services script keeps (pg_ctl restart has no `-l`; the new server
+/// inherits pg_ctl's stdout and stderr). The options of the first start
+/// (port, socket directory, listen address) come from `postmaster.opts`.
+fn restart_server(data: &Path) {
+    let log_path = data
+        .parent()
+        .map(|d| d.join("postgres.log"))
+        .unwrap_or_else(|| PathBuf::from("/dev/null"));
+    let log = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&log_path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", log_path.display()));
+    let err = log.try_clone().expect("a second log handle");
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(pg_ctl());
+        c
+    } else {
+        Command::new(pg_ctl())
+    };
+    cmd.arg("-D")
+        .arg(data)
+        .args(["-m", "fast", "-w", "-t", "60", "restart"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err);
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        status.success(),
+        "{cmd:?} failed ({status}); see {}",
+        log_path.display()
+    );
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: usize,
+    errors: Vec<(ErrorKind, String)>,
+}
+
+fn request(client: &str, filter: &str, mode: OfflineMode) -> FetchRequest {
+    FetchRequest {
+        client_id: client.into(),
+        filter: filter.into(),
+        mode,
+        max_count: None,
+        since: None,
+    }
+}
+
+#[test]
+fn operations_succeed_again_after_a_server_restart() {
+    let data = data_dir();
+    assert!(
+        data.join("PG_VERSION").is_file(),
+        "no PostgreSQL data directory at {} (set PGSQL_DATA_DIR; the server of PGSQL_URL must be \
+         the local one `scripts/services.sh postgres` runs)",
+        data.display()
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async {
+        let s = common::server();
+        let b = Arc::new(common::connect().await);
+        let topic = unique("restart");
+        // Fill the pool (4 connections) so that every one of them dies.
+        futures::future::join_all((0..4).map(|i| {
+            let b = Arc::clone(&b);
+            let topic = topic.clone();
+            async move {
+                let m = Message::new("p", topic, QoS::AtLeastOnce, format!("warm {i}"));
+                b.store_messages(&[m], Default::default())
+                    .await
+                    .expect("warm-up");
+            }
+        }))
+        .await;
+        assert_eq!(b.pool().status().size, 4, "four connections open");
+
+        // Load while the server restarts.
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let load = {
+            let (b, stop, tally, topic) = (
+                Arc::clone(&b),
+                Arc::clone(&stop),
+                Arc::clone(&tally),
+                topic.clone(),
+            );
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let m = Message::new("load", topic.clone(), QoS::AtLeastOnce, i.to_string());
+                    let r = match b.store_messages(&[m], Default::default()).await {
+                        Ok(()) => b
+                            .fetch_messages(&request("load", &topic, OfflineMode::Queue))
+                            .await
+                            .map(|_| ()),
+                        Err(e) => Err(e),
+                    };
+                    {
+                        let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                        match r {
+                            Ok(()) => t.ok += 1,
+                            Err(e) => t.errors.push((e.kind(), e.to_string())),
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = tally.lock().map(|t| t.ok).unwrap_or(0);
+        assert!(before > 0, "the load ran before the restart");
+
+        let started = Instant::now();
+        let d = data.clone();
+        tokio::task::spawn_blocking(move || restart_server(&d))
+            .await
+            .expect("the restart task");
+        // pg_ctl -w returns when the server accepts connections; check that
+        // it answers a query too.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut c = tokio_postgres::Config::new();
+            c.host(&s.host)
+                .port(s.port)
+                .user(&s.user)
+                .password(&s.password)
+                .dbname(&s.database)
+                .connect_timeout(Duration::from_secs(2));
+            if let Ok((client, conn)) = c.connect(tokio_postgres::NoTls).await {
+                tokio::spawn(conn);
+                if client.simple_query("SELECT 1").await.is_ok() {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not come back within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!(
+            "server restarted and answering after {:?}",
+            started.elapsed()
+        );
+
+        // Every operation succeeds on the same backend, first time.
+        let client = ClientInfo::new(unique("restart-client"), "emqx@127.0.0.1");
+        b.client_online(&client, Timestamp::now())
+            .await
+            .expect("client_online after restart");
+        let m = Message::new("p", topic.clone(), QoS::AtLeastOnce, "after");
+        b.store_messages(std::slice::from_ref(&m), Default::default())
+            .await
+            .expect("store_messages after restart");
+        let got = b
+            .fetch_messages(&request("q", &topic, OfflineMode::Queue))
+            .await
+            .expect("fetch_messages after restart");
+        assert!(
+            got.iter().any(|g| g.id == m.id),
+            "the message stored after the restart"
+        );
+        b.ack_messages(
+            OfflineMode::Queue,
+            &[Ack {
+                client_id: "q".into(),
+                topic: topic.clone(),
+                message_id: m.id.clone(),
+            }],
+        )
+        .await
+        .expect("ack_messages after restart");
+        b.store_retained(&[m.clone().retained(true)], Default::default())
+            .await
+            .expect("store_retained after restart");
+        assert_eq!(
+            b.lookup_retained(&topic)
+                .await
+                .expect("lookup_retained after restart")
+                .len(),
+            1
+        );
+        assert_eq!(
+            b.execute_sql("SELECT $1::text", &[Value::from("raw")])
+                .await
+                .expect("a raw statement after restart"),
+            vec![vec![Value::from("raw")]]
+        );
+        // Concurrent use refills the pool with new connections.
+        futures::future::join_all((0..8).map(|_| {
+            let b = Arc::clone(&b);
+            let topic = topic.clone();
+            async move {
+                b.fetch_messages(&request("q", &topic, OfflineMode::Queue))
+                    .await
+                    .expect("concurrent fetch after restart");
+            }
+        }))
+        .await;
+
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop.store(true, Ordering::Relaxed);
+        load.await.expect("the load task");
+        let t = tally.lock().unwrap_or_else(|p| p.into_inner());
+        println!(
+            "load during the restart: {} operations succeeded, {} failed: {:?}",
+            t.ok,
+            t.errors.len(),
+            t.errors.iter().map(|(k, _)| *k).collect::<Vec<_>>()
+        );
+        for (kind, text) in &t.errors {
+            assert!(
+                kind.is_retryable(),
+                "an error during the restart must be retryable, got {kind:?}: {text}"
+            );
+        }
+        assert!(t.ok > before, "the load succeeded again after the restart");
+    });
+}
