@@ -131,13 +131,12 @@ struct HookRules {
 impl HookRules {
     /// Indices of the rules that apply, in rule order.
     fn select(&self, topic: Option<&str>) -> Vec<usize> {
-        if self.rules.is_empty() {
-            return Vec::new();
-        }
         let mut picked = self.always.clone();
-        if let Some(t) = topic {
+        if let (Some(t), false) = (topic, self.trie.is_empty()) {
             self.trie.for_each_match(t, |i| picked.push(*i));
-            picked.sort_unstable();
+            if picked.len() > self.always.len() {
+                picked.sort_unstable();
+            }
         }
         picked
     }

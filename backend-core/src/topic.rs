@@ -84,16 +84,15 @@ pub fn validate_filter(filter: &str) -> Result<(), TopicError> {
         return Err(TopicError::BadShare(filter.to_owned()));
     }
     let mut start = 0;
-    let levels: Vec<&str> = inner.split('/').collect();
-    let last = levels.len() - 1;
-    for (i, level) in levels.iter().enumerate() {
+    let mut levels = inner.split('/').peekable();
+    while let Some(level) = levels.next() {
         if let Some(p) = level.find('#') {
-            if *level != "#" || i != last {
+            if level != "#" || levels.peek().is_some() {
                 return Err(TopicError::MisplacedHash(offset + start + p));
             }
         }
         if let Some(p) = level.find('+') {
-            if *level != "+" {
+            if level != "+" {
                 return Err(TopicError::MisplacedPlus(offset + start + p));
             }
         }
@@ -327,13 +326,12 @@ impl<T> FilterTrie<T> {
         if !dollar {
             self.root.hash.iter().for_each(&mut f);
         }
-        let rest: Vec<&str> = levels.collect();
         if let Some(child) = self.root.children.get(first) {
-            walk(child, &rest, &mut f);
+            walk(child, levels.clone(), &mut f);
         }
         if !dollar {
             if let Some(plus) = &self.root.plus {
-                walk(plus, &rest, &mut f);
+                walk(plus, levels, &mut f);
             }
         }
     }
@@ -346,17 +344,21 @@ impl<T> FilterTrie<T> {
     }
 }
 
-fn walk<'a, T>(node: &'a Node<T>, levels: &[&str], f: &mut impl FnMut(&'a T)) {
+fn walk<'a, T>(
+    node: &'a Node<T>,
+    mut levels: std::str::Split<'_, char>,
+    f: &mut impl FnMut(&'a T),
+) {
     // `#` matches the parent level too, so it counts before and after the end.
     node.hash.iter().for_each(&mut *f);
-    match levels.split_first() {
+    match levels.next() {
         None => node.here.iter().for_each(f),
-        Some((level, rest)) => {
-            if let Some(child) = node.children.get(*level) {
-                walk(child, rest, f);
+        Some(level) => {
+            if let Some(child) = node.children.get(level) {
+                walk(child, levels.clone(), f);
             }
             if let Some(plus) = &node.plus {
-                walk(plus, rest, f);
+                walk(plus, levels, f);
             }
         }
     }
