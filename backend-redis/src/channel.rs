@@ -27,7 +27,7 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::conn::Connections;
+use crate::conn::{Connections, Connector};
 use crate::error::RedisError;
 
 /// A command received on the channel.
@@ -153,17 +153,14 @@ struct Pacing {
     /// First wait before reconnecting; doubles up to `max_backoff`.
     min_backoff: Duration,
     max_backoff: Duration,
-    /// How often an idle subscription is pinged, and how long a ping may take.
-    ping_every: Duration,
-    ping_timeout: Duration,
+    /// How often an idle subscription is pinged (and, with Sentinel, the
+    /// master looked up), and how long that may take.
+    check_every: Duration,
+    check_timeout: Duration,
 }
 
-const PACING: Pacing = Pacing {
-    min_backoff: Duration::from_millis(100),
-    max_backoff: Duration::from_secs(5),
-    ping_every: Duration::from_secs(10),
-    ping_timeout: Duration::from_secs(5),
-};
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How many commands wait for the broker before the listener stops reading
 /// (Redis then buffers, up to its pub/sub output limit).
@@ -212,13 +209,19 @@ impl ChannelListener {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (sub_tx, subscribed) = watch::channel(false);
         let counters = Arc::new(Counters::default());
+        let pacing = Pacing {
+            min_backoff: MIN_BACKOFF,
+            max_backoff: MAX_BACKOFF,
+            check_every: conns.settings.channel_check_interval,
+            check_timeout: conns.settings.connection_timeout,
+        };
         let task = handle.spawn(listen(
             conns,
             channel.clone(),
             tx,
             sub_tx,
             Arc::clone(&counters),
-            PACING,
+            pacing,
         ));
         Ok(ChannelListener {
             channel,
@@ -314,13 +317,13 @@ async fn listen(
             let client = conns.connector.client().await?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
+            Ok::<_, redis::RedisError>((pubsub, client.get_connection_info().addr().clone()))
         };
         let attempt = tokio::select! {
             r = tokio::time::timeout(conns.settings.connection_timeout, connect) => r,
             _ = tx.closed() => return,
         };
-        let pubsub = match attempt {
+        let (pubsub, server) = match attempt {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 warn!(pool = %pool, channel = %channel, error = %e, retry_in = ?backoff, "redis channel: cannot subscribe");
@@ -348,7 +351,7 @@ async fn listen(
         backoff = pacing.min_backoff;
         subscribed.send_replace(true);
         let (mut sink, mut stream) = pubsub.split();
-        let mut ping = tokio::time::interval(pacing.ping_every);
+        let mut ping = tokio::time::interval(pacing.check_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
         loop {
@@ -358,7 +361,6 @@ async fn listen(
                         warn!(pool = %pool, channel = %channel, "redis channel: connection lost; reconnecting");
                         break;
                     };
-                    ping.reset();
                     counters.received.fetch_add(1, Ordering::Relaxed);
                     let payload = msg.get_payload_bytes();
                     match ChannelCommand::parse(payload) {
@@ -377,7 +379,7 @@ async fn listen(
                     }
                 }
                 _ = ping.tick() => {
-                    match tokio::time::timeout(pacing.ping_timeout, sink.ping::<redis::Value>()).await {
+                    match tokio::time::timeout(pacing.check_timeout, sink.ping::<redis::Value>()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => {
                             warn!(pool = %pool, channel = %channel, error = %e, "redis channel: ping failed; reconnecting");
@@ -387,6 +389,10 @@ async fn listen(
                             warn!(pool = %pool, channel = %channel, "redis channel: ping timed out; reconnecting");
                             break;
                         }
+                    }
+                    if master_moved(&conns, &server, pacing.check_timeout).await {
+                        info!(pool = %pool, channel = %channel, "redis channel: the Sentinel names another master; resubscribing there");
+                        break;
                     }
                 }
                 _ = tx.closed() => {
@@ -400,6 +406,24 @@ async fn listen(
             return;
         }
         backoff = (backoff * 2).min(pacing.max_backoff);
+    }
+}
+
+/// With Sentinel: whether the master is now another server than `server`.
+/// A demoted master still delivers what the new one publishes (through
+/// replication), but only once it has resynchronised; moving at once keeps
+/// that gap short. An unanswered lookup changes nothing.
+async fn master_moved(
+    conns: &Connections,
+    server: &redis::ConnectionAddr,
+    within: Duration,
+) -> bool {
+    if !matches!(conns.connector, Connector::Sentinel(_)) {
+        return false;
+    }
+    match tokio::time::timeout(within, conns.connector.client()).await {
+        Ok(Ok(client)) => client.get_connection_info().addr() != server,
+        _ => false,
     }
 }
 

@@ -50,6 +50,9 @@ pub const DEFAULT_POOL_SIZE: usize = 8;
 pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one command may wait for its reply.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a channel listener pings its connection and, with Sentinel,
+/// checks that it is still on the master.
+pub const DEFAULT_CHANNEL_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// One `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -120,6 +123,9 @@ pub struct RedisSettings {
     pub connection_timeout: Duration,
     /// How long one command may wait for its reply.
     pub response_timeout: Duration,
+    /// How often a channel listener pings its connection and, with
+    /// Sentinel, checks that it is still on the master.
+    pub channel_check_interval: Duration,
 }
 
 impl RedisSettings {
@@ -144,6 +150,7 @@ impl RedisSettings {
             msg_expired_after: Config::new(BackendKind::Redis).msg_expired_after(),
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            channel_check_interval: DEFAULT_CHANNEL_CHECK_INTERVAL,
         }
     }
 
@@ -250,6 +257,7 @@ impl RedisSettings {
             msg_expired_after: config.msg_expired_after(),
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            channel_check_interval: DEFAULT_CHANNEL_CHECK_INTERVAL,
         })
     }
 
