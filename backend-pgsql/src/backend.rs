@@ -229,7 +229,30 @@ impl PgsqlBackend {
         let chunks = chunk(messages);
         let mut client = self.client("store_messages").await?;
         let pg = self.pg("store_messages");
-        if chunks.len() == 1 {
+        if let [one] = messages {
+            // The engine's usual call: one message, a plain VALUES row.
+            let stmt = client
+                .prepare_cached(sql::STORE_MESSAGE)
+                .await
+                .map_err(&pg)?;
+            let qos = i32::from(one.qos.as_u8());
+            let retain = i32::from(one.retain);
+            client
+                .execute(
+                    &stmt,
+                    &[
+                        &one.id,
+                        &one.sender,
+                        &one.topic,
+                        &qos,
+                        &retain,
+                        &&one.payload[..],
+                        &PgTime(one.timestamp),
+                    ],
+                )
+                .await
+                .map_err(&pg)?;
+        } else if chunks.len() == 1 {
             let stmt = client
                 .prepare_cached(sql::STORE_MESSAGES)
                 .await
@@ -372,26 +395,42 @@ fn message(
     table: &str,
     retain_col: bool,
 ) -> Result<Message, PgsqlError> {
-    let mut idx = 0;
-    let mut next = || {
-        idx += 1;
-        column(row, idx - 1, table)
+    // Typed reads for the schema's own column types; anything else (a
+    // table created with other integer or text types) through `column`.
+    let str_at = |i: usize| -> Result<String, PgsqlError> {
+        match row.try_get::<_, Option<&str>>(i) {
+            Ok(s) => Ok(s.unwrap_or_default().to_owned()),
+            Err(_) => Ok(text(column(row, i, table)?)),
+        }
     };
-    let topic = text(next()?);
-    let id = text(next()?);
-    let sender = text(next()?);
-    let qos = qos(next()?, table)?;
-    let retain = if retain_col {
-        next()?.as_i64().unwrap_or(0) != 0
+    let int_at = |i: usize| -> Result<Value, PgsqlError> {
+        match row.try_get::<_, Option<i32>>(i) {
+            Ok(Some(v)) => Ok(Value::Int(i64::from(v))),
+            Ok(None) => Ok(Value::Null),
+            Err(_) => column(row, i, table),
+        }
+    };
+    let topic = str_at(0)?;
+    let id = str_at(1)?;
+    let sender = str_at(2)?;
+    let qos = qos(int_at(3)?, table)?;
+    let (retain, rest) = if retain_col {
+        (int_at(4)?.as_i64().unwrap_or(0) != 0, 5)
     } else {
-        true
+        (true, 4)
     };
-    let payload = match next()? {
-        Value::Bytes(b) => b,
-        Value::Null => Bytes::new(),
-        other => Bytes::from(other.to_bytes().into_owned()),
+    let payload = match row.try_get::<_, Option<&[u8]>>(rest) {
+        Ok(p) => Bytes::copy_from_slice(p.unwrap_or_default()),
+        Err(_) => match column(row, rest, table)? {
+            Value::Bytes(b) => b,
+            Value::Null => Bytes::new(),
+            other => Bytes::from(other.to_bytes().into_owned()),
+        },
     };
-    let timestamp = time(next()?).unwrap_or_default();
+    let timestamp = match row.try_get::<_, Option<PgTime>>(rest + 1) {
+        Ok(t) => t.map(|t| t.0).unwrap_or_default(),
+        Err(_) => time(column(row, rest + 1, table)?).unwrap_or_default(),
+    };
     Ok(Message {
         id,
         sender,

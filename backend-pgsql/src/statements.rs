@@ -37,6 +37,17 @@ ON CONFLICT (clientid, topic) DO UPDATE SET qos = EXCLUDED.qos";
 pub const DELETE_SUBSCRIPTIONS: &str =
     "DELETE FROM mqtt_sub WHERE clientid = $1 AND topic = ANY ($2::text[])";
 
+/// `on_message_publish` of one message: `$1` msgid, `$2` sender, `$3`
+/// topic, `$4` qos, `$5` retain, `$6` payload, `$7` arrived. Storing a
+/// msgid again gives the row a new id, as if deleted and inserted.
+pub const STORE_MESSAGE: &str = "\
+INSERT INTO mqtt_msg (msgid, sender, topic, qos, retain, payload, arrived)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (msgid) DO UPDATE
+   SET id = nextval(pg_get_serial_sequence('mqtt_msg', 'id')),
+       sender = EXCLUDED.sender, topic = EXCLUDED.topic, qos = EXCLUDED.qos,
+       retain = EXCLUDED.retain, payload = EXCLUDED.payload, arrived = EXCLUDED.arrived";
+
 /// A batch of messages; ids follow the arrays' order. Storing a msgid
 /// again gives the row a new id, as if deleted and inserted.
 pub const STORE_MESSAGES: &str = "\
