@@ -109,31 +109,40 @@ pub(crate) async fn prepare(
     create: bool,
     target: &Target<'_>,
 ) -> Result<(), PgsqlError> {
-    let pg = |operation: &'static str| {
-        move |source| PgsqlError::Postgres {
-            operation,
+    // A complete schema is left alone: no DDL, no table locks at start.
+    let first = check(client, target).await;
+    match first {
+        Ok(()) => return Ok(()),
+        Err(PgsqlError::MissingTable { .. } | PgsqlError::Schema { .. }) if create => {}
+        Err(e) => return Err(e),
+    }
+    // One simple-query message: one implicit transaction, so the advisory
+    // lock is held until every statement has run.
+    let batch = format!(
+        "SET LOCAL client_min_messages = warning; \
+         SELECT pg_advisory_xact_lock({SCHEMA_LOCK}); {SCHEMA_SQL}"
+    );
+    client
+        .batch_execute(&batch)
+        .await
+        .map_err(|source| PgsqlError::Postgres {
+            operation: "create_tables",
             server: target.label.clone(),
             source,
-        }
+        })?;
+    tracing::info!(pool = target.pool, server = %target.label, "created the missing tables and indexes");
+    check(client, target).await
+}
+
+/// Checks the five tables; the first problem found is the error.
+async fn check(client: &tokio_postgres::Client, target: &Target<'_>) -> Result<(), PgsqlError> {
+    let pg = |source| PgsqlError::Postgres {
+        operation: "schema check",
+        server: target.label.clone(),
+        source,
     };
-    if create {
-        // One simple-query message: one implicit transaction, so the
-        // advisory lock is held until every statement has run.
-        let batch = format!(
-            "SET LOCAL client_min_messages = warning; \
-             SELECT pg_advisory_xact_lock({SCHEMA_LOCK}); {SCHEMA_SQL}"
-        );
-        client
-            .batch_execute(&batch)
-            .await
-            .map_err(pg("create_tables"))?;
-        tracing::debug!(pool = target.pool, server = %target.label, "schema created or already present");
-    }
     let names: Vec<&str> = TABLES.to_vec();
-    let rows = client
-        .query(DESCRIBE, &[&names])
-        .await
-        .map_err(pg("schema check"))?;
+    let rows = client.query(DESCRIBE, &[&names]).await.map_err(pg)?;
     for spec in &SPECS {
         let row = rows
             .iter()
@@ -141,7 +150,7 @@ pub(crate) async fn prepare(
         let Some(row) = row else {
             continue;
         };
-        let exists: bool = row.try_get(1).map_err(pg("schema check"))?;
+        let exists: bool = row.try_get(1).map_err(pg)?;
         if !exists {
             return Err(PgsqlError::MissingTable {
                 pool: target.pool.to_owned(),
@@ -150,8 +159,8 @@ pub(crate) async fn prepare(
                 table: spec.name,
             });
         }
-        let columns: Vec<String> = row.try_get(2).map_err(pg("schema check"))?;
-        let uniques: Vec<Option<String>> = row.try_get(3).map_err(pg("schema check"))?;
+        let columns: Vec<String> = row.try_get(2).map_err(pg)?;
+        let uniques: Vec<Option<String>> = row.try_get(3).map_err(pg)?;
         check_table(spec, &columns, &uniques).map_err(|problem| PgsqlError::Schema {
             server: target.label.clone(),
             table: spec.name,
