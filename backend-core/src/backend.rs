@@ -71,6 +71,9 @@ pub enum ErrorKind {
     Timeout,
     /// The server rejected a statement (syntax, constraint, missing table).
     Query,
+    /// The server aborted the operation because of a concurrent one
+    /// (deadlock, serialization failure); running it again can succeed.
+    Conflict,
     /// Data read back was not what the schema promises.
     Data,
     /// The backend's own configuration is wrong.
@@ -82,7 +85,10 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Whether the same call may succeed if retried later.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorKind::Connection | ErrorKind::Timeout)
+        matches!(
+            self,
+            ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Conflict
+        )
     }
 }
 
@@ -109,6 +115,7 @@ fn kind_name(k: ErrorKind) -> &'static str {
         ErrorKind::Connection => "connection",
         ErrorKind::Timeout => "timeout",
         ErrorKind::Query => "query",
+        ErrorKind::Conflict => "conflict",
         ErrorKind::Data => "data",
         ErrorKind::Config => "config",
         ErrorKind::Unsupported => "unsupported",

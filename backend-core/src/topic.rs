@@ -214,6 +214,34 @@ pub fn literal_prefix(filter: &str) -> &str {
     inner
 }
 
+/// The smallest string greater, in byte (and so code point) order, than
+/// every string starting with `prefix`: with [`literal_prefix`], the
+/// exclusive upper bound of an index range scan (`topic >= prefix AND
+/// topic < upper`). The last character is incremented, after dropping
+/// trailing U+10FFFF; `None` when there is no bound (an empty prefix, or
+/// only U+10FFFF).
+///
+/// ```
+/// use backend_core::topic::prefix_upper_bound;
+/// assert_eq!(prefix_upper_bound("a/b/").as_deref(), Some("a/b0"));
+/// assert_eq!(prefix_upper_bound(""), None);
+/// ```
+pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        // Skip the surrogate gap, which no `char` can hold.
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(u32::from(c) + 1),
+        };
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 /// Whether a filter contains `+` or `#` levels.
 ///
 /// ```
@@ -475,6 +503,14 @@ mod tests {
         assert_eq!(trie.len(), 3);
     }
 
+    #[test]
+    fn upper_bounds() {
+        assert_eq!(prefix_upper_bound("a").as_deref(), Some("b"));
+        assert_eq!(prefix_upper_bound("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+    }
+
     fn level() -> impl Strategy<Value = &'static str> {
         prop::sample::select(vec!["a", "b", "", "$s", "+", "#"])
     }
@@ -510,6 +546,15 @@ mod tests {
             let _ = validate_filter(&s);
             let _ = matches(&s, &s);
             let _ = literal_prefix(&s);
+        }
+
+        #[test]
+        fn the_upper_bound_is_above_every_string_with_the_prefix(p in "\\PC{0,6}", rest in "\\PC{0,6}") {
+            if let Some(upper) = prefix_upper_bound(&p) {
+                let s = format!("{p}{rest}");
+                prop_assert!(s.as_bytes() < upper.as_bytes());
+                prop_assert!(p.as_bytes() < upper.as_bytes());
+            }
         }
 
         #[test]

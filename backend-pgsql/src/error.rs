@@ -284,6 +284,9 @@ fn sql_state_kind(code: &SqlState) -> ErrorKind {
         || *code == SqlState::TOO_MANY_CONNECTIONS
     {
         ErrorKind::Connection
+    } else if c.starts_with("40") {
+        // transaction_rollback: serialization failure, deadlock detected.
+        ErrorKind::Conflict
     } else if *code == SqlState::QUERY_CANCELED {
         // statement_timeout, lock_timeout cancel the statement this way.
         ErrorKind::Timeout
@@ -319,6 +322,11 @@ mod tests {
             ErrorKind::Config
         );
         assert_eq!(sql_state_kind(&SqlState::UNDEFINED_TABLE), ErrorKind::Query);
+        assert_eq!(
+            sql_state_kind(&SqlState::T_R_DEADLOCK_DETECTED),
+            ErrorKind::Conflict
+        );
+        assert!(sql_state_kind(&SqlState::T_R_SERIALIZATION_FAILURE).is_retryable());
         assert_eq!(
             sql_state_kind(&SqlState::UNIQUE_VIOLATION),
             ErrorKind::Query

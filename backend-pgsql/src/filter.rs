@@ -4,14 +4,16 @@
 //!   finds it directly.
 //! - A wildcard filter is narrowed by its literal prefix
 //!   ([`backend_core::topic::literal_prefix`]) as a byte-order range,
-//!   `topic COLLATE "C" >= prefix AND topic COLLATE "C" < successor(prefix)`
+//!   `topic COLLATE "C" >= prefix AND topic COLLATE "C" < prefix_upper_bound(prefix)`
 //!   (an index range scan; a range, unlike `LIKE`, keeps `%`, `_` and `\`
 //!   in topics literal and works in generic prepared plans), then matched
 //!   exactly by a POSIX regular expression built from the filter and bound
 //!   as a parameter, so `LIMIT` can be applied in the database. Rows are
 //!   checked once more with [`backend_core::topic::matches`].
 
-use backend_core::topic::{has_wildcards, literal_prefix, strip_shared, validate_filter};
+use backend_core::topic::{
+    has_wildcards, literal_prefix, prefix_upper_bound, strip_shared, validate_filter,
+};
 
 /// What a filter selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +26,7 @@ pub enum TopicMatch {
     Range {
         /// The literal prefix (inclusive bound).
         from: String,
-        /// Its [`successor`] (exclusive bound).
+        /// Its [`prefix_upper_bound`] (exclusive bound).
         to: String,
         /// The filter as a regular expression ([`to_regex`]).
         regex: String,
@@ -49,7 +51,7 @@ impl TopicMatch {
         }
         let prefix = literal_prefix(inner);
         let regex = to_regex(inner);
-        match successor(prefix) {
+        match prefix_upper_bound(prefix) {
             Some(to) if !prefix.is_empty() => TopicMatch::Range {
                 from: prefix.to_owned(),
                 to,
@@ -58,24 +60,6 @@ impl TopicMatch {
             _ => TopicMatch::Scan { regex },
         }
     }
-}
-
-/// The smallest string greater, in byte (code point) order, than every
-/// string starting with `prefix`: the last character incremented, after
-/// dropping trailing U+10FFFF. `None` if there is none.
-pub fn successor(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let next = match last {
-            '\u{D7FF}' => Some('\u{E000}'),
-            c => char::from_u32(u32::from(c) + 1),
-        };
-        if let Some(n) = next {
-            chars.push(n);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
 }
 
 /// A PostgreSQL ARE matching exactly the topic names `filter` (valid,
@@ -124,16 +108,6 @@ pub fn to_regex(filter: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn successors() {
-        assert_eq!(successor("a/b/").as_deref(), Some("a/b0"));
-        assert_eq!(successor("a").as_deref(), Some("b"));
-        assert_eq!(successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
-        assert_eq!(successor("a\u{10FFFF}").as_deref(), Some("b"));
-        assert_eq!(successor("\u{10FFFF}"), None);
-        assert_eq!(successor(""), None);
-    }
 
     #[test]
     fn regexes() {
