@@ -9,8 +9,9 @@
 
 use crate::error::PgsqlError;
 
-/// The schema file, `etc/sql/emqx_backend_pgsql.sql`.
-pub const SCHEMA_SQL: &str = include_str!("../../etc/sql/emqx_backend_pgsql.sql");
+/// The schema file (`sql/emqx_backend_pgsql.sql` in this crate, the same as
+/// `etc/sql/emqx_backend_pgsql.sql` in the repository).
+pub const SCHEMA_SQL: &str = include_str!("../sql/emqx_backend_pgsql.sql");
 
 /// The tables, in the seed's order.
 pub const TABLES: [&str; 5] = [
@@ -258,5 +259,24 @@ mod tests {
         .expect("ok");
         let e = check_table(&SPECS[2], &fixed[..3], &[]).expect_err("columns");
         assert!(e.contains("lacks the column(s) topic, qos"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    /// The crate carries its schema (so it packages on its own); `etc/sql/`
+    /// has the same file for users loading it by hand. They must not drift.
+    #[test]
+    fn etc_holds_the_same_schema() {
+        let etc = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../etc/sql/emqx_backend_pgsql.sql"
+        );
+        let etc = std::fs::read_to_string(etc).expect("etc/sql/emqx_backend_pgsql.sql");
+        assert_eq!(
+            etc,
+            super::SCHEMA_SQL,
+            "backend-pgsql/sql/ and etc/sql/ differ: copy one onto the other"
+        );
     }
 }
