@@ -1,0 +1,769 @@
+//! [`MysqlBackend`]: the [`Backend`] trait on mysql_async's built-in pool.
+//!
+//! Every statement is prepared once per connection and kept in the
+//! driver's per-connection statement cache, which this crate sizes
+//! ([`MysqlConfig::stmt_cache_size`], default 256) and keeps alive: the
+//! pool's reset of a connection on its return (`COM_RESET_CONNECTION`,
+//! which would drop every prepared statement) is turned off, since the
+//! backend leaves no session state behind. Batches are one multi-row
+//! statement, so storing many messages is one round trip.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backend_core::backend::{
+    apply_limits, Ack, Backend, BackendError, BackendResult, ClientStatus, ErrorKind, FetchRequest,
+    WriteOptions,
+};
+use backend_core::config::{OfflineMode, PoolConfig};
+use backend_core::hook::ClientInfo;
+use backend_core::topic::matches;
+use backend_core::value::{Row, Value};
+use backend_core::{
+    BackendKind, Bytes, Config, Message, Pools, QoS, Statement, Subscription, Timestamp,
+};
+use mysql_async::prelude::Queryable;
+use mysql_async::{
+    Conn, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, TxOpts, Value as MyValue,
+};
+
+use crate::config::MysqlConfig;
+use crate::convert::{self, datetime};
+use crate::error::MysqlError;
+use crate::filter::TopicMatch;
+use crate::schema;
+use crate::statements as sql;
+
+/// Most rows one batch statement carries (MySQL allows 65535 placeholders).
+const MAX_BATCH_ROWS: usize = 4096;
+
+/// The MySQL/MariaDB backend of one pool. Clones share the pool.
+///
+/// ```no_run
+/// use backend_core::{Backend, Config, Message, QoS};
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Config::parse(r#"
+/// backend.mysql.pool1.server = 127.0.0.1:3306
+/// backend.mysql.pool1.user = root
+/// backend.mysql.pool1.password = public
+/// backend.mysql.pool1.database = mqtt
+/// backend.mysql.pool1.create_tables = true
+/// "#)?;
+/// let my = backend_mysql::MysqlBackend::connect(&config.pools()["pool1"], &config).await?;
+/// my.store_messages(&[Message::new("c1", "a/b", QoS::AtLeastOnce, "hi")], Default::default()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MysqlBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    config: MysqlConfig,
+    label: String,
+    /// The server's `max_allowed_packet`: batches are split below it.
+    max_packet: usize,
+}
+
+impl fmt::Debug for MysqlBackend {
+    // By hand: mysql_async's `Pool` and `Opts` print the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MysqlBackend")
+            .field("pool", &self.inner.config.pool_name)
+            .field("server", &self.inner.label)
+            .field("user", &self.inner.config.user)
+            .field("tls", &self.inner.config.tls.is_some())
+            .field("max_connections", &self.inner.config.pool_size)
+            .field("stmt_cache_size", &self.inner.config.stmt_cache_size)
+            .finish()
+    }
+}
+
+/// Connects every pool of a MySQL configuration, for
+/// [`backend_core::Engine::new`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = backend_core::Config::parse(include_str!("../../etc/emqx_backend_mysql.conf"))?;
+/// let pools = backend_mysql::connect_pools(&config).await?;
+/// let engine = backend_core::Engine::new(&config, &pools)?;
+/// # Ok(()) }
+/// ```
+pub async fn connect_pools(config: &Config) -> Result<Pools, MysqlError> {
+    if config.kind() != BackendKind::Mysql {
+        return Err(MysqlError::WrongKind(config.kind()));
+    }
+    let mut pools = Pools::new();
+    for (name, pool) in config.pools() {
+        let backend = MysqlBackend::connect(pool, config).await?;
+        pools.insert(name.clone(), Arc::new(backend) as Arc<dyn Backend>);
+    }
+    Ok(pools)
+}
+
+fn params(values: Vec<MyValue>) -> Params {
+    if values.is_empty() {
+        Params::Empty
+    } else {
+        Params::Positional(values)
+    }
+}
+
+fn bytes(s: &str) -> MyValue {
+    MyValue::Bytes(s.as_bytes().to_vec())
+}
+
+impl MysqlBackend {
+    /// Connects the pool `pool` of `config` (`backend.mysql.<pool>.*`):
+    /// opens one connection, creates the tables if `create_tables` is on,
+    /// and checks the schema (a missing table is an error naming it).
+    pub async fn connect(pool: &PoolConfig, config: &Config) -> Result<MysqlBackend, MysqlError> {
+        if config.kind() != BackendKind::Mysql {
+            return Err(MysqlError::WrongKind(config.kind()));
+        }
+        Self::connect_with(MysqlConfig::from_pool(pool)?).await
+    }
+
+    /// Connects with settings built in code.
+    pub async fn connect_with(config: MysqlConfig) -> Result<MysqlBackend, MysqlError> {
+        let constraints =
+            PoolConstraints::new(0, config.pool_size.max(1)).ok_or_else(|| MysqlError::Config {
+                pool: config.pool_name.clone(),
+                key: "pool_size",
+                line: None,
+                problem: format!("{} is not a pool size", config.pool_size),
+            })?;
+        let pool_opts = PoolOpts::default()
+            .with_constraints(constraints)
+            // Keep each connection's prepared statements across uses.
+            .with_reset_connection(false);
+        let mut opts = OptsBuilder::default()
+            .user(Some(config.user.clone()))
+            .pass(config.password.as_ref().map(|p| p.expose().to_owned()))
+            .db_name(Some(config.database.clone()))
+            .stmt_cache_size(config.stmt_cache_size)
+            .pool_opts(pool_opts)
+            .tcp_keepalive(Some(Duration::from_secs(60)))
+            .init(vec![
+                "SET NAMES utf8mb4".to_owned(),
+                "SET time_zone = '+00:00'".to_owned(),
+            ]);
+        if config.is_socket() {
+            opts = opts.socket(Some(config.host.clone()));
+        } else {
+            opts = opts
+                .ip_or_hostname(config.host.clone())
+                .tcp_port(config.port)
+                // Stay on the address configured: by default the driver
+                // switches to the server's Unix socket when it is local.
+                .prefer_socket(false);
+        }
+        if let Some(tls) = &config.tls {
+            opts = opts.ssl_opts(Some(crate::tls::ssl_opts(&config.pool_name, tls)?));
+        }
+        let label = config.server_label();
+        let pool = Pool::new(opts);
+        let mut backend = MysqlBackend {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                label,
+                max_packet: 4 << 20,
+            }),
+        };
+        let timeout = backend.inner.config.connect_timeout;
+        let mut conn = backend.conn_within("connect", timeout).await?;
+        let settings: Option<(u64, String)> = conn
+            .query_first("SELECT @@max_allowed_packet, @@SESSION.sql_mode")
+            .await
+            .map_err(backend.my("connect"))?;
+        let (max_packet, sql_mode) = settings.unwrap_or((4 << 20, String::new()));
+        if !sql_mode.contains("STRICT_") {
+            tracing::warn!(server = %backend.inner.label, sql_mode, "the server is not in strict mode: a topic longer than its column is truncated instead of refused");
+        }
+        let c = &backend.inner.config;
+        let target = schema::Target {
+            pool: &c.pool_name,
+            host_port: if c.is_socket() {
+                c.host.clone()
+            } else {
+                format!("{}:{}", c.host, c.port)
+            },
+            database: &c.database,
+            label: backend.inner.label.clone(),
+        };
+        schema::prepare(&mut conn, c.create_tables, &target).await?;
+        drop(conn);
+        if let Some(inner) = Arc::get_mut(&mut backend.inner) {
+            inner.max_packet = usize::try_from(max_packet).unwrap_or(usize::MAX);
+        }
+        let c = &backend.inner.config;
+        tracing::info!(
+            pool = %c.pool_name,
+            server = %backend.inner.label,
+            pool_size = c.pool_size,
+            tls = c.tls.is_some(),
+            max_allowed_packet = max_packet,
+            "mysql backend connected"
+        );
+        Ok(backend)
+    }
+
+    /// The settings this backend was built with.
+    pub fn config(&self) -> &MysqlConfig {
+        &self.inner.config
+    }
+
+    /// The connection pool, for statements of your own. Careful:
+    /// mysql_async's `Debug` of `Pool` (and of `Conn`) prints the password.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// Closes the pool's connections (waits for those in use to return).
+    pub async fn disconnect(&self) -> Result<(), MysqlError> {
+        self.inner
+            .pool
+            .clone()
+            .disconnect()
+            .await
+            .map_err(self.my("disconnect"))
+    }
+
+    async fn conn(&self, operation: &'static str) -> Result<Conn, MysqlError> {
+        self.conn_within(operation, self.inner.config.wait_timeout)
+            .await
+    }
+
+    async fn conn_within(
+        &self,
+        operation: &'static str,
+        after: Duration,
+    ) -> Result<Conn, MysqlError> {
+        match tokio::time::timeout(after, self.inner.pool.get_conn()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(source)) => Err(MysqlError::Mysql {
+                operation,
+                server: self.inner.label.clone(),
+                source,
+            }),
+            Err(_) => Err(MysqlError::Timeout {
+                operation,
+                server: self.inner.label.clone(),
+                after,
+            }),
+        }
+    }
+
+    fn my(&self, operation: &'static str) -> impl Fn(mysql_async::Error) -> MysqlError + '_ {
+        move |source| MysqlError::Mysql {
+            operation,
+            server: self.inner.label.clone(),
+            source,
+        }
+    }
+
+    /// Runs a statement that returns no rows; the affected rows.
+    async fn run(
+        &self,
+        operation: &'static str,
+        text: &str,
+        values: Vec<MyValue>,
+    ) -> Result<u64, MysqlError> {
+        let mut conn = self.conn(operation).await?;
+        conn.exec_drop(text, params(values))
+            .await
+            .map_err(self.my(operation))?;
+        Ok(conn.affected_rows())
+    }
+
+    /// Runs a query; its rows as values.
+    async fn rows(
+        &self,
+        operation: &'static str,
+        text: &str,
+        values: Vec<MyValue>,
+    ) -> Result<Vec<Vec<MyValue>>, MysqlError> {
+        let mut conn = self.conn(operation).await?;
+        query(&mut conn, text, values)
+            .await
+            .map_err(self.my(operation))
+    }
+
+    /// Splits rows so no statement carries more than half the server's
+    /// `max_allowed_packet` or [`MAX_BATCH_ROWS`] rows.
+    fn chunks<'a, T>(&self, items: &'a [T], size: impl Fn(&T) -> usize) -> Vec<&'a [T]> {
+        let limit = (self.inner.max_packet / 2).max(1 << 16);
+        let mut out = Vec::new();
+        let (mut start, mut total) = (0, 0usize);
+        for (i, it) in items.iter().enumerate() {
+            let s = size(it) + 64;
+            if i > start && (total + s > limit || i - start >= MAX_BATCH_ROWS) {
+                out.push(&items[start..i]);
+                start = i;
+                total = 0;
+            }
+            total += s;
+        }
+        if start < items.len() {
+            out.push(&items[start..]);
+        }
+        out
+    }
+
+    /// Runs `statement(n)` once per chunk with each chunk's values: one
+    /// round trip for one chunk, a transaction for several.
+    async fn batch<T>(
+        &self,
+        operation: &'static str,
+        items: &[T],
+        size: impl Fn(&T) -> usize,
+        statement: impl Fn(usize) -> String,
+        values: impl Fn(&T, &mut Vec<MyValue>) -> Result<(), MysqlError>,
+    ) -> Result<(), MysqlError> {
+        let chunks = self.chunks(items, size);
+        let mut conn = self.conn(operation).await?;
+        let render = |chunk: &[T]| -> Result<(String, Vec<MyValue>), MysqlError> {
+            let mut v = Vec::new();
+            for it in chunk {
+                values(it, &mut v)?;
+            }
+            Ok((statement(chunk.len()), v))
+        };
+        if let [one] = chunks.as_slice() {
+            let (text, v) = render(one)?;
+            conn.exec_drop(text, params(v))
+                .await
+                .map_err(self.my(operation))?;
+        } else {
+            let mut tx = conn
+                .start_transaction(TxOpts::default())
+                .await
+                .map_err(self.my(operation))?;
+            for chunk in chunks {
+                let (text, v) = render(chunk)?;
+                tx.exec_drop(text, params(v))
+                    .await
+                    .map_err(self.my(operation))?;
+            }
+            tx.commit().await.map_err(self.my(operation))?;
+        }
+        Ok(())
+    }
+
+    fn bind_time(
+        &self,
+        statement: &str,
+        index: usize,
+        t: Timestamp,
+    ) -> Result<MyValue, MysqlError> {
+        datetime(t).ok_or_else(|| MysqlError::Bind {
+            statement: statement.to_owned(),
+            index,
+            problem: format!(
+                "the time {} ms since the epoch is outside DATETIME's range",
+                t.as_millis()
+            ),
+        })
+    }
+
+    /// Runs raw SQL with `?` parameters bound from `params`; every value is
+    /// bound (`Time` as a UTC `DATETIME` value with its milliseconds, `Bytes` as bytes, `Null`
+    /// as NULL, `Bool` as 0/1), never spliced. Rows come back as values
+    /// (see the crate docs for the type mapping).
+    pub async fn execute_sql(&self, text: &str, values: &[Value]) -> Result<Vec<Row>, MysqlError> {
+        let bound = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                convert::bind(v).map_err(|problem| MysqlError::Bind {
+                    statement: text.to_owned(),
+                    index: i + 1,
+                    problem,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut conn = self.conn("execute").await?;
+        let rows: Vec<mysql_async::Row> = conn
+            .exec(text, params(bound))
+            .await
+            .map_err(self.my("execute"))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let cols = row.columns();
+                cols.iter()
+                    .zip(row.unwrap())
+                    .map(|(c, v)| convert::read(c, v))
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+async fn query(
+    conn: &mut Conn,
+    text: &str,
+    values: Vec<MyValue>,
+) -> Result<Vec<Vec<MyValue>>, mysql_async::Error> {
+    let rows: Vec<mysql_async::Row> = conn.exec(text, params(values)).await?;
+    Ok(rows.into_iter().map(mysql_async::Row::unwrap).collect())
+}
+
+fn data_error(context: impl Into<String>, problem: impl Into<String>) -> MysqlError {
+    MysqlError::Data {
+        context: context.into(),
+        problem: problem.into(),
+    }
+}
+
+fn take(row: &mut [MyValue], i: usize) -> MyValue {
+    row.get_mut(i)
+        .map(|v| std::mem::replace(v, MyValue::NULL))
+        .unwrap_or(MyValue::NULL)
+}
+
+fn qos(v: &MyValue, table: &str) -> Result<QoS, MysqlError> {
+    let i = convert::int(v)
+        .ok_or_else(|| data_error(format!("{table}.qos"), format!("{v:?} is not a QoS")))?;
+    QoS::try_from(i).map_err(|e| data_error(format!("{table}.qos"), e.to_string()))
+}
+
+/// A message row: topic, msgid, sender, qos, [retain,] payload, arrived.
+fn message(mut row: Vec<MyValue>, table: &str, retain_col: bool) -> Result<Message, MysqlError> {
+    let topic = convert::text(take(&mut row, 0));
+    let id = convert::text(take(&mut row, 1));
+    let sender = convert::text(take(&mut row, 2));
+    let qos = qos(&take(&mut row, 3), table)?;
+    let (retain, rest) = if retain_col {
+        (convert::int(&take(&mut row, 4)).unwrap_or(0) != 0, 5)
+    } else {
+        (true, 4)
+    };
+    let payload = match take(&mut row, rest) {
+        MyValue::Bytes(b) => Bytes::from(b),
+        MyValue::NULL => Bytes::new(),
+        other => {
+            return Err(data_error(
+                format!("{table}.payload"),
+                format!("{other:?} is not bytes"),
+            ))
+        }
+    };
+    let timestamp = convert::timestamp(&take(&mut row, rest + 1)).unwrap_or_default();
+    Ok(Message {
+        id,
+        sender,
+        username: None,
+        topic,
+        qos,
+        retain,
+        payload,
+        timestamp,
+    })
+}
+
+fn message_size(m: &Message) -> usize {
+    m.payload.len() + m.topic.len() + m.sender.len() + m.id.len()
+}
+
+#[async_trait]
+impl Backend for MysqlBackend {
+    fn name(&self) -> &'static str {
+        "mysql"
+    }
+
+    async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        let at = self.bind_time(sql::CLIENT_ONLINE, 3, at)?;
+        self.run(
+            "client_online",
+            sql::CLIENT_ONLINE,
+            vec![bytes(&client.client_id), bytes(&client.node), at],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn client_offline(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        let at = self.bind_time(sql::CLIENT_OFFLINE, 3, at)?;
+        self.run(
+            "client_offline",
+            sql::CLIENT_OFFLINE,
+            vec![bytes(&client.client_id), bytes(&client.node), at],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn client_status(&self, client_id: &str) -> BackendResult<Option<ClientStatus>> {
+        let rows = self
+            .rows("client_status", sql::CLIENT_STATUS, vec![bytes(client_id)])
+            .await?;
+        let Some(mut row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(Some(ClientStatus {
+            client_id: client_id.to_owned(),
+            online: convert::int(&take(&mut row, 0)) == Some(1),
+            node: convert::text(take(&mut row, 1)),
+            online_at: convert::timestamp(&take(&mut row, 2)),
+            offline_at: convert::timestamp(&take(&mut row, 3)),
+        }))
+    }
+
+    async fn lookup_subscriptions(&self, client_id: &str) -> BackendResult<Vec<Subscription>> {
+        let rows = self
+            .rows(
+                "lookup_subscriptions",
+                sql::LOOKUP_SUBSCRIPTIONS,
+                vec![bytes(client_id)],
+            )
+            .await?;
+        rows.into_iter()
+            .map(|mut row| {
+                Ok(Subscription::new(
+                    convert::text(take(&mut row, 0)),
+                    qos(&take(&mut row, 1), "mqtt_sub")?,
+                ))
+            })
+            .collect::<Result<_, MysqlError>>()
+            .map_err(BackendError::from)
+    }
+
+    async fn store_subscriptions(
+        &self,
+        client_id: &str,
+        subscriptions: &[Subscription],
+    ) -> BackendResult<()> {
+        if subscriptions.is_empty() {
+            return Ok(());
+        }
+        self.batch(
+            "store_subscriptions",
+            subscriptions,
+            |s| s.filter.len() + client_id.len(),
+            sql::store_subscriptions,
+            |s, v| {
+                v.extend([
+                    bytes(client_id),
+                    bytes(&s.filter),
+                    MyValue::Int(i64::from(s.qos.as_u8())),
+                ]);
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_subscriptions(&self, client_id: &str, filters: &[String]) -> BackendResult<()> {
+        for chunk in filters.chunks(MAX_BATCH_ROWS) {
+            let mut v = vec![bytes(client_id)];
+            v.extend(chunk.iter().map(|f| bytes(f)));
+            self.run(
+                "delete_subscriptions",
+                &sql::delete_subscriptions(chunk.len()),
+                v,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn store_messages(&self, messages: &[Message], _: WriteOptions) -> BackendResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.batch(
+            "store_messages",
+            messages,
+            message_size,
+            sql::store_messages,
+            |m, v| {
+                let arrived = self.bind_time("REPLACE INTO mqtt_msg", 7, m.timestamp)?;
+                v.extend([
+                    bytes(&m.id),
+                    bytes(&m.sender),
+                    bytes(&m.topic),
+                    MyValue::Int(i64::from(m.qos.as_u8())),
+                    MyValue::Int(i64::from(m.retain)),
+                    MyValue::Bytes(m.payload.to_vec()),
+                    arrived,
+                ]);
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn fetch_messages(&self, request: &FetchRequest) -> BackendResult<Vec<Message>> {
+        let target = TopicMatch::new(&request.filter);
+        if target == TopicMatch::Nothing {
+            return Ok(Vec::new());
+        }
+        let pubsub = request.mode == OfflineMode::Pubsub;
+        let op = "fetch_messages";
+        let mut conn = self.conn(op).await?;
+        let mut values = Vec::new();
+        let mut start = None;
+        if pubsub {
+            let key = vec![bytes(&request.client_id), bytes(&request.filter)];
+            let mut row = query(&mut conn, sql::PUBSUB_START, key.clone())
+                .await
+                .map_err(self.my(op))?
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            match convert::int(&take(&mut row, 0)) {
+                Some(s) => start = Some(s),
+                None => {
+                    // The first fetch of (client, filter): it starts after
+                    // the newest message so far and returns nothing.
+                    let newest = convert::int(&take(&mut row, 1)).unwrap_or(0);
+                    let mut v = key;
+                    v.push(MyValue::Int(newest));
+                    conn.exec_drop(sql::MARK_START, params(v))
+                        .await
+                        .map_err(self.my(op))?;
+                    return Ok(Vec::new());
+                }
+            }
+            values.push(bytes(&request.client_id));
+        }
+        let (_, topic_params) = target.condition("m.topic");
+        values.extend(topic_params.into_iter().map(MyValue::Bytes));
+        if let Some(s) = start {
+            values.push(MyValue::Int(s));
+        }
+        let text = sql::fetch(pubsub, &target, request.since.is_some());
+        if let Some(since) = request.since {
+            values.push(self.bind_time(&text, values.len() + 1, since)?);
+        }
+        let limit = match request.max_count {
+            Some(n) if target.is_exact() => u64::try_from(n).unwrap_or(u64::MAX),
+            _ => u64::MAX,
+        };
+        values.push(MyValue::UInt(limit));
+        let rows = query(&mut conn, &text, values).await.map_err(self.my(op))?;
+        drop(conn);
+        // Newest first from the database (for LIMIT); oldest first out.
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows.into_iter().rev() {
+            let m = message(row, "mqtt_msg", true)?;
+            if matches(&request.filter, &m.topic) {
+                out.push(m);
+            } else if target.is_exact() {
+                tracing::warn!(filter = %request.filter, topic = %m.topic, "the database returned a topic the filter does not match; skipped");
+            }
+        }
+        Ok(apply_limits(out, request))
+    }
+
+    async fn ack_messages(&self, mode: OfflineMode, acks: &[Ack]) -> BackendResult<()> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn("ack_messages").await?;
+        for chunk in acks.chunks(MAX_BATCH_ROWS / 4) {
+            let (text, v) = match mode {
+                OfflineMode::Queue => (
+                    sql::ack_queue(chunk.len()),
+                    chunk.iter().map(|a| bytes(&a.message_id)).collect(),
+                ),
+                OfflineMode::Pubsub => (
+                    sql::ack_pubsub(chunk.len()),
+                    chunk
+                        .iter()
+                        .flat_map(|a| [bytes(&a.client_id), bytes(&a.topic), bytes(&a.message_id)])
+                        .collect(),
+                ),
+            };
+            conn.exec_drop(text, params(v))
+                .await
+                .map_err(self.my("ack_messages"))?;
+        }
+        Ok(())
+    }
+
+    async fn store_retained(&self, messages: &[Message], _: WriteOptions) -> BackendResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        // Topic order (stable, so the last of a topic still wins) keeps
+        // concurrent batches from deadlocking on each other's rows.
+        let mut batch: Vec<&Message> = messages.iter().collect();
+        batch.sort_by(|a, b| a.topic.cmp(&b.topic));
+        self.batch(
+            "store_retained",
+            &batch,
+            |m| message_size(m),
+            sql::store_retained,
+            |m, v| {
+                let arrived = self.bind_time("INSERT INTO mqtt_retain", 6, m.timestamp)?;
+                v.extend([
+                    bytes(&m.topic),
+                    bytes(&m.id),
+                    bytes(&m.sender),
+                    MyValue::Int(i64::from(m.qos.as_u8())),
+                    MyValue::Bytes(m.payload.to_vec()),
+                    arrived,
+                ]);
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_retained(&self, topics: &[String]) -> BackendResult<()> {
+        for chunk in topics.chunks(MAX_BATCH_ROWS) {
+            self.run(
+                "delete_retained",
+                &sql::delete_retained(chunk.len()),
+                chunk.iter().map(|t| bytes(t)).collect(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn lookup_retained(&self, filter: &str) -> BackendResult<Vec<Message>> {
+        let target = TopicMatch::new(filter);
+        if target == TopicMatch::Nothing {
+            return Ok(Vec::new());
+        }
+        let (_, values) = target.condition("topic");
+        let rows = self
+            .rows(
+                "lookup_retained",
+                &sql::lookup_retained(&target),
+                values.into_iter().map(MyValue::Bytes).collect(),
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let m = message(row, "mqtt_retain", false)?;
+            if matches(filter, &m.topic) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs a raw `sql` statement with `?` placeholders: prepared once per
+    /// connection and cached; each value bound as a parameter; rows read
+    /// back as values (see the crate docs for the type mapping).
+    async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>> {
+        match statement {
+            Statement::Query { text, params } => Ok(self.execute_sql(text, params).await?),
+            Statement::Command { .. } => Err(BackendError::new(
+                ErrorKind::Unsupported,
+                "the mysql backend runs `sql` statements, not Redis commands",
+            )),
+        }
+    }
+}

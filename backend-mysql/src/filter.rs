@@ -1,0 +1,251 @@
+//! How a topic filter becomes a `WHERE` clause on a `VARBINARY` topic
+//! column, whose byte order is its index order.
+//!
+//! - A filter without wildcards is an equality: the `(topic, id)` index
+//!   finds it directly.
+//! - A wildcard filter becomes one or two byte ranges `[from, to)` (index
+//!   range scans), bound as parameters: no `LIKE`, so `%`, `_` and `\` in
+//!   topics are never patterns. Filters of the forms `#` and `prefix/#`
+//!   are exactly such ranges (`#`: every topic before `$` or from `%` on;
+//!   `p/#`: `p` itself, i.e. `[p, p\0)`, and `[p/, p0)`), so the database
+//!   applies `LIMIT` itself. Other filters (with `+`) are narrowed by their
+//!   literal prefix ([`backend_core::topic::literal_prefix`]) and checked
+//!   row by row with [`backend_core::topic::matches`], which every row
+//!   returned passes anyway.
+
+use backend_core::topic::{has_wildcards, literal_prefix, strip_shared, validate_filter};
+
+/// A byte range `[from, to)`; `to = None` is unbounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Range {
+    /// Inclusive lower bound.
+    pub from: Vec<u8>,
+    /// Exclusive upper bound, if any.
+    pub to: Option<Vec<u8>>,
+}
+
+/// What a filter selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicMatch {
+    /// An invalid filter: matches nothing.
+    Nothing,
+    /// One topic.
+    Exact(String),
+    /// Topics in any of the ranges (one or two).
+    Ranges {
+        /// The ranges.
+        ranges: Vec<Range>,
+        /// Whether the ranges hold exactly the matching topics (so SQL may
+        /// apply `LIMIT`); otherwise rows must be checked with `matches`.
+        exact: bool,
+    },
+}
+
+impl TopicMatch {
+    /// How `filter` (possibly `$share/<group>/...`) selects topics.
+    pub fn new(filter: &str) -> TopicMatch {
+        if validate_filter(filter).is_err() {
+            return TopicMatch::Nothing;
+        }
+        let inner = strip_shared(filter);
+        if !has_wildcards(inner) {
+            return TopicMatch::Exact(inner.to_owned());
+        }
+        // `#` and `+...`: every topic whose first level does not start with `$`.
+        let not_dollar = || {
+            vec![
+                Range {
+                    from: Vec::new(),
+                    to: Some(b"$".to_vec()),
+                },
+                Range {
+                    from: b"%".to_vec(),
+                    to: None,
+                },
+            ]
+        };
+        if inner == "#" {
+            return TopicMatch::Ranges {
+                ranges: not_dollar(),
+                exact: true,
+            };
+        }
+        if let Some(parent) = inner.strip_suffix("/#") {
+            if !has_wildcards(parent) {
+                // `p/#`: `p` itself, and everything under `p/`.
+                let mut itself_end = parent.as_bytes().to_vec();
+                itself_end.push(0);
+                let mut under = parent.as_bytes().to_vec();
+                under.push(b'/');
+                return TopicMatch::Ranges {
+                    ranges: vec![
+                        Range {
+                            from: parent.as_bytes().to_vec(),
+                            to: Some(itself_end),
+                        },
+                        Range {
+                            to: successor(&under),
+                            from: under,
+                        },
+                    ],
+                    exact: true,
+                };
+            }
+        }
+        let prefix = literal_prefix(inner);
+        if prefix.is_empty() {
+            return TopicMatch::Ranges {
+                ranges: not_dollar(),
+                exact: false,
+            };
+        }
+        TopicMatch::Ranges {
+            ranges: vec![Range {
+                from: prefix.as_bytes().to_vec(),
+                to: successor(prefix.as_bytes()),
+            }],
+            exact: false,
+        }
+    }
+
+    /// The SQL condition on `column` and its parameters, in order.
+    pub fn condition(&self, column: &str) -> (String, Vec<Vec<u8>>) {
+        match self {
+            TopicMatch::Nothing => ("FALSE".into(), Vec::new()),
+            TopicMatch::Exact(t) => (format!("{column} = ?"), vec![t.as_bytes().to_vec()]),
+            TopicMatch::Ranges { ranges, .. } => {
+                let mut params = Vec::new();
+                let parts: Vec<String> = ranges
+                    .iter()
+                    .map(|r| {
+                        params.push(r.from.clone());
+                        match &r.to {
+                            Some(to) => {
+                                params.push(to.clone());
+                                format!("({column} >= ? AND {column} < ?)")
+                            }
+                            None => format!("{column} >= ?"),
+                        }
+                    })
+                    .collect();
+                (format!("({})", parts.join(" OR ")), params)
+            }
+        }
+    }
+
+    /// Whether the condition selects exactly the matching topics.
+    pub fn is_exact(&self) -> bool {
+        match self {
+            TopicMatch::Nothing | TopicMatch::Exact(_) => true,
+            TopicMatch::Ranges { exact, .. } => *exact,
+        }
+    }
+}
+
+/// The smallest byte string greater than every string starting with
+/// `prefix`: the last byte below 0xFF incremented, after dropping trailing
+/// 0xFF bytes. `None` if there is none.
+pub fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut bytes = prefix.to_vec();
+    while let Some(last) = bytes.pop() {
+        if last < 0xFF {
+            bytes.push(last + 1);
+            return Some(bytes);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backend_core::topic::matches;
+
+    fn within(m: &TopicMatch, topic: &str) -> bool {
+        let t = topic.as_bytes();
+        match m {
+            TopicMatch::Nothing => false,
+            TopicMatch::Exact(e) => e == topic,
+            TopicMatch::Ranges { ranges, .. } => ranges.iter().any(|r| {
+                t >= r.from.as_slice() && r.to.as_ref().is_none_or(|to| t < to.as_slice())
+            }),
+        }
+    }
+
+    #[test]
+    fn successors() {
+        assert_eq!(successor(b"a/b/"), Some(b"a/b0".to_vec()));
+        assert_eq!(successor(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(successor(b"\xff"), None);
+        assert_eq!(successor(b""), None);
+    }
+
+    #[test]
+    fn shapes() {
+        assert_eq!(TopicMatch::new("a/b"), TopicMatch::Exact("a/b".into()));
+        assert_eq!(TopicMatch::new("a/#/b"), TopicMatch::Nothing);
+        assert_eq!(TopicMatch::new("$share/g/t"), TopicMatch::Exact("t".into()));
+        let m = TopicMatch::new("a/#");
+        assert!(m.is_exact());
+        assert_eq!(
+            m.condition("topic").0,
+            "((topic >= ? AND topic < ?) OR (topic >= ? AND topic < ?))"
+        );
+        let m = TopicMatch::new("a/+");
+        assert!(!m.is_exact());
+        assert_eq!(
+            m.condition("t"),
+            (
+                "((t >= ? AND t < ?))".into(),
+                vec![b"a/".to_vec(), b"a0".to_vec()]
+            )
+        );
+        assert_eq!(
+            TopicMatch::new("#").condition("t").0,
+            "((t >= ? AND t < ?) OR t >= ?)"
+        );
+    }
+
+    /// The ranges contain every matching topic, and for the exact shapes
+    /// nothing else.
+    #[test]
+    fn ranges_agree_with_core() {
+        let levels = ["a", "b", "", "$x", "%_", "a.b", "\\", "雨", "a ", "A"];
+        let mut topics = Vec::new();
+        for x in levels {
+            topics.push(x.to_owned());
+            for y in levels {
+                topics.push(format!("{x}/{y}"));
+                topics.push(format!("{x}/{y}/a"));
+                topics.push(format!("{x}{y}"));
+            }
+        }
+        let flevels = ["a", "", "$x", "%_", "+", "#", "雨", "a "];
+        let mut filters = Vec::new();
+        for x in flevels {
+            filters.push(x.to_owned());
+            for y in flevels {
+                filters.push(format!("{x}/{y}"));
+                for z in ["#", "+", "a"] {
+                    filters.push(format!("{x}/{y}/{z}"));
+                }
+            }
+        }
+        let mut checked = 0;
+        for f in filters.iter().filter(|f| validate_filter(f).is_ok()) {
+            let m = TopicMatch::new(f);
+            for t in &topics {
+                let want = matches(f, t);
+                let got = within(&m, t);
+                if want {
+                    assert!(got, "{f:?} must select {t:?}");
+                }
+                if m.is_exact() {
+                    assert_eq!(got, want, "{f:?} / {t:?}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 10_000);
+    }
+}

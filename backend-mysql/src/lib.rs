@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod backend;
+pub mod config;
+mod convert;
+pub mod error;
+pub mod filter;
+pub mod schema;
+pub mod statements;
+mod tls;
+
+pub use backend::{connect_pools, MysqlBackend};
+pub use config::{MysqlConfig, TlsSettings};
+pub use error::MysqlError;
+
+/// The driver, re-exported so users name the same version.
+pub use mysql_async;

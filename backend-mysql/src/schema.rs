@@ -1,0 +1,280 @@
+//! The schema: `etc/sql/emqx_backend_mysql.sql`, embedded, and the check
+//! run at start.
+//!
+//! At start a backend checks that the five tables exist in its database
+//! with the columns, the payload types and the unique indexes its
+//! statements need. With `create_tables = true` it first runs
+//! [`SCHEMA_SQL`] (idempotent: `CREATE TABLE IF NOT EXISTS`), holding a
+//! named lock (`GET_LOCK`) so that pools starting together do not race.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use crate::error::MysqlError;
+
+/// The schema file, `etc/sql/emqx_backend_mysql.sql`.
+pub const SCHEMA_SQL: &str = include_str!("../../etc/sql/emqx_backend_mysql.sql");
+
+/// The tables, in the seed's order.
+pub const TABLES: [&str; 5] = [
+    "mqtt_client",
+    "mqtt_sub",
+    "mqtt_msg",
+    "mqtt_retain",
+    "mqtt_acked",
+];
+
+/// Name of the lock held while creating the schema.
+const SCHEMA_LOCK: &str = "backend_mysql_schema";
+
+struct TableSpec {
+    name: &'static str,
+    /// Columns the built-in statements use.
+    columns: &'static [&'static str],
+    /// Columns that must hold large binary payloads.
+    payload: &'static [&'static str],
+    /// Columns compared as topics or ids: should be binary (exact, no PAD
+    /// SPACE); only warned about.
+    binary: &'static [&'static str],
+    /// Column sets that need a unique index (upsert and REPLACE targets).
+    unique: &'static [&'static [&'static str]],
+}
+
+const SPECS: [TableSpec; 5] = [
+    TableSpec {
+        name: "mqtt_client",
+        columns: &["clientid", "state", "node", "online_at", "offline_at"],
+        payload: &[],
+        binary: &["clientid"],
+        unique: &[&["clientid"]],
+    },
+    TableSpec {
+        name: "mqtt_sub",
+        columns: &["clientid", "topic", "qos"],
+        payload: &[],
+        binary: &["clientid", "topic"],
+        unique: &[&["clientid", "topic"]],
+    },
+    TableSpec {
+        name: "mqtt_msg",
+        columns: &[
+            "id", "msgid", "sender", "topic", "qos", "retain", "payload", "arrived",
+        ],
+        payload: &["payload"],
+        binary: &["msgid", "topic"],
+        unique: &[&["msgid"]],
+    },
+    TableSpec {
+        name: "mqtt_retain",
+        columns: &["topic", "msgid", "sender", "qos", "payload", "arrived"],
+        payload: &["payload"],
+        binary: &["topic"],
+        unique: &[&["topic"]],
+    },
+    TableSpec {
+        name: "mqtt_acked",
+        columns: &["clientid", "topic", "mid", "created"],
+        payload: &[],
+        binary: &["clientid", "topic"],
+        unique: &[&["clientid", "topic"]],
+    },
+];
+
+const COLUMNS: &str = "\
+SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \
+WHERE TABLE_SCHEMA = DATABASE() \
+AND TABLE_NAME IN ('mqtt_client', 'mqtt_sub', 'mqtt_msg', 'mqtt_retain', 'mqtt_acked')";
+
+const UNIQUES: &str = "\
+SELECT TABLE_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY COLUMN_NAME SEPARATOR ',') \
+FROM information_schema.STATISTICS \
+WHERE TABLE_SCHEMA = DATABASE() AND NON_UNIQUE = 0 AND SUB_PART IS NULL \
+AND TABLE_NAME IN ('mqtt_client', 'mqtt_sub', 'mqtt_msg', 'mqtt_retain', 'mqtt_acked') \
+GROUP BY TABLE_NAME, INDEX_NAME";
+
+/// The statements of [`SCHEMA_SQL`], without comments.
+pub fn schema_statements() -> Vec<String> {
+    let code: String = SCHEMA_SQL
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    code.split(';')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Where the check runs, for its errors.
+pub(crate) struct Target<'a> {
+    pub pool: &'a str,
+    pub host_port: String,
+    pub database: &'a str,
+    pub label: String,
+}
+
+/// Creates the schema if asked, then checks it.
+pub(crate) async fn prepare(
+    conn: &mut Conn,
+    create: bool,
+    target: &Target<'_>,
+) -> Result<(), MysqlError> {
+    let my = |operation: &'static str| {
+        move |source| MysqlError::Mysql {
+            operation,
+            server: target.label.clone(),
+            source,
+        }
+    };
+    if create {
+        let got: Option<Option<i64>> = conn
+            .exec_first("SELECT GET_LOCK(?, 30)", (SCHEMA_LOCK,))
+            .await
+            .map_err(my("create_tables"))?;
+        if got.flatten() != Some(1) {
+            tracing::warn!(
+                pool = target.pool,
+                "create_tables: no schema lock within 30 s; creating anyway"
+            );
+        }
+        let mut result = Ok(());
+        for stmt in schema_statements() {
+            if let Err(e) = conn.query_drop(&stmt).await {
+                result = Err(my("create_tables")(e));
+                break;
+            }
+        }
+        let released: Result<Option<Option<i64>>, _> = conn
+            .exec_first("SELECT RELEASE_LOCK(?)", (SCHEMA_LOCK,))
+            .await;
+        result?;
+        released.map_err(my("create_tables"))?;
+        tracing::debug!(pool = target.pool, server = %target.label, "schema created or already present");
+    }
+    let columns: Vec<(String, String, String)> =
+        conn.exec(COLUMNS, ()).await.map_err(my("schema check"))?;
+    let uniques: Vec<(String, String)> =
+        conn.exec(UNIQUES, ()).await.map_err(my("schema check"))?;
+    for spec in &SPECS {
+        let cols: Vec<(&str, &str)> = columns
+            .iter()
+            .filter(|(t, _, _)| t == spec.name)
+            .map(|(_, c, ty)| (c.as_str(), ty.as_str()))
+            .collect();
+        if cols.is_empty() {
+            return Err(MysqlError::MissingTable {
+                pool: target.pool.to_owned(),
+                server: target.host_port.clone(),
+                database: target.database.to_owned(),
+                table: spec.name,
+            });
+        }
+        let uniq: Vec<&str> = uniques
+            .iter()
+            .filter(|(t, _)| t == spec.name)
+            .map(|(_, c)| c.as_str())
+            .collect();
+        check_table(spec, &cols, &uniq).map_err(|problem| MysqlError::Schema {
+            server: target.label.clone(),
+            table: spec.name,
+            problem,
+        })?;
+        for col in spec.binary {
+            if let Some((_, ty)) = cols.iter().find(|(c, _)| c == col) {
+                if !matches!(
+                    *ty,
+                    "varbinary" | "binary" | "blob" | "longblob" | "mediumblob"
+                ) {
+                    tracing::warn!(
+                        table = spec.name,
+                        column = col,
+                        data_type = ty,
+                        "not a binary column: comparisons follow its collation (case, trailing \
+                         spaces), not the exact bytes; see etc/sql/emqx_backend_mysql.sql"
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_table(spec: &TableSpec, columns: &[(&str, &str)], uniques: &[&str]) -> Result<(), String> {
+    let type_of = |name: &str| {
+        columns
+            .iter()
+            .find(|(c, _)| c.eq_ignore_ascii_case(name))
+            .map(|(_, t)| *t)
+    };
+    let missing: Vec<&str> = spec
+        .columns
+        .iter()
+        .copied()
+        .filter(|c| type_of(c).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("lacks the column(s) {}", missing.join(", ")));
+    }
+    for col in spec.payload {
+        if let Some(t) = type_of(col).filter(|t| *t != "longblob") {
+            return Err(format!(
+                "has `{col}` of type {t}, not longblob (MQTT payloads reach 256 MiB; blob holds \
+                 64 KiB): ALTER TABLE {table} MODIFY {col} LONGBLOB",
+                table = spec.name
+            ));
+        }
+    }
+    for set in spec.unique {
+        let mut want: Vec<&str> = set.to_vec();
+        want.sort_unstable();
+        let want = want.join(",");
+        if !uniques.iter().any(|u| *u == want) {
+            return Err(format!(
+                "has no unique index on ({}), which its upserts need",
+                set.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_creates_every_table() {
+        let stmts = schema_statements();
+        assert_eq!(stmts.len(), 5);
+        for (t, s) in TABLES.iter().zip(&stmts) {
+            assert!(
+                s.starts_with(&format!("CREATE TABLE IF NOT EXISTS `{t}` (")),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn seed_tables_are_reported() {
+        let seed_msg = [
+            ("id", "int"),
+            ("msgid", "varchar"),
+            ("topic", "varchar"),
+            ("sender", "varchar"),
+            ("node", "varchar"),
+            ("qos", "int"),
+            ("retain", "tinyint"),
+            ("payload", "blob"),
+            ("arrived", "datetime"),
+        ];
+        let e = check_table(&SPECS[2], &seed_msg, &["id"]).expect_err("blob payload");
+        assert!(e.contains("`payload` of type blob, not longblob"), "{e}");
+        let mut fixed = seed_msg;
+        fixed[7].1 = "longblob";
+        let e = check_table(&SPECS[2], &fixed, &["id"]).expect_err("no unique msgid");
+        assert!(e.contains("no unique index on (msgid)"), "{e}");
+        check_table(&SPECS[2], &fixed, &["id", "msgid"]).expect("ok");
+        let e = check_table(&SPECS[2], &fixed[..2], &[]).expect_err("columns");
+        assert!(e.contains("lacks the column(s) sender, topic"), "{e}");
+    }
+}

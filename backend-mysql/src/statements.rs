@@ -1,0 +1,165 @@
+//! The SQL the built-in functions run, for reading and for `EXPLAIN`.
+//! Every statement is prepared once per connection and kept in
+//! mysql_async's per-connection statement cache (see
+//! [`crate::MysqlConfig::stmt_cache_size`]). Times are bound as UTC
+//! `DATETIME` values; `created` columns get the server's clock, in UTC (the
+//! sessions run with `time_zone = '+00:00'`).
+//!
+//! Statements of many rows (batches) have one text per row count: each is
+//! prepared the first time a connection sees that count.
+
+use crate::filter::TopicMatch;
+
+/// `on_client_connected`: client id, node, online_at.
+pub const CLIENT_ONLINE: &str = "\
+INSERT INTO mqtt_client (clientid, state, node, online_at, offline_at) VALUES (?, '1', ?, ?, NULL) \
+ON DUPLICATE KEY UPDATE state = '1', node = VALUES(node), online_at = VALUES(online_at), offline_at = NULL";
+
+/// `on_client_disconnected`: client id, node (kept if the row exists),
+/// offline_at.
+pub const CLIENT_OFFLINE: &str = "\
+INSERT INTO mqtt_client (clientid, state, node, online_at, offline_at) VALUES (?, '0', ?, NULL, ?) \
+ON DUPLICATE KEY UPDATE state = '0', offline_at = VALUES(offline_at)";
+
+/// A client's recorded state: client id.
+pub const CLIENT_STATUS: &str =
+    "SELECT state, node, online_at, offline_at FROM mqtt_client WHERE clientid = ?";
+
+/// `on_subscribe_lookup`: client id; filters in byte order.
+pub const LOOKUP_SUBSCRIPTIONS: &str =
+    "SELECT topic, qos FROM mqtt_sub WHERE clientid = ? ORDER BY topic";
+
+/// A pubsub subscription's start (NULL before its first fetch) and the
+/// newest message id: client id, filter.
+pub const PUBSUB_START: &str = "\
+SELECT (SELECT mid FROM mqtt_acked WHERE clientid = ? AND topic = ?), \
+(SELECT COALESCE(MAX(id), 0) FROM mqtt_msg)";
+
+/// Records a pubsub subscription's start (if no concurrent first fetch did):
+/// client id, filter, message id.
+pub const MARK_START: &str = "\
+INSERT INTO mqtt_acked (clientid, topic, mid, created) VALUES (?, ?, ?, NOW()) \
+ON DUPLICATE KEY UPDATE mid = mqtt_acked.mid";
+
+/// `, (?, ?, ...)` repeated: `n` rows of `cols` placeholders.
+fn rows(n: usize, cols: usize) -> String {
+    let row = format!("({})", vec!["?"; cols].join(", "));
+    vec![row; n].join(", ")
+}
+
+fn list(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// Stores `n` subscriptions (client id, filter, qos each), replacing the
+/// QoS of existing ones; rows apply in order.
+pub fn store_subscriptions(n: usize) -> String {
+    format!(
+        "INSERT INTO mqtt_sub (clientid, topic, qos) VALUES {} ON DUPLICATE KEY UPDATE qos = VALUES(qos)",
+        rows(n, 3)
+    )
+}
+
+/// Removes `n` subscriptions of one client: client id, then the filters.
+pub fn delete_subscriptions(n: usize) -> String {
+    format!(
+        "DELETE FROM mqtt_sub WHERE clientid = ? AND topic IN ({})",
+        list(n)
+    )
+}
+
+/// `on_message_publish` of `n` messages in one statement (msgid, sender,
+/// topic, qos, retain, payload, arrived each). Ids follow the rows' order.
+/// `REPLACE`: storing a msgid again deletes the old row and inserts a new
+/// one, with a new id (as MemoryBackend moves it to the end).
+pub fn store_messages(n: usize) -> String {
+    format!(
+        "REPLACE INTO mqtt_msg (msgid, sender, topic, qos, retain, payload, arrived) VALUES {}",
+        rows(n, 7)
+    )
+}
+
+/// Queue-mode ack: deletes `n` messages by msgid.
+pub fn ack_queue(n: usize) -> String {
+    format!("DELETE FROM mqtt_msg WHERE msgid IN ({})", list(n))
+}
+
+/// Pubsub ack of `n` messages (client id, topic, msgid each): each
+/// (client, topic) position moves forward to its newest acked message.
+pub fn ack_pubsub(n: usize) -> String {
+    let mut acks = String::from("SELECT ? AS clientid, ? AS topic, ? AS msgid");
+    for _ in 1..n {
+        acks.push_str(" UNION ALL SELECT ?, ?, ?");
+    }
+    format!(
+        "INSERT INTO mqtt_acked (clientid, topic, mid, created) \
+SELECT a.clientid, a.topic, MAX(m.id), NOW() FROM ({acks}) AS a \
+JOIN mqtt_msg m ON m.msgid = a.msgid GROUP BY a.clientid, a.topic \
+ON DUPLICATE KEY UPDATE mid = GREATEST(mqtt_acked.mid, VALUES(mid))"
+    )
+}
+
+/// `on_message_retain` of `n` messages (topic, msgid, sender, qos,
+/// payload, arrived each): each replaces its topic's; rows apply in order.
+pub fn store_retained(n: usize) -> String {
+    format!(
+        "INSERT INTO mqtt_retain (topic, msgid, sender, qos, payload, arrived) VALUES {} \
+ON DUPLICATE KEY UPDATE msgid = VALUES(msgid), sender = VALUES(sender), qos = VALUES(qos), \
+payload = VALUES(payload), arrived = VALUES(arrived)",
+        rows(n, 6)
+    )
+}
+
+/// `on_retain_delete` of `n` topics.
+pub fn delete_retained(n: usize) -> String {
+    format!("DELETE FROM mqtt_retain WHERE topic IN ({})", list(n))
+}
+
+/// `on_retain_lookup`: the topic condition's parameters.
+pub fn lookup_retained(target: &TopicMatch) -> String {
+    let (cond, _) = target.condition("topic");
+    format!(
+        "SELECT topic, msgid, sender, qos, payload, arrived FROM mqtt_retain WHERE {cond} ORDER BY topic"
+    )
+}
+
+/// The fetch statement, newest first. Parameters: pubsub: the client id;
+/// then the topic condition's; pubsub: the start id; with `since`: the
+/// oldest arrival; then the row limit (`u64::MAX` for none).
+pub fn fetch(pubsub: bool, target: &TopicMatch, since: bool) -> String {
+    let (cond, _) = target.condition("m.topic");
+    let columns = "m.topic, m.msgid, m.sender, m.qos, m.retain, m.payload, m.arrived";
+    let since = if since { " AND m.arrived >= ?" } else { "" };
+    if pubsub {
+        // After the subscription's start, and after the client's ack on
+        // each topic.
+        format!(
+            "SELECT {columns} FROM mqtt_msg m \
+LEFT JOIN mqtt_acked a ON a.clientid = ? AND a.topic = m.topic \
+WHERE {cond} AND m.id > ? AND (a.mid IS NULL OR m.id > a.mid){since} \
+ORDER BY m.id DESC LIMIT ?"
+        )
+    } else {
+        format!("SELECT {columns} FROM mqtt_msg m WHERE {cond}{since} ORDER BY m.id DESC LIMIT ?")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placeholders(s: &str) -> usize {
+        s.matches('?').count()
+    }
+
+    #[test]
+    fn placeholder_counts() {
+        assert_eq!(placeholders(&store_messages(3)), 21);
+        assert_eq!(placeholders(&ack_pubsub(4)), 12);
+        assert_eq!(placeholders(&store_retained(2)), 12);
+        assert_eq!(placeholders(&delete_subscriptions(2)), 3);
+        let t = TopicMatch::new("a/#");
+        assert_eq!(placeholders(&fetch(true, &t, true)), 1 + 4 + 1 + 1 + 1);
+        assert_eq!(placeholders(&fetch(false, &TopicMatch::new("a"), false)), 2);
+    }
+}

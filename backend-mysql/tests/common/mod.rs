@@ -1,0 +1,141 @@
+//! Shared by the test binaries: where the server is (`MYSQL_URL`), and
+//! connecting to it. A server that cannot be reached fails the test, with a
+//! message naming the server and the variable; it is never skipped.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backend_core::config::PoolConfig;
+use backend_core::{Backend, BackendKind, Config};
+use backend_mysql::mysql_async::{self, OptsBuilder};
+use backend_mysql::{MysqlBackend, MysqlConfig};
+
+/// The default of `MYSQL_URL`: what `scripts/services.sh mariadb` starts.
+pub const DEFAULT_URL: &str = "mysql://root:public@127.0.0.1:3306/mqtt";
+
+/// The server's URL parts.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub user: String,
+    pub password: String,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+}
+
+impl Server {
+    /// `host:port/database`, without credentials.
+    pub fn label(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.database)
+    }
+
+    /// A pool of this server (`create_tables = true`).
+    pub fn pool(&self, name: &str) -> PoolConfig {
+        self.pool_for(name, &self.database)
+    }
+
+    /// A pool of this server on another database.
+    pub fn pool_for(&self, name: &str, database: &str) -> PoolConfig {
+        let mut p = PoolConfig::new(BackendKind::Mysql, name);
+        let set = |p: &mut PoolConfig, k: &str, v: &str| {
+            p.set(k, v)
+                .unwrap_or_else(|e| panic!("test pool setting {k}: {e}"));
+        };
+        set(&mut p, "server", &format!("{}:{}", self.host, self.port));
+        set(&mut p, "user", &self.user);
+        set(&mut p, "password", &self.password);
+        set(&mut p, "database", database);
+        set(&mut p, "pool_size", "4");
+        set(&mut p, "create_tables", "true");
+        p
+    }
+
+    /// Settings of a pool of this server, for code that builds them.
+    pub fn settings(&self) -> MysqlConfig {
+        MysqlConfig::from_pool(&self.pool("pool1"))
+            .unwrap_or_else(|e| panic!("test pool settings: {e}"))
+    }
+
+    /// A plain driver connection, for checking rows with SQL.
+    pub async fn raw(&self) -> mysql_async::Conn {
+        self.raw_on(Some(&self.database)).await
+    }
+
+    /// A plain driver connection to another database (or none).
+    pub async fn raw_on(&self, database: Option<&str>) -> mysql_async::Conn {
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(Some(self.password.clone()))
+            .db_name(database.map(str::to_owned))
+            .prefer_socket(false)
+            .init(vec!["SET time_zone = '+00:00'"]);
+        match tokio::time::timeout(Duration::from_secs(10), mysql_async::Conn::new(opts)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => unreachable_server(self, &e),
+            Err(_) => unreachable_server(self, &"no answer within 10 s"),
+        }
+    }
+}
+
+/// The server of `MYSQL_URL` (or the default).
+pub fn server() -> Server {
+    let url = std::env::var("MYSQL_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    parse_url(&url).unwrap_or_else(|| {
+        panic!("MYSQL_URL is not of the form mysql://user:password@host:port/database")
+    })
+}
+
+fn parse_url(url: &str) -> Option<Server> {
+    let rest = url
+        .strip_prefix("mysql://")
+        .or_else(|| url.strip_prefix("mariadb://"))?;
+    let (auth, rest) = rest.rsplit_once('@')?;
+    let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
+    let (hostport, database) = rest.split_once('/')?;
+    let database = database.split('?').next().unwrap_or(database);
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().ok()?),
+        None => (hostport, 3306),
+    };
+    Some(Server {
+        user: user.to_owned(),
+        password: password.to_owned(),
+        host: host.to_owned(),
+        port,
+        database: database.to_owned(),
+    })
+}
+
+/// Fails the test: the server is not there.
+pub fn unreachable_server(s: &Server, e: &dyn std::fmt::Display) -> ! {
+    panic!(
+        "MySQL/MariaDB at {} is unreachable (set MYSQL_URL, default {}; start it with \
+         `scripts/services.sh mariadb`): {e}",
+        s.label(),
+        DEFAULT_URL.replace(":public@", ":***@"),
+    )
+}
+
+/// A configuration with one pool of the test server.
+pub fn config(s: &Server) -> Config {
+    Config::new(BackendKind::Mysql).with_pool(s.pool("pool1"))
+}
+
+/// A new backend (a new pool) on the test server.
+pub async fn connect() -> MysqlBackend {
+    let s = server();
+    let conf = config(&s);
+    match MysqlBackend::connect(&conf.pools()["pool1"], &conf).await {
+        Ok(b) => b,
+        Err(e) if e.is_retryable() => unreachable_server(&s, &e),
+        Err(e) => panic!("connecting to MySQL at {}: {e}", s.label()),
+    }
+}
+
+/// [`connect`], as the conformance suite's factory wants it.
+pub async fn factory() -> Arc<dyn Backend> {
+    Arc::new(connect().await)
+}
