@@ -88,11 +88,10 @@ impl RedisBackend {
 
     /// Connects with settings built in code.
     pub async fn connect_with(settings: RedisSettings) -> Result<RedisBackend, RedisError> {
-        let conns = Connections::new(settings)?;
+        let conns = Arc::new(Connections::new(settings)?);
         conns.lease_slot(0).await?;
-        Ok(RedisBackend {
-            inner: Arc::new(conns),
-        })
+        conns.start_watcher();
+        Ok(RedisBackend { inner: conns })
     }
 
     /// The pool's settings.

@@ -27,7 +27,7 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::conn::{Connections, Connector};
+use crate::conn::Connections;
 use crate::error::RedisError;
 
 /// A command received on the channel.
@@ -212,7 +212,7 @@ impl ChannelListener {
         let pacing = Pacing {
             min_backoff: MIN_BACKOFF,
             max_backoff: MAX_BACKOFF,
-            check_every: conns.settings.channel_check_interval,
+            check_every: conns.settings.check_interval,
             check_timeout: conns.settings.connection_timeout,
         };
         let task = handle.spawn(listen(
@@ -312,18 +312,20 @@ async fn listen(
 ) {
     let pool = conns.settings.pool.clone();
     let mut backoff = pacing.min_backoff;
+    let mut master_changes = conns.master_changes.subscribe();
     loop {
+        master_changes.mark_unchanged();
         let connect = async {
             let client = conns.connector.client().await?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>((pubsub, client.get_connection_info().addr().clone()))
+            Ok::<_, redis::RedisError>(pubsub)
         };
         let attempt = tokio::select! {
             r = tokio::time::timeout(conns.settings.connection_timeout, connect) => r,
             _ = tx.closed() => return,
         };
-        let (pubsub, server) = match attempt {
+        let pubsub = match attempt {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 warn!(pool = %pool, channel = %channel, error = %e, retry_in = ?backoff, "redis channel: cannot subscribe");
@@ -390,10 +392,11 @@ async fn listen(
                             break;
                         }
                     }
-                    if master_moved(&conns, &server, pacing.check_timeout).await {
-                        info!(pool = %pool, channel = %channel, "redis channel: the Sentinel names another master; resubscribing there");
-                        break;
-                    }
+                }
+                _ = master_changes.changed() => {
+                    info!(pool = %pool, channel = %channel, "redis channel: the Sentinel master moved; resubscribing there");
+                    backoff = Duration::ZERO;
+                    break;
                 }
                 _ = tx.closed() => {
                     subscribed.send_replace(false);
@@ -406,24 +409,6 @@ async fn listen(
             return;
         }
         backoff = (backoff * 2).min(pacing.max_backoff);
-    }
-}
-
-/// With Sentinel: whether the master is now another server than `server`.
-/// A demoted master still delivers what the new one publishes (through
-/// replication), but only once it has resynchronised; moving at once keeps
-/// that gap short. An unanswered lookup changes nothing.
-async fn master_moved(
-    conns: &Connections,
-    server: &redis::ConnectionAddr,
-    within: Duration,
-) -> bool {
-    if !matches!(conns.connector, Connector::Sentinel(_)) {
-        return false;
-    }
-    match tokio::time::timeout(within, conns.connector.client()).await {
-        Ok(Ok(client)) => client.get_connection_info().addr() != server,
-        _ => false,
     }
 }
 

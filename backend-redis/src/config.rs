@@ -50,9 +50,9 @@ pub const DEFAULT_POOL_SIZE: usize = 8;
 pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one command may wait for its reply.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a channel listener pings its connection and, with Sentinel,
-/// checks that it is still on the master.
-pub const DEFAULT_CHANNEL_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+/// How often a channel listener pings its subscription and, with Sentinel,
+/// the master is looked up (besides the Sentinels' `+switch-master` events).
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// One `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -123,9 +123,10 @@ pub struct RedisSettings {
     pub connection_timeout: Duration,
     /// How long one command may wait for its reply.
     pub response_timeout: Duration,
-    /// How often a channel listener pings its connection and, with
-    /// Sentinel, checks that it is still on the master.
-    pub channel_check_interval: Duration,
+    /// How often a channel listener pings its subscription and, with
+    /// Sentinel, the master is looked up (besides the Sentinels'
+    /// `+switch-master` events, which are followed at once).
+    pub check_interval: Duration,
 }
 
 impl RedisSettings {
@@ -150,7 +151,7 @@ impl RedisSettings {
             msg_expired_after: Config::new(BackendKind::Redis).msg_expired_after(),
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
-            channel_check_interval: DEFAULT_CHANNEL_CHECK_INTERVAL,
+            check_interval: DEFAULT_CHECK_INTERVAL,
         }
     }
 
@@ -257,7 +258,7 @@ impl RedisSettings {
             msg_expired_after: config.msg_expired_after(),
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
-            channel_check_interval: DEFAULT_CHANNEL_CHECK_INTERVAL,
+            check_interval: DEFAULT_CHECK_INTERVAL,
         })
     }
 

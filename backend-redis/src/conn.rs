@@ -3,7 +3,11 @@
 //! [`Slot`]s, each one multiplexed connection replaced after it breaks.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::watch;
 
 use redis::aio::MultiplexedConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
@@ -93,15 +97,57 @@ impl Connector {
         }
     }
 
-    /// A new multiplexed connection.
+    /// A new multiplexed connection, and the server it reaches.
     pub(crate) async fn connect(
         &self,
         config: &AsyncConnectionConfig,
-    ) -> redis::RedisResult<MultiplexedConnection> {
+    ) -> redis::RedisResult<(MultiplexedConnection, Server)> {
         let client = self.client().await?;
-        client
+        let server = Server::of(&client);
+        let conn = client
             .get_multiplexed_async_connection_with_config(config)
-            .await
+            .await?;
+        Ok((conn, server))
+    }
+
+    /// A client for one of the Sentinels (for their event channels).
+    pub(crate) async fn sentinel_client(&self) -> redis::RedisResult<Option<Client>> {
+        match self {
+            Connector::Direct(_) => Ok(None),
+            Connector::Sentinel(s) => s.lock().await.async_get_sentinel_client().await.map(Some),
+        }
+    }
+
+    pub(crate) fn is_sentinel(&self) -> bool {
+        matches!(self, Connector::Sentinel(_))
+    }
+}
+
+/// A server as host and port (what Sentinel names a master by).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Server {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl Server {
+    pub(crate) fn of(client: &Client) -> Server {
+        match client.get_connection_info().addr() {
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => Server {
+                host: host.clone(),
+                port: *port,
+            },
+            other => Server {
+                host: other.to_string(),
+                port: 0,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
     }
 }
 
@@ -166,8 +212,8 @@ fn read_certificates(pool: &str, t: &TlsSettings) -> Result<TlsCertificates, Red
 /// One multiplexed connection, replaced lazily after it breaks.
 #[derive(Default)]
 struct Slot {
-    /// The connection and its generation, for a quick clone.
-    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// The connection, its generation and its server, for a quick clone.
+    current: Mutex<Option<(u64, MultiplexedConnection, Server)>>,
     /// Held while connecting, so one task reconnects and the others wait.
     connecting: tokio::sync::Mutex<u64>,
 }
@@ -177,17 +223,37 @@ impl Slot {
         self.current
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .map(|(g, c, _)| (*g, c.clone()))
     }
 }
 
-/// The connections of one pool: `pool_size` slots used round robin.
+/// The connections of one pool: `pool_size` slots used round robin. With
+/// Sentinel, a watcher task follows the master (see [`watch_sentinel`]).
 pub(crate) struct Connections {
     pub(crate) settings: RedisSettings,
     pub(crate) connector: Connector,
     config: AsyncConnectionConfig,
     slots: Box<[Slot]>,
     next: AtomicUsize,
+    /// The master the newest connection reached (Sentinel).
+    master: Mutex<Option<Server>>,
+    /// Bumped whenever the Sentinel master changes; listeners resubscribe.
+    pub(crate) master_changes: watch::Sender<u64>,
+    watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Connections {
+    fn drop(&mut self) {
+        if let Some(w) = self
+            .watcher
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            w.abort();
+        }
+    }
 }
 
 /// A connection handed out for one operation.
@@ -212,7 +278,20 @@ impl Connections {
             config,
             slots,
             next: AtomicUsize::new(0),
+            master: Mutex::new(None),
+            master_changes: watch::channel(0).0,
+            watcher: Mutex::new(None),
         })
+    }
+
+    /// With Sentinel, starts the task that follows the master. Call inside
+    /// a tokio runtime.
+    pub(crate) fn start_watcher(self: &Arc<Self>) {
+        if !self.connector.is_sentinel() {
+            return;
+        }
+        let task = tokio::spawn(watch_sentinel(Arc::downgrade(self)));
+        *self.watcher.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
     }
 
     /// A connection of the next slot, connecting it if needed.
@@ -249,7 +328,7 @@ impl Connections {
                 "connecting timed out",
             )))
         });
-        let conn = connected.map_err(|source| {
+        let (conn, server) = connected.map_err(|source| {
             warn!(pool = %self.settings.pool, target = %self.settings.target(), slot, error = %source, "redis: cannot connect");
             RedisError::Connect {
                 pool: self.settings.pool.clone(),
@@ -260,16 +339,48 @@ impl Connections {
         *generations += 1;
         let generation = *generations;
         if generation > 1 {
-            info!(pool = %self.settings.pool, slot, "redis: reconnected");
+            info!(pool = %self.settings.pool, slot, server = %server, "redis: reconnected");
         } else {
-            debug!(pool = %self.settings.pool, slot, "redis: connected");
+            debug!(pool = %self.settings.pool, slot, server = %server, "redis: connected");
         }
-        *s.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, conn.clone()));
+        *s.current.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((generation, conn.clone(), server.clone()));
+        self.observe_master(server);
         Ok(Lease {
             slot,
             generation,
             conn,
         })
+    }
+
+    /// Notes where the master is (Sentinel). When it moved, the slots still
+    /// connected elsewhere are emptied, so their next use reconnects to the
+    /// new master rather than write to a demoted one, and listeners are told.
+    pub(crate) fn observe_master(&self, server: Server) {
+        if !self.connector.is_sentinel() {
+            return;
+        }
+        {
+            let mut m = self.master.lock().unwrap_or_else(|p| p.into_inner());
+            match &*m {
+                Some(known) if *known == server => return,
+                None => {
+                    *m = Some(server);
+                    return;
+                }
+                Some(old) => {
+                    info!(pool = %self.settings.pool, from = %old, to = %server, "redis: the Sentinel master moved");
+                    *m = Some(server.clone());
+                }
+            }
+        }
+        for s in self.slots.iter() {
+            let mut cur = s.current.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(&*cur, Some((_, _, at)) if *at != server) {
+                *cur = None;
+            }
+        }
+        self.master_changes.send_modify(|n| *n += 1);
     }
 
     /// Drops the lease's connection if `e` means it is unusable, so the
@@ -282,10 +393,85 @@ impl Connections {
             .current
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if matches!(&*cur, Some((g, _)) if *g == lease.generation) {
+        if matches!(&*cur, Some((g, _, _)) if *g == lease.generation) {
             warn!(pool = %self.settings.pool, slot = lease.slot, error = %e, "redis: connection dropped; will reconnect");
             *cur = None;
         }
         true
+    }
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Follows the Sentinel master for a pool: subscribes to the Sentinels'
+/// `+switch-master` events (`<name> <old-ip> <old-port> <new-ip> <new-port>`)
+/// and, every `check_interval`, asks for the master too (in case an event
+/// was missed while reconnecting). Ends when the pool is dropped.
+async fn watch_sentinel(conns: Weak<Connections>) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let Some(c) = conns.upgrade() else { return };
+        let pool = c.settings.pool.clone();
+        let name = c.settings.sentinel.clone().unwrap_or_default();
+        let every = c.settings.check_interval;
+        let within = c.settings.connection_timeout;
+        let subscribe = async {
+            let client = c.connector.sentinel_client().await?.ok_or_else(|| {
+                redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no Sentinel"))
+            })?;
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe("+switch-master").await?;
+            Ok::<_, redis::RedisError>(ps)
+        };
+        let subscribed = tokio::time::timeout(within, subscribe).await;
+        drop(c);
+        let pubsub = match subscribed {
+            Ok(Ok(ps)) => ps,
+            Ok(Err(e)) => {
+                warn!(pool = %pool, error = %e, retry_in = ?backoff, "redis: cannot subscribe to the Sentinels' +switch-master");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            Err(_) => {
+                warn!(pool = %pool, retry_in = ?backoff, "redis: subscribing to +switch-master timed out");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        backoff = MIN_BACKOFF;
+        debug!(pool = %pool, "redis: following the Sentinel master");
+        let mut events = pubsub.into_on_message();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = events.next() => {
+                    let Some(msg) = msg else {
+                        warn!(pool = %pool, "redis: lost the Sentinel event connection; reconnecting");
+                        break;
+                    };
+                    let text = String::from_utf8_lossy(msg.get_payload_bytes()).into_owned();
+                    let parts: Vec<&str> = text.split(' ').collect();
+                    if let [n, _, _, host, port] = parts.as_slice() {
+                        if *n == name {
+                            let Some(c) = conns.upgrade() else { return };
+                            if let Ok(port) = port.parse() {
+                                c.observe_master(Server { host: (*host).to_owned(), port });
+                            }
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    let Some(c) = conns.upgrade() else { return };
+                    if let Ok(Ok(client)) = tokio::time::timeout(within, c.connector.client()).await {
+                        c.observe_master(Server::of(&client));
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
     }
 }

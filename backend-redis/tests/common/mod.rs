@@ -146,8 +146,10 @@ pub async fn plain_to(
     .unwrap_or_else(|e| panic!("address {host}:{port}: {e}"))
     .set_redis_settings(info);
     let client = redis::Client::open(ci).unwrap_or_else(|e| panic!("client: {e}"));
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
     client
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .unwrap_or_else(|e| unreachable(e))
 }
