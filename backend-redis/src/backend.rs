@@ -89,7 +89,17 @@ impl RedisBackend {
     /// Connects with settings built in code.
     pub async fn connect_with(settings: RedisSettings) -> Result<RedisBackend, RedisError> {
         let conns = Arc::new(Connections::new(settings)?);
-        conns.lease_slot(0).await?;
+        let mut first = conns.lease_slot(0).await?.conn;
+        // Connecting sends no command that needs access when the database
+        // is 0 and no password is given; a PING shows a missing one.
+        redis::cmd("PING")
+            .query_async::<()>(&mut first)
+            .await
+            .map_err(|source| RedisError::Connect {
+                pool: conns.settings.pool.clone(),
+                target: conns.settings.target(),
+                source,
+            })?;
         conns.start_watcher();
         Ok(RedisBackend { inner: conns })
     }

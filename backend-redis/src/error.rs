@@ -98,6 +98,9 @@ impl RedisError {
                 | redis::ErrorKind::InvalidClientConfig
                 | redis::ErrorKind::EmptySentinelList => ErrorKind::Config,
                 _ if source.is_timeout() => ErrorKind::Timeout,
+                _ if matches!(source.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM")) => {
+                    ErrorKind::Config
+                }
                 _ => ErrorKind::Connection,
             },
             RedisError::Command { source, .. } => classify(source),
