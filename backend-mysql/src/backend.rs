@@ -129,13 +129,18 @@ impl MysqlBackend {
 
     /// Connects with settings built in code.
     pub async fn connect_with(config: MysqlConfig) -> Result<MysqlBackend, MysqlError> {
-        let constraints =
-            PoolConstraints::new(0, config.pool_size.max(1)).ok_or_else(|| MysqlError::Config {
-                pool: config.pool_name.clone(),
-                key: "pool_size",
-                line: None,
-                problem: format!("{} is not a pool size", config.pool_size),
-            })?;
+        // min = max: with mysql_async's default (no idle TTL) the pool keeps
+        // at most `min` idle connections and closes every other one as it is
+        // returned, which would throw away each connection (and its
+        // prepared statements) after every operation. EMQX's pools hold
+        // `pool_size` connections too.
+        let size = config.pool_size.max(1);
+        let constraints = PoolConstraints::new(size, size).ok_or_else(|| MysqlError::Config {
+            pool: config.pool_name.clone(),
+            key: "pool_size",
+            line: None,
+            problem: format!("{} is not a pool size", config.pool_size),
+        })?;
         let pool_opts = PoolOpts::default()
             .with_constraints(constraints)
             // Keep each connection's prepared statements across uses.
@@ -639,15 +644,19 @@ impl Backend for MysqlBackend {
         if let Some(s) = start {
             values.push(MyValue::Int(s));
         }
-        let text = sql::fetch(pubsub, &target, request.since.is_some());
+        // The database applies the count limit when its rows are exactly
+        // the matching ones; otherwise `apply_limits` does, after `matches`.
+        let limit = request
+            .max_count
+            .filter(|_| target.is_exact())
+            .map(|n| u64::try_from(n).unwrap_or(u64::MAX));
+        let text = sql::fetch(pubsub, &target, request.since.is_some(), limit.is_some());
         if let Some(since) = request.since {
             values.push(self.bind_time(&text, values.len() + 1, since)?);
         }
-        let limit = match request.max_count {
-            Some(n) if target.is_exact() => u64::try_from(n).unwrap_or(u64::MAX),
-            _ => u64::MAX,
-        };
-        values.push(MyValue::UInt(limit));
+        if let Some(n) = limit {
+            values.push(MyValue::UInt(n));
+        }
         let rows = query(&mut conn, &text, values).await.map_err(self.my(op))?;
         drop(conn);
         // Newest first from the database (for LIMIT); oldest first out.

@@ -209,10 +209,12 @@ pub(crate) fn server_code_kind(code: u16) -> ErrorKind {
         // 8's ER_CLIENT_INTERACTION_TIMEOUT.
         1040 | 1053 | 1080 | 1152 | 1154 | 1155 | 1156 | 1157 | 1158 | 1159 | 1160 | 1161
         | 1317 | 1927 | 2006 | 2013 | 4031 => ErrorKind::Connection,
-        // ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK (the transaction was rolled
-        // back; running it again is the documented remedy), MySQL's
-        // max_execution_time, MariaDB's max_statement_time.
-        1205 | 1213 | 3024 | 1969 => ErrorKind::Timeout,
+        // ER_LOCK_DEADLOCK: the transaction was rolled back; running it
+        // again is the documented remedy.
+        1213 => ErrorKind::Conflict,
+        // ER_LOCK_WAIT_TIMEOUT, MySQL's max_execution_time, MariaDB's
+        // max_statement_time.
+        1205 | 3024 | 1969 => ErrorKind::Timeout,
         // ER_DBACCESS_DENIED, ER_ACCESS_DENIED, ER_BAD_DB, plugin auth
         // refused, ER_SPECIFIC_ACCESS_DENIED, ER_NOT_SUPPORTED_AUTH_MODE.
         1044 | 1045 | 1049 | 1698 | 1227 | 1251 => ErrorKind::Config,
@@ -229,6 +231,7 @@ mod tests {
         assert_eq!(server_code_kind(1053), ErrorKind::Connection);
         assert_eq!(server_code_kind(1927), ErrorKind::Connection);
         assert_eq!(server_code_kind(1205), ErrorKind::Timeout);
+        assert_eq!(server_code_kind(1213), ErrorKind::Conflict);
         assert_eq!(server_code_kind(1045), ErrorKind::Config);
         assert_eq!(server_code_kind(1049), ErrorKind::Config);
         assert_eq!(server_code_kind(1146), ErrorKind::Query);

@@ -13,7 +13,9 @@
 //!   row by row with [`backend_core::topic::matches`], which every row
 //!   returned passes anyway.
 
-use backend_core::topic::{has_wildcards, literal_prefix, strip_shared, validate_filter};
+use backend_core::topic::{
+    has_wildcards, literal_prefix, prefix_upper_bound, strip_shared, validate_filter,
+};
 
 /// A byte range `[from, to)`; `to = None` is unbounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,17 +145,11 @@ impl TopicMatch {
 }
 
 /// The smallest byte string greater than every string starting with
-/// `prefix`: the last byte below 0xFF incremented, after dropping trailing
-/// 0xFF bytes. `None` if there is none.
+/// `prefix` ([`backend_core::topic::prefix_upper_bound`]; UTF-8 byte order
+/// is code point order). `None` if there is none.
 pub fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut bytes = prefix.to_vec();
-    while let Some(last) = bytes.pop() {
-        if last < 0xFF {
-            bytes.push(last + 1);
-            return Some(bytes);
-        }
-    }
-    None
+    let prefix = std::str::from_utf8(prefix).ok()?;
+    prefix_upper_bound(prefix).map(String::into_bytes)
 }
 
 #[cfg(test)]
@@ -175,8 +171,7 @@ mod tests {
     #[test]
     fn successors() {
         assert_eq!(successor(b"a/b/"), Some(b"a/b0".to_vec()));
-        assert_eq!(successor(b"a\xff"), Some(b"b".to_vec()));
-        assert_eq!(successor(b"\xff"), None);
+        assert_eq!(successor("a\u{10FFFF}".as_bytes()), Some(b"b".to_vec()));
         assert_eq!(successor(b""), None);
     }
 

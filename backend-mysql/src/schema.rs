@@ -12,8 +12,9 @@ use mysql_async::Conn;
 
 use crate::error::MysqlError;
 
-/// The schema file, `etc/sql/emqx_backend_mysql.sql`.
-pub const SCHEMA_SQL: &str = include_str!("../../etc/sql/emqx_backend_mysql.sql");
+/// The schema file (`sql/emqx_backend_mysql.sql` in this crate, the same as
+/// `etc/sql/emqx_backend_mysql.sql` in the repository).
+pub const SCHEMA_SQL: &str = include_str!("../sql/emqx_backend_mysql.sql");
 
 /// The tables, in the seed's order.
 pub const TABLES: [&str; 5] = [
@@ -276,5 +277,24 @@ mod tests {
         check_table(&SPECS[2], &fixed, &["id", "msgid"]).expect("ok");
         let e = check_table(&SPECS[2], &fixed[..2], &[]).expect_err("columns");
         assert!(e.contains("lacks the column(s) sender, topic"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    /// The crate carries its schema (so it packages on its own); `etc/sql/`
+    /// has the same file for users loading it by hand. They must not drift.
+    #[test]
+    fn etc_holds_the_same_schema() {
+        let etc = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../etc/sql/emqx_backend_mysql.sql"
+        );
+        let etc = std::fs::read_to_string(etc).expect("etc/sql/emqx_backend_mysql.sql");
+        assert_eq!(
+            etc,
+            super::SCHEMA_SQL,
+            "backend-mysql/sql/ and etc/sql/ differ: copy one onto the other"
+        );
     }
 }

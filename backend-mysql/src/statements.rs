@@ -125,11 +125,14 @@ pub fn lookup_retained(target: &TopicMatch) -> String {
 
 /// The fetch statement, newest first. Parameters: pubsub: the client id;
 /// then the topic condition's; pubsub: the start id; with `since`: the
-/// oldest arrival; then the row limit (`u64::MAX` for none).
-pub fn fetch(pubsub: bool, target: &TopicMatch, since: bool) -> String {
+/// oldest arrival; with `limit`: the row limit. (Without a limit there is
+/// no `LIMIT` clause: a huge one would tempt the optimizer to walk the
+/// primary key backwards instead of the topic range.)
+pub fn fetch(pubsub: bool, target: &TopicMatch, since: bool, limit: bool) -> String {
     let (cond, _) = target.condition("m.topic");
     let columns = "m.topic, m.msgid, m.sender, m.qos, m.retain, m.payload, m.arrived";
     let since = if since { " AND m.arrived >= ?" } else { "" };
+    let limit = if limit { " LIMIT ?" } else { "" };
     if pubsub {
         // After the subscription's start, and after the client's ack on
         // each topic.
@@ -137,10 +140,10 @@ pub fn fetch(pubsub: bool, target: &TopicMatch, since: bool) -> String {
             "SELECT {columns} FROM mqtt_msg m \
 LEFT JOIN mqtt_acked a ON a.clientid = ? AND a.topic = m.topic \
 WHERE {cond} AND m.id > ? AND (a.mid IS NULL OR m.id > a.mid){since} \
-ORDER BY m.id DESC LIMIT ?"
+ORDER BY m.id DESC{limit}"
         )
     } else {
-        format!("SELECT {columns} FROM mqtt_msg m WHERE {cond}{since} ORDER BY m.id DESC LIMIT ?")
+        format!("SELECT {columns} FROM mqtt_msg m WHERE {cond}{since} ORDER BY m.id DESC{limit}")
     }
 }
 
@@ -159,7 +162,17 @@ mod tests {
         assert_eq!(placeholders(&store_retained(2)), 12);
         assert_eq!(placeholders(&delete_subscriptions(2)), 3);
         let t = TopicMatch::new("a/#");
-        assert_eq!(placeholders(&fetch(true, &t, true)), 1 + 4 + 1 + 1 + 1);
-        assert_eq!(placeholders(&fetch(false, &TopicMatch::new("a"), false)), 2);
+        assert_eq!(
+            placeholders(&fetch(true, &t, true, true)),
+            1 + 4 + 1 + 1 + 1
+        );
+        assert_eq!(
+            placeholders(&fetch(false, &TopicMatch::new("a"), false, true)),
+            2
+        );
+        assert_eq!(
+            placeholders(&fetch(false, &TopicMatch::new("a"), false, false)),
+            1
+        );
     }
 }
