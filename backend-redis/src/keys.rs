@@ -99,20 +99,19 @@ pub fn retain_topics() -> &'static str {
     "mqtt:retain_topics"
 }
 
-/// The `ZRANGEBYLEX` bounds of the names starting with `prefix`. Topic names
-/// are UTF-8, in which the byte 0xFF never occurs, so `prefix` + 0xFF is
-/// above every name with that prefix.
+/// The `ZRANGEBYLEX` bounds of the names starting with `prefix`: from
+/// `prefix` inclusive to [`backend_core::topic::prefix_upper_bound`]
+/// exclusive (`+`, the end, when there is none).
 pub(crate) fn lex_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
-    if prefix.is_empty() {
-        return (b"-".to_vec(), b"+".to_vec());
-    }
-    let mut min = Vec::with_capacity(prefix.len() + 1);
-    min.push(b'[');
-    min.extend_from_slice(prefix.as_bytes());
-    let mut max = Vec::with_capacity(prefix.len() + 2);
-    max.push(b'(');
-    max.extend_from_slice(prefix.as_bytes());
-    max.push(0xFF);
+    let min = if prefix.is_empty() {
+        b"-".to_vec()
+    } else {
+        [b"[", prefix.as_bytes()].concat()
+    };
+    let max = match backend_core::topic::prefix_upper_bound(prefix) {
+        Some(upper) => [b"(", upper.as_bytes()].concat(),
+        None => b"+".to_vec(),
+    };
     (min, max)
 }
 
@@ -152,6 +151,6 @@ mod tests {
         assert_eq!(lex_range(""), (b"-".to_vec(), b"+".to_vec()));
         let (min, max) = lex_range("a/");
         assert_eq!(min, b"[a/");
-        assert_eq!(max, b"(a/\xff");
+        assert_eq!(max, b"(a0");
     }
 }
