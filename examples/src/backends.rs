@@ -1,5 +1,5 @@
 //! Connects the backend a configuration names, among those compiled in
-//! (cargo features `redis`, `pgsql`), or the in-memory backend.
+//! (cargo features `redis`, `pgsql`, `mysql`), or the in-memory backend.
 
 use std::sync::Arc;
 
@@ -85,11 +85,22 @@ pub async fn connect(config: &Config, storage: Storage) -> Result<Started, Start
                 commands: None,
             })
             .map_err(|e| connect_error(kind, e)),
+        #[cfg(feature = "mysql")]
+        BackendKind::Mysql => backend_mysql::connect_pools(config)
+            .await
+            .map(|pools| Started {
+                pools,
+                commands: None,
+            })
+            .map_err(|e| connect_error(kind, e)),
         _ => Err(StartError::NotCompiled { kind }),
     }
 }
 
-#[cfg_attr(not(any(feature = "redis", feature = "pgsql")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "redis", feature = "pgsql", feature = "mysql")),
+    allow(dead_code)
+)]
 fn connect_error(kind: BackendKind, e: impl std::fmt::Display) -> StartError {
     StartError::Connect {
         kind,

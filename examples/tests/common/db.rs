@@ -21,6 +21,10 @@ pub enum Db {
         client: tokio_postgres::Client,
         url: String,
     },
+    Mysql {
+        pool: mysql_async::Pool,
+        url: String,
+    },
 }
 
 fn env_or(var: &str, default: &str) -> String {
@@ -49,6 +53,34 @@ impl Db {
         });
         tokio::spawn(conn);
         Db::Pgsql { client, url }
+    }
+
+    pub async fn mysql() -> Db {
+        let url = env_or("MYSQL_URL", "mysql://root:public@127.0.0.1:3306/mqtt");
+        let opts = mysql_async::Opts::from_url(&url)
+            .unwrap_or_else(|e| panic!("MYSQL_URL is not a mysql:// URL: {e}"));
+        let opts = mysql_async::OptsBuilder::from_opts(opts)
+            .prefer_socket(false)
+            .init(vec!["SET time_zone = '+00:00'"]);
+        let pool = mysql_async::Pool::new(opts);
+        let db = Db::Mysql { pool, url };
+        // Fail loudly, naming the server, when it is down.
+        drop(db.mysql_conn().await);
+        db
+    }
+
+    async fn mysql_conn(&self) -> mysql_async::Conn {
+        let Db::Mysql { pool, .. } = self else {
+            unreachable!("not mysql")
+        };
+        tokio::time::timeout(Duration::from_secs(10), pool.get_conn())
+            .await
+            .unwrap_or_else(|_| panic!("MySQL/MariaDB at MYSQL_URL did not answer within 10 s"))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "MySQL/MariaDB at MYSQL_URL is unreachable ({e}); run scripts/services.sh mariadb"
+                )
+            })
     }
 
     async fn redis_conn(&self) -> redis::aio::MultiplexedConnection {
@@ -82,7 +114,7 @@ impl Db {
                 )
             }
             Db::Pgsql { url, .. } => {
-                let (user, pass, host, db) = parse_pg_url(url);
+                let (user, pass, host, db) = parse_url(url, &["postgres://", "postgresql://"]);
                 (
                     "emqx_backend_pgsql.conf",
                     vec![
@@ -91,6 +123,19 @@ impl Db {
                         format!("backend.pgsql.pool1.password = {pass}"),
                         format!("backend.pgsql.pool1.database = {db}"),
                         "backend.pgsql.pool1.create_tables = true".to_owned(),
+                    ],
+                )
+            }
+            Db::Mysql { url, .. } => {
+                let (user, pass, host, db) = parse_url(url, &["mysql://", "mariadb://"]);
+                (
+                    "emqx_backend_mysql.conf",
+                    vec![
+                        format!("backend.mysql.pool1.server = {host}"),
+                        format!("backend.mysql.pool1.user = {user}"),
+                        format!("backend.mysql.pool1.password = {pass}"),
+                        format!("backend.mysql.pool1.database = {db}"),
+                        "backend.mysql.pool1.create_tables = true".to_owned(),
                     ],
                 )
             }
@@ -159,6 +204,24 @@ impl Db {
                     offline_at: row.get(3),
                 })
             }
+            Db::Mysql { .. } => {
+                use mysql_async::prelude::Queryable;
+                let mut c = self.mysql_conn().await;
+                let row: Option<(String, String, bool, bool)> = c
+                    .exec_first(
+                        "select state, node, online_at is not null, offline_at is not null from mqtt_client where clientid = ?",
+                        (client_id,),
+                    )
+                    .await
+                    .expect("select from mqtt_client");
+                let (state, node, online_at, offline_at) = row?;
+                Some(Status {
+                    state: state.parse().unwrap_or(-1),
+                    node,
+                    online_at,
+                    offline_at,
+                })
+            }
         }
     }
 
@@ -184,6 +247,16 @@ impl Db {
                     .await
                     .expect("insert into mqtt_sub");
             }
+            Db::Mysql { .. } => {
+                use mysql_async::prelude::Queryable;
+                let mut c = self.mysql_conn().await;
+                c.exec_drop(
+                    "insert into mqtt_sub(clientid, topic, qos) values(?, ?, ?)",
+                    (client_id, topic, qos),
+                )
+                .await
+                .expect("insert into mqtt_sub");
+            }
         }
     }
 
@@ -199,11 +272,12 @@ impl Db {
     }
 }
 
-/// user, password, host:port, database of a postgres:// URL.
-fn parse_pg_url(url: &str) -> (String, String, String, String) {
-    let rest = url
-        .trim_start_matches("postgres://")
-        .trim_start_matches("postgresql://");
+/// user, password, host:port, database of a postgres:// or mysql:// URL.
+fn parse_url(url: &str, schemes: &[&str]) -> (String, String, String, String) {
+    let rest = schemes
+        .iter()
+        .find_map(|s| url.strip_prefix(s))
+        .unwrap_or(url);
     let (auth, rest) = rest.split_once('@').unwrap_or(("root:public", rest));
     let (user, pass) = auth.split_once(':').unwrap_or((auth, ""));
     let (host, db) = rest.split_once('/').unwrap_or((rest, "mqtt"));

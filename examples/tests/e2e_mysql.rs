@@ -1,0 +1,32 @@
+//! The broker on MySQL/MariaDB (`--features mysql`), driven by real MQTT clients.
+#![cfg(feature = "mysql")]
+
+mod common;
+
+use common::db::Db;
+use common::scenarios;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_messages_survive_a_broker_restart() {
+    scenarios::offline_messages_survive_a_broker_restart(&Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_session_gets_each_message_once() {
+    scenarios::persistent_session_gets_each_message_once(&Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_subscriptions_are_applied_on_connect() {
+    scenarios::stored_subscriptions_are_applied_on_connect(&Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_message_survives_a_restart() {
+    scenarios::retained_message_survives_a_restart(&Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_status_is_recorded() {
+    scenarios::client_status_is_recorded(&Db::mysql().await).await;
+}
