@@ -5,7 +5,8 @@
 //! after another, so the restart never overlaps this crate's other tests
 //! (the conformance suite, tests/pgsql.rs). It restarts the server of
 //! `scripts/services.sh` with `pg_ctl restart` on its data directory
-//! (`PGSQL_DATA_DIR`, default `target/services/postgres/data`), as the
+//! (`PGSQL_DATA_DIR`, default `target/services/postgres/data`, else the
+//! server's own `data_directory`), as the
 //! `postgres` user when run as root. Anything else using that server at
 //! the same moment (another crate's tests run by hand in parallel) sees
 //! its connections dropped once.
@@ -24,10 +25,21 @@ use backend_core::{
     Ack, Backend, ClientInfo, ErrorKind, FetchRequest, Message, OfflineMode, QoS, Timestamp, Value,
 };
 
-fn data_dir() -> PathBuf {
-    match std::env::var_os("PGSQL_DATA_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/services/postgres/data"),
+/// `PGSQL_DATA_DIR`, else `target/services/postgres/data`, else wherever
+/// the server says its data is (it may have been started from another
+/// checkout of the repository).
+async fn data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("PGSQL_DATA_DIR") {
+        return PathBuf::from(d);
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/services/postgres/data");
+    if local.join("PG_VERSION").is_file() {
+        return local;
+    }
+    let client = common::server().raw().await;
+    match client.query_one("SHOW data_directory", &[]).await {
+        Ok(row) => PathBuf::from(row.get::<_, String>(0)),
+        Err(_) => local,
     }
 }
 
@@ -102,18 +114,18 @@ fn request(client: &str, filter: &str, mode: OfflineMode) -> FetchRequest {
 
 #[test]
 fn operations_succeed_again_after_a_server_restart() {
-    let data = data_dir();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let data = rt.block_on(data_dir());
     assert!(
         data.join("PG_VERSION").is_file(),
         "no PostgreSQL data directory at {} (set PGSQL_DATA_DIR; the server of PGSQL_URL must be \
          the local one `scripts/services.sh postgres` runs)",
         data.display()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
     rt.block_on(async {
         let s = common::server();
         let b = Arc::new(common::connect().await);
