@@ -28,7 +28,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backend_core::config::{PoolConfig, Secret};
+use backend_core::config::{PoolConfig, Secret, ServerAddr};
 use backend_core::BackendKind;
 
 use crate::error::PgsqlError;
@@ -206,49 +206,10 @@ impl PgsqlConfig {
     }
 }
 
-/// Parses `host`, `host:port`, `[v6]:port`, a bare IPv6 address, or a Unix
-/// socket directory.
+/// `host`, `host:port`, `[v6]:port`, a bare IPv6 address, or a Unix socket,
+/// as [`ServerAddr::parse`] reads them, with this backend's default port.
 fn parse_server(s: &str) -> Result<(String, u16), String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("is empty".into());
-    }
-    if s.starts_with('/') {
-        return Ok((s.to_owned(), DEFAULT_PORT));
-    }
-    if s.contains(',') {
-        return Err(format!("`{s}`: one server per pool (host:port)"));
-    }
-    let port = |p: &str| -> Result<u16, String> {
-        p.parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| format!("invalid port `{p}` in `{s}`"))
-    };
-    if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| format!("`{s}`: missing `]`"))?;
-        return match after {
-            "" => Ok((host.to_owned(), DEFAULT_PORT)),
-            _ => match after.strip_prefix(':') {
-                Some(p) => Ok((host.to_owned(), port(p)?)),
-                None => Err(format!("`{s}`: expected `:port` after `]`")),
-            },
-        };
-    }
-    match s.matches(':').count() {
-        0 => Ok((s.to_owned(), DEFAULT_PORT)),
-        1 => {
-            let (host, p) = s.split_once(':').unwrap_or((s, ""));
-            if host.is_empty() {
-                return Err(format!("`{s}`: missing host"));
-            }
-            Ok((host.to_owned(), port(p)?))
-        }
-        // A bare IPv6 address.
-        _ => Ok((s.to_owned(), DEFAULT_PORT)),
-    }
+    ServerAddr::parse(s, DEFAULT_PORT).map(|a| (a.host, a.port))
 }
 
 #[cfg(test)]

@@ -31,7 +31,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -54,34 +53,7 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// the master is looked up (besides the Sentinels' `+switch-master` events).
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
-/// One `host:port`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ServerAddr {
-    /// Host name or IP address (IPv6 without brackets).
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-}
-
-impl ServerAddr {
-    /// An address.
-    pub fn new(host: impl Into<String>, port: u16) -> Self {
-        ServerAddr {
-            host: host.into(),
-            port,
-        }
-    }
-}
-
-impl fmt::Display for ServerAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
+pub use backend_core::config::ServerAddr;
 
 /// TLS files; every one optional. Without `cacertfile` the system's trust
 /// store is used.
@@ -317,43 +289,12 @@ fn parse_servers(text: &str, default_port: u16) -> Result<(Vec<ServerAddr>, bool
                 "`{s}` has a path; use `database` for the database number"
             ));
         }
-        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-            let (h, after) = rest
-                .split_once(']')
-                .ok_or_else(|| format!("`{s}`: `[` without `]`"))?;
-            match after {
-                "" => (h, None),
-                p => (
-                    h,
-                    Some(
-                        p.strip_prefix(':')
-                            .ok_or_else(|| format!("`{s}`: expected `:port` after `]`"))?,
-                    ),
-                ),
-            }
-        } else {
-            match s.rsplit_once(':') {
-                Some((h, p)) if !h.contains(':') => (h, Some(p)),
-                Some(_) => {
-                    return Err(format!(
-                        "`{s}`: write an IPv6 address in brackets, `[addr]:port`"
-                    ))
-                }
-                None => (s, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(format!("`{s}` has no host"));
+        if s.starts_with('/') {
+            return Err(format!(
+                "`{s}`: a Unix socket is not supported; use host:port"
+            ));
         }
-        let port = match port {
-            None => default_port,
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("`{p}` is not a port number"))?,
-        };
-        out.push(ServerAddr::new(host, port));
+        out.push(ServerAddr::parse(s, default_port)?);
     }
     Ok((out, tls))
 }
@@ -415,7 +356,11 @@ mod tests {
         assert_eq!(p(" a:1 , redis://b:2").expect("list").0.len(), 2);
         assert!(p("a:0").is_err());
         assert!(p("a:x").is_err());
-        assert!(p("::1").is_err());
+        // A bare IPv6 address takes the default port, as in every backend.
+        assert_eq!(
+            p("::1").expect("bare IPv6").0,
+            vec![ServerAddr::new("::1", 6379)]
+        );
         assert!(p("a:1,,b").is_err());
         assert!(p("h:1/2").is_err());
         let e = p("redis://user:hunter2@h:1").expect_err("credentials");

@@ -31,10 +31,12 @@ mod limits;
 mod parse;
 mod pool;
 mod rule;
+mod server;
 
 pub use error::{ConfigError, Problem, ProblemKind};
 pub use limits::{parse_count, parse_duration, Limits};
 pub use pool::{BackendKind, KeySpec, KeyType, PoolConfig, Secret, Setting, StatementLanguage};
+pub use server::ServerAddr;
 pub use rule::{
     Action, ActionJson, Function, OfflineMode, OneOrMany, PayloadFormat, RawStatement, Rule,
     RuleJson, RuleSpec,
