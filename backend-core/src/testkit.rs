@@ -187,4 +187,7 @@ macro_rules! __conformance_tests {
     };
 }
 
+pub mod restart;
 pub mod scenarios;
+
+pub use restart::{restart_under_load, RestartReport};

@@ -36,11 +36,11 @@ mod server;
 pub use error::{ConfigError, Problem, ProblemKind};
 pub use limits::{parse_count, parse_duration, Limits};
 pub use pool::{BackendKind, KeySpec, KeyType, PoolConfig, Secret, Setting, StatementLanguage};
-pub use server::ServerAddr;
 pub use rule::{
     Action, ActionJson, Function, OfflineMode, OneOrMany, PayloadFormat, RawStatement, Rule,
     RuleJson, RuleSpec,
 };
+pub use server::ServerAddr;
 
 /// A validated backend configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

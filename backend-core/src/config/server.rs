@@ -127,9 +127,14 @@ mod tests {
         assert_eq!(p("db"), Ok(ServerAddr::new("db", 3306)));
         assert_eq!(p(" db:3307 "), Ok(ServerAddr::new("db", 3307)));
         assert_eq!(p("::1"), Ok(ServerAddr::new("::1", 3306)));
-        assert_eq!(p("/run/mysqld/mysqld.sock"), Ok(ServerAddr::new("/run/mysqld/mysqld.sock", 3306)));
+        assert_eq!(
+            p("/run/mysqld/mysqld.sock"),
+            Ok(ServerAddr::new("/run/mysqld/mysqld.sock", 3306))
+        );
         assert!(p("/run/x.sock").is_ok_and(|a| a.is_socket()));
-        for bad in ["", "db:x", "db:0", ":3306", "a:1,b:2", "[::1", "[::1]x", "[]:1", "db:70000"] {
+        for bad in [
+            "", "db:x", "db:0", ":3306", "a:1,b:2", "[::1", "[::1]x", "[]:1", "db:70000",
+        ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }
         assert_eq!(ServerAddr::new("/s", 1).to_string(), "/s");
