@@ -189,6 +189,9 @@ async fn run(args: Args) -> Result<(), String> {
         .name("tcp")
         .laddr(args.listen)
         .allow_anonymous(true)
+        // A restarted broker must get its port back while the old
+        // connections linger in TIME_WAIT.
+        .reuseaddr(Some(true))
         .bind()
         .and_then(|b| b.tcp())
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;

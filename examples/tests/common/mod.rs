@@ -32,10 +32,20 @@ impl Broker {
     /// Starts `broker` with `args` (plus `--listen`) and waits until it
     /// accepts MQTT connections.
     pub async fn start(args: &[&str]) -> Broker {
-        Self::start_on(free_port(), args.iter().map(|s| s.to_string()).collect()).await
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        // A port found free can be taken by someone else's connection before
+        // the broker binds it: then try another.
+        for _ in 0..3 {
+            match Self::start_on(free_port(), args.clone()).await {
+                Ok(b) => return b,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("the broker did not start:\n{log}"),
+            }
+        }
+        panic!("the broker found no free port in three tries");
     }
 
-    async fn start_on(port: u16, args: Vec<String>) -> Broker {
+    async fn start_on(port: u16, args: Vec<String>) -> Result<Broker, String> {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let log = dir.join(format!("broker-{port}-{}.log", std::process::id()));
         let file = std::fs::File::create(&log).expect("create the broker log");
@@ -53,21 +63,21 @@ impl Broker {
             log,
             args,
         };
-        broker.wait_ready().await;
-        broker
+        broker.wait_ready().await?;
+        Ok(broker)
     }
 
-    async fn wait_ready(&mut self) {
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("broker exited with {status}:\n{}", self.log_text());
+                return Err(format!("broker exited with {status}:\n{}", self.log_text()));
             }
             if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
                 .is_ok()
             {
-                return;
+                return Ok(());
             }
             if Instant::now() > deadline {
                 panic!(
@@ -80,13 +90,24 @@ impl Broker {
         }
     }
 
-    /// Stops the broker and starts it again on the same port and arguments.
+    /// Stops the broker and starts it again with the same arguments, on the
+    /// same port if it can be had again (clients read `port` afterwards).
     pub async fn restart(mut self) -> Broker {
         self.stop();
         let args = std::mem::take(&mut self.args);
         let port = self.port;
         drop(self);
-        Self::start_on(port, args).await
+        for _ in 0..20 {
+            match Self::start_on(port, args.clone()).await {
+                Ok(b) => return b,
+                Err(log) if log.contains("Address already in use") => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(log) => panic!("the broker did not restart:\n{log}"),
+            }
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Broker::start(&refs).await
     }
 
     pub fn stop(&mut self) {
