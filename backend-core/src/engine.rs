@@ -34,6 +34,7 @@ use crate::hook::{
     SessionUnsubscribed, TopicSource,
 };
 use crate::message::{Message, QoS, Subscription};
+use crate::retry::{RetryCounters, RetryPolicy, RetryQueue, Submitted, WriteOp};
 use crate::topic::{strip_shared, FilterTrie};
 
 /// Backends by pool name.
@@ -103,6 +104,14 @@ pub struct RuleMetrics {
     pub succeeded: u64,
     /// Runs that failed.
     pub failed: u64,
+    /// Writes that failed retryably (or found earlier writes waiting) and
+    /// were queued for retry.
+    pub queued: u64,
+    /// Queued writes that later succeeded.
+    pub retried: u64,
+    /// Writes given up: the queue was full, or a retry failed for a reason
+    /// retrying cannot mend.
+    pub dropped: u64,
 }
 
 #[derive(Default)]
@@ -117,6 +126,8 @@ struct CompiledRule {
     key: String,
     backend: Arc<dyn Backend>,
     counters: Counters,
+    retry: Arc<RetryCounters>,
+    queue: Arc<RetryQueue>,
 }
 
 #[derive(Default)]
@@ -147,6 +158,7 @@ pub struct Engine {
     kind: BackendKind,
     limits: Limits,
     hooks: [HookRules; 7],
+    queues: BTreeMap<String, Arc<RetryQueue>>,
 }
 
 impl fmt::Debug for Engine {
@@ -163,8 +175,28 @@ impl fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// An engine running `config`'s rules on the backends of `pools`.
+    /// An engine running `config`'s rules on the backends of `pools`, with
+    /// the default [`RetryPolicy`] for writes that fail retryably.
     pub fn new(config: &Config, pools: &Pools) -> Result<Engine, EngineError> {
+        Engine::with_retry(config, pools, RetryPolicy::default())
+    }
+
+    /// An engine with its own [`RetryPolicy`] (`RetryPolicy::off()` reports
+    /// every failed write at once).
+    pub fn with_retry(
+        config: &Config,
+        pools: &Pools,
+        policy: RetryPolicy,
+    ) -> Result<Engine, EngineError> {
+        let queues: BTreeMap<String, Arc<RetryQueue>> = pools
+            .iter()
+            .map(|(name, b)| {
+                (
+                    name.clone(),
+                    RetryQueue::new(name.clone(), Arc::clone(b), policy),
+                )
+            })
+            .collect();
         let mut hooks: [HookRules; 7] = Default::default();
         for rule in config.rules() {
             let key = rule.key(config.kind());
@@ -186,17 +218,24 @@ impl Engine {
                 }
                 _ => h.always.push(idx),
             }
+            let queue = match queues.get(&rule.pool) {
+                Some(q) => Arc::clone(q),
+                None => RetryQueue::new(rule.pool.clone(), Arc::clone(backend), policy),
+            };
             h.rules.push(CompiledRule {
                 rule: rule.clone(),
                 key,
                 backend: Arc::clone(backend),
                 counters: Counters::default(),
+                retry: Arc::default(),
+                queue,
             });
         }
         Ok(Engine {
             kind: config.kind(),
             limits: config.limits(),
             hooks,
+            queues,
         })
     }
 
@@ -218,6 +257,11 @@ impl Engine {
         !self.hooks[hook.index()].rules.is_empty()
     }
 
+    /// Writes waiting in the retry queues of all pools.
+    pub fn pending_writes(&self) -> usize {
+        self.queues.values().map(|q| q.len()).sum()
+    }
+
     /// The counters of every rule, in rule order.
     pub fn metrics(&self) -> Vec<RuleMetrics> {
         self.hooks
@@ -228,6 +272,9 @@ impl Engine {
                 matched: r.counters.matched.load(Ordering::Relaxed),
                 succeeded: r.counters.succeeded.load(Ordering::Relaxed),
                 failed: r.counters.failed.load(Ordering::Relaxed),
+                queued: r.retry.queued.load(Ordering::Relaxed),
+                retried: r.retry.retried.load(Ordering::Relaxed),
+                dropped: r.retry.dropped.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -239,11 +286,9 @@ impl Engine {
         let event = Event::Connected(ev);
         for rule in self.matching(&event) {
             let result = match &rule.rule.action {
-                Action::Function(Function::ClientConnected) => rule
-                    .backend
-                    .client_online(&ev.client, ev.timestamp)
-                    .await
-                    .map_err(|e| ("client_online", e)),
+                Action::Function(Function::ClientConnected) => {
+                    write(rule, WriteOp::Online(ev.client.clone(), ev.timestamp)).await
+                }
                 Action::Function(Function::SubscribeLookup) => {
                     match rule
                         .backend
@@ -255,13 +300,13 @@ impl Engine {
                                 out.output.retain(|o| o.filter != s.filter);
                                 out.output.push(s);
                             }
-                            Ok(())
+                            Ok(Step::Done)
                         }
                         Err(e) => Err(("lookup_subscriptions", e)),
                     }
                 }
                 Action::Statements(list) => run_statements(rule, list, &event).await,
-                Action::Function(_) => Ok(()),
+                Action::Function(_) => Ok(Step::Done),
             };
             finish(rule, result, &mut out.errors);
         }
@@ -274,13 +319,11 @@ impl Engine {
         let event = Event::Disconnected(ev);
         for rule in self.matching(&event) {
             let result = match &rule.rule.action {
-                Action::Function(Function::ClientDisconnected) => rule
-                    .backend
-                    .client_offline(&ev.client, ev.timestamp)
-                    .await
-                    .map_err(|e| ("client_offline", e)),
+                Action::Function(Function::ClientDisconnected) => {
+                    write(rule, WriteOp::Offline(ev.client.clone(), ev.timestamp)).await
+                }
                 Action::Statements(list) => run_statements(rule, list, &event).await,
-                Action::Function(_) => Ok(()),
+                Action::Function(_) => Ok(Step::Done),
             };
             finish(rule, result, &mut out.errors);
         }
@@ -310,7 +353,7 @@ impl Engine {
                                     out.output.offline.push(m);
                                 }
                             }
-                            Ok(())
+                            Ok(Step::Done)
                         }
                         Err(e) => Err(("fetch_messages", e)),
                     }
@@ -322,13 +365,13 @@ impl Engine {
                                 out.output.retained.retain(|o| o.topic != m.topic);
                                 out.output.retained.push(m);
                             }
-                            Ok(())
+                            Ok(Step::Done)
                         }
                         Err(e) => Err(("lookup_retained", e)),
                     }
                 }
                 Action::Statements(list) => run_statements(rule, list, &event).await,
-                Action::Function(_) => Ok(()),
+                Action::Function(_) => Ok(Step::Done),
             };
             finish(rule, result, &mut out.errors);
         }
@@ -347,7 +390,6 @@ impl Engine {
     pub async fn on_message_publish(&self, msg: &Message) -> Outcome<()> {
         let mut out = Outcome::default();
         let event = Event::Publish(msg);
-        let one = std::slice::from_ref(msg);
         for rule in self.matching(&event) {
             let options = WriteOptions {
                 payload_format: rule.rule.payload_format,
@@ -357,32 +399,23 @@ impl Engine {
                     let storable =
                         msg.qos > QoS::AtMostOnce && !(msg.retain && msg.payload.is_empty());
                     if storable {
-                        rule.backend
-                            .store_messages(one, options)
-                            .await
-                            .map_err(|e| ("store_messages", e))
+                        write(rule, WriteOp::Store(vec![msg.clone()], options)).await
                     } else {
-                        Ok(())
+                        Ok(Step::Done)
                     }
                 }
                 Action::Function(Function::MessageRetain)
                     if msg.retain && !msg.payload.is_empty() =>
                 {
-                    rule.backend
-                        .store_retained(one, options)
-                        .await
-                        .map_err(|e| ("store_retained", e))
+                    write(rule, WriteOp::StoreRetained(vec![msg.clone()], options)).await
                 }
                 Action::Function(Function::RetainDelete)
                     if msg.retain && msg.payload.is_empty() =>
                 {
-                    rule.backend
-                        .delete_retained(std::slice::from_ref(&msg.topic))
-                        .await
-                        .map_err(|e| ("delete_retained", e))
+                    write(rule, WriteOp::DeleteRetained(vec![msg.topic.clone()])).await
                 }
                 Action::Statements(list) => run_statements(rule, list, &event).await,
-                Action::Function(_) => Ok(()),
+                Action::Function(_) => Ok(Step::Done),
             };
             finish(rule, result, &mut out.errors);
         }
@@ -401,13 +434,10 @@ impl Engine {
                         topic: ev.topic.clone(),
                         message_id: ev.message_id.clone(),
                     };
-                    rule.backend
-                        .ack_messages(*mode, std::slice::from_ref(&ack))
-                        .await
-                        .map_err(|e| ("ack_messages", e))
+                    write(rule, WriteOp::Ack(*mode, vec![ack])).await
                 }
                 Action::Statements(list) => run_statements(rule, list, &event).await,
-                Action::Function(_) => Ok(()),
+                Action::Function(_) => Ok(Step::Done),
             };
             finish(rule, result, &mut out.errors);
         }
@@ -424,7 +454,7 @@ impl Engine {
         for rule in self.matching(&event) {
             let result = match &rule.rule.action {
                 Action::Statements(list) => run_statements(rule, list, &event).await,
-                Action::Function(_) => Ok(()),
+                Action::Function(_) => Ok(Step::Done),
             };
             finish(rule, result, &mut out.errors);
         }
@@ -442,29 +472,47 @@ impl Engine {
     }
 }
 
-type StepResult = Result<(), (&'static str, BackendError)>;
+/// How a rule's step ended, when it did not fail.
+enum Step {
+    /// It ran.
+    Done,
+    /// Its write waits in the pool's retry queue.
+    Queued,
+}
+
+type StepResult = Result<Step, (&'static str, BackendError)>;
+
+/// A write through the pool's retry queue.
+async fn write(rule: &CompiledRule, op: WriteOp) -> StepResult {
+    let name = op.name();
+    match rule.queue.submit(op, &rule.retry, &rule.key).await {
+        Submitted::Done => Ok(Step::Done),
+        Submitted::Queued => Ok(Step::Queued),
+        Submitted::Failed(e) => Err((name, e)),
+    }
+}
 
 async fn run_statements(
     rule: &CompiledRule,
     list: &[RawStatement],
     event: &Event<'_>,
 ) -> StepResult {
+    let mut step = Step::Done;
     for s in list {
-        let statement = s.compiled.render(event);
-        rule.backend
-            .execute(&statement)
-            .await
-            .map_err(|e| ("execute", e))?;
+        if let Step::Queued = write(rule, WriteOp::Execute(s.compiled.render(event))).await? {
+            step = Step::Queued;
+        }
     }
-    Ok(())
+    Ok(step)
 }
 
 fn finish(rule: &CompiledRule, result: StepResult, errors: &mut Vec<RuleError>) {
     match result {
-        Ok(()) => {
+        Ok(Step::Done) => {
             rule.counters.succeeded.fetch_add(1, Ordering::Relaxed);
             tracing::trace!(rule = %rule.key, "rule ran");
         }
+        Ok(Step::Queued) => tracing::debug!(rule = %rule.key, "rule's write queued for retry"),
         Err((operation, source)) => {
             rule.counters.failed.fetch_add(1, Ordering::Relaxed);
             let error = RuleError {

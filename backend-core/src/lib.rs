@@ -8,6 +8,7 @@ pub mod engine;
 pub mod hook;
 pub mod memory;
 pub mod message;
+pub mod retry;
 pub mod template;
 pub mod topic;
 pub mod value;
@@ -28,6 +29,7 @@ pub use hook::{
 };
 pub use memory::MemoryBackend;
 pub use message::{new_message_id, Message, QoS, Subscription, Timestamp};
+pub use retry::RetryPolicy;
 pub use template::Statement;
 pub use value::{Row, Value};
 

@@ -88,6 +88,17 @@ impl RawFixture {
             read: "select sender, topic, node, payload from mqtt_msg where msgid = ${msgid}".into(),
         }
     }
+
+    /// For a kind without raw statements (MongoDB): no statements; the
+    /// hostile-values-in-raw-statements scenario then checks, instead, that
+    /// `execute` returns an [`crate::ErrorKind::Unsupported`] error.
+    pub fn none(kind: BackendKind) -> Self {
+        RawFixture {
+            kind,
+            write: Vec::new(),
+            read: String::new(),
+        }
+    }
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(0);

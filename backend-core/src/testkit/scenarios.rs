@@ -10,12 +10,12 @@ use bytes::Bytes;
 use futures::future::join_all;
 
 use super::{unique, Ctx};
-use crate::backend::{Ack, Backend, FetchRequest};
+use crate::backend::{Ack, Backend, ErrorKind, FetchRequest};
 use crate::config::{ActionJson, BackendKind, Config, ConfigSpec, OfflineMode, RuleJson, RuleSpec};
 use crate::engine::Engine;
 use crate::hook::{ClientInfo, Event, Hook, SessionSubscribed};
 use crate::message::{Message, QoS, Subscription, Timestamp};
-use crate::template::Template;
+use crate::template::{Statement, Template};
 use crate::value::Value;
 
 fn msg(sender: &str, topic: &str, qos: QoS, payload: impl Into<Bytes>) -> Message {
@@ -729,14 +729,44 @@ pub async fn hostile_values_in_builtins(ctx: Ctx) {
 }
 
 /// Raw statements whose bound values are hostile: stored and read back byte
-/// for byte, and the statement's structure untouched.
+/// for byte, and the statement's structure untouched. For a kind without raw
+/// statements ([`super::RawFixture::none`]): `execute` returns an
+/// `Unsupported` error, which is all this scenario checks then.
 pub async fn hostile_values_in_raw_statements(ctx: Ctx) {
     let b = &*ctx.backend;
-    let lang = ctx
-        .raw
-        .kind
-        .statements()
-        .unwrap_or_else(|| panic!("{} has no raw statements", ctx.raw.kind));
+    let Some(lang) = ctx.raw.kind.statements() else {
+        // A kind without raw statements (MongoDB, `RawFixture::none`):
+        // nothing to render, so check instead that `execute` refuses.
+        assert!(
+            ctx.raw.write.is_empty() && ctx.raw.read.is_empty(),
+            "{} has no raw statements, yet the fixture has some",
+            ctx.raw.kind
+        );
+        for statement in [
+            Statement::Query {
+                text: "select 1".into(),
+                params: vec![Value::from("x")],
+            },
+            Statement::Command {
+                args: vec![Bytes::from_static(b"GET"), Bytes::from_static(b"k")],
+            },
+        ] {
+            match b.execute(&statement).await {
+                Err(e) => assert_eq!(
+                    e.kind(),
+                    ErrorKind::Unsupported,
+                    "{} execute: want an Unsupported error, got {e}",
+                    ctx.raw.kind
+                ),
+                Ok(rows) => panic!(
+                    "{} has no raw statements, yet execute returned {} rows",
+                    ctx.raw.kind,
+                    rows.len()
+                ),
+            }
+        }
+        return;
+    };
     let compile = |text: &str| {
         let t = Template::parse(text, Hook::MessagePublish)
             .unwrap_or_else(|e| panic!("fixture `{text}`: {e}"));
