@@ -4,6 +4,8 @@ mod common;
 
 use std::time::Duration;
 
+use common::db::Db;
+use common::scenarios;
 use common::{payloads, unique, Broker, Client};
 use rumqttc::QoS;
 
@@ -12,45 +14,8 @@ const WAIT: Duration = Duration::from_secs(10);
 /// A persistent QoS 1 subscriber that goes offline gets each message once,
 /// in order, when it comes back and subscribes again; once acked, never again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn offline_messages_arrive_once_in_order() {
-    let broker = Broker::start(&[]).await;
-    let topic = format!("pubsub/{}", unique("t"));
-    let sub_id = unique("sub");
-    let sub = Client::connect(broker.port, &sub_id, false).await;
-    sub.subscribe(&topic, QoS::AtLeastOnce).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    sub.disconnect().await;
-
-    let publisher = Client::connect(broker.port, &unique("pub"), true).await;
-    for i in 0..5 {
-        publisher
-            .publish(&topic, QoS::AtLeastOnce, false, format!("m{i}").as_bytes())
-            .await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let mut sub = Client::connect(broker.port, &sub_id, false).await;
-    sub.subscribe(&topic, QoS::AtLeastOnce).await;
-    let got = sub.expect(5, WAIT).await;
-    assert_eq!(
-        payloads(&got),
-        vec!["m0", "m1", "m2", "m3", "m4"],
-        "{}",
-        broker.log_text()
-    );
-    sub.disconnect().await;
-
-    let mut sub = Client::connect(broker.port, &sub_id, false).await;
-    sub.subscribe(&topic, QoS::AtLeastOnce).await;
-    let again = sub
-        .collect(Duration::from_secs(1), Duration::from_secs(3))
-        .await;
-    assert!(
-        again.is_empty(),
-        "acked messages came back: {:?}",
-        payloads(&again)
-    );
-    publisher.disconnect().await;
+async fn persistent_session_gets_each_message_once() {
+    scenarios::persistent_session_gets_each_message_once(&Db::memory()).await;
 }
 
 /// Without a persistent session the broker keeps nothing for the client:

@@ -14,6 +14,9 @@ pub struct Status {
 }
 
 pub enum Db {
+    /// The broker's in-memory backend (`--backend memory`) with the
+    /// project's Redis rules: nothing to read directly.
+    Memory,
     Redis {
         url: String,
     },
@@ -102,10 +105,28 @@ impl Db {
         })
     }
 
+    pub fn memory() -> Db {
+        Db::Memory
+    }
+
+    /// The broker's arguments for this database: its conf file (see
+    /// [`Db::config_file`]) and, for `Memory`, `--backend memory`.
+    pub fn broker_args(&self, name: &str, extra: &[String]) -> Vec<String> {
+        let mut args = vec![
+            "--config".to_owned(),
+            self.config_file(name, extra).display().to_string(),
+        ];
+        if let Db::Memory = self {
+            args.extend(["--backend".to_owned(), "memory".to_owned()]);
+        }
+        args
+    }
+
     /// The project's conf file for this database, pointed at the test
     /// server, with `extra` lines appended; written to a temp file.
     pub fn config_file(&self, name: &str, extra: &[String]) -> PathBuf {
         let (file, mut lines) = match self {
+            Db::Memory => ("emqx_backend_redis.conf", Vec::new()),
             Db::Redis { url } => {
                 let server = url.trim_start_matches("redis://").trim_end_matches('/');
                 (
@@ -171,6 +192,7 @@ impl Db {
     /// The client's recorded status, if any.
     pub async fn status(&self, client_id: &str) -> Option<Status> {
         match self {
+            Db::Memory => panic!("the in-memory backend cannot be read from outside the broker"),
             Db::Redis { .. } => {
                 let mut c = self.redis_conn().await;
                 let h: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
@@ -228,6 +250,7 @@ impl Db {
     /// Stores a proxy subscription the way a business server would.
     pub async fn add_subscription(&self, client_id: &str, topic: &str, qos: i32) {
         match self {
+            Db::Memory => panic!("the in-memory backend cannot be written from outside the broker"),
             Db::Redis { .. } => {
                 let mut c = self.redis_conn().await;
                 let _: i64 = redis::cmd("HSET")

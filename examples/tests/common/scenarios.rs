@@ -10,13 +10,8 @@ use super::{payloads, unique, Broker, Client};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn broker_args(conf: &std::path::Path) -> Vec<String> {
-    vec!["--config".into(), conf.display().to_string()]
-}
-
 async fn start(db: &Db, name: &str, extra: &[String]) -> Broker {
-    let conf = db.config_file(name, extra);
-    let args = broker_args(&conf);
+    let args = db.broker_args(name, extra);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     Broker::start(&refs).await
 }
@@ -68,7 +63,8 @@ pub async fn offline_messages_survive_a_broker_restart(db: &Db) {
 }
 
 /// Without a restart the broker's own persistent session and the database
-/// both hold the messages; the subscriber still gets each exactly once.
+/// both hold the messages; the subscriber still gets each exactly once, and
+/// once acked never again.
 pub async fn persistent_session_gets_each_message_once(db: &Db) {
     let broker = start(db, &unique("once"), &[]).await;
     let topic = format!("pubsub/{}", unique("t"));
@@ -95,6 +91,17 @@ pub async fn persistent_session_gets_each_message_once(db: &Db) {
     );
     publisher.disconnect().await;
     sub.disconnect().await;
+
+    let mut sub = Client::connect(broker.port, &sub_id, false).await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    let again = sub
+        .collect(Duration::from_secs(1), Duration::from_secs(3))
+        .await;
+    assert!(
+        again.is_empty(),
+        "acked messages came back: {:?}",
+        payloads(&again)
+    );
 }
 
 /// Subscriptions stored in the database are applied when the client connects.
