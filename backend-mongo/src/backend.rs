@@ -1,0 +1,763 @@
+//! [`MongoBackend`]: the [`Backend`] trait on the `mongodb` driver.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use backend_core::backend::{Ack, BackendResult, ClientStatus, FetchRequest, WriteOptions};
+use backend_core::config::PoolConfig;
+use backend_core::hook::ClientInfo;
+use backend_core::topic::{has_wildcards, literal_prefix, matches, prefix_upper_bound};
+use backend_core::value::Row;
+use backend_core::{
+    Backend, BackendKind, Bytes, Config, Message, OfflineMode, Pools, QoS, Statement, Subscription,
+    Timestamp,
+};
+use futures::TryStreamExt;
+use mongodb::bson::{doc, Bson, Document};
+use mongodb::options::ReturnDocument;
+use mongodb::{Client, Collection};
+
+use crate::config::MongoConfig;
+use crate::error::MongoError;
+use crate::payload;
+use crate::schema;
+
+/// A MongoDB pool: the driver's client (its own connection pool) and the
+/// collections of one database.
+#[derive(Clone)]
+pub struct MongoBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    label: String,
+    client: Client,
+    database: String,
+    clients: Collection<Document>,
+    subs: Collection<Document>,
+    msgs: Collection<Document>,
+    retain: Collection<Document>,
+    acked: Collection<Document>,
+    seq: Collection<Document>,
+}
+
+impl std::fmt::Debug for MongoBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoBackend")
+            .field("server", &self.inner.label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects every pool of a `backend.mongo` configuration.
+pub async fn connect_pools(config: &Config) -> Result<Pools, MongoError> {
+    if config.kind() != BackendKind::Mongo {
+        return Err(MongoError::WrongKind(config.kind()));
+    }
+    let mut pools = Pools::new();
+    for (name, pool) in config.pools() {
+        let backend = MongoBackend::connect(pool, config).await?;
+        pools.insert(name.clone(), Arc::new(backend) as Arc<dyn Backend>);
+    }
+    Ok(pools)
+}
+
+/// How many times an upsert that lost a race (duplicate key) is retried.
+const UPSERT_RETRIES: usize = 3;
+
+/// How many times a batch whose ids were handed out twice is retried.
+const ID_RETRIES: usize = 20;
+
+fn secs(t: Timestamp) -> i64 {
+    t.as_secs()
+}
+
+fn int(v: Option<&Bson>) -> Option<i64> {
+    match v? {
+        Bson::Int32(i) => Some(i64::from(*i)),
+        Bson::Int64(i) => Some(*i),
+        // Whole numbers written by the mongo shell are doubles.
+        Bson::Double(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
+        _ => None,
+    }
+}
+
+fn text(d: &Document, key: &str) -> Option<String> {
+    match d.get(key)? {
+        Bson::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The `topic` condition narrowing a filter: the topic itself for a filter
+/// without wildcards, the literal prefix's range for one with, nothing
+/// when the filter starts with a wildcard. Matches are checked after.
+fn topic_condition(filter: &str) -> Option<Bson> {
+    if !has_wildcards(filter) {
+        return Some(Bson::String(filter.to_owned()));
+    }
+    let prefix = literal_prefix(filter);
+    if prefix.is_empty() {
+        return None;
+    }
+    let mut range = doc! { "$gte": prefix };
+    if let Some(upper) = prefix_upper_bound(prefix) {
+        range.insert("$lt", upper);
+    }
+    Some(Bson::Document(range))
+}
+
+impl MongoBackend {
+    /// Connects the pool `pool` of `config` (`backend.mongo.<pool>.*` and
+    /// `backend.mongo.topology.*`): builds the driver's client, checks the
+    /// server answers (`ping`) and creates the indexes (idempotent).
+    pub async fn connect(pool: &PoolConfig, config: &Config) -> Result<MongoBackend, MongoError> {
+        if config.kind() != BackendKind::Mongo {
+            return Err(MongoError::WrongKind(config.kind()));
+        }
+        let settings = MongoConfig::from_pool(pool, config)?;
+        Self::connect_with(settings).await
+    }
+
+    /// Connects with settings built in code.
+    pub async fn connect_with(settings: MongoConfig) -> Result<MongoBackend, MongoError> {
+        let label = settings.label();
+        if !settings.ignored_topology.is_empty() {
+            tracing::info!(
+                pool = %settings.pool,
+                keys = ?settings.ignored_topology,
+                "backend.mongo.topology keys without a driver equivalent are ignored"
+            );
+        }
+        let err = |source| MongoError::Mongo {
+            operation: "connect",
+            server: label.clone(),
+            source,
+        };
+        let client = Client::with_options(settings.options).map_err(err)?;
+        let db = client.database(&settings.database);
+        db.run_command(doc! { "ping": 1 }).await.map_err(err)?;
+        schema::create_indexes(&db).await.map_err(err)?;
+        tracing::debug!(server = %label, "mongo pool connected");
+        Ok(MongoBackend {
+            inner: Arc::new(Inner {
+                clients: db.collection(schema::CLIENT),
+                subs: db.collection(schema::SUB),
+                msgs: db.collection(schema::MSG),
+                retain: db.collection(schema::RETAIN),
+                acked: db.collection(schema::ACKED),
+                seq: db.collection(schema::SEQ),
+                database: settings.database,
+                label,
+                client,
+            }),
+        })
+    }
+
+    /// The driver's client, for queries of one's own.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The database this pool stores in.
+    pub fn database(&self) -> mongodb::Database {
+        self.inner.client.database(&self.inner.database)
+    }
+
+    fn err(&self, operation: &'static str) -> impl Fn(mongodb::error::Error) -> MongoError + '_ {
+        move |source| MongoError::Mongo {
+            operation,
+            server: self.inner.label.clone(),
+            source,
+        }
+    }
+
+    fn data(&self, operation: &'static str, problem: String) -> MongoError {
+        MongoError::Data {
+            operation,
+            server: self.inner.label.clone(),
+            problem,
+        }
+    }
+
+    /// An upsert, retried when it loses a race with another one (two
+    /// upserts of a new key: one inserts, the other gets a duplicate key).
+    async fn upsert(
+        &self,
+        operation: &'static str,
+        coll: &Collection<Document>,
+        filter: Document,
+        update: Document,
+    ) -> Result<mongodb::results::UpdateResult, MongoError> {
+        let mut tries = 0;
+        loop {
+            match coll
+                .update_one(filter.clone(), update.clone())
+                .upsert(true)
+                .await
+                .map_err(self.err(operation))
+            {
+                Err(e) if e.is_duplicate_key() && tries < UPSERT_RETRIES => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// Reserves `n` message ids; returns the first.
+    async fn reserve_ids(&self, n: i64) -> Result<i64, MongoError> {
+        let mut tries = 0;
+        loop {
+            let r = self
+                .inner
+                .seq
+                .find_one_and_update(schema::seq_filter(), doc! { "$inc": { "seq": n } })
+                .upsert(true)
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(self.err("store_messages"));
+            match r {
+                Err(e) if e.is_duplicate_key() && tries < UPSERT_RETRIES => tries += 1,
+                Err(e) => return Err(e),
+                Ok(doc) => {
+                    let last = doc
+                        .as_ref()
+                        .and_then(|d| int(d.get("seq")))
+                        .ok_or_else(|| {
+                            self.data("store_messages", "mqtt_seq has no integer `seq`".into())
+                        })?;
+                    return Ok(last - n + 1);
+                }
+            }
+        }
+    }
+
+    /// The last message id given so far (0 before the first).
+    async fn last_id(&self, operation: &'static str) -> Result<i64, MongoError> {
+        let d = self
+            .inner
+            .seq
+            .find_one(schema::seq_filter())
+            .await
+            .map_err(self.err(operation))?;
+        Ok(d.and_then(|d| int(d.get("seq"))).unwrap_or(0))
+    }
+
+    /// The pubsub start of (client, filter); `None` when this call
+    /// recorded it (the first fetch).
+    async fn start_position(&self, client: &str, filter: &str) -> Result<Option<i64>, MongoError> {
+        const OP: &str = "fetch_messages";
+        let key = doc! { "clientid": client, "topic": filter };
+        let found = self
+            .inner
+            .acked
+            .find_one(key.clone())
+            .await
+            .map_err(self.err(OP))?;
+        if let Some(d) = found {
+            return Ok(Some(int(d.get("mongo_id")).unwrap_or(0)));
+        }
+        let now = self.last_id(OP).await?;
+        let r = self
+            .upsert(
+                OP,
+                &self.inner.acked,
+                key.clone(),
+                doc! { "$setOnInsert": { "mongo_id": now } },
+            )
+            .await?;
+        if r.upserted_id.is_some() {
+            return Ok(None);
+        }
+        // Another fetch of the same subscription recorded it first.
+        let d = self.inner.acked.find_one(key).await.map_err(self.err(OP))?;
+        Ok(Some(d.and_then(|d| int(d.get("mongo_id"))).unwrap_or(0)))
+    }
+
+    fn message(
+        &self,
+        op: &'static str,
+        d: &Document,
+        retain: Option<bool>,
+    ) -> Result<Message, MongoError> {
+        let field = |k: &str| {
+            text(d, k).ok_or_else(|| self.data(op, format!("a document without a string `{k}`")))
+        };
+        let qos = int(d.get("qos"))
+            .and_then(|q| u8::try_from(q).ok())
+            .and_then(|q| QoS::try_from(q).ok())
+            .ok_or_else(|| self.data(op, "a document without a qos of 0, 1 or 2".into()))?;
+        let payload = payload::decode(d).ok_or_else(|| {
+            self.data(
+                op,
+                "a payload that is neither string, binary nor document".into(),
+            )
+        })?;
+        let retain = match retain {
+            Some(r) => r,
+            None => match d.get("retain") {
+                Some(Bson::Boolean(b)) => *b,
+                Some(other) => int(Some(other)).is_some_and(|i| i != 0),
+                None => false,
+            },
+        };
+        Ok(Message {
+            id: field("msgid")?,
+            sender: text(d, "sender").unwrap_or_default(),
+            username: None,
+            topic: field("topic")?,
+            qos,
+            retain,
+            payload: Bytes::from(payload),
+            timestamp: Timestamp::from_secs(int(d.get("arrived")).unwrap_or(0)),
+        })
+    }
+
+    /// Inserts messages with freshly reserved ids, in one `insert_many`
+    /// (ordered: slice order is `_id` order). On an error: how many of
+    /// them were stored (a prefix, the insert being ordered).
+    async fn insert_messages(
+        &self,
+        kept: &[&Message],
+        options: WriteOptions,
+    ) -> Result<(), (usize, MongoError)> {
+        const OP: &str = "store_messages";
+        if kept.is_empty() {
+            return Ok(());
+        }
+        let n = i64::try_from(kept.len()).unwrap_or(i64::MAX);
+        let first = self.reserve_ids(n).await.map_err(|e| (0, e))?;
+        let docs: Vec<Document> = kept
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let mut d = doc! {
+                    "_id": first + i as i64,
+                    "topic": &m.topic,
+                    "msgid": &m.id,
+                    "sender": &m.sender,
+                    "qos": i32::from(m.qos.as_u8()),
+                    "retain": m.retain,
+                };
+                Self::payload_fields(&mut d, m, options);
+                d.insert("arrived", secs(m.timestamp));
+                d
+            })
+            .collect();
+        self.inner.msgs.insert_many(docs).await.map_err(|e| {
+            let inserted = match &*e.kind {
+                // Ordered: everything before the first failed one is stored.
+                mongodb::error::ErrorKind::InsertMany(m) => m
+                    .write_errors
+                    .as_ref()
+                    .and_then(|w| w.iter().map(|w| w.index).min())
+                    .unwrap_or(0),
+                _ => 0,
+            };
+            (inserted, self.err(OP)(e))
+        })?;
+        Ok(())
+    }
+
+    /// Moves the id counter to at least the highest stored `_id`.
+    async fn resync_counter(&self) -> Result<(), MongoError> {
+        const OP: &str = "store_messages";
+        let top = self
+            .inner
+            .msgs
+            .find_one(doc! {})
+            .sort(doc! { "_id": -1 })
+            .projection(doc! { "_id": 1 })
+            .await
+            .map_err(self.err(OP))?;
+        let max = top.and_then(|d| int(d.get("_id"))).unwrap_or(0);
+        self.upsert(
+            OP,
+            &self.inner.seq,
+            schema::seq_filter(),
+            doc! { "$max": { "seq": max } },
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn payload_fields(doc: &mut Document, m: &Message, options: WriteOptions) -> bool {
+        let (p, raw) = payload::encode(&m.payload, options.payload_format);
+        doc.insert("payload", p);
+        match raw {
+            Some(r) => {
+                doc.insert(payload::RAW_FIELD, r);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for MongoBackend {
+    fn name(&self) -> &'static str {
+        "mongo"
+    }
+
+    async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        self.upsert(
+            "client_online",
+            &self.inner.clients,
+            doc! { "clientid": &client.client_id },
+            doc! { "$set": {
+                "state": 1,
+                "node": &client.node,
+                "online_at": secs(at),
+                "offline_at": Bson::Null,
+            } },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn client_offline(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        self.upsert(
+            "client_offline",
+            &self.inner.clients,
+            doc! { "clientid": &client.client_id },
+            doc! {
+                "$set": { "state": 0, "offline_at": secs(at) },
+                "$setOnInsert": { "node": &client.node, "online_at": Bson::Null },
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn client_status(&self, client_id: &str) -> BackendResult<Option<ClientStatus>> {
+        let Some(d) = self
+            .inner
+            .clients
+            .find_one(doc! { "clientid": client_id })
+            .await
+            .map_err(self.err("client_status"))?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(ClientStatus {
+            client_id: client_id.to_owned(),
+            online: int(d.get("state")) == Some(1),
+            node: text(&d, "node").unwrap_or_default(),
+            online_at: int(d.get("online_at")).map(Timestamp::from_secs),
+            offline_at: int(d.get("offline_at")).map(Timestamp::from_secs),
+        }))
+    }
+
+    async fn lookup_subscriptions(&self, client_id: &str) -> BackendResult<Vec<Subscription>> {
+        const OP: &str = "lookup_subscriptions";
+        let docs: Vec<Document> = self
+            .inner
+            .subs
+            .find(doc! { "clientid": client_id })
+            .sort(doc! { "topic": 1 })
+            .await
+            .map_err(self.err(OP))?
+            .try_collect()
+            .await
+            .map_err(self.err(OP))?;
+        let mut subs = BTreeMap::new();
+        for d in docs {
+            let topic = text(&d, "topic")
+                .ok_or_else(|| self.data(OP, "a subscription without a string topic".into()))?;
+            let qos = int(d.get("qos"))
+                .and_then(|q| u8::try_from(q).ok())
+                .and_then(|q| QoS::try_from(q).ok())
+                .ok_or_else(|| {
+                    self.data(OP, format!("subscription {topic:?}: qos not 0, 1 or 2"))
+                })?;
+            subs.insert(topic.clone(), Subscription::new(topic, qos));
+        }
+        Ok(subs.into_values().collect())
+    }
+
+    async fn store_subscriptions(
+        &self,
+        client_id: &str,
+        subscriptions: &[Subscription],
+    ) -> BackendResult<()> {
+        let writes = subscriptions.iter().map(|s| {
+            self.upsert(
+                "store_subscriptions",
+                &self.inner.subs,
+                doc! { "clientid": client_id, "topic": &s.filter },
+                doc! { "$set": { "qos": i32::from(s.qos.as_u8()) } },
+            )
+        });
+        futures::future::try_join_all(writes).await?;
+        Ok(())
+    }
+
+    async fn delete_subscriptions(&self, client_id: &str, filters: &[String]) -> BackendResult<()> {
+        if filters.is_empty() {
+            return Ok(());
+        }
+        self.inner
+            .subs
+            .delete_many(doc! { "clientid": client_id, "topic": { "$in": filters } })
+            .await
+            .map_err(self.err("delete_subscriptions"))?;
+        Ok(())
+    }
+
+    async fn store_messages(
+        &self,
+        messages: &[Message],
+        options: WriteOptions,
+    ) -> BackendResult<()> {
+        const OP: &str = "store_messages";
+        if messages.is_empty() {
+            return Ok(());
+        }
+        // The same id twice: the later replaces the earlier, as a store
+        // of it after the batch would.
+        let mut last: HashMap<&str, usize> = HashMap::new();
+        for (i, m) in messages.iter().enumerate() {
+            last.insert(m.id.as_str(), i);
+        }
+        let kept: Vec<&Message> = messages
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| last.get(m.id.as_str()) == Some(i))
+            .map(|(_, m)| m)
+            .collect();
+        let ids: Vec<&str> = kept.iter().map(|m| m.id.as_str()).collect();
+        // Storing an id again replaces the message (with a new _id).
+        self.inner
+            .msgs
+            .delete_many(doc! { "msgid": { "$in": &ids } })
+            .await
+            .map_err(self.err(OP))?;
+        let mut rest: &[&Message] = &kept;
+        let mut tries = 0;
+        loop {
+            match self.insert_messages(rest, options).await {
+                Ok(()) => return Ok(()),
+                Err((inserted, e)) if e.is_duplicate_key() && tries < ID_RETRIES => {
+                    // Ids handed out twice: a server whose findAndModify is
+                    // not atomic (FerretDB 1.x). Move the counter past every
+                    // stored id and store the rest with new ids, in order.
+                    tries += 1;
+                    tracing::debug!(tries, "mqtt_msg _id taken twice; taking new ids");
+                    rest = &rest[inserted.min(rest.len())..];
+                    self.resync_counter().await?;
+                }
+                Err((_, e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn fetch_messages(&self, req: &FetchRequest) -> BackendResult<Vec<Message>> {
+        const OP: &str = "fetch_messages";
+        let exact = !has_wildcards(&req.filter);
+        let start = match req.mode {
+            OfflineMode::Queue => 0,
+            OfflineMode::Pubsub => match self.start_position(&req.client_id, &req.filter).await? {
+                None => return Ok(Vec::new()),
+                Some(s) => s,
+            },
+        };
+        let mut query = doc! { "_id": { "$gt": start } };
+        if let Some(t) = topic_condition(&req.filter) {
+            query.insert("topic", t);
+        }
+        if let Some(since) = req.since {
+            // Stored to the second: keep the whole second `since` falls in.
+            query.insert("arrived", doc! { "$gte": since.as_secs() });
+        }
+        // For a filter without wildcards every document found is returned
+        // (the start and the topic's ack are one position), so the limit
+        // goes into the query; otherwise it applies after the checks.
+        let push_limit = exact && req.max_count.is_some();
+        let mut find = self.inner.msgs.find(query);
+        if push_limit {
+            let limit = req
+                .max_count
+                .and_then(|n| i64::try_from(n).ok())
+                .unwrap_or(i64::MAX);
+            find = find.sort(doc! { "_id": -1 }).limit(limit);
+        } else {
+            find = find.sort(doc! { "_id": 1 });
+        }
+        let mut docs: Vec<Document> = find
+            .await
+            .map_err(self.err(OP))?
+            .try_collect()
+            .await
+            .map_err(self.err(OP))?;
+        if push_limit {
+            docs.reverse();
+        }
+        let mut msgs = Vec::with_capacity(docs.len());
+        let mut ids = Vec::with_capacity(docs.len());
+        for d in &docs {
+            let m = self.message(OP, d, None)?;
+            if exact || matches(&req.filter, &m.topic) {
+                ids.push(int(d.get("_id")).unwrap_or(0));
+                msgs.push(m);
+            }
+        }
+        if req.mode == OfflineMode::Pubsub && !exact && !msgs.is_empty() {
+            let mut topics: Vec<&str> = msgs.iter().map(|m| m.topic.as_str()).collect();
+            topics.sort_unstable();
+            topics.dedup();
+            let acks: Vec<Document> = self
+                .inner
+                .acked
+                .find(doc! { "clientid": &req.client_id, "topic": { "$in": &topics } })
+                .await
+                .map_err(self.err(OP))?
+                .try_collect()
+                .await
+                .map_err(self.err(OP))?;
+            let floors: HashMap<String, i64> = acks
+                .iter()
+                .filter_map(|a| Some((text(a, "topic")?, int(a.get("mongo_id"))?)))
+                .collect();
+            let mut kept = Vec::with_capacity(msgs.len());
+            for (m, id) in msgs.into_iter().zip(ids) {
+                if floors.get(&m.topic).is_none_or(|f| id > *f) {
+                    kept.push(m);
+                }
+            }
+            msgs = kept;
+        }
+        if let Some(max) = req.max_count {
+            if msgs.len() > max {
+                msgs.drain(..msgs.len() - max);
+            }
+        }
+        Ok(msgs)
+    }
+
+    async fn ack_messages(&self, mode: OfflineMode, acks: &[Ack]) -> BackendResult<()> {
+        const OP: &str = "ack_messages";
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = acks.iter().map(|a| a.message_id.as_str()).collect();
+        match mode {
+            OfflineMode::Queue => {
+                self.inner
+                    .msgs
+                    .delete_many(doc! { "msgid": { "$in": &ids } })
+                    .await
+                    .map_err(self.err(OP))?;
+            }
+            OfflineMode::Pubsub => {
+                let found: Vec<Document> = self
+                    .inner
+                    .msgs
+                    .find(doc! { "msgid": { "$in": &ids } })
+                    .projection(doc! { "_id": 1, "msgid": 1 })
+                    .await
+                    .map_err(self.err(OP))?
+                    .try_collect()
+                    .await
+                    .map_err(self.err(OP))?;
+                let by_id: HashMap<String, i64> = found
+                    .iter()
+                    .filter_map(|d| Some((text(d, "msgid")?, int(d.get("_id"))?)))
+                    .collect();
+                let mut positions: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+                for a in acks {
+                    if let Some(id) = by_id.get(&a.message_id) {
+                        let p = positions.entry((&a.client_id, &a.topic)).or_insert(0);
+                        *p = (*p).max(*id);
+                    }
+                }
+                for ((client, topic), id) in positions {
+                    self.upsert(
+                        OP,
+                        &self.inner.acked,
+                        doc! { "clientid": client, "topic": topic },
+                        doc! { "$max": { "mongo_id": id } },
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn store_retained(
+        &self,
+        messages: &[Message],
+        options: WriteOptions,
+    ) -> BackendResult<()> {
+        for m in messages {
+            let mut set = doc! {
+                "msgid": &m.id,
+                "sender": &m.sender,
+                "qos": i32::from(m.qos.as_u8()),
+            };
+            let has_raw = Self::payload_fields(&mut set, m, options);
+            set.insert("arrived", secs(m.timestamp));
+            let mut update = doc! { "$set": set };
+            if !has_raw {
+                update.insert("$unset", doc! { payload::RAW_FIELD: "" });
+            }
+            self.upsert(
+                "store_retained",
+                &self.inner.retain,
+                doc! { "topic": &m.topic },
+                update,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_retained(&self, topics: &[String]) -> BackendResult<()> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        self.inner
+            .retain
+            .delete_many(doc! { "topic": { "$in": topics } })
+            .await
+            .map_err(self.err("delete_retained"))?;
+        Ok(())
+    }
+
+    async fn lookup_retained(&self, filter: &str) -> BackendResult<Vec<Message>> {
+        const OP: &str = "lookup_retained";
+        let mut query = Document::new();
+        if let Some(t) = topic_condition(filter) {
+            query.insert("topic", t);
+        }
+        let docs: Vec<Document> = self
+            .inner
+            .retain
+            .find(query)
+            .sort(doc! { "topic": 1 })
+            .await
+            .map_err(self.err(OP))?
+            .try_collect()
+            .await
+            .map_err(self.err(OP))?;
+        let mut out = Vec::with_capacity(docs.len());
+        for d in &docs {
+            let m = self.message(OP, d, Some(true))?;
+            if matches(filter, &m.topic) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// MongoDB rules take built-in functions only (the configuration
+    /// parser rejects raw actions for `mongo`): always an `Unsupported`
+    /// error.
+    async fn execute(&self, _statement: &Statement) -> BackendResult<Vec<Row>> {
+        Err(MongoError::Unsupported(
+            "MongoDB has no raw statements: its rules take built-in functions only",
+        )
+        .into())
+    }
+}

@@ -1,0 +1,204 @@
+//! The pool keys (`backend.mongo.<pool>.*`) and `backend.mongo.topology.*`
+//! options, mapped onto the driver's [`ClientOptions`]. See the README's
+//! configuration table for every key and what it becomes.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backend_core::config::{PoolConfig, ServerAddr};
+use backend_core::Config;
+use mongodb::options::{
+    Acknowledgment, ClientOptions, Credential, ReadPreference, SelectionCriteria, ServerAddress,
+    Tls, TlsOptions, WriteConcern,
+};
+
+use crate::error::MongoError;
+
+/// The default MongoDB port.
+pub const DEFAULT_PORT: u16 = 27017;
+
+/// The settings of one pool, ready for the driver.
+#[derive(Clone)]
+pub struct MongoConfig {
+    /// The pool's name (`pool1`).
+    pub pool: String,
+    /// The database (`database`, default `mqtt`).
+    pub database: String,
+    /// The driver's options (hosts, pool size, credentials, TLS, ...).
+    pub options: ClientOptions,
+    /// Topology keys that have no driver equivalent and were ignored.
+    pub ignored_topology: Vec<String>,
+}
+
+impl fmt::Debug for MongoConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the options: they hold the credential.
+        f.debug_struct("MongoConfig")
+            .field("pool", &self.pool)
+            .field("server", &self.label())
+            .field("credential", &self.options.credential.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MongoConfig {
+    /// `host:port,host:port/database`, without credentials.
+    pub fn label(&self) -> String {
+        let hosts: Vec<String> = self.options.hosts.iter().map(|h| h.to_string()).collect();
+        format!("{}/{}", hosts.join(","), self.database)
+    }
+
+    /// Reads the pool's keys and the configuration's `topology.*` options.
+    pub fn from_pool(pool: &PoolConfig, config: &Config) -> Result<MongoConfig, MongoError> {
+        let name = pool.name().to_owned();
+        let err = |key: &'static str, problem: String| MongoError::Config {
+            pool: name.clone(),
+            key,
+            line: pool.line(key),
+            problem,
+        };
+        let mut o = ClientOptions::default();
+        let server = pool.text("server").unwrap_or("127.0.0.1:27017");
+        let addrs = ServerAddr::parse_list(server, DEFAULT_PORT).map_err(|e| err("server", e))?;
+        if addrs.is_empty() {
+            return Err(err("server", "no server given".into()));
+        }
+        if let Some(a) = addrs.iter().find(|a| a.is_socket()) {
+            return Err(err(
+                "server",
+                format!(
+                    "`{}`: Unix sockets are not supported by this backend",
+                    a.host
+                ),
+            ));
+        }
+        o.hosts = addrs
+            .into_iter()
+            .map(|a| ServerAddress::Tcp {
+                host: a.host,
+                port: Some(a.port),
+            })
+            .collect();
+        match pool.text("type").unwrap_or("single") {
+            "single" => {
+                if o.hosts.len() != 1 {
+                    return Err(err(
+                        "type",
+                        format!(
+                            "`single` takes one server, `server` lists {}",
+                            o.hosts.len()
+                        ),
+                    ));
+                }
+                o.direct_connection = Some(true);
+            }
+            "rs" => {
+                let Some(set) = pool.text("rs_set_name").filter(|s| !s.is_empty()) else {
+                    return Err(err(
+                        "rs_set_name",
+                        "type = rs needs the replica set's name".into(),
+                    ));
+                };
+                o.repl_set_name = Some(set.to_owned());
+            }
+            // sharded: a mongos list; unknown: let the driver discover.
+            _ => {}
+        }
+        if pool.text("type") != Some("rs") {
+            if let Some(set) = pool.text("rs_set_name").filter(|s| !s.is_empty()) {
+                o.repl_set_name = Some(set.to_owned());
+            }
+        }
+        if let Some(n) = pool.int("c_pool_size") {
+            let n = u32::try_from(n)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| err("c_pool_size", format!("{n} is not a pool size (1 or more)")))?;
+            o.max_pool_size = Some(n);
+        }
+        let database = pool.text("database").unwrap_or("mqtt").to_owned();
+        if database.is_empty() || database.contains(['/', '\\', '.', ' ', '"', '$', '\0']) {
+            return Err(err(
+                "database",
+                format!("`{database}` is not a MongoDB database name"),
+            ));
+        }
+        if let Some(login) = pool.text("login").filter(|s| !s.is_empty()) {
+            // The seed: "Default: mqtt", i.e. the database.
+            let source = pool.text("auth_source").unwrap_or(&database).to_owned();
+            o.credential = Some(
+                Credential::builder()
+                    .username(login.to_owned())
+                    .password(pool.secret("password").map(|s| s.expose().to_owned()))
+                    .source(source)
+                    .build(),
+            );
+        } else if pool.secret("password").is_some() {
+            return Err(err("login", "a password is set but no login".into()));
+        }
+        o.write_concern = Some(match pool.text("w_mode").unwrap_or("safe") {
+            "unsafe" => WriteConcern::builder().w(Acknowledgment::Nodes(0)).build(),
+            _ => WriteConcern::builder().w(Acknowledgment::Nodes(1)).build(),
+        });
+        o.selection_criteria = Some(SelectionCriteria::ReadPreference(
+            match pool.text("r_mode").unwrap_or("master") {
+                "slave_ok" => ReadPreference::SecondaryPreferred { options: None },
+                _ => ReadPreference::Primary,
+            },
+        ));
+        let ssl = pool.bool("ssl").unwrap_or(false);
+        if ssl {
+            let mut tls = TlsOptions::default();
+            if let Some(ca) = pool.text("cacertfile").filter(|s| !s.is_empty()) {
+                tls.ca_file_path = Some(PathBuf::from(ca));
+            }
+            let cert = pool.text("certfile").filter(|s| !s.is_empty());
+            let key = pool.text("keyfile").filter(|s| !s.is_empty());
+            match (cert, key) {
+                (None, None) => {}
+                (Some(c), None) => tls.cert_key_file_path = Some(PathBuf::from(c)),
+                (Some(c), Some(k)) if c == k => tls.cert_key_file_path = Some(PathBuf::from(c)),
+                _ => {
+                    return Err(err(
+                        "keyfile",
+                        "the driver takes the client certificate and its key as one PEM file: \
+                         put both in one file and give it as certfile (and keyfile, or leave \
+                         keyfile out)"
+                            .into(),
+                    ))
+                }
+            }
+            o.tls = Some(Tls::Enabled(tls));
+        }
+        let mut ignored = Vec::new();
+        for (key, value) in config.topology() {
+            let ms = || Duration::from_millis(u64::try_from(*value).unwrap_or(0));
+            match key.as_str() {
+                "pool_size" => {
+                    o.min_pool_size = u32::try_from(*value).ok();
+                }
+                "local_threshold_ms" => o.local_threshold = Some(ms()),
+                "connect_timeout_ms" => o.connect_timeout = Some(ms()),
+                "server_selection_timeout_ms" => o.server_selection_timeout = Some(ms()),
+                "heartbeat_frequency_ms" => o.heartbeat_freq = Some(ms()),
+                // max_overflow, overflow_ttl, overflow_check_period (poolboy),
+                // socket_timeout_ms, wait_queue_timeout_ms,
+                // min_heartbeat_frequency_ms: no driver equivalent.
+                other => ignored.push(other.to_owned()),
+            }
+        }
+        if let (Some(min), Some(max)) = (o.min_pool_size, o.max_pool_size) {
+            if min > max {
+                o.min_pool_size = Some(max);
+            }
+        }
+        o.app_name = Some("mqtt-backend-mongo".into());
+        Ok(MongoConfig {
+            pool: name,
+            database,
+            options: o,
+            ignored_topology: ignored,
+        })
+    }
+}

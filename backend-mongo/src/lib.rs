@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod backend;
+pub mod config;
+mod error;
+pub mod payload;
+pub mod schema;
+
+pub use backend::{connect_pools, MongoBackend};
+pub use config::MongoConfig;
+pub use error::MongoError;
+pub use mongodb;

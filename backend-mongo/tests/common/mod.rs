@@ -1,0 +1,91 @@
+//! Shared by the test binaries: where the server is (`MONGO_URL`), and
+//! connecting to it. A server that cannot be reached fails the test, with a
+//! message naming the server and the variable; it is never skipped.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use backend_core::config::PoolConfig;
+use backend_core::{Backend, BackendKind, Config};
+use backend_mongo::mongodb::bson::Document;
+use backend_mongo::mongodb::Collection;
+use backend_mongo::MongoBackend;
+
+/// The default of `MONGO_URL`: what `scripts/services.sh ferretdb` starts.
+pub const DEFAULT_URL: &str = "mongodb://127.0.0.1:27017";
+
+/// The database the tests use.
+pub const DATABASE: &str = "mqtt";
+
+/// `host:port` of `MONGO_URL` (or the default).
+pub fn server() -> String {
+    let url = std::env::var("MONGO_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let rest = url.strip_prefix("mongodb://").unwrap_or_else(|| {
+        panic!("MONGO_URL is not of the form mongodb://host:port[,host:port][/database]")
+    });
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest).to_owned()
+}
+
+/// A pool of the test server on `database`.
+pub fn pool_for(name: &str, database: &str) -> PoolConfig {
+    let mut p = PoolConfig::new(BackendKind::Mongo, name);
+    let set = |p: &mut PoolConfig, k: &str, v: &str| {
+        p.set(k, v)
+            .unwrap_or_else(|e| panic!("test pool setting {k}: {e}"));
+    };
+    let server = server();
+    set(&mut p, "server", &server);
+    set(
+        &mut p,
+        "type",
+        if server.contains(',') {
+            "unknown"
+        } else {
+            "single"
+        },
+    );
+    set(&mut p, "database", database);
+    set(&mut p, "c_pool_size", "8");
+    p
+}
+
+/// A configuration with one pool of the test server; short server
+/// selection so an outage shows as an error within seconds.
+pub fn config() -> Config {
+    let mut spec = backend_core::config::ConfigSpec::new(BackendKind::Mongo);
+    spec.topology
+        .insert("server_selection_timeout_ms".into(), 5000);
+    spec.topology.insert("connect_timeout_ms".into(), 3000);
+    let base = Config::from_spec(spec).unwrap_or_else(|e| panic!("test config: {e}"));
+    base.with_pool(pool_for("pool1", DATABASE))
+}
+
+/// Fails the test: the server is not there.
+pub fn unreachable_server(e: &dyn std::fmt::Display) -> ! {
+    panic!(
+        "MongoDB (FerretDB) at {} is unreachable (set MONGO_URL, default {DEFAULT_URL}; start \
+         it with `scripts/services.sh ferretdb`): {e}",
+        server()
+    )
+}
+
+/// A new backend (a new client) on the test server.
+pub async fn connect() -> MongoBackend {
+    let conf = config();
+    match MongoBackend::connect(&conf.pools()["pool1"], &conf).await {
+        Ok(b) => b,
+        Err(e) if e.is_retryable() => unreachable_server(&e),
+        Err(e) => panic!("connecting to MongoDB at {}: {e}", server()),
+    }
+}
+
+/// [`connect`], as the conformance suite's factory wants it.
+pub async fn factory() -> Arc<dyn Backend> {
+    Arc::new(connect().await)
+}
+
+/// A collection of the test database, for checking documents.
+pub fn coll(b: &MongoBackend, name: &str) -> Collection<Document> {
+    b.database().collection(name)
+}

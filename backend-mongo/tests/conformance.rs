@@ -1,0 +1,11 @@
+//! The core conformance suite against the live MongoDB wire server
+//! (`MONGO_URL`, default mongodb://127.0.0.1:27017, database `mqtt`).
+//! MongoDB has no raw statements: `RawFixture::none` makes the raw-statement
+//! scenario check that `execute` returns an `Unsupported` error instead.
+
+mod common;
+
+use backend_core::testkit::RawFixture;
+use backend_core::BackendKind;
+
+backend_core::conformance_tests!(common::factory, RawFixture::none(BackendKind::Mongo));
