@@ -2,10 +2,11 @@
 //! (`MONGO_URL`, default mongodb://127.0.0.1:27017, database `mqtt`).
 //! MongoDB has no raw statements: `RawFixture::none` makes the raw-statement
 //! scenario check that `execute` returns an `Unsupported` error instead.
+//! The database is emptied once at the start (see `common::fresh_factory`).
 
 mod common;
 
 use backend_core::testkit::RawFixture;
 use backend_core::BackendKind;
 
-backend_core::conformance_tests!(common::factory, RawFixture::none(BackendKind::Mongo));
+backend_core::conformance_tests!(common::fresh_factory, RawFixture::none(BackendKind::Mongo));

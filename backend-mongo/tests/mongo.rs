@@ -211,10 +211,24 @@ fn type_of(v: Option<&Bson>) -> &'static str {
     }
 }
 
+/// The payload test's own database: its 1 MiB documents would slow every
+/// other test's scans of `mqtt` (FerretDB filters without the indexes), so
+/// it starts from an empty database and drops it at the end.
+const PAYLOAD_DB: &str = "mqtt_payload_test";
+
+async fn drop_payload_db(b: &MongoBackend) {
+    b.client()
+        .database(PAYLOAD_DB)
+        .drop()
+        .await
+        .unwrap_or_else(|e| panic!("dropping {PAYLOAD_DB}: {e}"));
+}
+
 #[test]
 fn payload_formats_keep_the_exact_bytes() {
     rt().block_on(async {
-        let b = common::connect().await;
+        drop_payload_db(&common::connect().await).await;
+        let b = common::connect_to(PAYLOAD_DB).await;
         let root = unique("payload");
         for format in [
             None,
@@ -284,13 +298,22 @@ fn payload_formats_keep_the_exact_bytes() {
         assert_eq!(&got[0].payload[..], b"plain");
         let d = one(&b, "mqtt_retain", doc! { "topic": &topic }).await;
         assert!(!d.contains_key("payload_raw"), "{d}");
+        drop_payload_db(&b).await;
     });
 }
 
 #[test]
 fn documents_written_by_other_tools() {
+    // Its own database: a retained message with qos 7 in `mqtt` would fail
+    // every wildcard lookup of the other tests.
+    const DB: &str = "mqtt_foreign_test";
     rt().block_on(async {
-        let b = common::connect().await;
+        let b = common::connect_to(DB).await;
+        b.database()
+            .drop()
+            .await
+            .unwrap_or_else(|e| panic!("dropping {DB}: {e}"));
+        let b = common::connect_to(DB).await;
         let topic = unique("foreign");
         // A message as the seed's EMQX would write it, JSON payload as a
         // document and no payload_raw; a bad qos fails as a Data error.
@@ -317,6 +340,10 @@ fn documents_written_by_other_tools() {
             Err(e) => assert_eq!(e.kind(), ErrorKind::Data, "{e}"),
             Ok(m) => panic!("qos 7 read back as {m:?}"),
         }
+        b.database()
+            .drop()
+            .await
+            .unwrap_or_else(|e| panic!("dropping {DB}: {e}"));
     });
 }
 

@@ -72,7 +72,12 @@ pub fn unreachable_server(e: &dyn std::fmt::Display) -> ! {
 
 /// A new backend (a new client) on the test server.
 pub async fn connect() -> MongoBackend {
-    let conf = config();
+    connect_to(DATABASE).await
+}
+
+/// A new backend on another database of the test server.
+pub async fn connect_to(database: &str) -> MongoBackend {
+    let conf = config().with_pool(pool_for("pool1", database));
     match MongoBackend::connect(&conf.pools()["pool1"], &conf).await {
         Ok(b) => b,
         Err(e) if e.is_retryable() => unreachable_server(&e),
@@ -83,6 +88,24 @@ pub async fn connect() -> MongoBackend {
 /// [`connect`], as the conformance suite's factory wants it.
 pub async fn factory() -> Arc<dyn Backend> {
     Arc::new(connect().await)
+}
+
+/// [`factory`], after emptying the test database once per process: FerretDB
+/// answers range queries by reading every document (no filter pushdown, no
+/// index use), so what earlier runs left (the suite's 1 MiB payloads) would
+/// slow every run down more than the one before it.
+pub async fn fresh_factory() -> Arc<dyn Backend> {
+    static CLEANED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    CLEANED
+        .get_or_init(|| async {
+            let b = connect().await;
+            b.database()
+                .drop()
+                .await
+                .unwrap_or_else(|e| panic!("emptying the test database {DATABASE}: {e}"));
+        })
+        .await;
+    factory().await
 }
 
 /// A collection of the test database, for checking documents.
