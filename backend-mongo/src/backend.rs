@@ -40,7 +40,14 @@ struct Inner {
     retain: Collection<Document>,
     acked: Collection<Document>,
     seq: Collection<Document>,
+    /// The server is FerretDB, whose findAndModify is not atomic: id
+    /// reservations and inserts of this process take [`FERRETDB_IDS`].
+    serialize_ids: bool,
 }
+
+/// Serialises id reservation and insert across this process's pools on a
+/// FerretDB server (see the README's "Message ids").
+static FERRETDB_IDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl std::fmt::Debug for MongoBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,6 +146,11 @@ impl MongoBackend {
         let db = client.database(&settings.database);
         db.run_command(doc! { "ping": 1 }).await.map_err(err)?;
         schema::create_indexes(&db).await.map_err(err)?;
+        let info = db.run_command(doc! { "buildInfo": 1 }).await.map_err(err)?;
+        let serialize_ids = info.contains_key("ferretdbVersion");
+        if serialize_ids {
+            tracing::info!(server = %label, "FerretDB: message ids are taken one store at a time in this process");
+        }
         tracing::debug!(server = %label, "mongo pool connected");
         Ok(MongoBackend {
             inner: Arc::new(Inner {
@@ -148,6 +160,7 @@ impl MongoBackend {
                 retain: db.collection(schema::RETAIN),
                 acked: db.collection(schema::ACKED),
                 seq: db.collection(schema::SEQ),
+                serialize_ids,
                 database: settings.database,
                 label,
                 client,
@@ -533,6 +546,11 @@ impl Backend for MongoBackend {
             .delete_many(doc! { "msgid": { "$in": &ids } })
             .await
             .map_err(self.err(OP))?;
+        let _serialized = if self.inner.serialize_ids {
+            Some(FERRETDB_IDS.lock().await)
+        } else {
+            None
+        };
         let mut rest: &[&Message] = &kept;
         let mut tries = 0;
         loop {

@@ -1,5 +1,5 @@
 //! The core conformance suite against the live MongoDB wire server
-//! (`MONGO_URL`, default mongodb://127.0.0.1:27017, database `mqtt`).
+//! (`MONGO_URL`, default mongodb://127.0.0.1:27017, database `mqtt_backend_test`).
 //! MongoDB has no raw statements: `RawFixture::none` makes the raw-statement
 //! scenario check that `execute` returns an `Unsupported` error instead.
 //! The database is emptied once at the start (see `common::fresh_factory`).

@@ -1,5 +1,5 @@
 //! MongoDB-specific tests against the live server (`MONGO_URL`, default
-//! mongodb://127.0.0.1:27017, database `mqtt`): documents as the seed shows
+//! mongodb://127.0.0.1:27017, database `mqtt_backend_test`): documents as the seed shows
 //! them, `payload_format` both ways with hostile payloads, indexes (and what
 //! `explain` says), the configuration mapping, errors.
 

@@ -15,7 +15,7 @@ use backend_mongo::MongoBackend;
 pub const DEFAULT_URL: &str = "mongodb://127.0.0.1:27017";
 
 /// The database the tests use.
-pub const DATABASE: &str = "mqtt";
+pub const DATABASE: &str = "mqtt_backend_test";
 
 /// `host:port` of `MONGO_URL` (or the default).
 pub fn server() -> String {
