@@ -25,7 +25,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use backend_core::config::{PoolConfig, Secret, ServerAddr};
@@ -77,17 +76,8 @@ pub struct PgsqlConfig {
     pub wait_timeout: Duration,
 }
 
-/// TLS files (`ssl = true`). Without `ca_cert_file` the system's trusted
-/// roots verify the server.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TlsSettings {
-    /// `cacertfile`: PEM CA certificates.
-    pub ca_cert_file: Option<PathBuf>,
-    /// `certfile`: PEM client certificate chain.
-    pub cert_file: Option<PathBuf>,
-    /// `keyfile`: PEM client private key.
-    pub key_file: Option<PathBuf>,
-}
+/// TLS files (`ssl = true`): the pool keys every backend reads alike.
+pub type TlsSettings = backend_core::config::TlsFiles;
 
 impl PgsqlConfig {
     /// The defaults, for a pool called `pool_name`.
@@ -144,33 +134,9 @@ impl PgsqlConfig {
             c.database = d.to_owned();
         }
         c.create_tables = pool.bool("create_tables").unwrap_or(false);
-        let file = |key: &'static str| pool.text(key).filter(|s| !s.is_empty()).map(PathBuf::from);
-        let tls = TlsSettings {
-            ca_cert_file: file("cacertfile"),
-            cert_file: file("certfile"),
-            key_file: file("keyfile"),
-        };
-        if pool.bool("ssl").unwrap_or(false) {
-            match (&tls.cert_file, &tls.key_file) {
-                (Some(_), None) => {
-                    return Err(bad("keyfile", "is required when certfile is set".into()))
-                }
-                (None, Some(_)) => {
-                    return Err(bad("certfile", "is required when keyfile is set".into()))
-                }
-                _ => {}
-            }
-            c.tls = Some(tls);
-        } else if tls != TlsSettings::default() {
-            let key = if tls.ca_cert_file.is_some() {
-                "cacertfile"
-            } else if tls.cert_file.is_some() {
-                "certfile"
-            } else {
-                "keyfile"
-            };
-            return Err(bad(key, "is set but ssl is not true".into()));
-        }
+        c.tls = pool
+            .tls_files()
+            .map_err(|(key, problem)| bad(key, problem))?;
         Ok(c)
     }
 
@@ -215,6 +181,7 @@ fn parse_server(s: &str) -> Result<(String, u16), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn pool(lines: &[(&str, &str)]) -> PoolConfig {
         let mut p = PoolConfig::new(BackendKind::Pgsql, "pool1");

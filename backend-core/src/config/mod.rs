@@ -35,7 +35,9 @@ mod server;
 
 pub use error::{ConfigError, Problem, ProblemKind};
 pub use limits::{parse_count, parse_duration, Limits};
-pub use pool::{BackendKind, KeySpec, KeyType, PoolConfig, Secret, Setting, StatementLanguage};
+pub use pool::{
+    BackendKind, KeySpec, KeyType, PoolConfig, Secret, Setting, StatementLanguage, TlsFiles,
+};
 pub use rule::{
     Action, ActionJson, Function, OfflineMode, OneOrMany, PayloadFormat, RawStatement, Rule,
     RuleJson, RuleSpec,

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -320,6 +321,61 @@ impl PoolConfig {
         match self.get(key) {
             Some(Setting::Secret(s)) => Some(s),
             _ => None,
+        }
+    }
+}
+
+/// A pool's TLS files (`cacertfile`, `certfile`, `keyfile`), as read by
+/// [`PoolConfig::tls_files`]. Without a CA file the system's trusted roots
+/// verify the server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsFiles {
+    /// `cacertfile`: PEM CA certificates.
+    pub ca_cert_file: Option<PathBuf>,
+    /// `certfile`: PEM client certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// `keyfile`: PEM client private key.
+    pub key_file: Option<PathBuf>,
+}
+
+impl PoolConfig {
+    /// `ssl` and its files: `Some` when `ssl` is true, `None` when it is off.
+    /// An error names the key at fault and says what is wrong: a client
+    /// certificate without its key (or the reverse), or files given while
+    /// `ssl` is off. Empty values count as not given.
+    ///
+    /// ```
+    /// use backend_core::{config::PoolConfig, BackendKind};
+    /// let mut p = PoolConfig::new(BackendKind::Pgsql, "pool1");
+    /// p.set("cacertfile", "/ca.pem")?;
+    /// assert_eq!(p.tls_files().unwrap_err().0, "cacertfile");
+    /// p.set("ssl", "true")?;
+    /// assert!(p.tls_files().unwrap().is_some());
+    /// # Ok::<(), backend_core::ConfigError>(())
+    /// ```
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>, (&'static str, String)> {
+        let file = |key: &str| self.text(key).filter(|s| !s.is_empty()).map(PathBuf::from);
+        let files = TlsFiles {
+            ca_cert_file: file("cacertfile"),
+            cert_file: file("certfile"),
+            key_file: file("keyfile"),
+        };
+        if self.bool("ssl").unwrap_or(false) {
+            return match (&files.cert_file, &files.key_file) {
+                (Some(_), None) => Err(("keyfile", "is required when certfile is set".into())),
+                (None, Some(_)) => Err(("certfile", "is required when keyfile is set".into())),
+                _ => Ok(Some(files)),
+            };
+        }
+        let given = [
+            ("cacertfile", &files.ca_cert_file),
+            ("certfile", &files.cert_file),
+            ("keyfile", &files.key_file),
+        ];
+        let first = given.into_iter().find(|(_, f)| f.is_some()).map(|(k, _)| k);
+        match first {
+            Some(key) => Err((key, "is set but ssl is not true".into())),
+            None => Ok(None),
         }
     }
 }
