@@ -44,11 +44,7 @@ impl Config {
                 continue;
             }
             seen.insert(key.clone(), line);
-            let kind = key
-                .strip_prefix("backend.")
-                .and_then(|r| r.split('.').next())
-                .and_then(BackendKind::from_prefix);
-            match (kind, first_kind) {
+            match (key_kind(&key), first_kind) {
                 (None, _) => early.push(Problem {
                     line: Some(line),
                     key,
@@ -90,8 +86,12 @@ impl Config {
             parse_entry(&mut b, line, &key, &value);
         }
         // A duplicate is reported as such, and its value is still checked so
-        // that one run shows everything wrong on the line.
+        // that one run shows everything wrong on the line. A duplicate of a
+        // key that is not of this config's kind was reported already.
         for (line, key, value) in duplicates {
+            if key_kind(&key).map(|(k, _)| k) != Some(kind) {
+                continue;
+            }
             let mut scratch = Builder::new(kind);
             parse_entry(&mut scratch, line, &key, &value);
             b.problems.append(&mut scratch.problems);
@@ -105,13 +105,21 @@ impl Config {
     }
 }
 
+/// The backend kind a key names (`backend.<kind>.…`), if any.
+fn key_kind(key: &str) -> Option<(BackendKind, bool)> {
+    key.strip_prefix("backend.")
+        .and_then(|r| r.split('.').next())
+        .and_then(BackendKind::from_prefix)
+}
+
 /// One `backend.…` line, kind already checked.
 fn parse_entry(b: &mut Builder, line: usize, key: &str, value: &str) {
     let kind = b.kind;
     let l = Some(line);
     let parts: Vec<&str> = key.split('.').collect();
     let is_ecql = parts.get(1) == Some(&"ecql");
-    let rest = &parts[2..];
+    // Never index past the end: the key comes from the user's file.
+    let rest = parts.get(2..).unwrap_or_default();
     match rest {
         ["hook", hook_and_n @ ..] if !is_ecql && hook_and_n.len() >= 2 => {
             let (n, hook_parts) = hook_and_n.split_last().unwrap_or((&"", &[]));
