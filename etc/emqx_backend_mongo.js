@@ -18,7 +18,10 @@
 //   * mqtt_acked (the seed creates it without an index):
 //     {clientid: 1, topic: 1} unique (read positions);
 //   * mqtt_seq: one counter document {_id: "mqtt_msg", seq: <last id>} from
-//     which mqtt_msg _ids are taken with findAndModify + $inc.
+//     which mqtt_msg _ids are taken with findAndModify + $inc;
+//   * mqtt_msg_writers: one document per message store in flight
+//     {after, at, topics}; pubsub reads stop below the lowest `after` on
+//     their topics, so they never pass an id taken but not yet inserted.
 
 db.createCollection("mqtt_client")
 db.createCollection("mqtt_sub")
@@ -26,6 +29,7 @@ db.createCollection("mqtt_msg")
 db.createCollection("mqtt_retain")
 db.createCollection("mqtt_acked")
 db.createCollection("mqtt_seq")
+db.createCollection("mqtt_msg_writers")
 
 db.mqtt_client.createIndex({clientid: 1}, {unique: true, name: "mqtt_client_clientid"})
 db.mqtt_sub.createIndex({clientid: 1, topic: 1}, {unique: true, name: "mqtt_sub_clientid_topic"})

@@ -176,6 +176,7 @@ macro_rules! conformance_tests {
             hostile_values_in_builtins,
             hostile_values_in_raw_statements,
             concurrent_publishers_and_subscribers,
+            pubsub_reads_never_skip_under_concurrent_writers,
         );
     };
 }
@@ -198,7 +199,9 @@ macro_rules! __conformance_tests {
     };
 }
 
+pub mod inflight;
 pub mod restart;
 pub mod scenarios;
 
+pub use inflight::{reader_never_passes_a_writer_in_flight, InFlightWriter};
 pub use restart::{restart_under_load, RestartReport};

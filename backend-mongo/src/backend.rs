@@ -1,6 +1,7 @@
 //! [`MongoBackend`]: the [`Backend`] trait on the `mongodb` driver.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -40,10 +41,19 @@ struct Inner {
     retain: Collection<Document>,
     acked: Collection<Document>,
     seq: Collection<Document>,
+    writers: Collection<Document>,
+    /// The highest counter value this pool has seen: a lower bound of the
+    /// next id it takes, written into its in-flight markers.
+    seen: AtomicI64,
     /// The server is FerretDB, whose findAndModify is not atomic: id
     /// reservations and inserts of this process take [`FERRETDB_IDS`].
     serialize_ids: bool,
 }
+
+/// How long a registered writer holds pubsub readers back at most. A
+/// store is not expected to run this long; a registration this old is
+/// taken to be from a writer that died before it could unregister.
+const WRITER_TIMEOUT_SECS: i64 = 120;
 
 /// Serialises id reservation and insert across this process's pools on a
 /// FerretDB server (see the README's "Message ids").
@@ -95,6 +105,36 @@ fn text(d: &Document, key: &str) -> Option<String> {
         Bson::String(s) => Some(s.clone()),
         _ => None,
     }
+}
+
+/// A message document read back (from `mqtt_msg` or, with `retain`
+/// given, `mqtt_retain`); the error says what is wrong with it.
+pub(crate) fn decode_message(d: &Document, retain: Option<bool>) -> Result<Message, String> {
+    let field = |k: &str| text(d, k).ok_or_else(|| format!("a document without a string `{k}`"));
+    let qos = int(d.get("qos"))
+        .and_then(|q| u8::try_from(q).ok())
+        .and_then(|q| QoS::try_from(q).ok())
+        .ok_or_else(|| "a document without a qos of 0, 1 or 2".to_owned())?;
+    let payload = payload::decode(d)
+        .ok_or_else(|| "a payload that is neither string, binary nor document".to_owned())?;
+    let retain = match retain {
+        Some(r) => r,
+        None => match d.get("retain") {
+            Some(Bson::Boolean(b)) => *b,
+            Some(other) => int(Some(other)).is_some_and(|i| i != 0),
+            None => false,
+        },
+    };
+    Ok(Message {
+        id: field("msgid")?,
+        sender: text(d, "sender").unwrap_or_default(),
+        username: None,
+        topic: field("topic")?,
+        qos,
+        retain,
+        payload: Bytes::from(payload),
+        timestamp: Timestamp::from_secs(int(d.get("arrived")).unwrap_or(0)),
+    })
 }
 
 /// The `topic` condition narrowing a filter: the topic itself for a filter
@@ -151,6 +191,13 @@ impl MongoBackend {
         if serialize_ids {
             tracing::info!(server = %label, "FerretDB: message ids are taken one store at a time in this process");
         }
+        let seen = db
+            .collection::<Document>(schema::SEQ)
+            .find_one(schema::seq_filter())
+            .await
+            .map_err(err)?
+            .and_then(|d| int(d.get("seq")))
+            .unwrap_or(0);
         tracing::debug!(server = %label, "mongo pool connected");
         Ok(MongoBackend {
             inner: Arc::new(Inner {
@@ -160,6 +207,8 @@ impl MongoBackend {
                 retain: db.collection(schema::RETAIN),
                 acked: db.collection(schema::ACKED),
                 seq: db.collection(schema::SEQ),
+                writers: db.collection(schema::WRITERS),
+                seen: AtomicI64::new(seen),
                 serialize_ids,
                 database: settings.database,
                 label,
@@ -239,6 +288,7 @@ impl MongoBackend {
                         .ok_or_else(|| {
                             self.data("store_messages", "mqtt_seq has no integer `seq`".into())
                         })?;
+                    self.inner.seen.fetch_max(last, Ordering::Relaxed);
                     return Ok(last - n + 1);
                 }
             }
@@ -254,6 +304,81 @@ impl MongoBackend {
             .await
             .map_err(self.err(operation))?;
         Ok(d.and_then(|d| int(d.get("seq"))).unwrap_or(0))
+    }
+
+    /// The highest id below which every message on a topic `filter`
+    /// matches that will ever be stored is visible now: the counter,
+    /// lowered to the `after` of every writer still in flight on such a
+    /// topic. Read in this order (counter, then writers): an id at or below
+    /// the counter was taken by a writer that registered before; it has
+    /// either finished (its message is visible) or is still registered,
+    /// with an `after` below its id. Registrations older than
+    /// [`WRITER_TIMEOUT_SECS`] are from writers that died and are ignored.
+    async fn read_horizon(&self, operation: &'static str, filter: &str) -> Result<i64, MongoError> {
+        let counter = self.last_id(operation).await?;
+        let cutoff = Timestamp::now().as_secs() - WRITER_TIMEOUT_SECS;
+        let mut query = doc! { "at": { "$gte": cutoff } };
+        let exact = !has_wildcards(filter);
+        if exact {
+            query.insert("topics", filter);
+        }
+        let writers: Vec<Document> = self
+            .inner
+            .writers
+            .find(query)
+            .projection(doc! { "after": 1, "topics": 1 })
+            .await
+            .map_err(self.err(operation))?
+            .try_collect()
+            .await
+            .map_err(self.err(operation))?;
+        let concerned = |w: &Document| {
+            exact
+                || match w.get("topics") {
+                    Some(Bson::Array(topics)) => topics
+                        .iter()
+                        .any(|t| matches!(t, Bson::String(t) if matches(filter, t))),
+                    // A registration this backend did not write: wait for it.
+                    _ => true,
+                }
+        };
+        Ok(writers
+            .iter()
+            .filter(|w| concerned(w))
+            .filter_map(|w| int(w.get("after")))
+            .fold(counter, i64::min))
+    }
+
+    /// Registers a writer in flight on `topics` (see
+    /// [`Self::read_horizon`]); the returned id unregisters it.
+    async fn register_writer(
+        &self,
+        operation: &'static str,
+        topics: Vec<&str>,
+    ) -> Result<Bson, MongoError> {
+        let id = Bson::ObjectId(mongodb::bson::oid::ObjectId::new());
+        // Every id this writer takes is above what this pool has seen.
+        let after = self.inner.seen.load(Ordering::Relaxed);
+        self.inner
+            .writers
+            .insert_one(doc! {
+                "_id": id.clone(),
+                "after": after,
+                "at": Timestamp::now().as_secs(),
+                "topics": topics,
+            })
+            .await
+            .map_err(self.err(operation))?;
+        Ok(id)
+    }
+
+    async fn unregister_writer(&self, operation: &'static str, id: Bson) -> Result<(), MongoError> {
+        self.inner
+            .writers
+            .delete_one(doc! { "_id": id })
+            .await
+            .map_err(self.err(operation))?;
+        Ok(())
     }
 
     /// The pubsub start of (client, filter); `None` when this call
@@ -293,37 +418,7 @@ impl MongoBackend {
         d: &Document,
         retain: Option<bool>,
     ) -> Result<Message, MongoError> {
-        let field = |k: &str| {
-            text(d, k).ok_or_else(|| self.data(op, format!("a document without a string `{k}`")))
-        };
-        let qos = int(d.get("qos"))
-            .and_then(|q| u8::try_from(q).ok())
-            .and_then(|q| QoS::try_from(q).ok())
-            .ok_or_else(|| self.data(op, "a document without a qos of 0, 1 or 2".into()))?;
-        let payload = payload::decode(d).ok_or_else(|| {
-            self.data(
-                op,
-                "a payload that is neither string, binary nor document".into(),
-            )
-        })?;
-        let retain = match retain {
-            Some(r) => r,
-            None => match d.get("retain") {
-                Some(Bson::Boolean(b)) => *b,
-                Some(other) => int(Some(other)).is_some_and(|i| i != 0),
-                None => false,
-            },
-        };
-        Ok(Message {
-            id: field("msgid")?,
-            sender: text(d, "sender").unwrap_or_default(),
-            username: None,
-            topic: field("topic")?,
-            qos,
-            retain,
-            payload: Bytes::from(payload),
-            timestamp: Timestamp::from_secs(int(d.get("arrived")).unwrap_or(0)),
-        })
+        decode_message(d, retain).map_err(|problem| self.data(op, problem))
     }
 
     /// Inserts messages with freshly reserved ids, in one `insert_many`
@@ -370,6 +465,37 @@ impl MongoBackend {
             (inserted, self.err(OP)(e))
         })?;
         Ok(())
+    }
+
+    /// Stores messages with new ids, retrying with fresh ids where a
+    /// server handed one out twice.
+    async fn insert_kept(
+        &self,
+        kept: &[&Message],
+        options: WriteOptions,
+    ) -> Result<(), MongoError> {
+        let _serialized = if self.inner.serialize_ids {
+            Some(FERRETDB_IDS.lock().await)
+        } else {
+            None
+        };
+        let mut rest: &[&Message] = kept;
+        let mut tries = 0;
+        loop {
+            match self.insert_messages(rest, options).await {
+                Ok(()) => return Ok(()),
+                Err((inserted, e)) if e.is_duplicate_key() && tries < ID_RETRIES => {
+                    // Ids handed out twice: a server whose findAndModify is
+                    // not atomic (FerretDB 1.x). Move the counter past every
+                    // stored id and store the rest with new ids, in order.
+                    tries += 1;
+                    tracing::debug!(tries, "mqtt_msg _id taken twice; taking new ids");
+                    rest = &rest[inserted.min(rest.len())..];
+                    self.resync_counter().await?;
+                }
+                Err((_, e)) => return Err(e),
+            }
+        }
     }
 
     /// Moves the id counter to at least the highest stored `_id`.
@@ -546,28 +672,18 @@ impl Backend for MongoBackend {
             .delete_many(doc! { "msgid": { "$in": &ids } })
             .await
             .map_err(self.err(OP))?;
-        let _serialized = if self.inner.serialize_ids {
-            Some(FERRETDB_IDS.lock().await)
-        } else {
-            None
-        };
-        let mut rest: &[&Message] = &kept;
-        let mut tries = 0;
-        loop {
-            match self.insert_messages(rest, options).await {
-                Ok(()) => return Ok(()),
-                Err((inserted, e)) if e.is_duplicate_key() && tries < ID_RETRIES => {
-                    // Ids handed out twice: a server whose findAndModify is
-                    // not atomic (FerretDB 1.x). Move the counter past every
-                    // stored id and store the rest with new ids, in order.
-                    tries += 1;
-                    tracing::debug!(tries, "mqtt_msg _id taken twice; taking new ids");
-                    rest = &rest[inserted.min(rest.len())..];
-                    self.resync_counter().await?;
-                }
-                Err((_, e)) => return Err(e.into()),
-            }
-        }
+        let mut topics: Vec<&str> = kept.iter().map(|m| m.topic.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        let writer = self.register_writer(OP, topics).await?;
+        let stored = self.insert_kept(&kept, options).await;
+        // Unregister even when the insert failed: a reader waits for
+        // registered writers. Should this fail too, readers ignore the
+        // registration after WRITER_TIMEOUT_SECS.
+        let unregistered = self.unregister_writer(OP, writer).await;
+        stored?;
+        unregistered?;
+        Ok(())
     }
 
     async fn fetch_messages(&self, req: &FetchRequest) -> BackendResult<Vec<Message>> {
@@ -580,7 +696,15 @@ impl Backend for MongoBackend {
                 Some(s) => s,
             },
         };
-        let mut query = doc! { "_id": { "$gt": start } };
+        let mut query = match req.mode {
+            OfflineMode::Queue => doc! { "_id": { "$gt": start } },
+            // Never past a writer still in flight: its message would come
+            // after an ack of a later one, which marks it read.
+            OfflineMode::Pubsub => {
+                let horizon = self.read_horizon(OP, &req.filter).await?;
+                doc! { "_id": { "$gt": start, "$lte": horizon } }
+            }
+        };
         if let Some(t) = topic_condition(&req.filter) {
             query.insert("topic", t);
         }

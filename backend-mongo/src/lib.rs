@@ -4,6 +4,9 @@
 mod backend;
 pub mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod payload;
 pub mod schema;
 

@@ -21,6 +21,12 @@ pub const RETAIN: &str = "mqtt_retain";
 pub const ACKED: &str = "mqtt_acked";
 /// The message id counter: `{_id: "mqtt_msg", seq}`.
 pub const SEQ: &str = "mqtt_seq";
+/// Message writers in flight: `{_id, after, at, topics}`, one document
+/// per store while it runs. `after` is a counter value read before the writer took
+/// its ids, so every id it takes is above it; a pubsub reader reads no
+/// further than the lowest `after` of the writers on topics it reads (see
+/// the README's "Pubsub reads never skip").
+pub const WRITERS: &str = "mqtt_msg_writers";
 
 /// One index: collection, key fields and directions, unique, name.
 pub type IndexSpec = (

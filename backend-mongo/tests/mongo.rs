@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use backend_core::config::PoolConfig;
 use backend_core::hook::ClientInfo;
 use backend_core::testkit::unique;
@@ -565,5 +567,92 @@ fn limits_and_wildcards_on_the_server() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got.len(), 6);
+    });
+}
+
+/// A writer following the backend's protocol, stopped after it has taken
+/// its id from `mqtt_seq` and before it inserts the message.
+struct SlowWriter {
+    backend: MongoBackend,
+    marker: Option<Bson>,
+    id: i64,
+    message: Option<Message>,
+}
+
+#[async_trait::async_trait]
+impl backend_core::testkit::InFlightWriter for SlowWriter {
+    async fn begin(&mut self, m: &Message) {
+        use backend_mongo::schema::{SEQ, WRITERS};
+        let seq = common::coll(&self.backend, SEQ);
+        let counter = seq
+            .find_one(doc! { "_id": "mqtt_msg" })
+            .await
+            .expect("read mqtt_seq")
+            .and_then(|d| {
+                d.get("seq")
+                    .and_then(Bson::as_i64)
+                    .or_else(|| d.get("seq").and_then(Bson::as_i32).map(i64::from))
+            })
+            .unwrap_or(0);
+        let marker = Bson::ObjectId(backend_mongo::mongodb::bson::oid::ObjectId::new());
+        common::coll(&self.backend, WRITERS)
+            .insert_one(doc! {
+                "_id": marker.clone(), "after": counter,
+                "at": Timestamp::now().as_secs(), "topics": [&m.topic],
+            })
+            .await
+            .expect("register the writer");
+        let after = seq
+            .find_one_and_update(
+                doc! { "_id": "mqtt_msg" },
+                doc! { "$inc": { "seq": 1_i64 } },
+            )
+            .upsert(true)
+            .return_document(backend_mongo::mongodb::options::ReturnDocument::After)
+            .await
+            .expect("take an id")
+            .expect("the counter document");
+        self.id = after
+            .get("seq")
+            .and_then(Bson::as_i64)
+            .or_else(|| after.get("seq").and_then(Bson::as_i32).map(i64::from))
+            .expect("an integer seq");
+        self.marker = Some(marker);
+        self.message = Some(m.clone());
+    }
+
+    async fn finish(&mut self) {
+        use backend_mongo::schema::{MSG, WRITERS};
+        let m = self.message.take().expect("begin ran");
+        common::coll(&self.backend, MSG)
+            .insert_one(doc! {
+                "_id": self.id, "topic": &m.topic, "msgid": &m.id, "sender": &m.sender,
+                "qos": 1, "retain": false, "payload": "first", "arrived": m.timestamp.as_secs(),
+            })
+            .await
+            .expect("insert the message");
+        if let Some(marker) = self.marker.take() {
+            common::coll(&self.backend, WRITERS)
+                .delete_one(doc! { "_id": marker })
+                .await
+                .expect("unregister the writer");
+        }
+    }
+}
+
+/// An id taken from the counter but not yet inserted is never passed by a
+/// pubsub reader: reads stop below every registered writer's start.
+#[test]
+fn a_pubsub_reader_never_passes_a_message_not_yet_inserted() {
+    rt().block_on(async {
+        let b = common::connect().await;
+        let mut writer = SlowWriter {
+            backend: b.clone(),
+            marker: None,
+            id: 0,
+            message: None,
+        };
+        backend_core::testkit::reader_never_passes_a_writer_in_flight(Arc::new(b), &mut writer)
+            .await;
     });
 }

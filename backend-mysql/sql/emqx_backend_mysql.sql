@@ -87,3 +87,12 @@ CREATE TABLE IF NOT EXISTS `mqtt_acked` (
   PRIMARY KEY (`id`),
   UNIQUE KEY `mqtt_acked_key` (`clientid`,`topic`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Not in the seed: a one-row lock table. Message writers lock the row
+-- `mqtt_msg` here until they commit, so message ids become visible in id
+-- order and a pubsub reader's position never passes an id still to commit.
+-- The backend creates the row on first use.
+CREATE TABLE IF NOT EXISTS `mqtt_msg_lock` (
+  `name` varchar(64) NOT NULL,
+  PRIMARY KEY (`name`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

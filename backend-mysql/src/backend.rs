@@ -320,10 +320,12 @@ impl MysqlBackend {
     }
 
     /// Runs `statement(n)` once per chunk with each chunk's values: one
-    /// round trip for one chunk, a transaction for several.
+    /// round trip for one chunk, a transaction for several. With `serial`,
+    /// always a transaction that first takes [`sql::SERIAL_LOCK`].
     async fn batch<T>(
         &self,
         operation: &'static str,
+        serial: bool,
         items: &[T],
         size: impl Fn(&T) -> usize,
         statement: impl Fn(usize) -> String,
@@ -338,23 +340,31 @@ impl MysqlBackend {
             }
             Ok((statement(chunk.len()), v))
         };
-        if let [one] = chunks.as_slice() {
-            let (text, v) = render(one)?;
-            conn.exec_drop(text, params(v))
-                .await
-                .map_err(self.my(operation))?;
-        } else {
-            let mut tx = conn
-                .start_transaction(TxOpts::default())
-                .await
-                .map_err(self.my(operation))?;
-            for chunk in chunks {
-                let (text, v) = render(chunk)?;
-                tx.exec_drop(text, params(v))
+        match chunks.as_slice() {
+            [one] if !serial => {
+                let (text, v) = render(one)?;
+                conn.exec_drop(text, params(v))
                     .await
                     .map_err(self.my(operation))?;
             }
-            tx.commit().await.map_err(self.my(operation))?;
+            _ => {
+                let mut tx = conn
+                    .start_transaction(TxOpts::default())
+                    .await
+                    .map_err(self.my(operation))?;
+                if serial {
+                    tx.exec_drop(sql::SERIAL_LOCK, ())
+                        .await
+                        .map_err(self.my(operation))?;
+                }
+                for chunk in chunks {
+                    let (text, v) = render(chunk)?;
+                    tx.exec_drop(text, params(v))
+                        .await
+                        .map_err(self.my(operation))?;
+                }
+                tx.commit().await.map_err(self.my(operation))?;
+            }
         }
         Ok(())
     }
@@ -432,13 +442,21 @@ fn take(row: &mut [MyValue], i: usize) -> MyValue {
 }
 
 fn qos(v: &MyValue, table: &str) -> Result<QoS, MysqlError> {
-    let i = convert::int(v)
-        .ok_or_else(|| data_error(format!("{table}.qos"), format!("{v:?} is not a QoS")))?;
+    let i = convert::int(v).ok_or_else(|| {
+        data_error(
+            format!("{table}.qos"),
+            format!("{} is not a QoS", convert::describe(v)),
+        )
+    })?;
     QoS::try_from(i).map_err(|e| data_error(format!("{table}.qos"), e.to_string()))
 }
 
 /// A message row: topic, msgid, sender, qos, [retain,] payload, arrived.
-fn message(mut row: Vec<MyValue>, table: &str, retain_col: bool) -> Result<Message, MysqlError> {
+pub(crate) fn message(
+    mut row: Vec<MyValue>,
+    table: &str,
+    retain_col: bool,
+) -> Result<Message, MysqlError> {
     let topic = convert::text(take(&mut row, 0));
     let id = convert::text(take(&mut row, 1));
     let sender = convert::text(take(&mut row, 2));
@@ -454,7 +472,7 @@ fn message(mut row: Vec<MyValue>, table: &str, retain_col: bool) -> Result<Messa
         other => {
             return Err(data_error(
                 format!("{table}.payload"),
-                format!("{other:?} is not bytes"),
+                format!("{} is not bytes", convert::describe(&other)),
             ))
         }
     };
@@ -548,6 +566,7 @@ impl Backend for MysqlBackend {
         }
         self.batch(
             "store_subscriptions",
+            false,
             subscriptions,
             |s| s.filter.len() + client_id.len(),
             sql::store_subscriptions,
@@ -584,6 +603,7 @@ impl Backend for MysqlBackend {
         }
         self.batch(
             "store_messages",
+            true,
             messages,
             message_size,
             sql::store_messages,
@@ -708,6 +728,7 @@ impl Backend for MysqlBackend {
         batch.sort_by(|a, b| a.topic.cmp(&b.topic));
         self.batch(
             "store_retained",
+            false,
             &batch,
             |m| message_size(m),
             sql::store_retained,

@@ -166,7 +166,29 @@ pub(crate) fn text(v: MyValue) -> String {
         MyValue::NULL => String::new(),
         MyValue::Int(i) => i.to_string(),
         MyValue::UInt(u) => u.to_string(),
-        other => format!("{other:?}"),
+        other => describe(&other),
+    }
+}
+
+/// A value as text for messages and lossy reads. Not mysql_common's
+/// `Debug`, which overflows (a panic in debug builds) on a `TIME` with an
+/// out-of-range day count.
+pub(crate) fn describe(v: &MyValue) -> String {
+    match v {
+        MyValue::NULL => "NULL".into(),
+        MyValue::Bytes(b) => format!("'{}'", String::from_utf8_lossy(b)),
+        MyValue::Int(i) => i.to_string(),
+        MyValue::UInt(u) => u.to_string(),
+        MyValue::Float(f) => f.to_string(),
+        MyValue::Double(f) => f.to_string(),
+        MyValue::Date(y, m, d, h, mi, s, us) => {
+            format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}")
+        }
+        MyValue::Time(neg, days, h, m, s, us) => format!(
+            "{}{}:{m:02}:{s:02}.{us:06}",
+            if *neg { "-" } else { "" },
+            u64::from(*days) * 24 + u64::from(*h)
+        ),
     }
 }
 
@@ -184,6 +206,23 @@ pub(crate) fn int(v: &MyValue) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the fuzz harness (target mysql-row): mysql_common's
+    /// `Debug` of a `TIME` with a day count past what any server sends
+    /// overflows; text and error messages no longer use it.
+    #[test]
+    fn out_of_range_values_describe_without_overflow() {
+        let t = MyValue::Time(true, u32::MAX, 255, 59, 59, 999_999);
+        assert_eq!(
+            describe(&t),
+            format!("-{}:59:59.999999", u64::from(u32::MAX) * 24 + 255)
+        );
+        assert_eq!(text(t.clone()), describe(&t));
+        let d = MyValue::Date(65535, 255, 255, 255, 255, 255, u32::MAX);
+        assert!(describe(&d).starts_with("65535-255-255"));
+        let _ = read(&Column::new(ColumnType::MYSQL_TYPE_TIME), t);
+        let _ = read(&Column::new(ColumnType::MYSQL_TYPE_DATETIME), d);
+    }
 
     #[test]
     fn datetimes_round_trip() {

@@ -1,7 +1,8 @@
 //! The schema: `etc/sql/emqx_backend_mysql.sql`, embedded, and the check
 //! run at start.
 //!
-//! At start a backend checks that the five tables exist in its database
+//! At start a backend checks that the six tables (the seed's five and the
+//! message writers' lock table) exist in its database
 //! with the columns, the payload types and the unique indexes its
 //! statements need. With `create_tables = true` it first runs
 //! [`SCHEMA_SQL`] (idempotent: `CREATE TABLE IF NOT EXISTS`), holding a
@@ -16,13 +17,15 @@ use crate::error::MysqlError;
 /// `etc/sql/emqx_backend_mysql.sql` in the repository).
 pub const SCHEMA_SQL: &str = include_str!("../sql/emqx_backend_mysql.sql");
 
-/// The tables, in the seed's order.
-pub const TABLES: [&str; 5] = [
+/// The tables: the seed's five in its order, then the message writers'
+/// lock table.
+pub const TABLES: [&str; 6] = [
     "mqtt_client",
     "mqtt_sub",
     "mqtt_msg",
     "mqtt_retain",
     "mqtt_acked",
+    "mqtt_msg_lock",
 ];
 
 /// Name of the lock held while creating the schema.
@@ -41,7 +44,7 @@ struct TableSpec {
     unique: &'static [&'static [&'static str]],
 }
 
-const SPECS: [TableSpec; 5] = [
+const SPECS: [TableSpec; 6] = [
     TableSpec {
         name: "mqtt_client",
         columns: &["clientid", "state", "node", "online_at", "offline_at"],
@@ -79,18 +82,25 @@ const SPECS: [TableSpec; 5] = [
         binary: &["clientid", "topic"],
         unique: &[&["clientid", "topic"]],
     },
+    TableSpec {
+        name: "mqtt_msg_lock",
+        columns: &["name"],
+        payload: &[],
+        binary: &[],
+        unique: &[&["name"]],
+    },
 ];
 
 const COLUMNS: &str = "\
 SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \
 WHERE TABLE_SCHEMA = DATABASE() \
-AND TABLE_NAME IN ('mqtt_client', 'mqtt_sub', 'mqtt_msg', 'mqtt_retain', 'mqtt_acked')";
+AND TABLE_NAME IN ('mqtt_client', 'mqtt_sub', 'mqtt_msg', 'mqtt_retain', 'mqtt_acked', 'mqtt_msg_lock')";
 
 const UNIQUES: &str = "\
 SELECT TABLE_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY COLUMN_NAME SEPARATOR ',') \
 FROM information_schema.STATISTICS \
 WHERE TABLE_SCHEMA = DATABASE() AND NON_UNIQUE = 0 AND SUB_PART IS NULL \
-AND TABLE_NAME IN ('mqtt_client', 'mqtt_sub', 'mqtt_msg', 'mqtt_retain', 'mqtt_acked') \
+AND TABLE_NAME IN ('mqtt_client', 'mqtt_sub', 'mqtt_msg', 'mqtt_retain', 'mqtt_acked', 'mqtt_msg_lock') \
 GROUP BY TABLE_NAME, INDEX_NAME";
 
 /// The statements of [`SCHEMA_SQL`], without comments.
@@ -127,6 +137,17 @@ pub(crate) async fn prepare(
             source,
         }
     };
+    if !create {
+        // The lock table is the backend's own, not the seed's: create it
+        // even when the user manages the schema, so an existing database
+        // keeps working after an upgrade.
+        if let Some(stmt) = schema_statements()
+            .into_iter()
+            .find(|s| s.contains("`mqtt_msg_lock`"))
+        {
+            conn.query_drop(&stmt).await.map_err(my("create_tables"))?;
+        }
+    }
     if create {
         let got: Option<Option<i64>> = conn
             .exec_first("SELECT GET_LOCK(?, 30)", (SCHEMA_LOCK,))
@@ -246,7 +267,7 @@ mod tests {
     #[test]
     fn the_file_creates_every_table() {
         let stmts = schema_statements();
-        assert_eq!(stmts.len(), 5);
+        assert_eq!(stmts.len(), TABLES.len());
         for (t, s) in TABLES.iter().zip(&stmts) {
             assert!(
                 s.starts_with(&format!("CREATE TABLE IF NOT EXISTS `{t}` (")),

@@ -68,6 +68,13 @@ pub fn delete_subscriptions(n: usize) -> String {
     )
 }
 
+/// Locks the row `mqtt_msg` of `mqtt_msg_lock` (creating it if missing)
+/// until the transaction ends. Message writers take it first, so they
+/// commit one at a time and ids become visible in id order: a pubsub
+/// reader that acks id 11 can then never have an id 10 still to commit.
+pub const SERIAL_LOCK: &str =
+    "INSERT INTO mqtt_msg_lock (name) VALUES ('mqtt_msg') ON DUPLICATE KEY UPDATE name = name";
+
 /// `on_message_publish` of `n` messages in one statement (msgid, sender,
 /// topic, qos, retain, payload, arrived each). Ids follow the rows' order.
 /// `REPLACE`: storing a msgid again deletes the old row and inserts a new

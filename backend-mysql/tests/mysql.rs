@@ -582,7 +582,7 @@ fn the_schema_check_names_missing_tables_and_seed_tables() {
             (),
         )
         .await;
-        assert_eq!(n, 5);
+        assert_eq!(n, 6, "the seed's five tables and mqtt_msg_lock");
         drop(scratch);
         admin
             .query_drop(format!("DROP DATABASE {db}"))
@@ -891,5 +891,54 @@ fn connect_pools_connects_every_pool() {
                 None
             );
         }
+    });
+}
+
+/// A writer of the backend's own statements, stopped in an open
+/// transaction (lock row taken, id taken, row not committed).
+struct OpenTransaction(Conn);
+
+#[async_trait::async_trait]
+impl backend_core::testkit::InFlightWriter for OpenTransaction {
+    async fn begin(&mut self, m: &Message) {
+        self.0
+            .query_drop("START TRANSACTION")
+            .await
+            .expect("START TRANSACTION");
+        self.0
+            .exec_drop(statements::SERIAL_LOCK, ())
+            .await
+            .expect("the writers' lock");
+        let values: Vec<mysql_async::Value> = vec![
+            m.id.as_bytes().into(),
+            m.sender.as_bytes().into(),
+            m.topic.as_bytes().into(),
+            1i64.into(),
+            0i64.into(),
+            m.payload.to_vec().into(),
+            "2026-01-01 00:00:00.000".into(),
+        ];
+        self.0
+            .exec_drop(statements::store_messages(1), Params::Positional(values))
+            .await
+            .expect("the backend's insert, in the open transaction");
+    }
+
+    async fn finish(&mut self) {
+        self.0.query_drop("COMMIT").await.expect("COMMIT");
+    }
+}
+
+/// An id taken but not committed (a transaction held open) is never passed
+/// by a pubsub reader: it cannot ack a later message and so mark this one
+/// read before it is visible. The backend's writers serialise on the
+/// `mqtt_msg_lock` row, so the second store waits for the first to commit.
+#[test]
+fn a_pubsub_reader_never_passes_an_uncommitted_message() {
+    rt().block_on(async {
+        let s = common::server();
+        let backend: Arc<dyn Backend> = Arc::new(common::connect().await);
+        let mut writer = OpenTransaction(s.raw().await);
+        backend_core::testkit::reader_never_passes_a_writer_in_flight(backend, &mut writer).await;
     });
 }

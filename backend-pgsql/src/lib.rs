@@ -6,6 +6,9 @@ pub mod config;
 mod convert;
 pub mod error;
 pub mod filter;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod schema;
 pub mod statements;
 mod tls;

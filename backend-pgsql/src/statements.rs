@@ -37,29 +37,51 @@ ON CONFLICT (clientid, topic) DO UPDATE SET qos = EXCLUDED.qos";
 pub const DELETE_SUBSCRIPTIONS: &str =
     "DELETE FROM mqtt_sub WHERE clientid = $1 AND topic = ANY ($2::text[])";
 
+/// The text of [`SERIAL_LOCK`], for `concat!`.
+macro_rules! serial_lock {
+    () => {
+        "WITH serial AS (SELECT pg_advisory_xact_lock('mqtt_msg'::regclass::oid::bigint))\n"
+    };
+}
+
+/// Takes the message table's transaction-scoped advisory lock (keyed by
+/// the table's oid), so that message writers commit one at a time and ids
+/// become visible in id order: a pubsub reader that acks id 11 can then
+/// never have an id 10 still to commit. Held until the statement's
+/// transaction ends.
+pub const SERIAL_LOCK: &str = serial_lock!();
+
 /// `on_message_publish` of one message: `$1` msgid, `$2` sender, `$3`
 /// topic, `$4` qos, `$5` retain, `$6` payload, `$7` arrived. Storing a
-/// msgid again gives the row a new id, as if deleted and inserted.
-pub const STORE_MESSAGE: &str = "\
+/// msgid again gives the row a new id, as if deleted and inserted. Runs
+/// under [`SERIAL_LOCK`].
+pub const STORE_MESSAGE: &str = concat!(
+    serial_lock!(),
+    "\
 INSERT INTO mqtt_msg (msgid, sender, topic, qos, retain, payload, arrived)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+SELECT $1::varchar, $2::text, $3::text, $4::int4, $5::int4, $6::bytea, $7::timestamp FROM serial
 ON CONFLICT (msgid) DO UPDATE
    SET id = nextval(pg_get_serial_sequence('mqtt_msg', 'id')),
        sender = EXCLUDED.sender, topic = EXCLUDED.topic, qos = EXCLUDED.qos,
-       retain = EXCLUDED.retain, payload = EXCLUDED.payload, arrived = EXCLUDED.arrived";
+       retain = EXCLUDED.retain, payload = EXCLUDED.payload, arrived = EXCLUDED.arrived"
+);
 
 /// A batch of messages; ids follow the arrays' order. Storing a msgid
-/// again gives the row a new id, as if deleted and inserted.
-pub const STORE_MESSAGES: &str = "\
+/// again gives the row a new id, as if deleted and inserted. Runs under
+/// [`SERIAL_LOCK`].
+pub const STORE_MESSAGES: &str = concat!(
+    serial_lock!(),
+    "\
 INSERT INTO mqtt_msg (msgid, sender, topic, qos, retain, payload, arrived)
 SELECT m.msgid, m.sender, m.topic, m.qos, m.retain, m.payload, m.arrived
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], $6::bytea[], $7::timestamp[])
+  FROM serial, unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], $6::bytea[], $7::timestamp[])
    WITH ORDINALITY AS m(msgid, sender, topic, qos, retain, payload, arrived, n)
  ORDER BY m.n
 ON CONFLICT (msgid) DO UPDATE
    SET id = nextval(pg_get_serial_sequence('mqtt_msg', 'id')),
    sender = EXCLUDED.sender, topic = EXCLUDED.topic, qos = EXCLUDED.qos,
-   retain = EXCLUDED.retain, payload = EXCLUDED.payload, arrived = EXCLUDED.arrived";
+   retain = EXCLUDED.retain, payload = EXCLUDED.payload, arrived = EXCLUDED.arrived"
+);
 
 /// Queue-mode ack: deletes the messages `$1` (msgids).
 pub const ACK_QUEUE: &str = "DELETE FROM mqtt_msg WHERE msgid = ANY ($1::text[])";

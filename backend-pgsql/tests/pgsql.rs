@@ -937,3 +937,48 @@ fn connect_pools_connects_every_pool() {
         assert_eq!(settings.pool_size, 4);
     });
 }
+
+/// A writer of the backend's own single-message statement, stopped in an
+/// open transaction (id taken, row not committed).
+struct OpenTransaction(tokio_postgres::Client);
+
+#[async_trait::async_trait]
+impl backend_core::testkit::InFlightWriter for OpenTransaction {
+    async fn begin(&mut self, m: &Message) {
+        self.0.batch_execute("BEGIN").await.expect("BEGIN");
+        let at = std::time::SystemTime::now();
+        self.0
+            .execute(
+                statements::STORE_MESSAGE,
+                &[
+                    &m.id,
+                    &m.sender,
+                    &m.topic,
+                    &1i32,
+                    &0i32,
+                    &&m.payload[..],
+                    &at,
+                ],
+            )
+            .await
+            .expect("the backend's insert, in the open transaction");
+    }
+
+    async fn finish(&mut self) {
+        self.0.batch_execute("COMMIT").await.expect("COMMIT");
+    }
+}
+
+/// An id taken but not committed (a transaction held open) is never passed
+/// by a pubsub reader: it cannot ack a later message and so mark this one
+/// read before it is visible. The backend's writers serialise on an
+/// advisory lock, so the second store waits for the first to commit.
+#[test]
+fn a_pubsub_reader_never_passes_an_uncommitted_message() {
+    rt().block_on(async {
+        let s = common::server();
+        let backend: Arc<dyn Backend> = Arc::new(common::connect().await);
+        let mut writer = OpenTransaction(s.raw().await);
+        backend_core::testkit::reader_never_passes_a_writer_in_flight(backend, &mut writer).await;
+    });
+}

@@ -325,7 +325,10 @@ fn utf8(field: &str, b: Vec<u8>) -> Result<String, String> {
 
 /// A message from the seven hash values ([`MESSAGE_FIELDS`] order);
 /// `member` stands in for a missing `id`.
-fn decode_message(member: Option<Vec<u8>>, fields: Vec<Vec<u8>>) -> Result<Message, String> {
+pub(crate) fn decode_message(
+    member: Option<Vec<u8>>,
+    fields: Vec<Vec<u8>>,
+) -> Result<Message, String> {
     let mut it = fields.into_iter();
     let mut next = || it.next().unwrap_or_default();
     let (id, from, qos, topic, retain, payload, ts) =
@@ -425,37 +428,41 @@ fn changes_connection_state(upper: &str, rest: &[Bytes]) -> bool {
 
 /// Appends a reply to a row the way [`backend_core::MemoryBackend`] shapes
 /// it: nil as `Null`, integers as `Int`, bulk strings as `Bytes`, status
-/// replies as `Text`, arrays (and maps, sets) flattened in order.
-fn flatten(v: redis::Value, row: &mut Row) -> Result<(), String> {
+/// replies as `Text`, arrays (and maps, sets) flattened in order. Nested
+/// replies are walked with a stack, not recursion, so no reply can
+/// overflow the thread's stack.
+pub(crate) fn flatten(v: redis::Value, row: &mut Row) -> Result<(), String> {
     use redis::Value as R;
-    match v {
-        R::Nil => row.push(Value::Null),
-        R::Int(i) => row.push(Value::Int(i)),
-        R::BulkString(b) => row.push(Value::Bytes(Bytes::from(b))),
-        R::SimpleString(s) => row.push(Value::Text(s)),
-        R::Okay => row.push(Value::Text("OK".into())),
-        R::Double(d) => row.push(Value::Float(d)),
-        R::Boolean(b) => row.push(Value::Bool(b)),
-        R::VerbatimString { text, .. } => row.push(Value::Text(text)),
-        R::BigNumber(n) => row.push(Value::Text(n.to_string())),
-        R::Array(items) | R::Set(items) | R::Push { data: items, .. } => {
-            for item in items {
-                flatten(item, row)?;
+    // Items still to visit, the next one last.
+    let mut todo = vec![v];
+    while let Some(v) = todo.pop() {
+        match v {
+            R::Nil => row.push(Value::Null),
+            R::Int(i) => row.push(Value::Int(i)),
+            R::BulkString(b) => row.push(Value::Bytes(Bytes::from(b))),
+            R::SimpleString(s) => row.push(Value::Text(s)),
+            R::Okay => row.push(Value::Text("OK".into())),
+            R::Double(d) => row.push(Value::Float(d)),
+            R::Boolean(b) => row.push(Value::Bool(b)),
+            R::VerbatimString { text, .. } => row.push(Value::Text(text)),
+            R::BigNumber(n) => row.push(Value::Text(n.to_string())),
+            R::Array(items) | R::Set(items) | R::Push { data: items, .. } => {
+                todo.extend(items.into_iter().rev());
             }
-        }
-        R::Map(pairs) => {
-            for (k, v) in pairs {
-                flatten(k, row)?;
-                flatten(v, row)?;
+            R::Map(pairs) => {
+                for (k, v) in pairs.into_iter().rev() {
+                    todo.push(v);
+                    todo.push(k);
+                }
             }
+            R::Attribute { data, .. } => todo.push(*data),
+            R::ServerError(e) => {
+                return Err(format!("{} {}", e.code(), e.details().unwrap_or_default()));
+            }
+            // A variant added by a later driver version.
+            #[allow(unreachable_patterns)]
+            other => row.push(Value::Text(format!("{other:?}"))),
         }
-        R::Attribute { data, .. } => flatten(*data, row)?,
-        R::ServerError(e) => {
-            return Err(format!("{} {}", e.code(), e.details().unwrap_or_default()));
-        }
-        // A variant added by a later driver version.
-        #[allow(unreachable_patterns)]
-        other => row.push(Value::Text(format!("{other:?}"))),
     }
     Ok(())
 }

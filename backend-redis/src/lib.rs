@@ -8,6 +8,9 @@ pub mod error;
 pub mod keys;
 
 mod conn;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod scripts;
 
 pub use backend::{connect_pools, IndexRebuild, RedisBackend};

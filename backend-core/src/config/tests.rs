@@ -263,10 +263,24 @@ fn serde_and_code_built_configs_are_checked_the_same_way() {
 #[test]
 fn duplicate_of_a_key_without_kind_is_reported_not_parsed() {
     let p = problems("=\nbackend.redis.hook.client.connected.1 = {\n=");
-    assert!(p.iter().any(|p| matches!(p.kind, ProblemKind::Duplicate { first_line: 1 }) && p.line == Some(3)), "{p:?}");
-    assert!(p.iter().any(|p| matches!(p.kind, ProblemKind::InvalidJson(_)) && p.line == Some(2)), "{p:?}");
+    assert!(
+        p.iter().any(
+            |p| matches!(p.kind, ProblemKind::Duplicate { first_line: 1 }) && p.line == Some(3)
+        ),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|p| matches!(p.kind, ProblemKind::InvalidJson(_)) && p.line == Some(2)),
+        "{p:?}"
+    );
     // Short keys of the right kind never index past their end either.
-    for text in ["backend.redis = 1", "backend.redis. = 1", "backend.ecql = x", "backend.redis = 1\nbackend.redis = 2"] {
+    for text in [
+        "backend.redis = 1",
+        "backend.redis. = 1",
+        "backend.ecql = x",
+        "backend.redis = 1\nbackend.redis = 2",
+    ] {
         let _ = Config::parse(text);
     }
 }
