@@ -5,13 +5,28 @@
 # artifacts, Go modules, two Python clients), caches builds, and is idempotent:
 # a second run finds the servers up and returns in seconds.
 #
-#   scripts/services.sh                  start all (redis mariadb postgres cassandra ferretdb)
+#   scripts/services.sh                  start all (redis mariadb mariadb-tls postgres
+#                                        cassandra ferretdb ferretdb-tls)
 #   scripts/services.sh redis postgres   start some
 #   scripts/services.sh status           show which are up
 #   scripts/services.sh stop [names]     stop all, or some
 #
-# Names: redis, mariadb (alias mysql), postgres (alias pgsql),
-#        cassandra (alias cassa), ferretdb (alias mongo).
+# Names: redis, mariadb (alias mysql), mariadb-tls (alias mysql-tls),
+#        postgres (alias pgsql), cassandra (alias cassa), ferretdb (alias mongo),
+#        ferretdb-tls (alias mongo-tls).
+#
+# TLS: the -tls services are second instances that accept TLS only, with a test
+# CA and certificates made once with openssl under target/services/tls/ (ca.pem,
+# ca.key, server.pem/.key for IP 127.0.0.1 and DNS localhost, client.pem/.key,
+# client-bundle.pem = client.pem + client.key for MongoDB clients; EC P-256,
+# 10 years). mariadb-tls listens on 3307 with require_secure_transport=ON (a
+# plain connection fails with error 1045, Access denied), users root/public and
+# tlsclient/public, the latter REQUIRE X509 (a client certificate signed by the
+# CA). ferretdb-tls listens with TLS only on 27018 and asks for no client
+# certificate (FerretDB's CA-file option would make one mandatory for every
+# client). Their readiness checks verify the server against ca.pem. They print
+# MYSQL_TLS_URL, MYSQL_TLS_X509_URL, MONGO_TLS_URL, TLS_CA_FILE, TLS_CLIENT_CERT,
+# TLS_CLIENT_KEY and TLS_CLIENT_BUNDLE.
 #
 # On success the connection settings are printed on stdout as KEY=value lines
 # (everything else goes to stderr), so `set -a; eval "$(scripts/services.sh)"; set +a`
@@ -26,7 +41,7 @@ SCRIPTS=$ROOT/scripts
 SVC=$ROOT/target/services
 BIN=$SVC/bin
 
-ALL_SERVICES=(redis mariadb postgres cassandra ferretdb)
+ALL_SERVICES=(redis mariadb mariadb-tls postgres cassandra ferretdb ferretdb-tls)
 TIMEOUT=${SERVICES_TIMEOUT:-60}
 CASSANDRA_TIMEOUT=${SERVICES_CASSANDRA_TIMEOUT:-300}
 CASSANDRA_HEAP=${CASSANDRA_HEAP:-1g}
@@ -67,7 +82,9 @@ canonical() {
     postgres | postgresql | pgsql | pg) echo postgres ;;
     cassandra | cassa) echo cassandra ;;
     ferretdb | mongo | mongodb) echo ferretdb ;;
-    *) die "unknown service '$1' (known: redis, mariadb|mysql, postgres|pgsql, cassandra|cassa, ferretdb|mongo)" ;;
+    mariadb-tls | mysql-tls) echo mariadb-tls ;;
+    ferretdb-tls | mongo-tls | mongodb-tls) echo ferretdb-tls ;;
+    *) die "unknown service '$1' (known: redis, mariadb|mysql, mariadb-tls|mysql-tls, postgres|pgsql, cassandra|cassa, ferretdb|mongo, ferretdb-tls|mongo-tls)" ;;
     esac
 }
 
@@ -134,14 +151,16 @@ ensure_packages() {
         case $s in
         redis) want+=(redis-server redis-tools redis-sentinel) ;;
         mariadb) want+=(mariadb-server mariadb-client) ;;
+        mariadb-tls) want+=(mariadb-server mariadb-client openssl) ;;
         postgres) want+=(postgresql-15 postgresql-client-15) ;;
         cassandra)
             java17 >/dev/null || want+=(openjdk-17-jre-headless)
             command -v mvn >/dev/null || want+=(maven)
             python_ok || want+=(python3 python3-venv)
             ;;
-        ferretdb)
+        ferretdb | ferretdb-tls)
             python_ok || want+=(python3 python3-venv)
+            [[ $s == ferretdb ]] || want+=(openssl)
             ;;
         esac
     done
@@ -160,7 +179,7 @@ ensure_packages() {
             { tail -n 40 "$apt_log" >&2; die "apt-get failed (log: $apt_log)"; }
     fi
     for s in "$@"; do
-        if [[ $s == ferretdb ]] && ! go_ok; then
+        if [[ $s == ferretdb* ]] && ! go_ok; then
             die "ferretdb: needs Go >= 1.24 on PATH to build (Debian 12's golang is too old)"
         fi
     done
@@ -183,6 +202,71 @@ ensure_venv() {
 }
 
 probe() { "$VENV/bin/python" "$SCRIPTS/probe/probe.py" "$@"; }
+
+# ---------------------------------------------------------------------------
+# Test CA and certificates for the -tls services (EC P-256, 10 years)
+
+TLS_DIR=$SVC/tls
+TLS_FILES=(ca.pem ca.key server.pem server.key client.pem client.key client-bundle.pem)
+
+# Complete, signed by ca.pem, keys matching, and not expiring within 30 days.
+tls_certs_ok() {
+    local f
+    for f in "${TLS_FILES[@]}"; do [[ -s $TLS_DIR/$f ]] || return 1; done
+    openssl verify -CAfile "$TLS_DIR/ca.pem" "$TLS_DIR/server.pem" "$TLS_DIR/client.pem" >/dev/null 2>&1 || return 1
+    for f in ca server client; do
+        openssl x509 -noout -checkend $((30 * 86400)) -in "$TLS_DIR/$f.pem" >/dev/null 2>&1 || return 1
+        [[ $(openssl x509 -noout -pubkey -in "$TLS_DIR/$f.pem" 2>/dev/null) == \
+            "$(openssl pkey -pubout -in "$TLS_DIR/$f.key" 2>/dev/null)" ]] || return 1
+    done
+}
+
+# tls_make DIR: a CA, a server certificate (IP 127.0.0.1, DNS localhost) and a
+# client certificate (CN tlsclient) in DIR; openssl's output goes to DIR/openssl.log.
+tls_make() {
+    local dir=$1 days=3650
+    ossl() { openssl "$@" </dev/null >>"$dir/openssl.log" 2>&1; }
+    local n
+    for n in ca server client; do
+        ossl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/$n.key" || return 1
+    done
+    ossl req -x509 -new -key "$dir/ca.key" -days "$days" -subj "/CN=mqtt-storage services test CA" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+        -out "$dir/ca.pem" || return 1
+    printf '%s\n' basicConstraints=critical,CA:FALSE keyUsage=critical,digitalSignature \
+        extendedKeyUsage=serverAuth subjectAltName=IP:127.0.0.1,DNS:localhost \
+        subjectKeyIdentifier=hash authorityKeyIdentifier=keyid >"$dir/server.ext"
+    printf '%s\n' basicConstraints=critical,CA:FALSE keyUsage=critical,digitalSignature \
+        extendedKeyUsage=clientAuth subjectKeyIdentifier=hash authorityKeyIdentifier=keyid >"$dir/client.ext"
+    local cn
+    for n in server client; do
+        cn=localhost
+        [[ $n == client ]] && cn=tlsclient
+        ossl req -new -key "$dir/$n.key" -subj "/CN=$cn" -out "$dir/$n.csr" || return 1
+        ossl x509 -req -in "$dir/$n.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+            -days "$days" -extfile "$dir/$n.ext" -out "$dir/$n.pem" || return 1
+    done
+    cat "$dir/client.pem" "$dir/client.key" >"$dir/client-bundle.pem"
+    rm -f "$dir"/*.csr "$dir"/*.ext "$dir"/*.srl
+    # test material: the server keys are readable by whichever user runs a server
+    chmod 644 "$dir"/*.pem "$dir/server.key" "$dir/client.key"
+    chmod 600 "$dir/ca.key"
+}
+
+tls_certs() {
+    tls_certs_ok && return 0
+    local tmp=$SVC/tls.tmp
+    log "tls: making the test CA and certificates in $TLS_DIR"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    tls_make "$tmp" || { tail -n 40 "$tmp/openssl.log" >&2; die "tls: openssl failed (log: $tmp/openssl.log)"; }
+    rm -f "$tmp/openssl.log"
+    # servers still holding the old certificates restart with the new ones
+    mariadb_tls_stop
+    ferretdb_tls_stop
+    rm -rf "$TLS_DIR"
+    mv "$tmp" "$TLS_DIR"
+}
 
 # ---------------------------------------------------------------------------
 # Redis
@@ -223,28 +307,36 @@ mariadb_tcp() { mariadb --no-defaults --protocol=TCP -h 127.0.0.1 -P 3306 -u roo
 mariadb_sock() { mariadb --no-defaults --socket="$MARIADB_SOCK" -u root "$@"; }
 mariadb_ready() { mariadb_tcp -N -e 'SELECT 1' >/dev/null 2>&1; }
 
-mariadb_start() {
-    mariadb_ready && { log "mariadb: already up"; return 0; }
-    mkdir -p "$MARIADB_DIR"
-    pid_alive "$MARIADB_DIR/mysqld.pid" && return 0
+# mariadb_launch NAME DIR PORT [MARIADBD-ARGS...]: initialise DIR/data when
+# needed, then start mariadbd (socket DIR/mysqld.sock) unless it runs already.
+mariadb_launch() {
+    local name=$1 dir=$2 port=$3
+    shift 3
+    mkdir -p "$dir"
+    pid_alive "$dir/mysqld.pid" && return 0
     local user
     user=$(id -un)
-    if [[ ! -d $MARIADB_DIR/data/mysql ]]; then
-        log "mariadb: initialising $MARIADB_DIR/data"
-        rm -rf "$MARIADB_DIR/data"
-        mariadb-install-db --no-defaults --user="$user" --datadir="$MARIADB_DIR/data" \
+    if [[ ! -d $dir/data/mysql ]]; then
+        log "$name: initialising $dir/data"
+        rm -rf "$dir/data"
+        mariadb-install-db --no-defaults --user="$user" --datadir="$dir/data" \
             --auth-root-authentication-method=socket --skip-test-db \
-            >"$MARIADB_DIR/install.log" 2>&1 ||
-            { fail mariadb "$MARIADB_DIR/install.log"; return 0; }
+            >"$dir/install.log" 2>&1 ||
+            { fail "$name" "$dir/install.log"; return 0; }
     fi
-    log "mariadb: starting"
-    setsid nohup mariadbd --no-defaults --user="$user" --datadir="$MARIADB_DIR/data" \
-        --socket="$MARIADB_SOCK" --port=3306 --bind-address=127.0.0.1 \
-        --pid-file="$MARIADB_DIR/mysqld.pid" --log-error="$MARIADB_DIR/error.log" \
+    log "$name: starting"
+    setsid nohup mariadbd --no-defaults --user="$user" --datadir="$dir/data" \
+        --socket="$dir/mysqld.sock" --port="$port" --bind-address=127.0.0.1 \
+        --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" \
         --skip-log-bin --skip-name-resolve --character-set-server=utf8mb4 \
         --collation-server=utf8mb4_general_ci --innodb-buffer-pool-size=128M \
-        --innodb-flush-log-at-trx-commit=2 --tmpdir="$MARIADB_DIR" \
-        </dev/null >"$MARIADB_DIR/mariadbd.out" 2>&1 &
+        --innodb-flush-log-at-trx-commit=2 --tmpdir="$dir" "$@" \
+        </dev/null >"$dir/mariadbd.out" 2>&1 &
+}
+
+mariadb_start() {
+    mariadb_ready && { log "mariadb: already up"; return 0; }
+    mariadb_launch mariadb "$MARIADB_DIR" 3306
 }
 
 mariadb_wait() {
@@ -273,6 +365,81 @@ mariadb_stop() {
         log "mariadb: stopping"
         kill "$(cat "$MARIADB_DIR/mysqld.pid")" || true
         wait_pid_gone "$MARIADB_DIR/mysqld.pid" 60
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# MariaDB with TLS only: a second instance on 3307 (require_secure_transport)
+
+MARIADB_TLS_DIR=$SVC/mariadb-tls
+MARIADB_TLS_SOCK=$MARIADB_TLS_DIR/mysqld.sock
+# USER PASSWORD ARGS...: a TLS connection that verifies the server against ca.pem
+mariadb_tls_as() {
+    local user=$1 password=$2
+    shift 2
+    mariadb --no-defaults --protocol=TCP -h 127.0.0.1 -P 3307 -u "$user" -p"$password" \
+        --ssl --ssl-ca="$TLS_DIR/ca.pem" --ssl-verify-server-cert --connect-timeout=5 mqtt "$@"
+}
+mariadb_tls_tcp() { mariadb_tls_as root public "$@"; }
+mariadb_tls_x509() { mariadb_tls_as tlsclient public --ssl-cert="$TLS_DIR/client.pem" --ssl-key="$TLS_DIR/client.key" "$@"; }
+mariadb_tls_plain() { mariadb --no-defaults --protocol=TCP -h 127.0.0.1 -P 3307 -u root -ppublic --skip-ssl --connect-timeout=5 mqtt "$@"; }
+mariadb_tls_sock() { mariadb --no-defaults --socket="$MARIADB_TLS_SOCK" -u root "$@"; }
+# ready = root/public answers over a verified TLS connection
+mariadb_tls_ready() {
+    local v
+    v=$(mariadb_tls_tcp -N -e "SHOW SESSION STATUS LIKE 'Ssl_version'" 2>/dev/null) || return 1
+    [[ $v == Ssl_version*TLS* ]]
+}
+
+mariadb_tls_start() {
+    mariadb_tls_ready && { log "mariadb-tls: already up"; return 0; }
+    mariadb_launch mariadb-tls "$MARIADB_TLS_DIR" 3307 \
+        --ssl-ca="$TLS_DIR/ca.pem" --ssl-cert="$TLS_DIR/server.pem" --ssl-key="$TLS_DIR/server.key" \
+        --require-secure-transport=ON
+}
+
+mariadb_tls_wait() {
+    mariadb_tls_ready && { log "mariadb-tls: up"; return 0; }
+    local d=$MARIADB_TLS_DIR
+    local logs=("$d/error.log" "$d/mariadbd.out")
+    wait_until "$TIMEOUT" "" mariadb-admin --no-defaults --socket="$MARIADB_TLS_SOCK" -u root ping ||
+        { fail mariadb-tls "${logs[@]}"; return 0; }
+    # The unix socket counts as a secure transport. root@127.0.0.1 last: once
+    # it can log in, the rest is done.
+    if ! mariadb_tls_sock >"$d/setup.log" 2>&1 <<'SQL'; then
+CREATE DATABASE IF NOT EXISTS mqtt CHARACTER SET utf8mb4;
+CREATE USER IF NOT EXISTS 'tlsclient'@'%' IDENTIFIED BY 'public' REQUIRE X509;
+ALTER USER 'tlsclient'@'%' IDENTIFIED BY 'public' REQUIRE X509;
+GRANT ALL PRIVILEGES ON mqtt.* TO 'tlsclient'@'%';
+CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY 'public';
+ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY 'public';
+GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+FLUSH PRIVILEGES;
+SQL
+        fail mariadb-tls "$d/setup.log" "${logs[@]}"
+        return 0
+    fi
+    wait_until "$TIMEOUT" "" mariadb_tls_ready || { fail mariadb-tls "${logs[@]}"; return 0; }
+    # what the tests rely on: a client certificate logs tlsclient in; plain TCP is refused
+    local out
+    if ! out=$(mariadb_tls_x509 -N -e 'SELECT CURRENT_USER()' 2>&1); then
+        log "mariadb-tls: tlsclient with the client certificate: $out"
+        fail mariadb-tls "${logs[@]}"
+        return 0
+    fi
+    if out=$(mariadb_tls_plain -N -e 'SELECT 1' 2>&1); then
+        log "mariadb-tls: a plain connection was accepted"
+        fail mariadb-tls "${logs[@]}"
+        return 0
+    fi
+    log "mariadb-tls: up ($(mariadb_tls_tcp -N -e "SELECT CONCAT(VERSION(), ', ', VARIABLE_VALUE) FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Ssl_version'"); plain TCP refused)"
+}
+
+mariadb_tls_stop() {
+    if pid_alive "$MARIADB_TLS_DIR/mysqld.pid"; then
+        log "mariadb-tls: stopping"
+        kill "$(cat "$MARIADB_TLS_DIR/mysqld.pid")" || true
+        wait_pid_gone "$MARIADB_TLS_DIR/mysqld.pid" 60
     fi
 }
 
@@ -499,6 +666,47 @@ ferretdb_stop() {
 }
 
 # ---------------------------------------------------------------------------
+# FerretDB with TLS only: a second process on 27018, its own SQLite directory.
+# No -listen-tls-ca-file: with it FerretDB demands a client certificate from
+# every client (Go's tls.RequireAndVerifyClientCert).
+
+FERRET_TLS_DIR=$SVC/ferretdb-tls
+FERRET_TLS_PID=$FERRET_TLS_DIR/ferretdb.pid
+ferretdb_tls_probe() { probe mongo mongodb://127.0.0.1:27018/ "$TLS_DIR/ca.pem"; }
+ferretdb_tls_ready() { port_open 27018 && ferretdb_tls_probe >/dev/null 2>&1; }
+
+ferretdb_tls_start() {
+    pid_alive "$FERRET_TLS_PID" && return 0
+    ferretdb_tls_ready && { log "ferretdb-tls: already up (not started by this script)"; return 0; }
+    local bin
+    bin=$(ferretdb_bin)
+    mkdir -p "$FERRET_TLS_DIR/data"
+    log "ferretdb-tls: starting"
+    setsid nohup "$bin" -listen-addr '' -listen-tls 127.0.0.1:27018 \
+        -listen-tls-cert-file "$TLS_DIR/server.pem" -listen-tls-key-file "$TLS_DIR/server.key" \
+        -handler sqlite -sqlite-url "file:$FERRET_TLS_DIR/data/" -log-level warn \
+        </dev/null >"$FERRET_TLS_DIR/ferretdb.log" 2>&1 &
+    echo $! >"$FERRET_TLS_PID"
+}
+
+ferretdb_tls_wait() {
+    local out
+    if ! out=$(port_open 27018 && ferretdb_tls_probe 2>/dev/null); then
+        wait_until "$TIMEOUT" "$FERRET_TLS_PID" ferretdb_tls_ready || { fail ferretdb-tls "$FERRET_TLS_DIR/ferretdb.log"; return 0; }
+        out=$(ferretdb_tls_probe) || { fail ferretdb-tls "$FERRET_TLS_DIR/ferretdb.log"; return 0; }
+    fi
+    log "ferretdb-tls: up (reports MongoDB $out, TLS verified against ca.pem)"
+}
+
+ferretdb_tls_stop() {
+    if pid_alive "$FERRET_TLS_PID"; then
+        log "ferretdb-tls: stopping"
+        kill "$(cat "$FERRET_TLS_PID")" || true
+        wait_pid_gone "$FERRET_TLS_PID" 30
+    fi
+}
+
+# ---------------------------------------------------------------------------
 
 wait_pid_gone() { # pidfile timeout
     local pid deadline=$((SECONDS + $2))
@@ -516,6 +724,10 @@ wait_pid_gone() { # pidfile timeout
 
 env_lines() {
     local s
+    if [[ " $* " == *"-tls "* ]]; then
+        printf '%s\n' "TLS_CA_FILE=$TLS_DIR/ca.pem" "TLS_CLIENT_CERT=$TLS_DIR/client.pem" \
+            "TLS_CLIENT_KEY=$TLS_DIR/client.key" "TLS_CLIENT_BUNDLE=$TLS_DIR/client-bundle.pem"
+    fi
     for s in "$@"; do
         case $s in
         redis) echo "REDIS_URL=redis://127.0.0.1:6379" ;;
@@ -523,6 +735,11 @@ env_lines() {
         postgres) echo "PGSQL_URL=postgres://root:public@127.0.0.1:5432/mqtt" ;;
         cassandra) printf '%s\n' "CASSA_NODES=127.0.0.1:9042" "CASSA_USER=cassandra" "CASSA_PASSWORD=cassandra" ;;
         ferretdb) echo "MONGO_URL=mongodb://127.0.0.1:27017" ;;
+        mariadb-tls)
+            printf '%s\n' "MYSQL_TLS_URL=mysql://root:public@127.0.0.1:3307/mqtt" \
+                "MYSQL_TLS_X509_URL=mysql://tlsclient:public@127.0.0.1:3307/mqtt"
+            ;;
+        ferretdb-tls) echo "MONGO_TLS_URL=mongodb://127.0.0.1:27018" ;;
         esac
     done
 }
@@ -537,8 +754,10 @@ status() {
         postgres) command -v psql >/dev/null && pg_ready && up=up ;;
         cassandra) [[ -x $VENV/bin/python ]] && cassandra_ready && up=up ;;
         ferretdb) [[ -x $VENV/bin/python ]] && ferretdb_ready && up=up ;;
+        mariadb-tls) command -v mariadb >/dev/null && [[ -f $TLS_DIR/ca.pem ]] && mariadb_tls_ready && up=up ;;
+        ferretdb-tls) [[ -x $VENV/bin/python && -f $TLS_DIR/ca.pem ]] && ferretdb_tls_ready && up=up ;;
         esac
-        printf '%-10s %s\n' "$s" "$up"
+        printf '%-13s %s\n' "$s" "$up"
         [[ $up == up ]] || rc=3
     done
     return $rc
@@ -566,7 +785,7 @@ main() {
         ;;
     stop)
         local i
-        for ((i = ${#selected[@]} - 1; i >= 0; i--)); do "${selected[i]}_stop"; done
+        for ((i = ${#selected[@]} - 1; i >= 0; i--)); do "${selected[i]//-/_}_stop"; done
         return 0
         ;;
     esac
@@ -574,16 +793,19 @@ main() {
     local t0=$SECONDS
     mkdir -p "$SVC"
     ensure_packages "${selected[@]}"
-    if [[ " ${selected[*]} " == *" cassandra "* || " ${selected[*]} " == *" ferretdb "* ]]; then
+    if [[ " ${selected[*]} " == *" cassandra "* || " ${selected[*]} " == *" ferretdb"* ]]; then
         ensure_venv
+    fi
+    if [[ " ${selected[*]} " == *"-tls "* ]]; then
+        tls_certs
     fi
     # Cassandra first: it takes longest, and boots while the others start.
     local s
-    for s in cassandra redis mariadb postgres ferretdb; do
-        if [[ " ${selected[*]} " == *" $s "* ]]; then "${s}_start"; fi
+    for s in cassandra redis mariadb mariadb-tls postgres ferretdb ferretdb-tls; do
+        if [[ " ${selected[*]} " == *" $s "* ]]; then "${s//-/_}_start"; fi
     done
     for s in "${selected[@]}"; do
-        if [[ " ${FAILED[*]} " != *" $s "* ]]; then "${s}_wait"; fi
+        if [[ " ${FAILED[*]} " != *" $s "* ]]; then "${s//-/_}_wait"; fi
     done
     if ((${#FAILED[@]})); then
         log "FAILED: ${FAILED[*]} (logs under $SVC)"

@@ -4,9 +4,12 @@ Usage:
   probe.py cassandra HOST PORT USER PASSWORD [CQL ...]
       Log in, run SELECT release_version FROM system.local, then each CQL
       statement given. Prints the release version. Exit 1 if not ready.
-  probe.py mongo URI
+  probe.py mongo URI [CA_FILE [CLIENT_PEM]]
       ping, then insert, read back and delete one document in the database
       services_probe. Prints the server's version. Exit 1 if not ready.
+      With CA_FILE the connection uses TLS and verifies the server's
+      certificate (chain and host name) against CA_FILE; CLIENT_PEM is a client
+      certificate and its key in one PEM file.
 
 Each call makes one attempt with short timeouts; services.sh loops.
 """
@@ -39,11 +42,16 @@ def cassandra(host, port, user, password, *statements):
         cluster.shutdown()
 
 
-def mongo(uri):
+def mongo(uri, ca_file=None, client_pem=None):
     from pymongo import MongoClient
 
+    tls = {}
+    if ca_file:
+        tls = {"tls": True, "tlsCAFile": ca_file}
+        if client_pem:
+            tls["tlsCertificateKeyFile"] = client_pem
     client = MongoClient(
-        uri, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, socketTimeoutMS=10000
+        uri, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, socketTimeoutMS=10000, **tls
     )
     try:
         client.admin.command("ping")
@@ -66,8 +74,8 @@ def main(argv):
     try:
         if argv[1] == "cassandra" and len(argv) >= 6:
             cassandra(*argv[2:])
-        elif argv[1] == "mongo" and len(argv) == 3:
-            mongo(argv[2])
+        elif argv[1] == "mongo" and 3 <= len(argv) <= 5:
+            mongo(*argv[2:])
         else:
             print(__doc__, file=sys.stderr)
             return 2
