@@ -13,7 +13,8 @@
 //     instead of {clientid: 1};
 //   * mqtt_msg: {sender: 1, topic: 1} as the seed, plus {msgid: 1} unique
 //     (acks find messages by id) and {topic: 1, _id: 1} (fetches: a topic
-//     or topic-prefix range, in store order);
+//     or topic-prefix range, in store order) and {arrived: 1} (the sweeper
+//     removing messages past time_range);
 //   * mqtt_retain: {topic: 1} unique (retained upserts);
 //   * mqtt_acked (the seed creates it without an index):
 //     {clientid: 1, topic: 1} unique (read positions);
@@ -36,5 +37,6 @@ db.mqtt_sub.createIndex({clientid: 1, topic: 1}, {unique: true, name: "mqtt_sub_
 db.mqtt_msg.createIndex({sender: 1, topic: 1}, {name: "mqtt_msg_sender_topic"})
 db.mqtt_msg.createIndex({msgid: 1}, {unique: true, name: "mqtt_msg_msgid"})
 db.mqtt_msg.createIndex({topic: 1, _id: 1}, {name: "mqtt_msg_topic_id"})
+db.mqtt_msg.createIndex({arrived: 1}, {name: "mqtt_msg_arrived"})
 db.mqtt_retain.createIndex({topic: 1}, {unique: true, name: "mqtt_retain_topic"})
 db.mqtt_acked.createIndex({clientid: 1, topic: 1}, {unique: true, name: "mqtt_acked_clientid_topic"})

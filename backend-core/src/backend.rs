@@ -227,6 +227,21 @@ pub trait Backend: Send + Sync + 'static {
     /// Runs one rendered raw statement; returns its rows (for Redis, the
     /// reply's elements), empty for statements that return none.
     async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>>;
+
+    /// Removes stored offline messages that arrived before `before` (queue
+    /// and pubsub alike): no fetch with a `time_range` would return them.
+    /// Returns how many were removed. Removes in bounded steps, so a large
+    /// backlog never becomes one huge transaction. The engine's sweeper
+    /// ([`crate::Engine::sweep`]) calls it; the default is
+    /// [`ErrorKind::Unsupported`], for backends that bound their storage
+    /// another way.
+    async fn remove_messages_before(&self, before: Timestamp) -> BackendResult<u64> {
+        let _ = before;
+        Err(BackendError::new(
+            ErrorKind::Unsupported,
+            format!("{}: remove_messages_before is not supported", self.name()),
+        ))
+    }
 }
 
 /// Applies the fetch limits to messages already sorted oldest first: drops

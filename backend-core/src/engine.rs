@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::backend::{since_for, Ack, Backend, BackendError, FetchRequest, WriteOptions};
 use crate::config::{Action, BackendKind, Config, Function, Limits, RawStatement, Rule};
@@ -35,6 +36,7 @@ use crate::hook::{
 };
 use crate::message::{Message, QoS, Subscription};
 use crate::retry::{RetryCounters, RetryPolicy, RetryQueue, Submitted, WriteOp};
+use crate::sweep::{PoolSweeper, SweepMetrics};
 use crate::topic::{strip_shared, FilterTrie};
 
 /// Backends by pool name.
@@ -159,6 +161,8 @@ pub struct Engine {
     limits: Limits,
     hooks: [HookRules; 7],
     queues: BTreeMap<String, Arc<RetryQueue>>,
+    /// Pools that store messages, for the sweeper.
+    sweepers: Vec<PoolSweeper>,
 }
 
 impl fmt::Debug for Engine {
@@ -231,11 +235,24 @@ impl Engine {
                 queue,
             });
         }
+        let mut storing: BTreeMap<&str, Arc<dyn Backend>> = BTreeMap::new();
+        for r in config.rules() {
+            if matches!(r.action, Action::Function(Function::MessagePublish)) {
+                if let Some(b) = pools.get(&r.pool) {
+                    storing.insert(r.pool.as_str(), Arc::clone(b));
+                }
+            }
+        }
+        let sweepers = storing
+            .into_iter()
+            .map(|(pool, b)| PoolSweeper::new(pool.to_owned(), b))
+            .collect();
         Ok(Engine {
             kind: config.kind(),
             limits: config.limits(),
             hooks,
             queues,
+            sweepers,
         })
     }
 
@@ -249,6 +266,56 @@ impl Engine {
             pools.insert(name.clone(), Arc::clone(&backend));
         }
         Engine::new(config, &pools)
+    }
+
+    /// How long stored messages stay useful: the configuration's
+    /// `time_range` (`None` for `infinity`). The sweeper removes older ones.
+    pub fn retention(&self) -> Option<Duration> {
+        self.limits.time_range
+    }
+
+    /// One sweep of every pool that stores messages: removes those older
+    /// than [`Engine::retention`] (see [`crate::sweep`]). Returns the
+    /// messages removed per pool, or why a pool's sweep failed; nothing
+    /// when the retention is infinite.
+    pub async fn sweep(&self) -> Vec<(String, Result<u64, String>)> {
+        let Some(retention) = self.retention() else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(self.sweepers.len());
+        for s in &self.sweepers {
+            out.push((s.pool.clone(), s.sweep(retention).await));
+        }
+        out
+    }
+
+    /// What the sweeper did, per pool that stores messages.
+    pub fn sweep_metrics(&self) -> Vec<SweepMetrics> {
+        self.sweepers.iter().map(PoolSweeper::metrics).collect()
+    }
+
+    /// Runs [`Engine::sweep`] every `every` (see
+    /// [`crate::sweep::default_interval`]) on the current tokio runtime
+    /// until the engine is dropped or the task aborted. `None` when there
+    /// is nothing to sweep (infinite `time_range`, or no pool stores
+    /// messages) or no runtime.
+    pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) -> Option<tokio::task::JoinHandle<()>> {
+        self.retention()?;
+        if self.sweepers.is_empty() {
+            return None;
+        }
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let weak = Arc::downgrade(self);
+        let every = every.max(Duration::from_millis(10));
+        Some(handle.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(engine) = weak.upgrade() else { return };
+                engine.sweep().await;
+            }
+        }))
     }
 
     /// Whether any rule is configured for `hook`: a broker may skip building

@@ -9,6 +9,7 @@ pub mod hook;
 pub mod memory;
 pub mod message;
 pub mod retry;
+pub mod sweep;
 pub mod template;
 pub mod topic;
 pub mod value;
@@ -30,6 +31,7 @@ pub use hook::{
 pub use memory::MemoryBackend;
 pub use message::{new_message_id, Message, QoS, Subscription, Timestamp};
 pub use retry::RetryPolicy;
+pub use sweep::SweepMetrics;
 pub use template::Statement;
 pub use value::{Row, Value};
 

@@ -216,6 +216,20 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    async fn remove_messages_before(&self, before: Timestamp) -> BackendResult<u64> {
+        let mut s = self.lock();
+        let old: Vec<String> = s
+            .messages
+            .values()
+            .filter(|m| m.timestamp < before)
+            .map(|m| m.id.clone())
+            .collect();
+        for id in &old {
+            s.remove_message(id);
+        }
+        Ok(old.len() as u64)
+    }
+
     async fn fetch_messages(&self, req: &FetchRequest) -> BackendResult<Vec<Message>> {
         let mut s = self.lock();
         let start = match req.mode {

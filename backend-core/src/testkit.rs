@@ -177,6 +177,7 @@ macro_rules! conformance_tests {
             hostile_values_in_raw_statements,
             concurrent_publishers_and_subscribers,
             pubsub_reads_never_skip_under_concurrent_writers,
+            old_messages_are_swept_and_storage_stays_bounded,
         );
     };
 }

@@ -686,6 +686,56 @@ impl Backend for MongoBackend {
         Ok(())
     }
 
+    async fn remove_messages_before(&self, before: Timestamp) -> BackendResult<u64> {
+        const OP: &str = "remove_messages_before";
+        // Bounded steps (ids first, then a delete by id), so no single
+        // delete runs over a huge backlog.
+        const STEP: i64 = 10_000;
+        // `arrived` is whole seconds: a message of second s arrived before
+        // `before` only if s < before's second.
+        let cut = before.as_secs();
+        let mut removed = 0;
+        loop {
+            let ids: Vec<Bson> = self
+                .inner
+                .msgs
+                .find(doc! { "arrived": { "$lt": cut } })
+                .projection(doc! { "_id": 1 })
+                .limit(STEP)
+                .await
+                .map_err(self.err(OP))?
+                .try_collect::<Vec<Document>>()
+                .await
+                .map_err(self.err(OP))?
+                .into_iter()
+                .filter_map(|mut d| d.remove("_id"))
+                .collect();
+            if ids.is_empty() {
+                break;
+            }
+            let n = ids.len();
+            let r = self
+                .inner
+                .msgs
+                .delete_many(doc! { "_id": { "$in": ids } })
+                .await
+                .map_err(self.err(OP))?;
+            removed += r.deleted_count;
+            if (n as i64) < STEP {
+                break;
+            }
+        }
+        // Registrations of writers that died long ago.
+        self.inner
+            .writers
+            .delete_many(
+                doc! { "at": { "$lt": Timestamp::now().as_secs() - 10 * WRITER_TIMEOUT_SECS } },
+            )
+            .await
+            .map_err(self.err(OP))?;
+        Ok(removed)
+    }
+
     async fn fetch_messages(&self, req: &FetchRequest) -> BackendResult<Vec<Message>> {
         const OP: &str = "fetch_messages";
         let exact = !has_wildcards(&req.filter);

@@ -37,7 +37,7 @@ pub type IndexSpec = (
 );
 
 /// Every index (as in [`SETUP_JS`]).
-pub const INDEXES: [IndexSpec; 7] = [
+pub const INDEXES: [IndexSpec; 8] = [
     (CLIENT, &[("clientid", 1)], true, "mqtt_client_clientid"),
     (
         SUB,
@@ -53,6 +53,7 @@ pub const INDEXES: [IndexSpec; 7] = [
     ),
     (MSG, &[("msgid", 1)], true, "mqtt_msg_msgid"),
     (MSG, &[("topic", 1), ("_id", 1)], false, "mqtt_msg_topic_id"),
+    (MSG, &[("arrived", 1)], false, "mqtt_msg_arrived"),
     (RETAIN, &[("topic", 1)], true, "mqtt_retain_topic"),
     (
         ACKED,

@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS `mqtt_msg` (
   `arrived` datetime(3) NOT NULL,
   PRIMARY KEY (`id`),
   UNIQUE KEY `mqtt_msg_msgid_key` (`msgid`),
-  KEY `mqtt_msg_topic_id_idx` (`topic`,`id`)
+  KEY `mqtt_msg_topic_id_idx` (`topic`,`id`),
+  KEY `mqtt_msg_arrived_idx` (`arrived`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE TABLE IF NOT EXISTS `mqtt_retain` (

@@ -625,6 +625,29 @@ impl Backend for MysqlBackend {
         Ok(())
     }
 
+    async fn remove_messages_before(&self, before: Timestamp) -> BackendResult<u64> {
+        const OP: &str = "remove_messages_before";
+        // Bounded steps: no single huge transaction, and writers waiting
+        // on the rows get in between steps.
+        const STEP: u64 = 10_000;
+        let before = self.bind_time(sql::REMOVE_MESSAGES_BEFORE, 1, before)?;
+        let mut conn = self.conn(OP).await?;
+        let mut removed = 0;
+        loop {
+            conn.exec_drop(
+                sql::REMOVE_MESSAGES_BEFORE,
+                params(vec![before.clone(), MyValue::UInt(STEP)]),
+            )
+            .await
+            .map_err(self.my(OP))?;
+            let n = conn.affected_rows();
+            removed += n;
+            if n < STEP {
+                return Ok(removed);
+            }
+        }
+    }
+
     async fn fetch_messages(&self, request: &FetchRequest) -> BackendResult<Vec<Message>> {
         let target = TopicMatch::new(&request.filter);
         if target == TopicMatch::Nothing {

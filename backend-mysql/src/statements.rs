@@ -75,6 +75,11 @@ pub fn delete_subscriptions(n: usize) -> String {
 pub const SERIAL_LOCK: &str =
     "INSERT INTO mqtt_msg_lock (name) VALUES ('mqtt_msg') ON DUPLICATE KEY UPDATE name = name";
 
+/// The sweeper: removes up to `?` (second) messages that arrived before
+/// `?` (first), oldest first; run until it removes fewer.
+pub const REMOVE_MESSAGES_BEFORE: &str =
+    "DELETE FROM mqtt_msg WHERE arrived < ? ORDER BY arrived LIMIT ?";
+
 /// `on_message_publish` of `n` messages in one statement (msgid, sender,
 /// topic, qos, retain, payload, arrived each). Ids follow the rows' order.
 /// `REPLACE`: storing a msgid again deletes the old row and inserts a new

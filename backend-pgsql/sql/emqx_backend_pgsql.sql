@@ -55,6 +55,8 @@ ALTER TABLE mqtt_msg ADD COLUMN IF NOT EXISTS node text;
 CREATE UNIQUE INDEX IF NOT EXISTS mqtt_msg_msgid_key ON mqtt_msg (msgid);
 -- Fetches: an exact topic, or a topic prefix range, in store (id) order.
 CREATE INDEX IF NOT EXISTS mqtt_msg_topic_id_idx ON mqtt_msg (topic, id);
+-- The sweeper: messages past time_range, oldest first.
+CREATE INDEX IF NOT EXISTS mqtt_msg_arrived_idx ON mqtt_msg (arrived);
 
 CREATE TABLE IF NOT EXISTS mqtt_retain (
   id BIGSERIAL PRIMARY KEY,

@@ -553,6 +553,27 @@ impl Backend for PgsqlBackend {
         Ok(())
     }
 
+    async fn remove_messages_before(&self, before: Timestamp) -> BackendResult<u64> {
+        // Bounded steps: no single huge transaction, and writers waiting
+        // on the rows get in between steps.
+        const STEP: i64 = 10_000;
+        let before = PgTime(before);
+        let mut removed = 0;
+        loop {
+            let n = self
+                .run(
+                    "remove_messages_before",
+                    sql::REMOVE_MESSAGES_BEFORE,
+                    &[&before, &STEP],
+                )
+                .await?;
+            removed += n;
+            if n < STEP as u64 {
+                return Ok(removed);
+            }
+        }
+    }
+
     async fn fetch_messages(&self, request: &FetchRequest) -> BackendResult<Vec<Message>> {
         let target = TopicMatch::new(&request.filter);
         if target == TopicMatch::Nothing {

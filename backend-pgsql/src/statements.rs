@@ -83,6 +83,12 @@ ON CONFLICT (msgid) DO UPDATE
    retain = EXCLUDED.retain, payload = EXCLUDED.payload, arrived = EXCLUDED.arrived"
 );
 
+/// The sweeper: removes up to `$2` messages that arrived before `$1`,
+/// oldest first (an index range on `arrived`); run until it removes fewer.
+pub const REMOVE_MESSAGES_BEFORE: &str = "\
+DELETE FROM mqtt_msg WHERE id IN (
+  SELECT id FROM mqtt_msg WHERE arrived < $1 ORDER BY arrived LIMIT $2)";
+
 /// Queue-mode ack: deletes the messages `$1` (msgids).
 pub const ACK_QUEUE: &str = "DELETE FROM mqtt_msg WHERE msgid = ANY ($1::text[])";
 

@@ -654,6 +654,66 @@ impl Backend for RedisBackend {
         Ok(())
     }
 
+    /// Walks the topic index a page at a time, sweeping each page's topics
+    /// from the front of their sets (see `lua/sweep_messages.lua`). Redis
+    /// also expires every message after `msg.expired_after`; this removes
+    /// what `time_range` already hides, and the index members expiry left.
+    async fn remove_messages_before(&self, before: Timestamp) -> BackendResult<u64> {
+        const OP: &str = "remove_messages_before";
+        const PAGE: usize = 200;
+        const BUDGET: u64 = 10_000;
+        let cut = before.as_secs();
+        let mut removed = 0;
+        let mut from = b"-".to_vec();
+        loop {
+            let page: Vec<Vec<u8>> = self
+                .run(OP, true, |mut c| {
+                    let from = &from;
+                    async move {
+                        redis::cmd("ZRANGEBYLEX")
+                            .arg(keys::msg_topics())
+                            .arg(from)
+                            .arg("+")
+                            .arg("LIMIT")
+                            .arg(0)
+                            .arg(PAGE)
+                            .query_async(&mut c)
+                            .await
+                    }
+                })
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(removed);
+            };
+            loop {
+                let mut inv = scripts::SWEEP_MESSAGES.prepare_invoke();
+                inv.key(keys::msg_topics())
+                    .arg(keys::MSG_PREFIX)
+                    .arg(cut)
+                    .arg(BUDGET);
+                for t in &page {
+                    inv.arg(t);
+                }
+                let inv = &inv;
+                let (n, left): (u64, u64) = self
+                    .run(
+                        OP,
+                        true,
+                        |mut c| async move { inv.invoke_async(&mut c).await },
+                    )
+                    .await?;
+                removed += n;
+                if left > 0 {
+                    break;
+                }
+            }
+            if page.len() < PAGE {
+                return Ok(removed);
+            }
+            from = [b"(", last.as_slice()].concat();
+        }
+    }
+
     async fn fetch_messages(&self, req: &FetchRequest) -> BackendResult<Vec<Message>> {
         let topics = self.message_topics(&req.filter).await?;
         let filter = strip_shared(&req.filter);

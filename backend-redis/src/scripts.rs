@@ -28,6 +28,21 @@ use redis::Script;
 pub(crate) static STORE_MESSAGES: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/store_messages.lua")));
 
+/// The sweeper: removes the messages that arrived before a time, from the
+/// front (oldest) of each topic's set.
+///
+/// KEYS: `mqtt:msg_topics`. ARGV: the `mqtt:msg:` prefix, the cut (Unix
+/// seconds: a message whose `ts` is below it goes), a budget of members to
+/// look at, then the topics.
+///
+/// Per topic, from its set's first member: a member whose hash expired (or
+/// now belongs to another topic) leaves the set; a message older than the
+/// cut is deleted (hash and member); the first newer one ends the topic. A
+/// set left empty leaves the index. Returns the messages deleted and the
+/// budget left.
+pub(crate) static SWEEP_MESSAGES: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/sweep_messages.lua")));
+
 /// Fetches offline messages.
 ///
 /// KEYS: the start key `mqtt:acked:<client>:<filter>`, `mqtt:msg_seq`,

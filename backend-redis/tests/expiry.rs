@@ -136,3 +136,40 @@ async fn zero_or_negative_means_the_default() {
     let b = common::backend_with(&[], &config(-5)).await;
     assert_eq!(b.settings().msg_expired_after, Duration::from_secs(7200));
 }
+
+/// A topic published to and never fetched stays bounded: each store drops
+/// up to four members whose hash expired from the front of the set.
+#[tokio::test]
+async fn stores_trim_expired_members_of_a_topic_never_fetched() {
+    let short = common::backend_with(&[], &config(1)).await;
+    let long = common::backend_with(&[], &config(600)).await;
+    let mut c = common::plain().await;
+    let topic = format!("{}/t", unique("exp-trim"));
+    let set = keys::msg_topic(&topic);
+    let expiring: Vec<Message> = (0..5)
+        .map(|i| Message::new("p", &topic, QoS::AtLeastOnce, format!("short{i}")))
+        .collect();
+    short
+        .store_messages(&expiring, Default::default())
+        .await
+        .expect("store short-lived");
+    let store_long = |n: usize| {
+        let m = Message::new("p", &topic, QoS::AtLeastOnce, format!("long{n}"));
+        let long = long.clone();
+        async move {
+            long.store_messages(std::slice::from_ref(&m), Default::default())
+                .await
+                .expect("store long-lived")
+        }
+    };
+    store_long(0).await;
+    let card: i64 = cmd(&mut c, &[b"ZCARD", set.as_bytes()]).await;
+    assert_eq!(card, 6, "nothing expired yet");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    store_long(1).await;
+    let card: i64 = cmd(&mut c, &[b"ZCARD", set.as_bytes()]).await;
+    assert_eq!(card, 3, "four expired members dropped: one left, two live");
+    store_long(2).await;
+    let card: i64 = cmd(&mut c, &[b"ZCARD", set.as_bytes()]).await;
+    assert_eq!(card, 3, "the last expired member dropped: three live");
+}

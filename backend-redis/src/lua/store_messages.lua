@@ -25,6 +25,13 @@ for i = 1, n do
     'retain', ARGV[b + 5], 'payload', ARGV[b + 6], 'ts', ARGV[b + 7])
   redis.call('EXPIRE', h, ttl)
   redis.call('ZADD', z, seq, id)
+  -- Members whose hash expired go from the front of the set as new ones
+  -- come, so a topic published to and never fetched stays bounded.
+  for _ = 1, 4 do
+    local first = redis.call('ZRANGE', z, 0, 0)
+    if #first == 0 or redis.call('HGET', ARGV[2] .. first[1], 'topic') == topic then break end
+    redis.call('ZREM', z, first[1])
+  end
   if redis.call('TTL', z) < ttl then redis.call('EXPIRE', z, ttl) end
   redis.call('ZADD', KEYS[2], 0, topic)
 end

@@ -164,6 +164,18 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let engine = Arc::new(Engine::new(&config, &started.pools).map_err(|e| e.to_string())?);
+    // Bounded storage: messages past time_range are removed in the
+    // background (nothing to do with time_range = infinity).
+    if let Some(retention) = engine.retention() {
+        let every = backend_core::sweep::default_interval(retention);
+        if engine.spawn_sweeper(every).is_some() {
+            tracing::info!(
+                ?retention,
+                ?every,
+                "sweeping stored messages past time_range"
+            );
+        }
+    }
     let node = args
         .node
         .unwrap_or_else(|| format!("broker@{}", args.listen));
