@@ -228,6 +228,13 @@ pub trait Backend: Send + Sync + 'static {
     /// reply's elements), empty for statements that return none.
     async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>>;
 
+    /// Checks the server answers (`PING`, `SELECT 1`, the `ping` command):
+    /// what [`crate::Engine::check_health`] asks every pool. The default
+    /// answers `Ok` (an in-process backend is always there).
+    async fn ping(&self) -> BackendResult<()> {
+        Ok(())
+    }
+
     /// Removes stored offline messages that arrived before `before` (queue
     /// and pubsub alike): no fetch with a `time_range` would return them.
     /// Returns how many were removed. Removes in bounded steps, so a large

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use crate::backend::{since_for, Ack, Backend, BackendError, FetchRequest, WriteOptions};
 use crate::config::{Action, BackendKind, Config, Function, Limits, RawStatement, Rule};
+use crate::health::{HealthState, PoolHealth};
 use crate::hook::{
     ClientConnected, ClientDisconnected, Event, Hook, MessageDelivery, SessionSubscribed,
     SessionUnsubscribed, TopicSource,
@@ -163,6 +164,8 @@ pub struct Engine {
     queues: BTreeMap<String, Arc<RetryQueue>>,
     /// Pools that store messages, for the sweeper.
     sweepers: Vec<PoolSweeper>,
+    /// Every pool, for health checks.
+    health: Vec<(Arc<dyn Backend>, HealthState)>,
 }
 
 impl fmt::Debug for Engine {
@@ -247,12 +250,17 @@ impl Engine {
             .into_iter()
             .map(|(pool, b)| PoolSweeper::new(pool.to_owned(), b))
             .collect();
+        let health = pools
+            .iter()
+            .map(|(name, b)| (Arc::clone(b), HealthState::new(name.clone())))
+            .collect();
         Ok(Engine {
             kind: config.kind(),
             limits: config.limits(),
             hooks,
             queues,
             sweepers,
+            health,
         })
     }
 
@@ -266,6 +274,56 @@ impl Engine {
             pools.insert(name.clone(), Arc::clone(&backend));
         }
         Engine::new(config, &pools)
+    }
+
+    /// The health of every pool as last checked, with the writes waiting
+    /// in its retry queue.
+    pub fn health(&self) -> Vec<PoolHealth> {
+        self.health
+            .iter()
+            .map(|(_, h)| h.snapshot(self.queues.get(&h.pool).map_or(0, |q| q.len())))
+            .collect()
+    }
+
+    /// Pings every pool (each within [`crate::health::PING_TIMEOUT`]) and
+    /// records the result; a change of state is logged. Returns the new
+    /// health.
+    pub async fn check_health(&self) -> Vec<PoolHealth> {
+        let pings = self.health.iter().map(|(b, h)| async move {
+            let r = match tokio::time::timeout(crate::health::PING_TIMEOUT, b.ping()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!(
+                    "no answer within {:?}",
+                    crate::health::PING_TIMEOUT
+                )),
+            };
+            h.record(r);
+        });
+        join_all(pings).await;
+        self.health()
+    }
+
+    /// Runs [`Engine::check_health`] at once and then every `every`
+    /// ([`crate::health::DEFAULT_INTERVAL`] is EMQX 5's 15 s) on the
+    /// current tokio runtime, until the engine is dropped or the task
+    /// aborted. `None` without a runtime.
+    pub fn spawn_health_checks(
+        self: &Arc<Self>,
+        every: Duration,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let weak = Arc::downgrade(self);
+        let every = every.max(Duration::from_millis(10));
+        Some(handle.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(engine) = weak.upgrade() else { return };
+                engine.check_health().await;
+            }
+        }))
     }
 
     /// How long stored messages stay useful: the configuration's
@@ -599,4 +657,19 @@ fn finish(rule: &CompiledRule, result: StepResult, errors: &mut Vec<RuleError>) 
             errors.push(error);
         }
     }
+}
+
+/// Runs futures concurrently and waits for all (the engine has no
+/// `futures` dependency).
+async fn join_all<F: std::future::Future<Output = ()>>(futs: impl IntoIterator<Item = F>) {
+    let mut set: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    std::future::poll_fn(move |cx| {
+        set.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if set.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }

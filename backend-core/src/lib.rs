@@ -5,9 +5,11 @@ pub mod backend;
 pub mod config;
 pub mod delivery;
 pub mod engine;
+pub mod health;
 pub mod hook;
 pub mod memory;
 pub mod message;
+pub mod pool;
 pub mod retry;
 pub mod sweep;
 pub mod template;
@@ -24,12 +26,14 @@ pub use backend::{
 };
 pub use config::{BackendKind, Config, ConfigError, Limits, OfflineMode, PayloadFormat, Rule};
 pub use engine::{Engine, EngineError, Outcome, Pools, RuleError, RuleMetrics, Subscribed};
+pub use health::{PoolHealth, PoolState};
 pub use hook::{
     ClientConnected, ClientDisconnected, ClientInfo, Event, Hook, MessageDelivery,
     SessionSubscribed, SessionUnsubscribed,
 };
 pub use memory::MemoryBackend;
 pub use message::{new_message_id, Message, QoS, Subscription, Timestamp};
+pub use pool::{start_pool, PoolBackend, StartMode};
 pub use retry::RetryPolicy;
 pub use sweep::SweepMetrics;
 pub use template::Statement;

@@ -686,6 +686,14 @@ impl Backend for MongoBackend {
         Ok(())
     }
 
+    async fn ping(&self) -> BackendResult<()> {
+        self.database()
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map_err(self.err("ping"))?;
+        Ok(())
+    }
+
     async fn remove_messages_before(&self, before: Timestamp) -> BackendResult<u64> {
         const OP: &str = "remove_messages_before";
         // Bounded steps (ids first, then a delete by id), so no single

@@ -625,6 +625,12 @@ impl Backend for MysqlBackend {
         Ok(())
     }
 
+    async fn ping(&self) -> BackendResult<()> {
+        let mut conn = self.conn("ping").await?;
+        conn.ping().await.map_err(self.my("ping"))?;
+        Ok(())
+    }
+
     async fn remove_messages_before(&self, before: Timestamp) -> BackendResult<u64> {
         const OP: &str = "remove_messages_before";
         // Bounded steps: no single huge transaction, and writers waiting

@@ -553,6 +553,15 @@ impl Backend for PgsqlBackend {
         Ok(())
     }
 
+    async fn ping(&self) -> BackendResult<()> {
+        let client = self.client("ping").await?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(self.pg("ping"))?;
+        Ok(())
+    }
+
     async fn remove_messages_before(&self, before: Timestamp) -> BackendResult<u64> {
         // Bounded steps: no single huge transaction, and writers waiting
         // on the rows get in between steps.

@@ -654,6 +654,14 @@ impl Backend for RedisBackend {
         Ok(())
     }
 
+    async fn ping(&self) -> BackendResult<()> {
+        self.run("ping", false, |mut c| async move {
+            redis::cmd("PING").query_async::<String>(&mut c).await
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Walks the topic index a page at a time, sweeping each page's topics
     /// from the front of their sets (see `lua/sweep_messages.lua`). Redis
     /// also expires every message after `msg.expired_after`; this removes

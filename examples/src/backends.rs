@@ -1,8 +1,11 @@
 //! Connects the backend a configuration names, among those compiled in
-//! (cargo features `redis`, `pgsql`, `mysql`), or the in-memory backend.
+//! (cargo features `redis`, `pgsql`, `mysql`, `mongo`), or the in-memory
+//! backend.
 
 use std::sync::Arc;
 
+use backend_core::config::PoolConfig;
+use backend_core::pool::{start_pool, Connect, ConnectFuture, StartMode};
 use backend_core::{Backend, BackendKind, Config, MemoryBackend, Pools, QoS};
 
 /// Why the backend could not be started.
@@ -63,8 +66,16 @@ pub struct Started {
     pub commands: Option<tokio::sync::mpsc::Receiver<SubscriptionCommand>>,
 }
 
-/// Connects every pool of `config` on the chosen storage.
-pub async fn connect(config: &Config, storage: Storage) -> Result<Started, StartError> {
+/// Connects every pool of `config` on the chosen storage. With
+/// [`StartMode::Background`] a pool whose server cannot be reached starts
+/// disconnected and connects in the background (see
+/// [`backend_core::pool`]); a wrong password or a missing table fails here
+/// either way.
+pub async fn connect(
+    config: &Config,
+    storage: Storage,
+    mode: StartMode,
+) -> Result<Started, StartError> {
     if storage == Storage::Memory {
         return Ok(Started {
             pools: memory_pools(config),
@@ -72,35 +83,73 @@ pub async fn connect(config: &Config, storage: Storage) -> Result<Started, Start
         });
     }
     let kind = config.kind();
+    let (connector, commands) = connector(config)?;
+    let mut pools = Pools::new();
+    for (name, pool) in config.pools() {
+        let connect = {
+            let (connector, pool, config) = (Arc::clone(&connector), pool.clone(), config.clone());
+            Arc::new(move || connector(pool.clone(), config.clone())) as Connect
+        };
+        let backend = start_pool(name, kind.name(), mode, connect)
+            .await
+            .map_err(|e| connect_error(kind, format!("pool {name}: {e}")))?;
+        pools.insert(name.clone(), backend as Arc<dyn Backend>);
+    }
+    Ok(Started { pools, commands })
+}
+
+/// Connects one pool of a kind: what each compiled-in backend does.
+type Connector = Arc<dyn Fn(PoolConfig, Config) -> ConnectFuture + Send + Sync>;
+
+/// The connector of `config`'s kind, and the receiver of its channel's
+/// commands if it has one.
+fn connector(
+    config: &Config,
+) -> Result<
+    (
+        Connector,
+        Option<tokio::sync::mpsc::Receiver<SubscriptionCommand>>,
+    ),
+    StartError,
+> {
+    let kind = config.kind();
     match kind {
         #[cfg(feature = "redis")]
-        BackendKind::Redis => redis::connect(config)
-            .await
-            .map_err(|e| connect_error(kind, e)),
+        BackendKind::Redis => Ok(redis::connector()),
         #[cfg(feature = "pgsql")]
-        BackendKind::Pgsql => backend_pgsql::connect_pools(config)
-            .await
-            .map(|pools| Started {
-                pools,
-                commands: None,
-            })
-            .map_err(|e| connect_error(kind, e)),
+        BackendKind::Pgsql => Ok((
+            Arc::new(|pool: PoolConfig, config: Config| -> ConnectFuture {
+                Box::pin(async move {
+                    let b = backend_pgsql::PgsqlBackend::connect(&pool, &config).await?;
+                    Ok(Arc::new(b) as Arc<dyn Backend>)
+                })
+            }),
+            None,
+        )),
         #[cfg(feature = "mysql")]
-        BackendKind::Mysql => backend_mysql::connect_pools(config)
-            .await
-            .map(|pools| Started {
-                pools,
-                commands: None,
-            })
-            .map_err(|e| connect_error(kind, e)),
+        BackendKind::Mysql => Ok((
+            Arc::new(|pool: PoolConfig, config: Config| -> ConnectFuture {
+                Box::pin(async move {
+                    let b = backend_mysql::MysqlBackend::connect(&pool, &config).await?;
+                    Ok(Arc::new(b) as Arc<dyn Backend>)
+                })
+            }),
+            None,
+        )),
+        #[cfg(feature = "mongo")]
+        BackendKind::Mongo => Ok((
+            Arc::new(|pool: PoolConfig, config: Config| -> ConnectFuture {
+                Box::pin(async move {
+                    let b = backend_mongo::MongoBackend::connect(&pool, &config).await?;
+                    Ok(Arc::new(b) as Arc<dyn Backend>)
+                })
+            }),
+            None,
+        )),
         _ => Err(StartError::NotCompiled { kind }),
     }
 }
 
-#[cfg_attr(
-    not(any(feature = "redis", feature = "pgsql", feature = "mysql")),
-    allow(dead_code)
-)]
 fn connect_error(kind: BackendKind, e: impl std::fmt::Display) -> StartError {
     StartError::Connect {
         kind,
@@ -122,53 +171,56 @@ pub fn memory_pools(config: &Config) -> Pools {
 mod redis {
     use std::sync::Arc;
 
-    use backend_core::{Config, Pools};
-    use backend_redis::{ChannelCommand, RedisBackend, RedisError};
+    use backend_core::config::PoolConfig;
+    use backend_core::pool::ConnectFuture;
+    use backend_core::{Backend, Config};
+    use backend_redis::{ChannelCommand, ChannelListener, RedisBackend};
     use tokio::sync::mpsc;
 
-    use super::{Started, SubscriptionCommand};
+    use super::{Connector, SubscriptionCommand};
 
-    /// Connects each pool, and listens to the `channel` of those that have one.
-    pub async fn connect(config: &Config) -> Result<Started, RedisError> {
-        let mut pools = Pools::new();
+    /// Connects a pool, and listens to its `channel` if it has one, from
+    /// the moment it is connected.
+    pub fn connector() -> (Connector, Option<mpsc::Receiver<SubscriptionCommand>>) {
         let (tx, rx) = mpsc::channel(1024);
-        let mut listening = false;
-        for (name, pool) in config.pools() {
-            let backend = RedisBackend::connect(pool, config).await?;
-            if backend.settings().channel.is_some() {
-                let mut listener = backend.listen()?;
+        let connector: Connector =
+            Arc::new(move |pool: PoolConfig, config: Config| -> ConnectFuture {
                 let tx = tx.clone();
-                listening = true;
-                tokio::spawn(async move {
-                    while let Some(cmd) = listener.recv().await {
-                        let cmd = match cmd {
-                            ChannelCommand::Subscribe {
-                                client_id,
-                                topic,
-                                qos,
-                            } => SubscriptionCommand::Subscribe {
-                                client_id,
-                                filter: topic,
-                                qos,
-                            },
-                            ChannelCommand::Unsubscribe { client_id, topic } => {
-                                SubscriptionCommand::Unsubscribe {
-                                    client_id,
-                                    filter: topic,
-                                }
-                            }
-                        };
-                        if tx.send(cmd).await.is_err() {
-                            break;
+                Box::pin(async move {
+                    let backend = RedisBackend::connect(&pool, &config).await?;
+                    if backend.settings().channel.is_some() {
+                        forward(backend.listen()?, tx);
+                    }
+                    Ok(Arc::new(backend) as Arc<dyn Backend>)
+                })
+            });
+        (connector, Some(rx))
+    }
+
+    fn forward(mut listener: ChannelListener, tx: mpsc::Sender<SubscriptionCommand>) {
+        tokio::spawn(async move {
+            while let Some(cmd) = listener.recv().await {
+                let cmd = match cmd {
+                    ChannelCommand::Subscribe {
+                        client_id,
+                        topic,
+                        qos,
+                    } => SubscriptionCommand::Subscribe {
+                        client_id,
+                        filter: topic,
+                        qos,
+                    },
+                    ChannelCommand::Unsubscribe { client_id, topic } => {
+                        SubscriptionCommand::Unsubscribe {
+                            client_id,
+                            filter: topic,
                         }
                     }
-                });
+                };
+                if tx.send(cmd).await.is_err() {
+                    break;
+                }
             }
-            pools.insert(name.clone(), Arc::new(backend));
-        }
-        Ok(Started {
-            pools,
-            commands: listening.then_some(rx),
-        })
+        });
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! broker [--config FILE] [--backend configured|memory] [--listen ADDR] [--node NAME]
+//!        [--require-storage]
 //! broker --check-config FILE
 //! ```
 
@@ -9,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use backend_core::{Config, Engine};
+use backend_core::{Config, Engine, StartMode};
 use examples::backends::{self, Storage};
 use rmqtt::context::ServerContext;
 use rmqtt::net::Builder;
@@ -26,6 +27,7 @@ messages through an EMQX-format backend configuration.
 
 USAGE:
     broker [--config FILE] [--backend configured|memory] [--listen ADDR] [--node NAME]
+           [--require-storage]
     broker --check-config FILE
 
 OPTIONS:
@@ -36,6 +38,10 @@ OPTIONS:
     --listen ADDR         MQTT TCP listener (default 127.0.0.1:1883)
     --node NAME           node name recorded with client status
                           (default broker@<listen address>)
+    --require-storage     exit at start when a database cannot be reached
+                          (default: start without it, queue writes, and
+                          connect in the background; a wrong password or a
+                          missing table fails at start either way)
     --check-config FILE   check a configuration, print every problem with its
                           line, and exit (0: valid, 1: problems)
     -h, --help            this text
@@ -48,6 +54,7 @@ struct Args {
     listen: SocketAddr,
     node: Option<String>,
     check: Option<String>,
+    mode: StartMode,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -57,6 +64,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
         node: None,
         check: None,
+        mode: StartMode::Background,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,6 +74,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--config" => args.config = Some(value("--config")?),
             "--check-config" => args.check = Some(value("--check-config")?),
             "--node" => args.node = Some(value("--node")?),
+            "--require-storage" => args.mode = StartMode::Required,
             "--listen" => {
                 let v = value("--listen")?;
                 args.listen = v.parse().map_err(|e| format!("--listen {v}: {e}"))?;
@@ -160,10 +169,13 @@ async fn run(args: Args) -> Result<(), String> {
             Storage::Memory,
         ),
     };
-    let started = backends::connect(&config, storage)
+    let started = backends::connect(&config, storage, args.mode)
         .await
         .map_err(|e| e.to_string())?;
     let engine = Arc::new(Engine::new(&config, &started.pools).map_err(|e| e.to_string())?);
+    // Health: every pool pinged now and every 15 s; each change of state
+    // (pool up / pool down with the error) is logged.
+    engine.spawn_health_checks(backend_core::health::DEFAULT_INTERVAL);
     // Bounded storage: messages past time_range are removed in the
     // background (nothing to do with time_range = infinity).
     if let Some(retention) = engine.retention() {

@@ -164,7 +164,13 @@ impl Db {
         let etc = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../etc")).join(file);
         let base =
             std::fs::read_to_string(&etc).unwrap_or_else(|e| panic!("{}: {e}", etc.display()));
-        lines.extend(extra.iter().cloned());
+        // An extra line replaces a line of the same key set above.
+        for e in extra {
+            if let Some((k, _)) = e.split_once(" = ") {
+                lines.retain(|l| l.split_once(" = ").map(|(lk, _)| lk) != Some(k));
+            }
+            lines.push(e.clone());
+        }
         // Drop the base file's settings that the test overrides.
         let overridden: Vec<String> = lines
             .iter()
