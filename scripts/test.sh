@@ -37,6 +37,9 @@ non_default MYSQL_URL mysql://root:public@127.0.0.1:3306/mqtt || services+=(mari
 non_default PGSQL_URL postgres://root:public@127.0.0.1:5432/mqtt || services+=(postgres)
 non_default CASSA_NODES 127.0.0.1:9042 || services+=(cassandra)
 non_default MONGO_URL mongodb://127.0.0.1:27017 || services+=(ferretdb)
+# The TLS-only servers of the TLS tests (certificates under target/services/tls).
+non_default MYSQL_TLS_URL mysql://root:public@127.0.0.1:3307/mqtt || services+=(mariadb-tls)
+non_default MONGO_TLS_URL mongodb://127.0.0.1:27018 || services+=(ferretdb-tls)
 
 if ((${#services[@]})); then
     run_step services bash scripts/services.sh "${services[@]}"

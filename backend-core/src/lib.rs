@@ -13,6 +13,8 @@ pub mod pool;
 pub mod retry;
 pub mod sweep;
 pub mod template;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod topic;
 pub mod value;
 

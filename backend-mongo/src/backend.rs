@@ -182,7 +182,27 @@ impl MongoBackend {
             server: label.clone(),
             source,
         };
-        let client = Client::with_options(settings.options).map_err(err)?;
+        let mut options = settings.options;
+        // The driver reads the TLS files while the client is built; they
+        // are removed right after.
+        let tls_files = match &settings.tls {
+            Some(files) => {
+                let f = crate::tls::driver_files(&settings.pool, files).map_err(|problem| {
+                    MongoError::Config {
+                        pool: settings.pool.clone(),
+                        key: "ssl",
+                        line: None,
+                        problem,
+                    }
+                })?;
+                options.tls = Some(mongodb::options::Tls::Enabled(f.options.clone()));
+                Some(f)
+            }
+            None => None,
+        };
+        let client = Client::with_options(options).map_err(err);
+        drop(tls_files);
+        let client = client?;
         let db = client.database(&settings.database);
         db.run_command(doc! { "ping": 1 }).await.map_err(err)?;
         schema::create_indexes(&db).await.map_err(err)?;

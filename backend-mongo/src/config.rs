@@ -3,7 +3,6 @@
 //! configuration table for every key and what it becomes.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use backend_core::config::{PoolConfig, ServerAddr};
@@ -29,6 +28,8 @@ pub struct MongoConfig {
     pub options: ClientOptions,
     /// Topology keys that have no driver equivalent and were ignored.
     pub ignored_topology: Vec<String>,
+    /// `ssl = true` and its files, applied at connect.
+    pub tls: Option<backend_core::config::TlsFiles>,
 }
 
 impl fmt::Debug for MongoConfig {
@@ -147,29 +148,13 @@ impl MongoConfig {
                 _ => ReadPreference::Primary,
             },
         ));
-        let ssl = pool.bool("ssl").unwrap_or(false);
-        if ssl {
-            let mut tls = TlsOptions::default();
-            if let Some(ca) = pool.text("cacertfile").filter(|s| !s.is_empty()) {
-                tls.ca_file_path = Some(PathBuf::from(ca));
-            }
-            let cert = pool.text("certfile").filter(|s| !s.is_empty());
-            let key = pool.text("keyfile").filter(|s| !s.is_empty());
-            match (cert, key) {
-                (None, None) => {}
-                (Some(c), None) => tls.cert_key_file_path = Some(PathBuf::from(c)),
-                (Some(c), Some(k)) if c == k => tls.cert_key_file_path = Some(PathBuf::from(c)),
-                _ => {
-                    return Err(err(
-                        "keyfile",
-                        "the driver takes the client certificate and its key as one PEM file: \
-                         put both in one file and give it as certfile (and keyfile, or leave \
-                         keyfile out)"
-                            .into(),
-                    ))
-                }
-            }
-            o.tls = Some(Tls::Enabled(tls));
+        // TLS: backend-core's one trust policy, applied at connect (see
+        // `crate::tls`); here only the keys are checked.
+        let tls = pool
+            .tls_files()
+            .map_err(|(key, problem)| err(key, problem))?;
+        if tls.is_some() {
+            o.tls = Some(Tls::Enabled(TlsOptions::default()));
         }
         let mut ignored = Vec::new();
         for (key, value) in config.topology() {
@@ -199,6 +184,7 @@ impl MongoConfig {
             database,
             options: o,
             ignored_topology: ignored,
+            tls,
         })
     }
 }

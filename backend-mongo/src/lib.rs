@@ -9,6 +9,7 @@ mod error;
 pub mod fuzzing;
 pub mod payload;
 pub mod schema;
+mod tls;
 
 pub use backend::{connect_pools, MongoBackend};
 pub use config::MongoConfig;

@@ -474,14 +474,7 @@ fn configuration_mapping() {
         (&[("server", "a:1,b:2")][..], "type"),
         (&[("type", "rs")][..], "rs_set_name"),
         (&[("password", "pw-xyz")][..], "login"),
-        (
-            &[
-                ("ssl", "true"),
-                ("certfile", "/a.pem"),
-                ("keyfile", "/b.pem"),
-            ][..],
-            "keyfile",
-        ),
+        (&[("ssl", "true"), ("certfile", "/a.pem")][..], "keyfile"),
         (&[("database", "a.b")][..], "database"),
     ] {
         match MongoConfig::from_pool(&pool(keys), &config) {

@@ -173,39 +173,41 @@ fn ensure_crypto_provider() {
     }
 }
 
+/// backend-core's one trust policy ([`backend_core::tls`]) in the redis
+/// crate's terms: the roots are always given (the CA file's, or the
+/// system's), so no other list is ever trusted.
 fn read_certificates(pool: &str, t: &TlsSettings) -> Result<TlsCertificates, RedisError> {
-    let read = |key: &'static str, path: &std::path::Path| {
-        let bytes = std::fs::read(path).map_err(|e| RedisError::TlsFile {
+    use backend_core::tls::{TlsError, TlsMaterial};
+    let files = backend_core::config::TlsFiles {
+        ca_cert_file: t.cacertfile.clone(),
+        cert_file: t.certfile.clone(),
+        key_file: t.keyfile.clone(),
+    };
+    let material = TlsMaterial::load(&files).map_err(|e| match e {
+        TlsError::Read { key, path, source } => RedisError::TlsFile {
             pool: pool.to_owned(),
             key,
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-            return Err(RedisError::TlsFile {
-                pool: pool.to_owned(),
-                key,
-                path: path.to_owned(),
-                message: "not a PEM file (no `-----BEGIN` line)".into(),
-            });
-        }
-        Ok(bytes)
-    };
-    let root_cert = t
-        .cacertfile
-        .as_deref()
-        .map(|p| read("cacertfile", p))
-        .transpose()?;
-    let client_tls = match (&t.certfile, &t.keyfile) {
-        (Some(c), Some(k)) => Some(ClientTlsConfig {
-            client_cert: read("certfile", c)?,
-            client_key: read("keyfile", k)?,
-        }),
-        _ => None,
-    };
+            path,
+            message: format!("cannot read it: {source}"),
+        },
+        TlsError::Invalid { key, path, problem } => RedisError::TlsFile {
+            pool: pool.to_owned(),
+            key,
+            path,
+            message: problem,
+        },
+        other => RedisError::Config {
+            pool: pool.to_owned(),
+            key: "ssl",
+            message: other.to_string(),
+        },
+    })?;
     Ok(TlsCertificates {
-        client_tls,
-        root_cert,
+        client_tls: material.identity().map(|id| ClientTlsConfig {
+            client_cert: id.cert_pem.clone(),
+            client_key: id.key_pem.clone(),
+        }),
+        root_cert: Some(material.roots_pem()),
     })
 }
 

@@ -284,7 +284,7 @@ async fn tls_file_errors_are_configuration_errors() {
         .await
         .expect_err("not PEM");
     assert_eq!(e.kind(), ErrorKind::Config);
-    assert!(e.to_string().contains("not a PEM file"), "{e}");
+    assert!(e.to_string().contains("no PEM certificate in it"), "{e}");
     let e = connect(&[("cacertfile", &junk)])
         .await
         .expect_err("ssl off");
