@@ -150,9 +150,25 @@ impl MongoConfig {
         ));
         // TLS: backend-core's one trust policy, applied at connect (see
         // `crate::tls`); here only the keys are checked.
-        let tls = pool
-            .tls_files()
-            .map_err(|(key, problem)| err(key, problem))?;
+        // The driver's own form, one PEM file holding the certificate and
+        // its key, may be given as `certfile` alone.
+        let cert_only = pool.bool("ssl").unwrap_or(false)
+            && pool.text("certfile").is_some_and(|s| !s.is_empty())
+            && pool.text("keyfile").is_none_or(str::is_empty);
+        let tls = match pool.tls_files() {
+            Err(("keyfile", _)) if cert_only => {
+                pool.text("certfile")
+                    .map(|c| backend_core::config::TlsFiles {
+                        ca_cert_file: pool
+                            .text("cacertfile")
+                            .filter(|s| !s.is_empty())
+                            .map(Into::into),
+                        cert_file: Some(c.into()),
+                        key_file: Some(c.into()),
+                    })
+            }
+            other => other.map_err(|(key, problem)| err(key, problem))?,
+        };
         if tls.is_some() {
             o.tls = Some(Tls::Enabled(TlsOptions::default()));
         }

@@ -474,7 +474,7 @@ fn configuration_mapping() {
         (&[("server", "a:1,b:2")][..], "type"),
         (&[("type", "rs")][..], "rs_set_name"),
         (&[("password", "pw-xyz")][..], "login"),
-        (&[("ssl", "true"), ("certfile", "/a.pem")][..], "keyfile"),
+        (&[("ssl", "true"), ("keyfile", "/a.pem")][..], "certfile"),
         (&[("database", "a.b")][..], "database"),
     ] {
         match MongoConfig::from_pool(&pool(keys), &config) {

@@ -176,3 +176,23 @@ async fn a_missing_ca_file_is_named_at_start() {
     );
     assert_eq!(e.kind(), ErrorKind::Config);
 }
+
+#[tokio::test]
+async fn a_client_certificate_and_key_in_one_file_given_as_certfile_alone() {
+    let dir = std::env::temp_dir().join(format!("mongo-tls-bundle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bundle = dir.join("client-bundle.pem");
+    let mut pem = std::fs::read(tls_file("TLS_CLIENT_CERT", "client.pem")).expect("client.pem");
+    pem.extend(std::fs::read(tls_file("TLS_CLIENT_KEY", "client.key")).expect("client.key"));
+    std::fs::write(&bundle, pem).expect("write");
+    let mut lines = ssl_with_ca();
+    lines.push(format!(
+        "backend.mongo.pool1.certfile = {}",
+        bundle.display()
+    ));
+    let b = connect(&config(&lines))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.ping().await.expect("ping");
+    let _ = std::fs::remove_dir_all(&dir);
+}
