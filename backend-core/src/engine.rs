@@ -36,6 +36,7 @@ use crate::hook::{
     SessionUnsubscribed, TopicSource,
 };
 use crate::message::{Message, QoS, Subscription};
+use crate::ordering::ClientLocks;
 use crate::retry::{RetryCounters, RetryPolicy, RetryQueue, Submitted, WriteOp};
 use crate::sweep::{PoolSweeper, SweepMetrics};
 use crate::topic::{strip_shared, FilterTrie};
@@ -166,6 +167,8 @@ pub struct Engine {
     sweepers: Vec<PoolSweeper>,
     /// Every pool, for health checks.
     health: Vec<(Arc<dyn Backend>, HealthState)>,
+    /// Orders each client's connect and disconnect writes.
+    clients: Arc<ClientLocks>,
 }
 
 impl fmt::Debug for Engine {
@@ -261,6 +264,7 @@ impl Engine {
             queues,
             sweepers,
             health,
+            clients: Arc::default(),
         })
     }
 
@@ -407,6 +411,8 @@ impl Engine {
     /// `client.connected`: records the client online and returns its stored
     /// subscriptions (from `on_subscribe_lookup`), which the broker applies.
     pub async fn on_client_connected(&self, ev: &ClientConnected) -> Outcome<Vec<Subscription>> {
+        // After a detached disconnect of the same client, never before it.
+        let _ordered = self.clients.lock(&ev.client.client_id).await;
         let mut out = Outcome::<Vec<Subscription>>::default();
         let event = Event::Connected(ev);
         for rule in self.matching(&event) {
@@ -440,6 +446,38 @@ impl Engine {
 
     /// `client.disconnected`: records the client offline.
     pub async fn on_client_disconnected(&self, ev: &ClientDisconnected) -> Outcome<()> {
+        let _ordered = self.clients.lock(&ev.client.client_id).await;
+        self.client_disconnected(ev).await
+    }
+
+    /// `client.disconnected` without waiting for the database: returns once
+    /// the event is in line behind the client's earlier connect and
+    /// disconnect writes, and runs it on the current tokio runtime; the
+    /// client's next [`Engine::on_client_connected`] runs after it. What a
+    /// broker's disconnect hook should call, so that a session being taken
+    /// over by a quick reconnect is never held up by the database. Errors
+    /// are logged and counted in the rule metrics. Without a runtime it
+    /// runs in place.
+    pub async fn detach_client_disconnected(self: &Arc<Self>, ev: ClientDisconnected) {
+        let ordered = self.clients.lock(&ev.client.client_id).await;
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            let _ = self.client_disconnected(&ev).await;
+            return;
+        };
+        let engine = Arc::clone(self);
+        handle.spawn(async move {
+            // Each failed rule was logged and counted where it ran.
+            let _ = engine.client_disconnected(&ev).await;
+            drop(ordered);
+        });
+    }
+
+    /// Clients with connect or disconnect writes under way (for tests).
+    pub fn clients_in_flight(&self) -> usize {
+        self.clients.len()
+    }
+
+    async fn client_disconnected(&self, ev: &ClientDisconnected) -> Outcome<()> {
         let mut out = Outcome::default();
         let event = Event::Disconnected(ev);
         for rule in self.matching(&event) {

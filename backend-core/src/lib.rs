@@ -18,6 +18,7 @@ pub mod tls;
 pub mod topic;
 pub mod value;
 
+mod ordering;
 mod suggest;
 
 #[cfg(feature = "testkit")]

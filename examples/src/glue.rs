@@ -9,6 +9,7 @@
 //! packet id in a [`DeliveryTracker`] for the ack.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use backend_core::delivery::DeliveryTracker;
@@ -32,7 +33,8 @@ use rmqtt::types::{
 pub const MESSAGE_ID_PROPERTY: &str = "x-storage-message-id";
 
 /// The hooks this glue listens to.
-const HOOKS: [Type; 9] = [
+const HOOKS: [Type; 10] = [
+    Type::ClientConnect,
     Type::ClientConnected,
     Type::ClientDisconnected,
     Type::SessionSubscribed,
@@ -50,6 +52,7 @@ pub async fn install(scx: &ServerContext, engine: Arc<Engine>, node: String) -> 
         engine,
         tracker: DeliveryTracker::new(),
         node,
+        scx: scx.clone(),
     });
     let register = scx.extends.hook_mgr().register();
     for typ in HOOKS {
@@ -66,6 +69,7 @@ pub struct StorageHooks {
     engine: Arc<Engine>,
     tracker: DeliveryTracker,
     node: String,
+    scx: ServerContext,
 }
 
 struct HookRef(Arc<StorageHooks>);
@@ -75,6 +79,7 @@ impl Handler for HookRef {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         let h = &self.0;
         match param {
+            Parameter::ClientConnect(info) => h.await_takeover(info.id()).await,
             Parameter::ClientConnected(s) => h.connected(s).await,
             Parameter::ClientDisconnected(s, reason) => h.disconnected(s, reason.to_string()).await,
             Parameter::SessionSubscribed(s, sub) => h.subscribed(s, sub).await,
@@ -122,6 +127,37 @@ impl StorageHooks {
         }
     }
 
+    /// A clean session that received DISCONNECT stops reading its messages
+    /// at once but leaves rmqtt's registry only after its disconnect work;
+    /// a client reconnecting at once with the same id meanwhile sends its
+    /// takeover ("kick") to that session, which never answers, and rmqtt
+    /// refuses the connection (CONNACK 3, "server unavailable"). So a new
+    /// connection first waits (up to 3 s) until such a session is gone. A
+    /// session still connected answers the kick; a persistent one answers it
+    /// from its offline loop: neither is waited for.
+    async fn await_takeover(&self, id: &Id) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut waited = false;
+        loop {
+            let old = self.scx.extends.shared().await.entry(id.clone()).session();
+            let Some(old) = old.filter(|o| o.id != *id) else {
+                break;
+            };
+            if old.connected().await.unwrap_or(true) || !is_clean(&old).await {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(client = %id.client_id, "the previous session is still leaving after 3 s");
+                break;
+            }
+            waited = true;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if waited {
+            tracing::debug!(client = %id.client_id, "waited for the previous clean session to leave");
+        }
+    }
+
     async fn connected(&self, s: &Session) {
         let ev = ClientConnected {
             client: self.client_info(s),
@@ -139,7 +175,10 @@ impl StorageHooks {
             reason,
             timestamp: Timestamp::now(),
         };
-        self.engine.on_client_disconnected(&ev).await;
+        // Detached: a session being taken over by a quick reconnect must
+        // not wait for the database (the engine keeps the client's writes
+        // in order).
+        self.engine.detach_client_disconnected(ev).await;
     }
 
     async fn subscribed(&self, s: &Session, sub: &Subscribe) {
@@ -236,6 +275,20 @@ impl StorageHooks {
             let ev = delivery(s, p, id);
             self.engine.on_message_acked(&ev).await;
         }
+    }
+}
+
+/// Whether a session ends when it disconnects (MQTT 3.1.1 clean session;
+/// MQTT 5 session expiry 0, from CONNECT or DISCONNECT), as rmqtt decides.
+async fn is_clean(s: &Session) -> bool {
+    let disconnect = s.disconnect().await.ok().flatten();
+    match s.connect_info().await.as_deref() {
+        Ok(rmqtt::types::ConnectInfo::V3(_, c)) => c.clean_session,
+        Ok(_) => s
+            .fitter
+            .session_expiry_interval(disconnect.as_ref())
+            .is_zero(),
+        Err(_) => true,
     }
 }
 

@@ -161,3 +161,8 @@ fn check_config_reports_lines() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (pgsql backend"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_reconnects_are_accepted() {
+    scenarios::quick_reconnects_are_accepted(&Db::memory()).await;
+}

@@ -30,3 +30,8 @@ async fn retained_message_survives_a_restart() {
 async fn client_status_is_recorded() {
     scenarios::client_status_is_recorded(&Db::mysql().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_reconnects_are_accepted() {
+    scenarios::quick_reconnects_are_accepted(&Db::mysql().await).await;
+}

@@ -89,3 +89,8 @@ async fn channel_subscribes_an_online_client() {
     device.disconnect().await;
     publisher.disconnect().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_reconnects_are_accepted() {
+    scenarios::quick_reconnects_are_accepted(&Db::redis().await).await;
+}

@@ -175,3 +175,80 @@ pub async fn client_status_is_recorded(db: &Db) {
     assert_eq!(offline.state, 0, "offline: {offline:?}");
     assert!(offline.online_at && offline.offline_at, "{offline:?}");
 }
+
+/// A v3.1.1 client connects, disconnects and connects again at once with
+/// the same client id, twenty times: every CONNACK accepts it, as without
+/// storage; and after the last connect the database records it online
+/// (the detached disconnect writes never land after the next connect).
+pub async fn quick_reconnects_are_accepted(db: &Db) {
+    let broker = start(db, &unique("quick"), &[]).await;
+    quick_reconnects_on(db, broker).await;
+}
+
+/// [`quick_reconnects_are_accepted`] on a running broker.
+pub async fn quick_reconnects_on(db: &Db, broker: Broker) {
+    use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Outgoing, Packet};
+    let id = unique("quick");
+    let connect = |round: usize| {
+        let id = id.clone();
+        let port = broker.port;
+        async move {
+            let mut opts = MqttOptions::new(&id, "127.0.0.1", port);
+            opts.set_clean_session(true);
+            let (client, mut el) = AsyncClient::new(opts, 10);
+            let ack = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    match el.poll().await {
+                        Ok(Event::Incoming(Packet::ConnAck(ack))) => return Ok(ack.code),
+                        Ok(_) => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: no CONNACK within 10 s"));
+            (client, el, ack)
+        }
+    };
+    for round in 0..20 {
+        let (client, mut el, ack) = connect(round).await;
+        assert_eq!(
+            ack,
+            Ok(ConnectReturnCode::Success),
+            "round {round}: the reconnect was refused; broker log:\n{}",
+            broker.log_text()
+        );
+        client.disconnect().await.expect("send DISCONNECT");
+        // Until the DISCONNECT is on the wire, then connect again at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+    let (_client, mut el, ack) = connect(20).await;
+    assert_eq!(ack, Ok(ConnectReturnCode::Success));
+    let poller = tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    if !matches!(db, Db::Memory) {
+        let started = std::time::Instant::now();
+        loop {
+            let s = db.status(&id).await;
+            if s.as_ref().is_some_and(|s| s.state == 1) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "still recorded {s:?} after the last connect"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // And it stays online: no late offline write lands after.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(db.status(&id).await.map(|s| s.state), Some(1));
+    }
+    poller.abort();
+}
