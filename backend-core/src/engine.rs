@@ -97,6 +97,63 @@ pub struct Subscribed {
     pub retained: Vec<Message>,
 }
 
+/// The MQTT subscription options that decide what a new subscription gets
+/// from storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryOptions {
+    /// MQTT 5 No Local: the client never gets what it published itself.
+    pub no_local: bool,
+    /// Whether retained messages go out on this subscribe (MQTT 5 retain
+    /// handling 0, or 1 for a new subscription; not 2).
+    pub send_retained: bool,
+}
+
+impl Default for DeliveryOptions {
+    /// MQTT 3.1.1's behaviour: retained messages sent, no No Local.
+    fn default() -> Self {
+        DeliveryOptions {
+            no_local: false,
+            send_retained: true,
+        }
+    }
+}
+
+impl Subscribed {
+    /// What to deliver to `client_id` under `options`, so that storage
+    /// never hands out what MQTT kept from the client: with No Local, none
+    /// of the offline messages it published itself; without retained
+    /// delivery, no retained messages; and an offline message that is also
+    /// a retained one goes once, as retained.
+    ///
+    /// ```
+    /// use backend_core::{engine::{DeliveryOptions, Subscribed}, Message, QoS};
+    /// let own = Message::new("me", "a/b", QoS::AtLeastOnce, "mine");
+    /// let other = Message::new("you", "a/b", QoS::AtLeastOnce, "yours");
+    /// let s = Subscribed { offline: vec![own.clone(), other.clone()], retained: vec![other.clone()] };
+    /// let d = s.to_deliver("me", DeliveryOptions { no_local: true, send_retained: true });
+    /// assert!(d.offline.is_empty(), "own message kept back; the other goes as retained");
+    /// assert_eq!(d.retained, vec![other.clone()]);
+    /// // Retain handling 2: no retained messages; the stored one goes as offline.
+    /// let s = Subscribed { offline: vec![own.clone(), other.clone()], retained: vec![other.clone()] };
+    /// let d = s.to_deliver("me", DeliveryOptions { no_local: false, send_retained: false });
+    /// assert_eq!((d.offline, d.retained), (vec![own, other], vec![]));
+    /// ```
+    pub fn to_deliver(self, client_id: &str, options: DeliveryOptions) -> Subscribed {
+        let retained = if options.send_retained {
+            self.retained
+        } else {
+            Vec::new()
+        };
+        let offline = self
+            .offline
+            .into_iter()
+            .filter(|m| !(options.no_local && m.sender == client_id))
+            .filter(|m| !retained.iter().any(|r| r.id == m.id))
+            .collect();
+        Subscribed { offline, retained }
+    }
+}
+
 /// Counters of one rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleMetrics {
@@ -316,6 +373,23 @@ impl Engine {
         self: &Arc<Self>,
         every: Duration,
     ) -> Option<tokio::task::JoinHandle<()>> {
+        self.spawn_every(every, |engine| async move {
+            engine.check_health().await;
+        })
+    }
+
+    /// Runs `job` at once and then every `every` on the current tokio
+    /// runtime, until the engine is dropped (the task holds it weakly) or
+    /// the task aborted. `None` without a runtime.
+    fn spawn_every<F, Fut>(
+        self: &Arc<Self>,
+        every: Duration,
+        job: F,
+    ) -> Option<tokio::task::JoinHandle<()>>
+    where
+        F: Fn(Arc<Engine>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let handle = tokio::runtime::Handle::try_current().ok()?;
         let weak = Arc::downgrade(self);
         let every = every.max(Duration::from_millis(10));
@@ -325,7 +399,7 @@ impl Engine {
             loop {
                 tick.tick().await;
                 let Some(engine) = weak.upgrade() else { return };
-                engine.check_health().await;
+                job(engine).await;
             }
         }))
     }
@@ -366,18 +440,9 @@ impl Engine {
         if self.sweepers.is_empty() {
             return None;
         }
-        let handle = tokio::runtime::Handle::try_current().ok()?;
-        let weak = Arc::downgrade(self);
-        let every = every.max(Duration::from_millis(10));
-        Some(handle.spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(engine) = weak.upgrade() else { return };
-                engine.sweep().await;
-            }
-        }))
+        self.spawn_every(every, |engine| async move {
+            engine.sweep().await;
+        })
     }
 
     /// Whether any rule is configured for `hook`: a broker may skip building

@@ -28,7 +28,9 @@ pub use backend::{
     Ack, Backend, BackendError, BackendResult, ClientStatus, ErrorKind, FetchRequest, WriteOptions,
 };
 pub use config::{BackendKind, Config, ConfigError, Limits, OfflineMode, PayloadFormat, Rule};
-pub use engine::{Engine, EngineError, Outcome, Pools, RuleError, RuleMetrics, Subscribed};
+pub use engine::{
+    DeliveryOptions, Engine, EngineError, Outcome, Pools, RuleError, RuleMetrics, Subscribed,
+};
 pub use health::{PoolHealth, PoolState};
 pub use hook::{
     ClientConnected, ClientDisconnected, ClientInfo, Event, Hook, MessageDelivery,

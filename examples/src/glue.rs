@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use backend_core::delivery::DeliveryTracker;
 use backend_core::{
-    new_message_id, ClientConnected, ClientDisconnected, ClientInfo, Engine, Message,
-    MessageDelivery, QoS, SessionSubscribed, SessionUnsubscribed, Subscription, Timestamp,
+    new_message_id, ClientConnected, ClientDisconnected, ClientInfo, DeliveryOptions, Engine,
+    Message, MessageDelivery, QoS, SessionSubscribed, SessionUnsubscribed, Subscribed,
+    Subscription, Timestamp,
 };
 use bytestring::ByteString;
 
@@ -190,22 +191,22 @@ impl StorageHooks {
             filter: sub.topic_filter.to_string(),
             qos: from_rmqtt_qos(granted),
         };
-        let found = self.engine.on_session_subscribed(&ev).await.output;
-        let retained = if matches!(
-            sub.opts.retain_handling(),
-            Some(RetainHandling::NoAtSubscribe)
-        ) {
-            Vec::new()
-        } else {
-            found.retained
+        let options = DeliveryOptions {
+            no_local: sub.opts.no_local().unwrap_or(false),
+            send_retained: !matches!(
+                sub.opts.retain_handling(),
+                Some(RetainHandling::NoAtSubscribe)
+            ),
         };
-        // A retained message that is also stored goes out once, as retained;
-        // and nothing the session already holds for the client goes again.
-        let offline: Vec<Message> = found
-            .offline
-            .into_iter()
-            .filter(|m| !retained.iter().any(|r| r.id == m.id))
-            .collect();
+        // Nothing MQTT kept from the client (No Local, retain handling);
+        // a retained message that is also stored goes out once, as retained.
+        let Subscribed { offline, retained } = self
+            .engine
+            .on_session_subscribed(&ev)
+            .await
+            .output
+            .to_deliver(&client_id, options);
+        // And nothing the session already holds for the client goes again.
         let offline = self.tracker.skip_pending(&client_id, offline);
         if retained.is_empty() && offline.is_empty() {
             return;

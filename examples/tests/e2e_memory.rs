@@ -166,3 +166,8 @@ fn check_config_reports_lines() {
 async fn quick_reconnects_are_accepted() {
     scenarios::quick_reconnects_are_accepted(&Db::memory()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_local_is_kept_for_stored_messages() {
+    scenarios::no_local_is_kept_for_stored_messages(&Db::memory()).await;
+}

@@ -35,3 +35,8 @@ async fn client_status_is_recorded() {
 async fn quick_reconnects_are_accepted() {
     scenarios::quick_reconnects_are_accepted(&Db::pgsql().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_local_is_kept_for_stored_messages() {
+    scenarios::no_local_is_kept_for_stored_messages(&Db::pgsql().await).await;
+}

@@ -94,3 +94,8 @@ async fn channel_subscribes_an_online_client() {
 async fn quick_reconnects_are_accepted() {
     scenarios::quick_reconnects_are_accepted(&Db::redis().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_local_is_kept_for_stored_messages() {
+    scenarios::no_local_is_kept_for_stored_messages(&Db::redis().await).await;
+}

@@ -252,3 +252,87 @@ pub async fn quick_reconnects_on(db: &Db, broker: Broker) {
     }
     poller.abort();
 }
+
+/// MQTT 5 No Local: a client subscribed with No Local publishes QoS 1
+/// messages it rightly does not get; it reconnects with clean start and
+/// subscribes again (queue and pubsub filters): the backend must not hand
+/// it its own messages either. Another client's message still arrives.
+pub async fn no_local_is_kept_for_stored_messages(db: &Db) {
+    use rumqttc::v5::mqttbytes::v5::{Filter, Packet};
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    let broker = start(db, &unique("nolocal"), &[]).await;
+    let id = unique("nl");
+    let root = unique("nl");
+    let filters = [format!("queue/{root}/q"), format!("pubsub/{root}/p")];
+    let v5 = |port: u16, id: &str| {
+        let mut o = MqttOptions::new(id, "127.0.0.1", port);
+        o.set_clean_start(true);
+        AsyncClient::new(o, 100)
+    };
+    // Runs the event loop, collecting publishes, until `quiet` passes.
+    async fn received(el: &mut rumqttc::v5::EventLoop, quiet: Duration) -> Vec<String> {
+        let mut got = Vec::new();
+        while let Ok(ev) = tokio::time::timeout(quiet, el.poll()).await {
+            match ev {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    got.push(String::from_utf8_lossy(&p.payload).into_owned())
+                }
+                Ok(_) => {}
+                Err(e) => panic!("event loop: {e}"),
+            }
+        }
+        got
+    }
+    let no_local = |f: &str| {
+        let mut filter = Filter::new(f, Q5::AtLeastOnce);
+        filter.nolocal = true;
+        filter
+    };
+    let (client, mut el) = v5(broker.port, &id);
+    client
+        .subscribe_many(filters.iter().map(|f| no_local(f)))
+        .await
+        .expect("SUBSCRIBE");
+    assert!(received(&mut el, Duration::from_millis(500))
+        .await
+        .is_empty());
+    for f in &filters {
+        client
+            .publish(f.as_str(), Q5::AtLeastOnce, false, format!("own {f}"))
+            .await
+            .expect("PUBLISH");
+    }
+    let got = received(&mut el, Duration::from_millis(800)).await;
+    assert!(got.is_empty(), "No Local delivered live: {got:?}");
+    client.disconnect().await.expect("DISCONNECT");
+    let _ = received(&mut el, Duration::from_millis(300)).await;
+    // A client closes its connection after DISCONNECT.
+    drop((client, el));
+
+    // Someone else publishes too: that one must arrive.
+    let other = Client::connect(broker.port, &unique("nl-other"), true).await;
+    other
+        .publish(&filters[1], QoS::AtLeastOnce, false, b"from another")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    other.disconnect().await;
+
+    let (client, mut el) = v5(broker.port, &id);
+    client
+        .subscribe_many(filters.iter().map(|f| no_local(f)))
+        .await
+        .expect("SUBSCRIBE");
+    let got = received(&mut el, Duration::from_millis(1500)).await;
+    assert!(
+        got.iter().all(|p| !p.starts_with("own ")),
+        "the backend handed a No Local subscriber its own messages: {got:?}\n{}",
+        broker.log_text()
+    );
+    assert!(
+        got.iter().any(|p| p == "from another"),
+        "another client's stored message still arrives: {got:?}\n{}",
+        broker.log_text()
+    );
+    let _ = client.disconnect().await;
+}
