@@ -13,13 +13,12 @@
 //! `time_range = infinity` nothing is swept (Redis still expires messages
 //! after `msg.expired_after`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::backend::{Backend, ErrorKind};
 use crate::message::Timestamp;
-use std::sync::Arc;
 
 /// What the sweeper did for one pool so far.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -47,7 +46,7 @@ pub(crate) struct PoolSweeper {
     removed: AtomicU64,
     failures: AtomicU64,
     last_error: Mutex<Option<String>>,
-    unsupported: std::sync::atomic::AtomicBool,
+    unsupported: AtomicBool,
 }
 
 impl PoolSweeper {
@@ -59,7 +58,7 @@ impl PoolSweeper {
             removed: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             last_error: Mutex::new(None),
-            unsupported: std::sync::atomic::AtomicBool::new(false),
+            unsupported: AtomicBool::new(false),
         }
     }
 

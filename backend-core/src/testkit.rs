@@ -115,6 +115,39 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// Stores one binary QoS 1 message on a topic of its own and fetches it
+/// back (queue mode, through a wildcard filter), byte for byte: the round
+/// trip each backend's TLS test runs over an encrypted connection.
+/// Panics, naming the step, if anything differs.
+pub async fn store_and_fetch_back(b: &dyn Backend) {
+    let root = unique("roundtrip");
+    let m = crate::Message::new(
+        "roundtrip",
+        format!("{root}/t"),
+        crate::QoS::AtLeastOnce,
+        &b"\x00binary\xff"[..],
+    );
+    if let Err(e) = b
+        .store_messages(std::slice::from_ref(&m), Default::default())
+        .await
+    {
+        panic!("store: {e}");
+    }
+    let request = crate::FetchRequest {
+        client_id: "roundtrip".into(),
+        filter: format!("{root}/+"),
+        mode: crate::OfflineMode::Queue,
+        max_count: None,
+        since: None,
+    };
+    let got = match b.fetch_messages(&request).await {
+        Ok(got) => got,
+        Err(e) => panic!("fetch: {e}"),
+    };
+    assert_eq!(got.len(), 1, "the one message stored");
+    assert_eq!(got[0].payload, m.payload, "its payload, byte for byte");
+}
+
 /// How long one scenario may take before it fails.
 pub const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
 

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backend_core::{Backend, Config, ErrorKind, FetchRequest, Message, OfflineMode, QoS};
+use backend_core::{Backend, Config, ErrorKind};
 use backend_mongo::MongoBackend;
 
 fn tls_file(var: &str, name: &str) -> String {
@@ -93,23 +93,7 @@ async fn verified_tls_with_the_ca_file_stores_and_reads() {
         panic!("TLS FerretDB at MONGO_TLS_URL (scripts/services.sh ferretdb-tls): {e}")
     });
     b.ping().await.expect("ping over TLS");
-    let topic = format!("{}/t", backend_core::testkit::unique("tls"));
-    let m = Message::new("tls", &topic, QoS::AtLeastOnce, vec![0u8, 0xff, b'x']);
-    b.store_messages(std::slice::from_ref(&m), Default::default())
-        .await
-        .expect("store over TLS");
-    let got = b
-        .fetch_messages(&FetchRequest {
-            client_id: "tls".into(),
-            filter: topic.clone(),
-            mode: OfflineMode::Queue,
-            max_count: None,
-            since: None,
-        })
-        .await
-        .expect("fetch over TLS");
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].payload, m.payload);
+    backend_core::testkit::store_and_fetch_back(&b).await;
 }
 
 #[tokio::test]

@@ -11,9 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use backend_core::config::PoolConfig;
-use backend_core::{
-    Backend, BackendKind, Config, ErrorKind, FetchRequest, Message, OfflineMode, QoS, Value,
-};
+use backend_core::{Backend, BackendKind, Config, ErrorKind, Value};
 use backend_mysql::MysqlBackend;
 
 fn env_or(var: &str, default: &str) -> String {
@@ -88,23 +86,7 @@ async fn verified_tls_with_the_ca_file_stores_and_reads() {
         version.starts_with("TLSv1."),
         "the session is encrypted: {version:?}"
     );
-    let topic = format!("{}/t", backend_core::testkit::unique("tls"));
-    let m = Message::new("tls", &topic, QoS::AtLeastOnce, vec![0u8, 0xff, b'x']);
-    b.store_messages(std::slice::from_ref(&m), Default::default())
-        .await
-        .expect("store over TLS");
-    let got = b
-        .fetch_messages(&FetchRequest {
-            client_id: "tls".into(),
-            filter: topic.clone(),
-            mode: OfflineMode::Queue,
-            max_count: None,
-            since: None,
-        })
-        .await
-        .expect("fetch over TLS");
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].payload, m.payload);
+    backend_core::testkit::store_and_fetch_back(&b).await;
     b.ping().await.expect("ping");
 }
 

@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use backend_core::config::PoolConfig;
-use backend_core::{
-    Backend, BackendKind, Config, ErrorKind, FetchRequest, Message, OfflineMode, QoS, Value,
-};
+use backend_core::{BackendKind, Config, ErrorKind, Value};
 use backend_pgsql::{PgsqlBackend, PgsqlError};
 
 fn bin(name: &str) -> PathBuf {
@@ -369,22 +367,7 @@ fn ssl_true_verifies_the_server_and_can_present_a_client_certificate() {
         pool.set("password", "tls-secret").expect("password");
         let b = connect(&pool).await.expect("TLS with the right CA");
         assert!(uses_tls(&b).await, "the connection is encrypted");
-        let m = Message::new("tls", "tls/t", QoS::AtLeastOnce, &b"\x00binary\xff"[..]);
-        b.store_messages(std::slice::from_ref(&m), Default::default())
-            .await
-            .expect("store over TLS");
-        let got = b
-            .fetch_messages(&FetchRequest {
-                client_id: "c".into(),
-                filter: "tls/+".into(),
-                mode: OfflineMode::Queue,
-                max_count: None,
-                since: None,
-            })
-            .await
-            .expect("fetch over TLS");
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].payload, m.payload);
+        backend_core::testkit::store_and_fetch_back(&b).await;
         drop(b);
 
         // A server certificate from another CA is refused.

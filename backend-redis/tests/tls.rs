@@ -10,11 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use backend_core::config::PoolConfig;
-use backend_core::testkit::unique;
-use backend_core::{
-    Backend, BackendKind, Bytes, Config, ErrorKind, FetchRequest, Message, OfflineMode, QoS,
-    Statement, Value,
-};
+use backend_core::{Backend, BackendKind, Bytes, Config, ErrorKind, Statement, Value};
 use backend_redis::{RedisBackend, RedisError};
 
 const PORT: u16 = 6392;
@@ -174,23 +170,7 @@ async fn tls_with_client_certificates_against_a_tls_redis() {
     assert!(b.settings().target().starts_with("rediss://"));
 
     // The backend works over TLS.
-    let topic = unique("tls");
-    let m = Message::new("p", &topic, QoS::AtLeastOnce, &b"\x00secret\xff"[..]);
-    b.store_messages(std::slice::from_ref(&m), Default::default())
-        .await
-        .expect("store over TLS");
-    let got = b
-        .fetch_messages(&FetchRequest {
-            client_id: "c".into(),
-            filter: topic.clone(),
-            mode: OfflineMode::Queue,
-            max_count: None,
-            since: None,
-        })
-        .await
-        .expect("fetch over TLS");
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].payload, m.payload);
+    backend_core::testkit::store_and_fetch_back(&b).await;
     let rows = b
         .execute(&Statement::Command {
             args: vec![Bytes::from_static(b"PING")],

@@ -101,6 +101,22 @@ pub async fn connect(
 /// Connects one pool of a kind: what each compiled-in backend does.
 type Connector = Arc<dyn Fn(PoolConfig, Config) -> ConnectFuture + Send + Sync>;
 
+/// The connector of a backend type with a `connect(&PoolConfig, &Config)`.
+#[cfg_attr(
+    not(any(feature = "pgsql", feature = "mysql", feature = "mongo")),
+    allow(unused_macros)
+)]
+macro_rules! connector_of {
+    ($backend:path) => {
+        Arc::new(|pool: PoolConfig, config: Config| -> ConnectFuture {
+            Box::pin(async move {
+                let b = <$backend>::connect(&pool, &config).await?;
+                Ok(Arc::new(b) as Arc<dyn Backend>)
+            })
+        }) as Connector
+    };
+}
+
 /// The connector of `config`'s kind, and the receiver of its channel's
 /// commands if it has one.
 fn connector(
@@ -117,35 +133,11 @@ fn connector(
         #[cfg(feature = "redis")]
         BackendKind::Redis => Ok(redis::connector()),
         #[cfg(feature = "pgsql")]
-        BackendKind::Pgsql => Ok((
-            Arc::new(|pool: PoolConfig, config: Config| -> ConnectFuture {
-                Box::pin(async move {
-                    let b = backend_pgsql::PgsqlBackend::connect(&pool, &config).await?;
-                    Ok(Arc::new(b) as Arc<dyn Backend>)
-                })
-            }),
-            None,
-        )),
+        BackendKind::Pgsql => Ok((connector_of!(backend_pgsql::PgsqlBackend), None)),
         #[cfg(feature = "mysql")]
-        BackendKind::Mysql => Ok((
-            Arc::new(|pool: PoolConfig, config: Config| -> ConnectFuture {
-                Box::pin(async move {
-                    let b = backend_mysql::MysqlBackend::connect(&pool, &config).await?;
-                    Ok(Arc::new(b) as Arc<dyn Backend>)
-                })
-            }),
-            None,
-        )),
+        BackendKind::Mysql => Ok((connector_of!(backend_mysql::MysqlBackend), None)),
         #[cfg(feature = "mongo")]
-        BackendKind::Mongo => Ok((
-            Arc::new(|pool: PoolConfig, config: Config| -> ConnectFuture {
-                Box::pin(async move {
-                    let b = backend_mongo::MongoBackend::connect(&pool, &config).await?;
-                    Ok(Arc::new(b) as Arc<dyn Backend>)
-                })
-            }),
-            None,
-        )),
+        BackendKind::Mongo => Ok((connector_of!(backend_mongo::MongoBackend), None)),
         _ => Err(StartError::NotCompiled { kind }),
     }
 }
