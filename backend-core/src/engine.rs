@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,9 +37,11 @@ use crate::hook::{
 };
 use crate::message::{Message, QoS, Subscription};
 use crate::ordering::ClientLocks;
-use crate::retry::{RetryCounters, RetryPolicy, RetryQueue, Submitted, WriteOp};
 use crate::sweep::{PoolSweeper, SweepMetrics};
 use crate::topic::{strip_shared, FilterTrie};
+use crate::write::{
+    PoolWriter, RuleWriteCounters, Submitted, Ticket, WriteMetrics, WriteOp, WritePolicy,
+};
 
 /// Backends by pool name.
 pub type Pools = BTreeMap<String, Arc<dyn Backend>>;
@@ -185,10 +187,12 @@ struct Counters {
 struct CompiledRule {
     rule: Rule,
     key: String,
+    /// `key`, shared with the writes the rule has in a buffer.
+    tag: Arc<str>,
     backend: Arc<dyn Backend>,
     counters: Counters,
-    retry: Arc<RetryCounters>,
-    queue: Arc<RetryQueue>,
+    retry: Arc<RuleWriteCounters>,
+    writer: Arc<PoolWriter>,
 }
 
 #[derive(Default)]
@@ -219,7 +223,9 @@ pub struct Engine {
     kind: BackendKind,
     limits: Limits,
     hooks: [HookRules; 7],
-    queues: BTreeMap<String, Arc<RetryQueue>>,
+    writers: BTreeMap<String, Arc<PoolWriter>>,
+    /// Hooks under way, for [`Engine::flush`].
+    active: AtomicUsize,
     /// Pools that store messages, for the sweeper.
     sweepers: Vec<PoolSweeper>,
     /// Every pool, for health checks.
@@ -242,25 +248,31 @@ impl fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// An engine running `config`'s rules on the backends of `pools`, with
-    /// the default [`RetryPolicy`] for writes that fail retryably.
+    /// An engine running `config`'s rules on the backends of `pools`, each
+    /// pool writing as its conf says (`batch_size`, `buffer_size`, ...;
+    /// see [`crate::write`]) with [`WritePolicy::default`] elsewhere.
     pub fn new(config: &Config, pools: &Pools) -> Result<Engine, EngineError> {
-        Engine::with_retry(config, pools, RetryPolicy::default())
+        Engine::with_policy(config, pools, WritePolicy::default())
     }
 
-    /// An engine with its own [`RetryPolicy`] (`RetryPolicy::off()` reports
-    /// every failed write at once).
-    pub fn with_retry(
+    /// An engine whose pools write by `policy`, except where a pool's conf
+    /// sets its own keys (`WritePolicy::off()` runs each write alone and
+    /// reports every failure at once).
+    pub fn with_policy(
         config: &Config,
         pools: &Pools,
-        policy: RetryPolicy,
+        policy: WritePolicy,
     ) -> Result<Engine, EngineError> {
-        let queues: BTreeMap<String, Arc<RetryQueue>> = pools
+        let policy_of = |name: &str| match config.pools().get(name) {
+            Some(p) => policy.for_pool(p),
+            None => policy,
+        };
+        let writers: BTreeMap<String, Arc<PoolWriter>> = pools
             .iter()
             .map(|(name, b)| {
                 (
                     name.clone(),
-                    RetryQueue::new(name.clone(), Arc::clone(b), policy),
+                    PoolWriter::new(name.clone(), Arc::clone(b), policy_of(name)),
                 )
             })
             .collect();
@@ -285,17 +297,22 @@ impl Engine {
                 }
                 _ => h.always.push(idx),
             }
-            let queue = match queues.get(&rule.pool) {
-                Some(q) => Arc::clone(q),
-                None => RetryQueue::new(rule.pool.clone(), Arc::clone(backend), policy),
+            let writer = match writers.get(&rule.pool) {
+                Some(w) => Arc::clone(w),
+                None => PoolWriter::new(
+                    rule.pool.clone(),
+                    Arc::clone(backend),
+                    policy_of(&rule.pool),
+                ),
             };
             h.rules.push(CompiledRule {
                 rule: rule.clone(),
+                tag: Arc::from(key.as_str()),
                 key,
                 backend: Arc::clone(backend),
                 counters: Counters::default(),
                 retry: Arc::default(),
-                queue,
+                writer,
             });
         }
         let mut storing: BTreeMap<&str, Arc<dyn Backend>> = BTreeMap::new();
@@ -318,7 +335,8 @@ impl Engine {
             kind: config.kind(),
             limits: config.limits(),
             hooks,
-            queues,
+            writers,
+            active: AtomicUsize::new(0),
             sweepers,
             health,
             clients: Arc::default(),
@@ -337,13 +355,46 @@ impl Engine {
         Engine::new(config, &pools)
     }
 
-    /// The health of every pool as last checked, with the writes waiting
-    /// in its retry queue.
+    /// The health of every pool as last checked, with the writes in its
+    /// buffer.
     pub fn health(&self) -> Vec<PoolHealth> {
         self.health
             .iter()
-            .map(|(_, h)| h.snapshot(self.queues.get(&h.pool).map_or(0, |q| q.len())))
+            .map(|(_, h)| h.snapshot(self.writers.get(&h.pool).map_or(0, |w| w.len())))
             .collect()
+    }
+
+    /// Each pool's write counters: flushes, the writes they carried, the
+    /// largest batch, what is buffered, what was dropped.
+    pub fn write_metrics(&self) -> Vec<WriteMetrics> {
+        self.writers.values().map(|w| w.metrics()).collect()
+    }
+
+    /// Waits until every hook under way has returned and every pool's
+    /// buffer is empty, or `timeout` has passed: what a broker calls on
+    /// shutdown, after it stopped taking connections and before it exits.
+    /// Returns the writes still buffered (0: everything landed); those are
+    /// logged with their count, since they are lost when the process
+    /// exits.
+    pub async fn flush(&self, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = self.pending_writes();
+            if left == 0 && self.active.load(Ordering::SeqCst) == 0 {
+                tracing::info!("storage flushed: every write landed");
+                return 0;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::error!(
+                    writes = left,
+                    hooks = self.active.load(Ordering::SeqCst),
+                    ?timeout,
+                    "storage not flushed in time: these writes are lost"
+                );
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Pings every pool (each within [`crate::health::PING_TIMEOUT`]) and
@@ -451,9 +502,9 @@ impl Engine {
         !self.hooks[hook.index()].rules.is_empty()
     }
 
-    /// Writes waiting in the retry queues of all pools.
+    /// Writes waiting or in flight in the buffers of all pools.
     pub fn pending_writes(&self) -> usize {
-        self.queues.values().map(|q| q.len()).sum()
+        self.writers.values().map(|w| w.len()).sum()
     }
 
     /// The counters of every rule, in rule order.
@@ -479,6 +530,8 @@ impl Engine {
         // After a detached disconnect of the same client, never before it.
         let _ordered = self.clients.lock(&ev.client.client_id).await;
         let mut out = Outcome::<Vec<Subscription>>::default();
+        let _active = Active::enter(&self.active);
+        let mut steps: Steps = Vec::new();
         let event = Event::Connected(ev);
         for rule in self.matching(&event) {
             let result = match &rule.rule.action {
@@ -504,8 +557,9 @@ impl Engine {
                 Action::Statements(list) => run_statements(rule, list, &event).await,
                 Action::Function(_) => Ok(Step::Done),
             };
-            finish(rule, result, &mut out.errors);
+            steps.push((rule, result));
         }
+        settle(steps, &mut out.errors).await;
         out
     }
 
@@ -530,10 +584,13 @@ impl Engine {
             return;
         };
         let engine = Arc::clone(self);
+        // Under way from now, so that a flush waits for it.
+        self.active.fetch_add(1, Ordering::SeqCst);
         handle.spawn(async move {
             // Each failed rule was logged and counted where it ran.
             let _ = engine.client_disconnected(&ev).await;
             drop(ordered);
+            engine.active.fetch_sub(1, Ordering::SeqCst);
         });
     }
 
@@ -544,6 +601,8 @@ impl Engine {
 
     async fn client_disconnected(&self, ev: &ClientDisconnected) -> Outcome<()> {
         let mut out = Outcome::default();
+        let _active = Active::enter(&self.active);
+        let mut steps: Steps = Vec::new();
         let event = Event::Disconnected(ev);
         for rule in self.matching(&event) {
             let result = match &rule.rule.action {
@@ -553,8 +612,9 @@ impl Engine {
                 Action::Statements(list) => run_statements(rule, list, &event).await,
                 Action::Function(_) => Ok(Step::Done),
             };
-            finish(rule, result, &mut out.errors);
+            steps.push((rule, result));
         }
+        settle(steps, &mut out.errors).await;
         out
     }
 
@@ -562,6 +622,8 @@ impl Engine {
     /// (only for QoS > 0) and the retained messages matching its filter.
     pub async fn on_session_subscribed(&self, ev: &SessionSubscribed) -> Outcome<Subscribed> {
         let mut out = Outcome::<Subscribed>::default();
+        let _active = Active::enter(&self.active);
+        let mut steps: Steps = Vec::new();
         let event = Event::Subscribed(ev);
         let filter = strip_shared(&ev.filter);
         for rule in self.matching(&event) {
@@ -601,8 +663,9 @@ impl Engine {
                 Action::Statements(list) => run_statements(rule, list, &event).await,
                 Action::Function(_) => Ok(Step::Done),
             };
-            finish(rule, result, &mut out.errors);
+            steps.push((rule, result));
         }
+        settle(steps, &mut out.errors).await;
         out
     }
 
@@ -617,6 +680,8 @@ impl Engine {
     /// `on_retain_delete`; an empty payload deletes).
     pub async fn on_message_publish(&self, msg: &Message) -> Outcome<()> {
         let mut out = Outcome::default();
+        let _active = Active::enter(&self.active);
+        let mut steps: Steps = Vec::new();
         let event = Event::Publish(msg);
         for rule in self.matching(&event) {
             let options = WriteOptions {
@@ -645,14 +710,17 @@ impl Engine {
                 Action::Statements(list) => run_statements(rule, list, &event).await,
                 Action::Function(_) => Ok(Step::Done),
             };
-            finish(rule, result, &mut out.errors);
+            steps.push((rule, result));
         }
+        settle(steps, &mut out.errors).await;
         out
     }
 
     /// `message.acked`: records the ack (`on_message_acked*`).
     pub async fn on_message_acked(&self, ev: &MessageDelivery) -> Outcome<()> {
         let mut out = Outcome::default();
+        let _active = Active::enter(&self.active);
+        let mut steps: Steps = Vec::new();
         let event = Event::Acked(ev);
         for rule in self.matching(&event) {
             let result = match &rule.rule.action {
@@ -667,8 +735,9 @@ impl Engine {
                 Action::Statements(list) => run_statements(rule, list, &event).await,
                 Action::Function(_) => Ok(Step::Done),
             };
-            finish(rule, result, &mut out.errors);
+            steps.push((rule, result));
         }
+        settle(steps, &mut out.errors).await;
         out
     }
 
@@ -679,13 +748,16 @@ impl Engine {
 
     async fn statements_only(&self, event: Event<'_>) -> Outcome<()> {
         let mut out = Outcome::default();
+        let _active = Active::enter(&self.active);
+        let mut steps: Steps = Vec::new();
         for rule in self.matching(&event) {
             let result = match &rule.rule.action {
                 Action::Statements(list) => run_statements(rule, list, &event).await,
                 Action::Function(_) => Ok(Step::Done),
             };
-            finish(rule, result, &mut out.errors);
+            steps.push((rule, result));
         }
+        settle(steps, &mut out.errors).await;
         out
     }
 
@@ -704,20 +776,21 @@ impl Engine {
 enum Step {
     /// It ran.
     Done,
-    /// Its write waits in the pool's retry queue.
-    Queued,
+    /// Its writes are in the pool's buffer; their outcomes come later, so
+    /// that the writes of every rule of an event are flushed together.
+    Later(Vec<(&'static str, Ticket)>),
 }
 
 type StepResult = Result<Step, (&'static str, BackendError)>;
 
-/// A write through the pool's retry queue.
+/// Rules whose steps were taken, in rule order, waiting to be settled.
+type Steps<'a> = Vec<(&'a CompiledRule, StepResult)>;
+
+/// A write through the pool's buffer.
 async fn write(rule: &CompiledRule, op: WriteOp) -> StepResult {
     let name = op.name();
-    match rule.queue.submit(op, &rule.retry, &rule.key).await {
-        Submitted::Done => Ok(Step::Done),
-        Submitted::Queued => Ok(Step::Queued),
-        Submitted::Failed(e) => Err((name, e)),
-    }
+    let ticket = rule.writer.submit(op, &rule.retry, &rule.tag).await;
+    Ok(Step::Later(vec![(name, ticket)]))
 }
 
 async fn run_statements(
@@ -725,22 +798,58 @@ async fn run_statements(
     list: &[RawStatement],
     event: &Event<'_>,
 ) -> StepResult {
-    let mut step = Step::Done;
+    // A statement keeps its order with others on the same topic (or, for
+    // client events, of the same client).
+    let key = event.topic().unwrap_or_else(|| event.client_id());
+    let mut tickets = Vec::with_capacity(list.len());
     for s in list {
-        if let Step::Queued = write(rule, WriteOp::Execute(s.compiled.render(event))).await? {
-            step = Step::Queued;
-        }
+        let op = WriteOp::Execute(s.compiled.render(event), key.to_owned());
+        tickets.push((
+            "execute",
+            rule.writer.submit(op, &rule.retry, &rule.tag).await,
+        ));
     }
-    Ok(step)
+    Ok(Step::Later(tickets))
+}
+
+/// Waits for each rule's writes, in rule order, then counts and reports
+/// the outcome.
+async fn settle(steps: Steps<'_>, errors: &mut Vec<RuleError>) {
+    for (rule, result) in steps {
+        let result = match result {
+            Ok(Step::Later(tickets)) => {
+                let mut queued = false;
+                let mut failed = None;
+                for (name, t) in tickets {
+                    match t.outcome().await {
+                        Submitted::Done => {}
+                        Submitted::Queued => queued = true,
+                        Submitted::Failed(e) => {
+                            failed.get_or_insert((name, e));
+                        }
+                    }
+                }
+                match failed {
+                    Some(f) => Err(f),
+                    None if queued => {
+                        tracing::debug!(rule = %rule.key, "rule's write kept in the buffer for retry");
+                        continue;
+                    }
+                    None => Ok(Step::Done),
+                }
+            }
+            other => other,
+        };
+        finish(rule, result, errors);
+    }
 }
 
 fn finish(rule: &CompiledRule, result: StepResult, errors: &mut Vec<RuleError>) {
     match result {
-        Ok(Step::Done) => {
+        Ok(_) => {
             rule.counters.succeeded.fetch_add(1, Ordering::Relaxed);
             tracing::trace!(rule = %rule.key, "rule ran");
         }
-        Ok(Step::Queued) => tracing::debug!(rule = %rule.key, "rule's write queued for retry"),
         Err((operation, source)) => {
             rule.counters.failed.fetch_add(1, Ordering::Relaxed);
             let error = RuleError {
@@ -759,6 +868,22 @@ fn finish(rule: &CompiledRule, result: StepResult, errors: &mut Vec<RuleError>) 
             );
             errors.push(error);
         }
+    }
+}
+
+/// Counts a hook as under way until dropped.
+struct Active<'a>(&'a AtomicUsize);
+
+impl<'a> Active<'a> {
+    fn enter(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::SeqCst);
+        Active(n)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -252,6 +252,18 @@ impl Event<'_> {
         }
     }
 
+    /// The client the event is about (a message's sender for `publish`).
+    pub fn client_id(&self) -> &str {
+        match self {
+            Event::Connected(c) => &c.client.client_id,
+            Event::Disconnected(c) => &c.client.client_id,
+            Event::Subscribed(s) => &s.client_id,
+            Event::Unsubscribed(u) => &u.client_id,
+            Event::Publish(m) => &m.sender,
+            Event::Acked(d) | Event::Delivered(d) => &d.client_id,
+        }
+    }
+
     /// The topic a rule's filter is matched against, if the hook has one.
     pub fn topic(&self) -> Option<&str> {
         match self {

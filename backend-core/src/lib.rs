@@ -10,13 +10,13 @@ pub mod hook;
 pub mod memory;
 pub mod message;
 pub mod pool;
-pub mod retry;
 pub mod sweep;
 pub mod template;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod topic;
 pub mod value;
+pub mod write;
 
 mod ordering;
 mod suggest;
@@ -39,10 +39,10 @@ pub use hook::{
 pub use memory::MemoryBackend;
 pub use message::{new_message_id, Message, QoS, Subscription, Timestamp};
 pub use pool::{start_pool, PoolBackend, StartMode};
-pub use retry::RetryPolicy;
 pub use sweep::SweepMetrics;
 pub use template::Statement;
 pub use value::{Row, Value};
+pub use write::{BufferFull, WriteMetrics, WritePolicy};
 
 /// Re-exported so backends and brokers use the same `Bytes`.
 pub use bytes::Bytes;

@@ -293,6 +293,28 @@ async fn is_clean(s: &Session) -> bool {
     }
 }
 
+/// Closes every client connection, as an administrator's kick, each
+/// within rmqtt's own 5 s: what the broker does on shutdown once it has
+/// stopped taking connections, so that no new hook starts while
+/// [`Engine::flush`] drains the storage. Returns the clients closed.
+pub async fn disconnect_all(scx: &ServerContext) -> usize {
+    let shared = scx.extends.shared().await;
+    let ids: Vec<Id> = shared.iter().map(|e| e.id()).collect();
+    let n = ids.len();
+    let mut kicks = tokio::task::JoinSet::new();
+    for id in ids {
+        let entry = shared.entry(id);
+        kicks.spawn(async move {
+            if let Ok(mut locked) = entry.try_lock().await {
+                // A client that is already gone has nothing to close.
+                let _ = locked.kick(false, false, true).await;
+            }
+        });
+    }
+    while kicks.join_next().await.is_some() {}
+    n
+}
+
 /// Carries out a subscription change asked for from outside (the Redis
 /// channel) on the client's session, if it is connected to this broker.
 pub fn apply_command(scx: &ServerContext, cmd: SubscriptionCommand) {

@@ -71,15 +71,26 @@ impl BackendKind {
     /// The pool keys this kind accepts.
     pub fn pool_keys(self) -> &'static [KeySpec] {
         use KeyType::*;
-        const TLS: [KeySpec; 4] = [
+        // Every kind: TLS, and how the pool batches and buffers its
+        // writes (`crate::write`).
+        const COMMON: [KeySpec; 9] = [
             KeySpec::new("ssl", Bool),
             KeySpec::new("cacertfile", Text),
             KeySpec::new("certfile", Text),
             KeySpec::new("keyfile", Text),
+            KeySpec::new("batch_size", Count),
+            KeySpec::new("batch_time", Millis),
+            KeySpec::new("worker_pool_size", Count),
+            KeySpec::new("buffer_size", Natural),
+            KeySpec::new("buffer_full", OneOf(&crate::write::BufferFull::WORDS)),
         ];
         macro_rules! keys {
             ($($k:literal => $t:expr),* $(,)?) => {{
-                const K: &[KeySpec] = &[$(KeySpec::new($k, $t),)* TLS[0], TLS[1], TLS[2], TLS[3]];
+                const K: &[KeySpec] = &[
+                    $(KeySpec::new($k, $t),)*
+                    COMMON[0], COMMON[1], COMMON[2], COMMON[3], COMMON[4],
+                    COMMON[5], COMMON[6], COMMON[7], COMMON[8],
+                ];
                 K
             }};
         }
@@ -188,6 +199,10 @@ pub enum KeyType {
     Int,
     /// An integer of at least 1.
     Count,
+    /// An integer of at least 0.
+    Natural,
+    /// A duration (`0`, `10ms`, `2s`, `1m`), kept as milliseconds.
+    Millis,
     /// `true`/`false`/`on`/`off`/`1`/`0`.
     Bool,
     /// One of a few words.
@@ -409,6 +424,13 @@ pub(super) fn parse_setting(
             Ok(n) if n >= 1 => Setting::Int(n),
             _ => return Err(bad("a whole number of at least 1")),
         },
+        KeyType::Natural => match raw.parse::<i64>() {
+            Ok(n) if n >= 0 => Setting::Int(n),
+            _ => return Err(bad("a whole number")),
+        },
+        KeyType::Millis => Setting::Int(
+            parse_millis(raw).ok_or_else(|| bad("a duration such as 0, 10ms, 2s or 1m"))?,
+        ),
         KeyType::Bool => Setting::Bool(match raw {
             "true" | "on" | "1" => true,
             "false" | "off" | "0" => false,
@@ -422,6 +444,23 @@ pub(super) fn parse_setting(
             }
         }
     })
+}
+
+/// `0`, `<n>ms`, `<n>s`, `<n>m` as milliseconds (at most a day).
+fn parse_millis(raw: &str) -> Option<i64> {
+    let (n, per) = if let Some(n) = raw.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = raw.strip_suffix('s') {
+        (n, 1_000)
+    } else if let Some(n) = raw.strip_suffix('m') {
+        (n, 60_000)
+    } else if raw == "0" {
+        ("0", 1)
+    } else {
+        return None;
+    };
+    let n: i64 = n.parse().ok().filter(|n| *n >= 0)?;
+    n.checked_mul(per).filter(|ms| *ms <= 86_400_000)
 }
 
 pub(super) fn unquote(s: &str) -> &str {

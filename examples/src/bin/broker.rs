@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! broker [--config FILE] [--backend configured|memory] [--listen ADDR] [--node NAME]
-//!        [--require-storage]
+//!        [--require-storage] [--drain-timeout SECS]
 //! broker --check-config FILE
 //! ```
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use backend_core::{Config, Engine, StartMode};
 use examples::backends::{self, Storage};
@@ -27,7 +28,7 @@ messages through an EMQX-format backend configuration.
 
 USAGE:
     broker [--config FILE] [--backend configured|memory] [--listen ADDR] [--node NAME]
-           [--require-storage]
+           [--require-storage] [--drain-timeout SECS]
     broker --check-config FILE
 
 OPTIONS:
@@ -42,6 +43,10 @@ OPTIONS:
                           (default: start without it, queue writes, and
                           connect in the background; a wrong password or a
                           missing table fails at start either way)
+    --drain-timeout SECS  on SIGTERM or SIGINT: stop taking connections, close
+                          the clients, then wait up to SECS (default 10) for
+                          hooks under way and buffered writes to land before
+                          exiting; what cannot land is logged with its count
     --check-config FILE   check a configuration, print every problem with its
                           line, and exit (0: valid, 1: problems)
     -h, --help            this text
@@ -55,6 +60,7 @@ struct Args {
     node: Option<String>,
     check: Option<String>,
     mode: StartMode,
+    drain: Duration,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -65,6 +71,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         node: None,
         check: None,
         mode: StartMode::Background,
+        drain: Duration::from_secs(10),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -75,6 +82,15 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--check-config" => args.check = Some(value("--check-config")?),
             "--node" => args.node = Some(value("--node")?),
             "--require-storage" => args.mode = StartMode::Required,
+            "--drain-timeout" => {
+                let v = value("--drain-timeout")?;
+                let secs: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s >= 0.0 && *s <= 86_400.0)
+                    .ok_or_else(|| format!("--drain-timeout {v}: expected seconds (0 to 86400)"))?;
+                args.drain = Duration::from_secs_f64(secs);
+            }
             "--listen" => {
                 let v = value("--listen")?;
                 args.listen = v.parse().map_err(|e| format!("--listen {v}: {e}"))?;
@@ -219,12 +235,46 @@ async fn run(args: Args) -> Result<(), String> {
         .bind()
         .and_then(|b| b.tcp())
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let server = MqttServer::new(scx).listener(listener).build();
+    let server = MqttServer::new(scx.clone()).listener(listener).build();
+    let signal = stop_signal()?;
     tokio::select! {
-        r = server.run() => r.map_err(|e| format!("server stopped: {e}")),
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("interrupted; stopping");
-            Ok(())
-        }
+        r = server.run() => return r.map_err(|e| format!("server stopped: {e}")),
+        name = signal => tracing::info!("{name}: no new connections; closing clients"),
+    }
+    // Graceful shutdown: the listener is gone with `server`; close the
+    // clients so no new hook starts, then let the hooks under way finish
+    // and the buffered writes land.
+    let closed = examples::glue::disconnect_all(&scx).await;
+    tracing::info!(clients = closed, drain_timeout = ?args.drain, "clients closed; flushing storage");
+    let left = engine.flush(args.drain).await;
+    if left > 0 {
+        return Err(format!(
+            "{left} writes could not reach the database within {:?} and are lost",
+            args.drain
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT, with its name.
+fn stop_signal() -> Result<impl std::future::Future<Output = &'static str>, String> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT: {e}"))?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            "interrupt"
+        })
     }
 }

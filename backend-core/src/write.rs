@@ -1,0 +1,835 @@
+//! The write path of one pool: group commit, the pool's buffer, retry and
+//! back-pressure.
+//!
+//! Every write a rule makes (a message stored, an ack, a retained message,
+//! a client's status, a rendered raw statement) goes into its pool's
+//! buffer. The buffer has `worker_pool_size` lanes; a write's lane follows
+//! from its topic (or client id), so writes on one topic stay in order.
+//! Each lane has at most one flush under way. A flush takes what waits in
+//! the lane when the previous flush returns, up to `batch_size` writes,
+//! and merges them into as few backend calls as order allows: one
+//! `store_messages` for all the messages, one `ack_messages` for all the
+//! acks, and so on. So an idle pool adds no wait (a write arriving alone
+//! is flushed alone, at once), and a busy one writes in batches as large
+//! as the load makes them. `batch_time` (default 0) lets a flush that is
+//! not full linger for more writes.
+//!
+//! **What a hook waits for.** While the database answers, the hook returns
+//! once its write is committed (or has failed for a reason retrying cannot
+//! mend, which it reports). When the database is away, a failed batch
+//! stays in the buffer, in order, and is retried with a growing backoff;
+//! its hooks return at once ("queued"), and so do later writes while the
+//! outage lasts. When the buffer is full (`buffer_size` writes), what
+//! happens is `buffer_full`'s choice: `block` (the default) makes the hook
+//! wait for room, so the broker's MQTT flow control slows the publishers
+//! and nothing is lost; `drop_oldest` and `drop_new` give up a write
+//! instead, counted in [`WriteMetrics::dropped_full`] and logged.
+//!
+//! A batch whose merged call fails for a reason retrying cannot mend (one
+//! bad row, say) is split in halves until the bad write is found: the
+//! others are stored and the bad one's hook gets the error.
+//!
+//! Reads (fetches, lookups) never go through the buffer.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::backend::{Ack, Backend, BackendError, BackendResult, ErrorKind, WriteOptions};
+use crate::config::{OfflineMode, PoolConfig};
+use crate::hook::ClientInfo;
+use crate::message::{Message, Timestamp};
+use crate::template::Statement;
+
+/// What a pool does with a new write when its buffer is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BufferFull {
+    /// Wait for room: the hook (and so the publisher) waits; nothing is
+    /// lost (`buffer_full = block`, the default).
+    #[default]
+    Block,
+    /// Give up the oldest write waiting in the new write's lane
+    /// (`drop_oldest`).
+    DropOldest,
+    /// Give up the new write (`drop_new`).
+    DropNew,
+}
+
+impl BufferFull {
+    /// The conf words, in the order the config accepts them.
+    pub const WORDS: [&'static str; 3] = ["block", "drop_oldest", "drop_new"];
+
+    fn from_word(w: &str) -> Option<BufferFull> {
+        match w {
+            "block" => Some(BufferFull::Block),
+            "drop_oldest" => Some(BufferFull::DropOldest),
+            "drop_new" => Some(BufferFull::DropNew),
+            _ => None,
+        }
+    }
+}
+
+/// How one pool batches, buffers and retries its writes. The defaults
+/// apply where a pool's conf does not set `batch_size`, `batch_time`,
+/// `worker_pool_size`, `buffer_size` or `buffer_full`.
+///
+/// ```
+/// use std::time::Duration;
+/// let p = backend_core::WritePolicy { buffer_size: 50_000, ..Default::default() };
+/// assert_eq!(p.batch_size, 100);
+/// assert_eq!(p.batch_time, Duration::ZERO);
+/// assert_eq!(p.first_backoff, Duration::from_millis(100));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WritePolicy {
+    /// `batch_size`: the most writes one flush takes (default 100).
+    pub batch_size: usize,
+    /// `batch_time`: how long a flush that is not full may wait for more
+    /// writes (default 0: never; an idle pool adds no wait).
+    pub batch_time: Duration,
+    /// `worker_pool_size`: lanes, each with at most one flush under way
+    /// (default 4). A topic's writes always use the same lane.
+    pub workers: usize,
+    /// `buffer_size`: writes the pool holds, waiting or in flight (default
+    /// 10,000); 0 turns buffering off: every write runs alone and every
+    /// error is reported at once.
+    pub buffer_size: usize,
+    /// `buffer_full`: what a write finds when the buffer is full.
+    pub buffer_full: BufferFull,
+    /// The wait before the first retry of a failed batch; it doubles after
+    /// each failure.
+    pub first_backoff: Duration,
+    /// The longest wait between retries.
+    pub max_backoff: Duration,
+}
+
+impl Default for WritePolicy {
+    fn default() -> Self {
+        WritePolicy {
+            batch_size: 100,
+            batch_time: Duration::ZERO,
+            workers: 4,
+            buffer_size: 10_000,
+            buffer_full: BufferFull::Block,
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl WritePolicy {
+    /// No buffer: each write runs alone and reports its error at once.
+    pub fn off() -> Self {
+        WritePolicy {
+            buffer_size: 0,
+            ..Default::default()
+        }
+    }
+
+    /// This policy with `pool`'s own `batch_size`, `batch_time`,
+    /// `worker_pool_size`, `buffer_size` and `buffer_full`, where set.
+    ///
+    /// ```
+    /// use backend_core::{config::PoolConfig, BackendKind, BufferFull, WritePolicy};
+    /// let mut pool = PoolConfig::new(BackendKind::Pgsql, "pool1");
+    /// pool.set("batch_size", "500")?.set("batch_time", "5ms")?.set("buffer_full", "drop_new")?;
+    /// let p = WritePolicy::default().for_pool(&pool);
+    /// assert_eq!((p.batch_size, p.batch_time.as_millis()), (500, 5));
+    /// assert_eq!(p.buffer_full, BufferFull::DropNew);
+    /// # Ok::<(), backend_core::ConfigError>(())
+    /// ```
+    pub fn for_pool(mut self, pool: &PoolConfig) -> Self {
+        let count = |key: &str| {
+            pool.int(key)
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+        };
+        if let Some(n) = count("batch_size") {
+            self.batch_size = n;
+        }
+        if let Some(n) = count("worker_pool_size") {
+            self.workers = n;
+        }
+        if let Some(n) = pool
+            .int("buffer_size")
+            .and_then(|n| usize::try_from(n).ok())
+        {
+            self.buffer_size = n;
+        }
+        if let Some(ms) = pool.int("batch_time").and_then(|n| u64::try_from(n).ok()) {
+            self.batch_time = Duration::from_millis(ms);
+        }
+        if let Some(f) = pool.text("buffer_full").and_then(BufferFull::from_word) {
+            self.buffer_full = f;
+        }
+        self
+    }
+}
+
+/// A write the engine can batch and replay.
+#[derive(Debug, Clone)]
+pub(crate) enum WriteOp {
+    Store(Vec<Message>, WriteOptions),
+    StoreRetained(Vec<Message>, WriteOptions),
+    DeleteRetained(Vec<String>),
+    Ack(OfflineMode, Vec<Ack>),
+    Online(ClientInfo, Timestamp),
+    Offline(ClientInfo, Timestamp),
+    /// A rendered raw statement and what orders it (its event's topic or
+    /// client id).
+    Execute(Statement, String),
+}
+
+/// Writes that merge into one backend call share a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Store(WriteOptions),
+    StoreRetained(WriteOptions),
+    DeleteRetained,
+    Ack(OfflineMode),
+    /// Writes that run one call each, in order.
+    Single(u8),
+}
+
+impl WriteOp {
+    /// The backend operation's name, for errors and logs.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            WriteOp::Store(..) => "store_messages",
+            WriteOp::StoreRetained(..) => "store_retained",
+            WriteOp::DeleteRetained(..) => "delete_retained",
+            WriteOp::Ack(..) => "ack_messages",
+            WriteOp::Online(..) => "client_online",
+            WriteOp::Offline(..) => "client_offline",
+            WriteOp::Execute(..) => "execute",
+        }
+    }
+
+    /// What picks the lane: writes with the same key keep their order.
+    fn order_key(&self) -> &str {
+        match self {
+            WriteOp::Store(m, _) | WriteOp::StoreRetained(m, _) => {
+                m.first().map_or("", |m| m.topic.as_str())
+            }
+            WriteOp::DeleteRetained(t) => t.first().map_or("", String::as_str),
+            WriteOp::Ack(_, a) => a.first().map_or("", |a| a.topic.as_str()),
+            WriteOp::Online(c, _) | WriteOp::Offline(c, _) => &c.client_id,
+            WriteOp::Execute(_, key) => key,
+        }
+    }
+
+    fn group(&self) -> Group {
+        match self {
+            WriteOp::Store(_, o) => Group::Store(*o),
+            WriteOp::StoreRetained(_, o) => Group::StoreRetained(*o),
+            WriteOp::DeleteRetained(_) => Group::DeleteRetained,
+            WriteOp::Ack(mode, _) => Group::Ack(*mode),
+            WriteOp::Online(..) => Group::Single(0),
+            WriteOp::Offline(..) => Group::Single(1),
+            WriteOp::Execute(..) => Group::Single(2),
+        }
+    }
+
+    /// Writes of two groups that touch the same thing (a topic's retained
+    /// message, a client's status) must not swap places: a flush that
+    /// would merge them out of order is cut there.
+    fn conflict(&self) -> Option<(u8, &str)> {
+        match self {
+            WriteOp::StoreRetained(..) | WriteOp::DeleteRetained(..) => Some((0, self.order_key())),
+            WriteOp::Online(..) | WriteOp::Offline(..) => Some((1, self.order_key())),
+            _ => None,
+        }
+    }
+
+    async fn run(&self, b: &dyn Backend) -> BackendResult<()> {
+        match self {
+            WriteOp::Store(m, o) => b.store_messages(m, *o).await,
+            WriteOp::StoreRetained(m, o) => b.store_retained(m, *o).await,
+            WriteOp::DeleteRetained(t) => b.delete_retained(t).await,
+            WriteOp::Ack(mode, acks) => b.ack_messages(*mode, acks).await,
+            WriteOp::Online(c, at) => b.client_online(c, *at).await,
+            WriteOp::Offline(c, at) => b.client_offline(c, *at).await,
+            WriteOp::Execute(s, _) => b.execute(s).await.map(|_| ()),
+        }
+    }
+}
+
+/// Runs `ops` (all of one mergeable group) as one backend call.
+async fn run_merged(b: &dyn Backend, ops: &[&WriteOp]) -> BackendResult<()> {
+    let Some(first) = ops.first() else {
+        return Ok(());
+    };
+    if let [one] = ops {
+        return one.run(b).await;
+    }
+    match first.group() {
+        Group::Store(o) => {
+            let all: Vec<Message> = ops.iter().flat_map(messages).cloned().collect();
+            b.store_messages(&all, o).await
+        }
+        Group::StoreRetained(o) => {
+            let all: Vec<Message> = ops.iter().flat_map(messages).cloned().collect();
+            b.store_retained(&all, o).await
+        }
+        Group::DeleteRetained => {
+            let all: Vec<String> = ops
+                .iter()
+                .flat_map(|op| match op {
+                    WriteOp::DeleteRetained(t) => t.as_slice(),
+                    _ => &[],
+                })
+                .cloned()
+                .collect();
+            b.delete_retained(&all).await
+        }
+        Group::Ack(mode) => {
+            let all: Vec<Ack> = ops
+                .iter()
+                .flat_map(|op| match op {
+                    WriteOp::Ack(_, a) => a.as_slice(),
+                    _ => &[],
+                })
+                .cloned()
+                .collect();
+            b.ack_messages(mode, &all).await
+        }
+        Group::Single(_) => {
+            for op in ops {
+                op.run(b).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn messages<'a>(op: &&'a WriteOp) -> &'a [Message] {
+    match op {
+        WriteOp::Store(m, _) | WriteOp::StoreRetained(m, _) => m,
+        _ => &[],
+    }
+}
+
+/// How each write of a flushed batch ended: `Some(result)` when it ran,
+/// `None` when a retryable failure stopped the batch before it (or at it).
+struct BatchOutcome {
+    results: Vec<Option<BackendResult<()>>>,
+    /// The retryable failure that stopped the batch, if one did.
+    stopped: Option<BackendError>,
+    /// Backend calls made.
+    calls: u64,
+}
+
+/// Runs a batch in order, merging each group's writes into one call, and
+/// cutting the batch wherever merging would reorder writes on one topic's
+/// retained message or one client's status.
+async fn run_batch(b: &dyn Backend, ops: &[&WriteOp]) -> BatchOutcome {
+    let mut out = BatchOutcome {
+        results: (0..ops.len()).map(|_| None).collect(),
+        stopped: None,
+        calls: 0,
+    };
+    let mut start = 0;
+    while start < ops.len() && out.stopped.is_none() {
+        // One segment: groups in order of their first write.
+        let mut groups: Vec<(Group, Vec<usize>)> = Vec::new();
+        let mut touched: HashMap<(u8, &str), Group> = HashMap::new();
+        let mut end = start;
+        while end < ops.len() {
+            let g = ops[end].group();
+            if let Some(c) = ops[end].conflict() {
+                match touched.get(&c) {
+                    Some(seen) if *seen != g => break,
+                    _ => {
+                        touched.insert(c, g);
+                    }
+                }
+            }
+            match groups.iter_mut().find(|(k, _)| *k == g) {
+                Some((_, idx)) => idx.push(end),
+                None => groups.push((g, vec![end])),
+            }
+            end += 1;
+        }
+        for (group, idx) in groups {
+            if out.stopped.is_some() {
+                break;
+            }
+            match group {
+                Group::Single(_) => {
+                    for i in idx {
+                        out.calls += 1;
+                        match ops[i].run(b).await {
+                            Err(e) if e.is_retryable() => {
+                                out.stopped = Some(e);
+                                break;
+                            }
+                            r => out.results[i] = Some(r),
+                        }
+                    }
+                }
+                _ => run_group_bisecting(b, ops, idx, &mut out).await,
+            }
+        }
+        start = end;
+    }
+    out
+}
+
+/// One merged call for `idx`; when it fails for good and holds several
+/// writes, halves are tried in turn until each bad write stands alone.
+async fn run_group_bisecting(
+    b: &dyn Backend,
+    ops: &[&WriteOp],
+    idx: Vec<usize>,
+    out: &mut BatchOutcome,
+) {
+    // Ranges still to run, the next on top.
+    let mut todo: Vec<Vec<usize>> = vec![idx];
+    while let Some(part) = todo.pop() {
+        let batch: Vec<&WriteOp> = part.iter().map(|&i| ops[i]).collect();
+        out.calls += 1;
+        match run_merged(b, &batch).await {
+            Ok(()) => part.iter().for_each(|&i| out.results[i] = Some(Ok(()))),
+            Err(e) if e.is_retryable() => {
+                out.stopped = Some(e);
+                return;
+            }
+            Err(e) if part.len() == 1 => out.results[part[0]] = Some(Err(e)),
+            Err(e) => {
+                tracing::debug!(writes = part.len(), error = %e, "batch failed; splitting it to find the bad write");
+                let (left, right) = part.split_at(part.len() / 2);
+                todo.push(right.to_vec());
+                todo.push(left.to_vec());
+            }
+        }
+    }
+}
+
+/// Counters a write reports to (its rule's).
+#[derive(Debug, Default)]
+pub(crate) struct RuleWriteCounters {
+    pub(crate) queued: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+}
+
+/// What became of a write.
+pub(crate) enum Submitted {
+    /// It ran.
+    Done,
+    /// It waits in the buffer for the server.
+    Queued,
+    /// It failed and was not kept.
+    Failed(BackendError),
+}
+
+/// A write handed to the pool: its outcome comes later.
+pub(crate) enum Ticket {
+    Ready(Submitted),
+    Waiting(oneshot::Receiver<Submitted>),
+}
+
+impl Ticket {
+    pub(crate) async fn outcome(self) -> Submitted {
+        match self {
+            Ticket::Ready(s) => s,
+            Ticket::Waiting(rx) => rx.await.unwrap_or_else(|_| {
+                Submitted::Failed(BackendError::new(
+                    ErrorKind::Unsupported,
+                    "the write was abandoned: its runtime is shutting down",
+                ))
+            }),
+        }
+    }
+}
+
+struct Entry {
+    op: WriteOp,
+    counters: Arc<RuleWriteCounters>,
+    rule: Arc<str>,
+    /// The hook waiting for the commit; `None` once told "queued".
+    waiter: Option<oneshot::Sender<Submitted>>,
+    /// Room in the buffer, given back when the write leaves it.
+    room: OwnedSemaphorePermit,
+}
+
+impl Entry {
+    fn tell(&mut self, s: Submitted) {
+        if let Some(w) = self.waiter.take() {
+            // The hook may have gone away (its task aborted): nothing to tell.
+            let _ = w.send(s);
+        }
+    }
+
+    fn queued(&mut self) {
+        if self.waiter.is_some() {
+            self.counters.queued.fetch_add(1, Ordering::Relaxed);
+            self.tell(Submitted::Queued);
+        }
+    }
+}
+
+#[derive(Default)]
+struct LaneState {
+    waiting: VecDeque<Entry>,
+    worker: bool,
+    /// The last flush failed retryably: new writes are queued, not waited on.
+    outage: bool,
+}
+
+/// One pool's write counters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WriteMetrics {
+    /// The pool.
+    pub pool: String,
+    /// Flushes that ran (each one batch of writes).
+    pub flushes: u64,
+    /// Writes those flushes carried.
+    pub writes: u64,
+    /// Backend calls they made (merged groups, single statements, retries
+    /// of a split batch).
+    pub calls: u64,
+    /// The largest batch so far.
+    pub largest_batch: u64,
+    /// Writes waiting or in flight now.
+    pub buffered: usize,
+    /// Writes given up because the buffer was full (`drop_oldest`,
+    /// `drop_new`).
+    pub dropped_full: u64,
+    /// Flushes that failed retryably and were kept for retry.
+    pub retries: u64,
+}
+
+/// One pool's buffer and its lanes.
+pub(crate) struct PoolWriter {
+    pool: String,
+    backend: Arc<dyn Backend>,
+    policy: WritePolicy,
+    lanes: Vec<Mutex<LaneState>>,
+    room: Arc<Semaphore>,
+    flushes: AtomicU64,
+    writes: AtomicU64,
+    calls: AtomicU64,
+    largest: AtomicU64,
+    dropped_full: AtomicU64,
+    retries: AtomicU64,
+    buffered: AtomicUsize,
+}
+
+impl PoolWriter {
+    pub(crate) fn new(pool: String, backend: Arc<dyn Backend>, policy: WritePolicy) -> Arc<Self> {
+        let policy = WritePolicy {
+            batch_size: policy.batch_size.max(1),
+            workers: policy.workers.max(1),
+            ..policy
+        };
+        Arc::new(PoolWriter {
+            pool,
+            backend,
+            lanes: (0..policy.workers)
+                .map(|_| Mutex::new(LaneState::default()))
+                .collect(),
+            room: Arc::new(Semaphore::new(
+                policy.buffer_size.min(Semaphore::MAX_PERMITS),
+            )),
+            policy,
+            flushes: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            largest: AtomicU64::new(0),
+            dropped_full: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            buffered: AtomicUsize::new(0),
+        })
+    }
+
+    fn lane(&self, i: usize) -> MutexGuard<'_, LaneState> {
+        // Every critical section leaves the lane consistent.
+        self.lanes[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lane_of(&self, key: &str) -> usize {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        (h.finish() % self.lanes.len() as u64) as usize
+    }
+
+    /// Writes waiting or in flight.
+    pub(crate) fn len(&self) -> usize {
+        self.buffered.load(Ordering::Relaxed)
+    }
+
+    /// The pool's counters.
+    pub(crate) fn metrics(&self) -> WriteMetrics {
+        WriteMetrics {
+            pool: self.pool.clone(),
+            flushes: self.flushes.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+            calls: self.calls.load(Ordering::Relaxed),
+            largest_batch: self.largest.load(Ordering::Relaxed),
+            buffered: self.len(),
+            dropped_full: self.dropped_full.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Puts `op` in the buffer (waiting for room if the policy blocks) and
+    /// returns the ticket for its outcome.
+    pub(crate) async fn submit(
+        self: &Arc<Self>,
+        op: WriteOp,
+        counters: &Arc<RuleWriteCounters>,
+        rule: &Arc<str>,
+    ) -> Ticket {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            // No runtime to flush or retry on: run it here, report as is.
+            return Ticket::Ready(direct(op.run(&*self.backend).await));
+        };
+        if self.policy.buffer_size == 0 {
+            return Ticket::Ready(direct(op.run(&*self.backend).await));
+        }
+        let lane = self.lane_of(op.order_key());
+        let room = match self.room(lane, &op, counters, rule).await {
+            Ok(room) => room,
+            Err(e) => return Ticket::Ready(Submitted::Failed(e)),
+        };
+        let (tx, rx) = oneshot::channel();
+        let mut entry = Entry {
+            op,
+            counters: Arc::clone(counters),
+            rule: Arc::clone(rule),
+            waiter: Some(tx),
+            room,
+        };
+        let start = {
+            let mut st = self.lane(lane);
+            if st.outage {
+                entry.queued();
+            }
+            st.waiting.push_back(entry);
+            self.buffered.fetch_add(1, Ordering::Relaxed);
+            !std::mem::replace(&mut st.worker, true)
+        };
+        if start {
+            handle.spawn(Arc::clone(self).work(lane));
+        }
+        Ticket::Waiting(rx)
+    }
+
+    /// Room for one more write, as the policy says when there is none.
+    async fn room(
+        &self,
+        lane: usize,
+        op: &WriteOp,
+        counters: &RuleWriteCounters,
+        rule: &str,
+    ) -> BackendResult<OwnedSemaphorePermit> {
+        if let Ok(p) = Arc::clone(&self.room).try_acquire_owned() {
+            return Ok(p);
+        }
+        let full = || {
+            format!(
+                "the buffer of pool {} is full ({} writes wait for the server)",
+                self.pool, self.policy.buffer_size
+            )
+        };
+        match self.policy.buffer_full {
+            BufferFull::Block => {
+                tracing::debug!(pool = %self.pool, %rule, "buffer full: waiting for room");
+            }
+            BufferFull::DropNew => {
+                counters.dropped.fetch_add(1, Ordering::Relaxed);
+                self.dropped_full.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(pool = %self.pool, %rule, operation = op.name(), "{}: new write dropped (buffer_full = drop_new)", full());
+                return Err(BackendError::new(
+                    ErrorKind::Connection,
+                    format!("{} not stored: {}", op.name(), full()),
+                ));
+            }
+            BufferFull::DropOldest => {
+                // The oldest waiting write of this lane (or any lane) gives
+                // its room to the new one.
+                let order =
+                    std::iter::once(lane).chain((0..self.lanes.len()).filter(|&l| l != lane));
+                for l in order {
+                    let evicted = {
+                        let mut st = self.lane(l);
+                        st.waiting.pop_front()
+                    };
+                    if let Some(mut old) = evicted {
+                        self.buffered.fetch_sub(1, Ordering::Relaxed);
+                        old.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        self.dropped_full.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(pool = %self.pool, rule = %old.rule, operation = old.op.name(), "{}: oldest write dropped (buffer_full = drop_oldest)", full());
+                        old.tell(Submitted::Failed(BackendError::new(
+                            ErrorKind::Connection,
+                            format!("{} dropped: {}", old.op.name(), full()),
+                        )));
+                        return Ok(old.room);
+                    }
+                }
+            }
+        }
+        Arc::clone(&self.room).acquire_owned().await.map_err(|_| {
+            BackendError::new(
+                ErrorKind::Unsupported,
+                format!("pool {} is closed", self.pool),
+            )
+        })
+    }
+
+    /// A lane's worker: flushes until the lane is empty, waiting out
+    /// outages.
+    async fn work(self: Arc<Self>, lane: usize) {
+        let mut backoff = self.policy.first_backoff;
+        loop {
+            if !self.policy.batch_time.is_zero() {
+                let linger = {
+                    let st = self.lane(lane);
+                    !st.outage && st.waiting.len() < self.policy.batch_size
+                };
+                if linger {
+                    tokio::time::sleep(self.policy.batch_time).await;
+                }
+            }
+            let mut batch: Vec<Entry> = {
+                let mut st = self.lane(lane);
+                if st.waiting.is_empty() {
+                    st.worker = false;
+                    return;
+                }
+                let n = st.waiting.len().min(self.policy.batch_size);
+                st.waiting.drain(..n).collect()
+            };
+            let ops: Vec<&WriteOp> = batch.iter().map(|e| &e.op).collect();
+            let outcome = run_batch(&*self.backend, &ops).await;
+            self.flushes.fetch_add(1, Ordering::Relaxed);
+            self.calls.fetch_add(outcome.calls, Ordering::Relaxed);
+            self.largest
+                .fetch_max(batch.len() as u64, Ordering::Relaxed);
+            let mut keep = Vec::new();
+            for (mut entry, result) in batch.drain(..).zip(outcome.results) {
+                match result {
+                    Some(Ok(())) => {
+                        if entry.waiter.is_none() {
+                            entry.counters.retried.fetch_add(1, Ordering::Relaxed);
+                        }
+                        self.writes.fetch_add(1, Ordering::Relaxed);
+                        self.buffered.fetch_sub(1, Ordering::Relaxed);
+                        entry.tell(Submitted::Done);
+                    }
+                    Some(Err(e)) => {
+                        self.buffered.fetch_sub(1, Ordering::Relaxed);
+                        if entry.waiter.is_none() {
+                            entry.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(pool = %self.pool, rule = %entry.rule, operation = entry.op.name(), error = %e, "queued write dropped: retrying cannot help");
+                        }
+                        entry.tell(Submitted::Failed(e));
+                    }
+                    None => keep.push(entry),
+                }
+            }
+            match outcome.stopped {
+                None => {
+                    if backoff != self.policy.first_backoff {
+                        tracing::info!(pool = %self.pool, "writes land again; buffer draining");
+                    }
+                    self.lane(lane).outage = false;
+                    backoff = self.policy.first_backoff;
+                }
+                Some(e) => {
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    let first = backoff == self.policy.first_backoff;
+                    {
+                        let mut st = self.lane(lane);
+                        st.outage = true;
+                        for mut entry in keep.into_iter().rev() {
+                            entry.queued();
+                            st.waiting.push_front(entry);
+                        }
+                    }
+                    if first {
+                        tracing::warn!(pool = %self.pool, error = %e, buffered = self.len(), "write failed; kept in the buffer for retry");
+                    } else {
+                        tracing::debug!(pool = %self.pool, error = %e, wait = ?backoff, "retry failed; waiting");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.policy.max_backoff);
+                }
+            }
+        }
+    }
+}
+
+fn direct(r: BackendResult<()>) -> Submitted {
+    match r {
+        Ok(()) => Submitted::Done,
+        Err(e) => Submitted::Failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MemoryBackend, QoS};
+
+    fn retained(topic: &str, payload: &str) -> WriteOp {
+        WriteOp::StoreRetained(
+            vec![Message::new("c", topic, QoS::AtLeastOnce, payload.to_owned()).retained(true)],
+            WriteOptions::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_batch_keeps_a_topics_retained_store_and_delete_in_order() {
+        let b = MemoryBackend::new();
+        let ops = [
+            retained("t", "1"),
+            WriteOp::DeleteRetained(vec!["t".into()]),
+            retained("t", "2"),
+            retained("u", "3"),
+            WriteOp::DeleteRetained(vec!["u".into()]),
+        ];
+        let refs: Vec<&WriteOp> = ops.iter().collect();
+        let out = run_batch(&b, &refs).await;
+        assert!(out.results.iter().all(|r| matches!(r, Some(Ok(())))));
+        let kept = b.lookup_retained("#").await.expect("lookup");
+        let payloads: Vec<_> = kept
+            .iter()
+            .map(|m| (m.topic.as_str(), &m.payload[..]))
+            .collect();
+        assert_eq!(
+            payloads,
+            vec![("t", &b"2"[..])],
+            "u deleted, t holds its last"
+        );
+        // Cut at each conflicting switch: store | delete | store+store | delete.
+        assert_eq!(out.calls, 4);
+    }
+
+    #[tokio::test]
+    async fn messages_of_one_group_merge_into_one_call() {
+        let b = MemoryBackend::new();
+        let ops: Vec<WriteOp> = (0..10)
+            .map(|i| {
+                WriteOp::Store(
+                    vec![Message::new(
+                        "c",
+                        format!("t/{}", i % 3),
+                        QoS::AtLeastOnce,
+                        vec![i],
+                    )],
+                    WriteOptions::default(),
+                )
+            })
+            .collect();
+        let refs: Vec<&WriteOp> = ops.iter().collect();
+        let out = run_batch(&b, &refs).await;
+        assert_eq!(out.calls, 1);
+        assert!(out.stopped.is_none());
+    }
+}

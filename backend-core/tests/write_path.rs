@@ -1,0 +1,425 @@
+//! The engine's write path: group commit, order per topic, a batch with
+//! one bad write, and the buffer (writes that fail while the server is
+//! away are kept, in order, and land when it is back; a full buffer
+//! blocks or drops as configured).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use backend_core::backend::{ClientStatus, FetchRequest};
+use backend_core::config::{ActionJson, ConfigSpec, RuleJson, RuleSpec};
+use backend_core::{
+    Ack, Backend, BackendError, BackendKind, BackendResult, BufferFull, ClientInfo, Config, Engine,
+    ErrorKind, Hook, MemoryBackend, Message, OfflineMode, Pools, QoS, Row, Statement, Subscription,
+    Timestamp, WriteOptions, WritePolicy,
+};
+
+/// A `MemoryBackend` whose writes fail while `down` is set, with `kind`;
+/// whose message stores take `delay_ms` and reject a whole call holding a
+/// message with the payload `bad`; and that counts its store calls.
+#[derive(Default)]
+struct Switchable {
+    inner: MemoryBackend,
+    down: AtomicBool,
+    kind: AtomicU8,
+    delay_ms: AtomicU64,
+    store_calls: AtomicU64,
+}
+
+impl Switchable {
+    async fn check_store(&self, m: &[Message]) -> BackendResult<()> {
+        self.store_calls.fetch_add(1, Ordering::SeqCst);
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        self.check()?;
+        if m.iter().any(|m| &m.payload[..] == b"bad") {
+            return Err(BackendError::new(ErrorKind::Data, "a bad row"));
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> BackendResult<()> {
+        if !self.down.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let kind = match self.kind.load(Ordering::SeqCst) {
+            0 => ErrorKind::Connection,
+            _ => ErrorKind::Query,
+        };
+        Err(BackendError::new(kind, "server away"))
+    }
+}
+
+#[async_trait]
+impl Backend for Switchable {
+    fn name(&self) -> &'static str {
+        "switchable"
+    }
+    async fn client_online(&self, c: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        self.check()?;
+        self.inner.client_online(c, at).await
+    }
+    async fn client_offline(&self, c: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        self.check()?;
+        self.inner.client_offline(c, at).await
+    }
+    async fn client_status(&self, id: &str) -> BackendResult<Option<ClientStatus>> {
+        self.inner.client_status(id).await
+    }
+    async fn lookup_subscriptions(&self, id: &str) -> BackendResult<Vec<Subscription>> {
+        self.inner.lookup_subscriptions(id).await
+    }
+    async fn store_subscriptions(&self, id: &str, s: &[Subscription]) -> BackendResult<()> {
+        self.inner.store_subscriptions(id, s).await
+    }
+    async fn delete_subscriptions(&self, id: &str, f: &[String]) -> BackendResult<()> {
+        self.inner.delete_subscriptions(id, f).await
+    }
+    async fn store_messages(&self, m: &[Message], o: WriteOptions) -> BackendResult<()> {
+        self.check_store(m).await?;
+        self.inner.store_messages(m, o).await
+    }
+    async fn fetch_messages(&self, r: &FetchRequest) -> BackendResult<Vec<Message>> {
+        self.inner.fetch_messages(r).await
+    }
+    async fn ack_messages(&self, mode: OfflineMode, a: &[Ack]) -> BackendResult<()> {
+        self.check()?;
+        self.inner.ack_messages(mode, a).await
+    }
+    async fn store_retained(&self, m: &[Message], o: WriteOptions) -> BackendResult<()> {
+        self.check()?;
+        self.inner.store_retained(m, o).await
+    }
+    async fn delete_retained(&self, t: &[String]) -> BackendResult<()> {
+        self.check()?;
+        self.inner.delete_retained(t).await
+    }
+    async fn lookup_retained(&self, f: &str) -> BackendResult<Vec<Message>> {
+        self.inner.lookup_retained(f).await
+    }
+    async fn execute(&self, s: &Statement) -> BackendResult<Vec<Row>> {
+        self.check()?;
+        self.inner.execute(s).await
+    }
+}
+
+fn engine(backend: Arc<Switchable>, policy: WritePolicy) -> Engine {
+    let mut spec = ConfigSpec::new(BackendKind::Redis);
+    spec.pools.insert("pool1".into(), Default::default());
+    for function in ["on_message_publish", "on_message_retain"] {
+        spec.rules.push(RuleSpec {
+            hook: Hook::MessagePublish,
+            index: None,
+            rule: RuleJson {
+                topic: Some("#".into()),
+                action: ActionJson {
+                    function: Some(function.into()),
+                    ..ActionJson::default()
+                },
+                pool: "pool1".into(),
+                payload_format: None,
+            },
+        });
+    }
+    let config = Config::from_spec(spec).expect("valid config");
+    let pools: Pools = [("pool1".to_owned(), backend as Arc<dyn Backend>)].into();
+    Engine::with_policy(&config, &pools, policy).expect("engine")
+}
+
+fn policy(buffer_size: usize) -> WritePolicy {
+    WritePolicy {
+        buffer_size,
+        first_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+        ..WritePolicy::default()
+    }
+}
+
+async fn wait_drained(e: &Engine) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while e.pending_writes() > 0 {
+        assert!(Instant::now() < deadline, "the queue did not drain");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn stored(b: &Switchable, topic: &str) -> Vec<String> {
+    let req = FetchRequest {
+        client_id: "c".into(),
+        filter: topic.into(),
+        mode: OfflineMode::Queue,
+        max_count: None,
+        since: None,
+    };
+    b.fetch_messages(&req)
+        .await
+        .expect("fetch")
+        .into_iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn writes_during_an_outage_land_in_order_when_the_server_is_back() {
+    let b = Arc::new(Switchable::default());
+    let e = engine(Arc::clone(&b), policy(100));
+    b.down.store(true, Ordering::SeqCst);
+    for i in 0..5 {
+        let out = e
+            .on_message_publish(&Message::new("p", "t/1", QoS::AtLeastOnce, format!("m{i}")))
+            .await;
+        assert!(
+            out.errors.is_empty(),
+            "queued, not failed: {:?}",
+            out.errors
+        );
+    }
+    assert_eq!(e.pending_writes(), 5);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        e.pending_writes(),
+        5,
+        "nothing lands while the server is away"
+    );
+    b.down.store(false, Ordering::SeqCst);
+    // A write arriving now still goes behind the queued ones.
+    let out = e
+        .on_message_publish(&Message::new("p", "t/1", QoS::AtLeastOnce, "m5"))
+        .await;
+    assert!(out.errors.is_empty());
+    wait_drained(&e).await;
+    assert_eq!(
+        stored(&b, "t/1").await,
+        ["m0", "m1", "m2", "m3", "m4", "m5"]
+    );
+    let m = &e.metrics()[0];
+    assert_eq!(
+        (m.queued, m.retried, m.dropped, m.failed),
+        (6, 6, 0, 0),
+        "{m:?}"
+    );
+}
+
+#[tokio::test]
+async fn errors_retrying_cannot_mend_are_reported_at_once() {
+    let b = Arc::new(Switchable::default());
+    let e = engine(Arc::clone(&b), policy(100));
+    b.kind.store(1, Ordering::SeqCst);
+    b.down.store(true, Ordering::SeqCst);
+    let out = e
+        .on_message_publish(&Message::new("p", "t/2", QoS::AtLeastOnce, "x"))
+        .await;
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].source.kind(), ErrorKind::Query);
+    assert_eq!(e.pending_writes(), 0);
+    assert_eq!(e.metrics()[0].failed, 1);
+}
+
+#[tokio::test]
+async fn a_full_buffer_with_drop_new_refuses_and_counts_the_write() {
+    let b = Arc::new(Switchable::default());
+    let e = engine(
+        Arc::clone(&b),
+        WritePolicy {
+            buffer_full: BufferFull::DropNew,
+            ..policy(2)
+        },
+    );
+    b.down.store(true, Ordering::SeqCst);
+    let mut errors = 0;
+    for i in 0..3 {
+        let msg = Message::new("p", "t/3", QoS::AtLeastOnce, format!("m{i}"));
+        errors += e.on_message_publish(&msg).await.errors.len();
+    }
+    assert_eq!(errors, 1, "the third write finds the buffer full");
+    assert_eq!(e.metrics()[0].dropped, 1);
+    assert_eq!(e.write_metrics()[0].dropped_full, 1);
+    b.down.store(false, Ordering::SeqCst);
+    wait_drained(&e).await;
+    assert_eq!(stored(&b, "t/3").await, ["m0", "m1"]);
+}
+
+#[tokio::test]
+async fn retrying_off_reports_every_failure() {
+    let b = Arc::new(Switchable::default());
+    let e = engine(Arc::clone(&b), WritePolicy::off());
+    b.down.store(true, Ordering::SeqCst);
+    let out = e
+        .on_message_publish(&Message::new("p", "t/4", QoS::AtLeastOnce, "x").retained(true))
+        .await;
+    assert_eq!(out.errors.len(), 2, "store and retain both fail");
+    assert!(out.errors.iter().all(|e| e.is_retryable()));
+    assert_eq!(e.pending_writes(), 0);
+}
+
+fn msg(topic: &str, payload: impl Into<Vec<u8>>) -> Message {
+    Message::new("p", topic, QoS::AtLeastOnce, payload.into())
+}
+
+#[tokio::test]
+async fn a_full_buffer_with_drop_oldest_gives_up_the_oldest_write() {
+    let b = Arc::new(Switchable::default());
+    let e = engine(
+        Arc::clone(&b),
+        WritePolicy {
+            buffer_full: BufferFull::DropOldest,
+            ..policy(2)
+        },
+    );
+    b.down.store(true, Ordering::SeqCst);
+    for i in 0..4 {
+        let out = e.on_message_publish(&msg("t/5", format!("m{i}"))).await;
+        assert!(
+            out.errors.is_empty(),
+            "the new write is kept: {:?}",
+            out.errors
+        );
+    }
+    assert_eq!(e.write_metrics()[0].dropped_full, 2);
+    b.down.store(false, Ordering::SeqCst);
+    wait_drained(&e).await;
+    assert_eq!(
+        stored(&b, "t/5").await,
+        ["m2", "m3"],
+        "the two newest are kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_blocks_the_publisher_until_the_server_is_back() {
+    let b = Arc::new(Switchable::default());
+    let e = Arc::new(engine(Arc::clone(&b), policy(3)));
+    b.down.store(true, Ordering::SeqCst);
+    let publisher = {
+        let e = Arc::clone(&e);
+        tokio::spawn(async move {
+            for i in 0..10 {
+                let out = e.on_message_publish(&msg("t/6", format!("m{i}"))).await;
+                assert!(out.errors.is_empty(), "{:?}", out.errors);
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!publisher.is_finished(), "the publisher waits for room");
+    assert_eq!(e.pending_writes(), 3, "the buffer holds its size, no more");
+    b.down.store(false, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(10), publisher)
+        .await
+        .expect("the publisher finishes once the server is back")
+        .expect("publisher task");
+    wait_drained(&e).await;
+    let want: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    assert_eq!(stored(&b, "t/6").await, want, "nothing lost, in order");
+    assert_eq!(e.write_metrics()[0].dropped_full, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_are_batched_and_each_topic_keeps_its_order() {
+    let b = Arc::new(Switchable::default());
+    // A slow server: writes pile up while a flush is under way.
+    b.delay_ms.store(5, Ordering::SeqCst);
+    let e = Arc::new(engine(Arc::clone(&b), policy(10_000)));
+    let mut tasks = Vec::new();
+    for p in 0..16 {
+        let e = Arc::clone(&e);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                let topic = format!("order/{}", p % 5);
+                let m = Message::new(format!("p{p}"), topic, QoS::AtLeastOnce, format!("{p}:{i}"));
+                let out = e.on_message_publish(&m).await;
+                assert!(out.errors.is_empty(), "{:?}", out.errors);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("publisher");
+    }
+    let w = &e.write_metrics()[0];
+    assert_eq!(w.writes, 400, "{w:?}");
+    assert!(
+        w.largest_batch > 1,
+        "concurrent writes share flushes: {w:?}"
+    );
+    assert!(
+        b.store_calls.load(Ordering::SeqCst) < 400,
+        "fewer calls than messages: {}",
+        b.store_calls.load(Ordering::SeqCst)
+    );
+    for t in 0..5 {
+        let got = stored(&b, &format!("order/{t}")).await;
+        assert_eq!(got.len(), 16 / 5 * 25 + if t < 16 % 5 { 25 } else { 0 });
+        // Each publisher's messages on the topic come in the order sent.
+        let mut last: std::collections::HashMap<&str, i32> = Default::default();
+        for m in &got {
+            let (p, i) = m.split_once(':').expect("p:i");
+            let i: i32 = i.parse().expect("i");
+            let prev = last.insert(p, i).unwrap_or(-1);
+            assert!(i > prev, "order/{t}: {p}'s {i} after {prev}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_one_bad_write_stores_the_others_and_reports_the_bad_one() {
+    let b = Arc::new(Switchable::default());
+    b.delay_ms.store(20, Ordering::SeqCst);
+    let e = Arc::new(engine(Arc::clone(&b), policy(10_000)));
+    // The first write keeps the lane busy so the next 20 form one batch.
+    let mut tasks = Vec::new();
+    for i in 0..21 {
+        let e = Arc::clone(&e);
+        let payload = if i == 13 {
+            "bad".to_owned()
+        } else {
+            format!("m{i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            e.on_message_publish(&msg("t/bad", payload)).await.errors
+        }));
+        if i == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let mut failures = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let errors = t.await.expect("publisher");
+        if !errors.is_empty() {
+            failures.push((i, errors[0].source.kind()));
+        }
+    }
+    assert_eq!(
+        failures,
+        vec![(13, ErrorKind::Data)],
+        "only the bad write fails"
+    );
+    let got = stored(&b, "t/bad").await;
+    assert_eq!(got.len(), 20, "{got:?}");
+    assert!(!got.iter().any(|p| p == "bad"));
+    assert!(
+        e.write_metrics()[0].largest_batch >= 10,
+        "{:?}",
+        e.write_metrics()
+    );
+}
+
+#[tokio::test]
+async fn flush_waits_for_the_buffer_and_reports_what_could_not_land() {
+    let b = Arc::new(Switchable::default());
+    let e = engine(Arc::clone(&b), policy(100));
+    b.down.store(true, Ordering::SeqCst);
+    for i in 0..3 {
+        e.on_message_publish(&msg("t/7", format!("m{i}"))).await;
+    }
+    assert_eq!(
+        e.flush(Duration::from_millis(100)).await,
+        3,
+        "the server is away"
+    );
+    b.down.store(false, Ordering::SeqCst);
+    assert_eq!(e.flush(Duration::from_secs(10)).await, 0);
+    assert_eq!(stored(&b, "t/7").await, ["m0", "m1", "m2"]);
+}
