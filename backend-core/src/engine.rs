@@ -515,8 +515,10 @@ impl Engine {
             .map(|r| RuleMetrics {
                 rule: r.key.clone(),
                 matched: r.counters.matched.load(Ordering::Relaxed),
-                succeeded: r.counters.succeeded.load(Ordering::Relaxed),
-                failed: r.counters.failed.load(Ordering::Relaxed),
+                succeeded: r.counters.succeeded.load(Ordering::Relaxed)
+                    + r.retry.landed.load(Ordering::Relaxed),
+                failed: r.counters.failed.load(Ordering::Relaxed)
+                    + r.retry.failed.load(Ordering::Relaxed),
                 queued: r.retry.queued.load(Ordering::Relaxed),
                 retried: r.retry.retried.load(Ordering::Relaxed),
                 dropped: r.retry.dropped.load(Ordering::Relaxed),
@@ -539,6 +541,7 @@ impl Engine {
                     write(rule, WriteOp::Online(ev.client.clone(), ev.timestamp)).await
                 }
                 Action::Function(Function::SubscribeLookup) => {
+                    rule.writer.barrier().await;
                     match rule
                         .backend
                         .lookup_subscriptions(&ev.client.client_id)
@@ -636,6 +639,7 @@ impl Engine {
                         max_count: self.limits.max_returned_count,
                         since: since_for(self.limits.time_range),
                     };
+                    rule.writer.barrier().await;
                     match rule.backend.fetch_messages(&request).await {
                         Ok(msgs) => {
                             for m in msgs {
@@ -649,6 +653,7 @@ impl Engine {
                     }
                 }
                 Action::Function(Function::RetainLookup) => {
+                    rule.writer.barrier().await;
                     match rule.backend.lookup_retained(filter).await {
                         Ok(msgs) => {
                             for m in msgs {
@@ -819,10 +824,13 @@ async fn settle(steps: Steps<'_>, errors: &mut Vec<RuleError>) {
         let result = match result {
             Ok(Step::Later(tickets)) => {
                 let mut queued = false;
+                let mut buffered = false;
                 let mut failed = None;
                 for (name, t) in tickets {
                     match t.outcome().await {
                         Submitted::Done => {}
+                        // Counted when it lands.
+                        Submitted::Buffered => buffered = true,
                         Submitted::Queued => queued = true,
                         Submitted::Failed(e) => {
                             failed.get_or_insert((name, e));
@@ -835,6 +843,7 @@ async fn settle(steps: Steps<'_>, errors: &mut Vec<RuleError>) {
                         tracing::debug!(rule = %rule.key, "rule's write kept in the buffer for retry");
                         continue;
                     }
+                    None if buffered => continue,
                     None => Ok(Step::Done),
                 }
             }

@@ -42,7 +42,7 @@ pub use pool::{start_pool, PoolBackend, StartMode};
 pub use sweep::SweepMetrics;
 pub use template::Statement;
 pub use value::{Row, Value};
-pub use write::{BufferFull, WriteMetrics, WritePolicy};
+pub use write::{BufferFull, QueryMode, WriteMetrics, WritePolicy};
 
 /// Re-exported so backends and brokers use the same `Bytes`.
 pub use bytes::Bytes;

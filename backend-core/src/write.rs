@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{Ack, Backend, BackendError, BackendResult, ErrorKind, WriteOptions};
 use crate::config::{OfflineMode, PoolConfig};
@@ -73,9 +73,27 @@ impl BufferFull {
     }
 }
 
+/// When a hook returns from a write (`query_mode`, EMQX 5's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueryMode {
+    /// Once the write is in the pool's buffer (`async`, the default): the
+    /// broker's rate is not bound by the database's round trips, and
+    /// reads still see every earlier write (see [`crate::write`]).
+    #[default]
+    Async,
+    /// Once the write is committed, or kept for retry while the server is
+    /// away (`sync`).
+    Sync,
+}
+
+impl QueryMode {
+    /// The conf words.
+    pub const WORDS: [&'static str; 2] = ["async", "sync"];
+}
+
 /// How one pool batches, buffers and retries its writes. The defaults
 /// apply where a pool's conf does not set `batch_size`, `batch_time`,
-/// `worker_pool_size`, `buffer_size` or `buffer_full`.
+/// `worker_pool_size`, `buffer_size`, `buffer_full` or `query_mode`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -86,6 +104,8 @@ impl BufferFull {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WritePolicy {
+    /// `query_mode`: when a hook returns from its write.
+    pub mode: QueryMode,
     /// `batch_size`: the most writes one flush takes (default 100).
     pub batch_size: usize,
     /// `batch_time`: how long a flush that is not full may wait for more
@@ -110,6 +130,7 @@ pub struct WritePolicy {
 impl Default for WritePolicy {
     fn default() -> Self {
         WritePolicy {
+            mode: QueryMode::Async,
             batch_size: 100,
             batch_time: Duration::ZERO,
             workers: 4,
@@ -131,7 +152,8 @@ impl WritePolicy {
     }
 
     /// This policy with `pool`'s own `batch_size`, `batch_time`,
-    /// `worker_pool_size`, `buffer_size` and `buffer_full`, where set.
+    /// `worker_pool_size`, `buffer_size`, `buffer_full` and `query_mode`,
+    /// where set.
     ///
     /// ```
     /// use backend_core::{config::PoolConfig, BackendKind, BufferFull, WritePolicy};
@@ -165,6 +187,11 @@ impl WritePolicy {
         }
         if let Some(f) = pool.text("buffer_full").and_then(BufferFull::from_word) {
             self.buffer_full = f;
+        }
+        match pool.text("query_mode") {
+            Some("sync") => self.mode = QueryMode::Sync,
+            Some("async") => self.mode = QueryMode::Async,
+            _ => {}
         }
         self
     }
@@ -412,6 +439,10 @@ async fn run_group_bisecting(
 /// Counters a write reports to (its rule's).
 #[derive(Debug, Default)]
 pub(crate) struct RuleWriteCounters {
+    /// Writes that landed with no hook waiting (async mode).
+    pub(crate) landed: AtomicU64,
+    /// Writes that failed for good with no hook waiting (async mode).
+    pub(crate) failed: AtomicU64,
     pub(crate) queued: AtomicU64,
     pub(crate) retried: AtomicU64,
     pub(crate) dropped: AtomicU64,
@@ -421,8 +452,11 @@ pub(crate) struct RuleWriteCounters {
 pub(crate) enum Submitted {
     /// It ran.
     Done,
-    /// It waits in the buffer for the server.
+    /// It waits in the buffer for the server, after a failure.
     Queued,
+    /// It is in the buffer (`query_mode = async`); its outcome is counted
+    /// in the rule's metrics when it lands.
+    Buffered,
     /// It failed and was not kept.
     Failed(BackendError),
 }
@@ -451,8 +485,11 @@ struct Entry {
     op: WriteOp,
     counters: Arc<RuleWriteCounters>,
     rule: Arc<str>,
-    /// The hook waiting for the commit; `None` once told "queued".
+    /// The hook waiting for the commit; `None` once told "queued", and
+    /// from the start in async mode.
     waiter: Option<oneshot::Sender<Submitted>>,
+    /// Kept for retry after a failure.
+    queued: bool,
     /// Room in the buffer, given back when the write leaves it.
     room: OwnedSemaphorePermit,
 }
@@ -466,9 +503,36 @@ impl Entry {
     }
 
     fn queued(&mut self) {
-        if self.waiter.is_some() {
+        if !self.queued {
+            self.queued = true;
             self.counters.queued.fetch_add(1, Ordering::Relaxed);
-            self.tell(Submitted::Queued);
+        }
+        self.tell(Submitted::Queued);
+    }
+
+    /// The write landed (`Ok`) or failed for good: tell its hook, or count
+    /// it for the rule when no hook waits.
+    fn finish(&mut self, pool: &str, result: BackendResult<()>) {
+        match result {
+            Ok(()) => {
+                if self.queued {
+                    self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                } else if self.waiter.is_none() {
+                    self.counters.landed.fetch_add(1, Ordering::Relaxed);
+                }
+                self.tell(Submitted::Done);
+            }
+            Err(e) => {
+                if self.waiter.is_none() {
+                    if self.queued {
+                        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::error!(%pool, rule = %self.rule, operation = self.op.name(), error = %e, "buffered write failed for good: dropped");
+                }
+                self.tell(Submitted::Failed(e));
+            }
         }
     }
 }
@@ -476,6 +540,8 @@ impl Entry {
 #[derive(Default)]
 struct LaneState {
     waiting: VecDeque<Entry>,
+    /// Writes ever put in the lane.
+    submitted: u64,
     worker: bool,
     /// The last flush failed retryably: new writes are queued, not waited on.
     outage: bool,
@@ -510,6 +576,9 @@ pub(crate) struct PoolWriter {
     backend: Arc<dyn Backend>,
     policy: WritePolicy,
     lanes: Vec<Mutex<LaneState>>,
+    /// Per lane: writes that have left it for good (landed, failed or
+    /// dropped), and whether it is in an outage; what reads wait on.
+    progress: Vec<watch::Sender<Progress>>,
     room: Arc<Semaphore>,
     flushes: AtomicU64,
     writes: AtomicU64,
@@ -532,6 +601,9 @@ impl PoolWriter {
             backend,
             lanes: (0..policy.workers)
                 .map(|_| Mutex::new(LaneState::default()))
+                .collect(),
+            progress: (0..policy.workers)
+                .map(|_| watch::Sender::new(Progress::default()))
                 .collect(),
             room: Arc::new(Semaphore::new(
                 policy.buffer_size.min(Semaphore::MAX_PERMITS),
@@ -597,12 +669,19 @@ impl PoolWriter {
             Ok(room) => room,
             Err(e) => return Ticket::Ready(Submitted::Failed(e)),
         };
-        let (tx, rx) = oneshot::channel();
+        let (waiter, ticket) = match self.policy.mode {
+            QueryMode::Async => (None, Ticket::Ready(Submitted::Buffered)),
+            QueryMode::Sync => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Ticket::Waiting(rx))
+            }
+        };
         let mut entry = Entry {
             op,
             counters: Arc::clone(counters),
             rule: Arc::clone(rule),
-            waiter: Some(tx),
+            waiter,
+            queued: false,
             room,
         };
         let start = {
@@ -611,13 +690,35 @@ impl PoolWriter {
                 entry.queued();
             }
             st.waiting.push_back(entry);
+            st.submitted += 1;
             self.buffered.fetch_add(1, Ordering::Relaxed);
             !std::mem::replace(&mut st.worker, true)
         };
         if start {
             handle.spawn(Arc::clone(self).work(lane));
         }
-        Ticket::Waiting(rx)
+        ticket
+    }
+
+    /// Waits until every write put in the buffer before this call has left
+    /// it, except in lanes whose server is away: what every read does
+    /// first, so that a read sees the writes that came before it (a fetch
+    /// after a publish, a subscribe after an ack), whatever the
+    /// `query_mode`.
+    pub(crate) async fn barrier(&self) {
+        for (i, progress) in self.progress.iter().enumerate() {
+            let target = self.lane(i).submitted;
+            let mut rx = progress.subscribe();
+            // The sender lives as long as `self`: the wait cannot fail.
+            let _ = rx.wait_for(|p| p.left >= target || p.outage).await;
+        }
+    }
+
+    fn left_lane(&self, lane: usize, n: u64, outage: bool) {
+        self.progress[lane].send_modify(|p| {
+            p.left += n;
+            p.outage = outage;
+        });
     }
 
     /// Room for one more write, as the policy says when there is none.
@@ -662,6 +763,8 @@ impl PoolWriter {
                     };
                     if let Some(mut old) = evicted {
                         self.buffered.fetch_sub(1, Ordering::Relaxed);
+                        let outage = self.lane(l).outage;
+                        self.left_lane(l, 1, outage);
                         old.counters.dropped.fetch_add(1, Ordering::Relaxed);
                         self.dropped_full.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(pool = %self.pool, rule = %old.rule, operation = old.op.name(), "{}: oldest write dropped (buffer_full = drop_oldest)", full());
@@ -712,23 +815,16 @@ impl PoolWriter {
             self.largest
                 .fetch_max(batch.len() as u64, Ordering::Relaxed);
             let mut keep = Vec::new();
+            let mut left = 0;
             for (mut entry, result) in batch.drain(..).zip(outcome.results) {
                 match result {
-                    Some(Ok(())) => {
-                        if entry.waiter.is_none() {
-                            entry.counters.retried.fetch_add(1, Ordering::Relaxed);
+                    Some(r) => {
+                        if r.is_ok() {
+                            self.writes.fetch_add(1, Ordering::Relaxed);
                         }
-                        self.writes.fetch_add(1, Ordering::Relaxed);
                         self.buffered.fetch_sub(1, Ordering::Relaxed);
-                        entry.tell(Submitted::Done);
-                    }
-                    Some(Err(e)) => {
-                        self.buffered.fetch_sub(1, Ordering::Relaxed);
-                        if entry.waiter.is_none() {
-                            entry.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                            tracing::error!(pool = %self.pool, rule = %entry.rule, operation = entry.op.name(), error = %e, "queued write dropped: retrying cannot help");
-                        }
-                        entry.tell(Submitted::Failed(e));
+                        left += 1;
+                        entry.finish(&self.pool, r);
                     }
                     None => keep.push(entry),
                 }
@@ -739,6 +835,7 @@ impl PoolWriter {
                         tracing::info!(pool = %self.pool, "writes land again; buffer draining");
                     }
                     self.lane(lane).outage = false;
+                    self.left_lane(lane, left, false);
                     backoff = self.policy.first_backoff;
                 }
                 Some(e) => {
@@ -752,6 +849,7 @@ impl PoolWriter {
                             st.waiting.push_front(entry);
                         }
                     }
+                    self.left_lane(lane, left, true);
                     if first {
                         tracing::warn!(pool = %self.pool, error = %e, buffered = self.len(), "write failed; kept in the buffer for retry");
                     } else {
@@ -763,6 +861,13 @@ impl PoolWriter {
             }
         }
     }
+}
+
+/// A lane's progress, for reads waiting on earlier writes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    left: u64,
+    outage: bool,
 }
 
 fn direct(r: BackendResult<()>) -> Submitted {

@@ -12,8 +12,8 @@ use backend_core::backend::{ClientStatus, FetchRequest};
 use backend_core::config::{ActionJson, ConfigSpec, RuleJson, RuleSpec};
 use backend_core::{
     Ack, Backend, BackendError, BackendKind, BackendResult, BufferFull, ClientInfo, Config, Engine,
-    ErrorKind, Hook, MemoryBackend, Message, OfflineMode, Pools, QoS, Row, Statement, Subscription,
-    Timestamp, WriteOptions, WritePolicy,
+    ErrorKind, Hook, MemoryBackend, Message, OfflineMode, Pools, QoS, QueryMode, Row, Statement,
+    Subscription, Timestamp, WriteOptions, WritePolicy,
 };
 
 /// A `MemoryBackend` whose writes fail while `down` is set, with `kind`;
@@ -125,18 +125,40 @@ fn engine(backend: Arc<Switchable>, policy: WritePolicy) -> Engine {
             },
         });
     }
+    spec.rules.push(RuleSpec {
+        hook: Hook::SessionSubscribed,
+        index: None,
+        rule: RuleJson {
+            topic: Some("#".into()),
+            action: ActionJson {
+                function: Some("on_message_fetch_for_queue".into()),
+                ..ActionJson::default()
+            },
+            pool: "pool1".into(),
+            payload_format: None,
+        },
+    });
     let config = Config::from_spec(spec).expect("valid config");
     let pools: Pools = [("pool1".to_owned(), backend as Arc<dyn Backend>)].into();
     Engine::with_policy(&config, &pools, policy).expect("engine")
 }
 
+/// `query_mode = sync`: each hook reports what became of its write.
 fn policy(buffer_size: usize) -> WritePolicy {
     WritePolicy {
+        mode: QueryMode::Sync,
         buffer_size,
         first_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
         ..WritePolicy::default()
     }
+}
+
+fn rule_metrics(e: &Engine, rule: &str) -> backend_core::engine::RuleMetrics {
+    e.metrics()
+        .into_iter()
+        .find(|m| m.rule.ends_with(rule))
+        .unwrap_or_else(|| panic!("no rule {rule}"))
 }
 
 async fn wait_drained(e: &Engine) {
@@ -196,7 +218,7 @@ async fn writes_during_an_outage_land_in_order_when_the_server_is_back() {
         stored(&b, "t/1").await,
         ["m0", "m1", "m2", "m3", "m4", "m5"]
     );
-    let m = &e.metrics()[0];
+    let m = &rule_metrics(&e, "message.publish.1");
     assert_eq!(
         (m.queued, m.retried, m.dropped, m.failed),
         (6, 6, 0, 0),
@@ -216,7 +238,7 @@ async fn errors_retrying_cannot_mend_are_reported_at_once() {
     assert_eq!(out.errors.len(), 1);
     assert_eq!(out.errors[0].source.kind(), ErrorKind::Query);
     assert_eq!(e.pending_writes(), 0);
-    assert_eq!(e.metrics()[0].failed, 1);
+    assert_eq!(rule_metrics(&e, "message.publish.1").failed, 1);
 }
 
 #[tokio::test]
@@ -236,7 +258,7 @@ async fn a_full_buffer_with_drop_new_refuses_and_counts_the_write() {
         errors += e.on_message_publish(&msg).await.errors.len();
     }
     assert_eq!(errors, 1, "the third write finds the buffer full");
-    assert_eq!(e.metrics()[0].dropped, 1);
+    assert_eq!(rule_metrics(&e, "message.publish.1").dropped, 1);
     assert_eq!(e.write_metrics()[0].dropped_full, 1);
     b.down.store(false, Ordering::SeqCst);
     wait_drained(&e).await;
@@ -422,4 +444,69 @@ async fn flush_waits_for_the_buffer_and_reports_what_could_not_land() {
     b.down.store(false, Ordering::SeqCst);
     assert_eq!(e.flush(Duration::from_secs(10)).await, 0);
     assert_eq!(stored(&b, "t/7").await, ["m0", "m1", "m2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_mode_returns_before_the_write_lands_and_reads_still_see_it() {
+    let b = Arc::new(Switchable::default());
+    b.delay_ms.store(300, Ordering::SeqCst);
+    let e = engine(
+        Arc::clone(&b),
+        WritePolicy {
+            mode: QueryMode::Async,
+            ..policy(100)
+        },
+    );
+    let t = Instant::now();
+    let out = e.on_message_publish(&msg("t/async", "a")).await;
+    assert!(out.errors.is_empty());
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "the hook did not wait for the 300 ms store"
+    );
+    assert_eq!(e.pending_writes(), 1, "still in the buffer");
+    // A subscribe's fetch waits for the write before it.
+    let sub = backend_core::SessionSubscribed {
+        client_id: "s".into(),
+        username: None,
+        filter: "t/async".into(),
+        qos: QoS::AtLeastOnce,
+    };
+    let got = e.on_session_subscribed(&sub).await;
+    assert!(got.errors.is_empty(), "{:?}", got.errors);
+    let fetched: Vec<&[u8]> = got.output.offline.iter().map(|m| &m.payload[..]).collect();
+    assert_eq!(fetched, [b"a"], "the fetch saw the write before it");
+    assert_eq!(e.pending_writes(), 0);
+    let m = &rule_metrics(&e, "message.publish.1");
+    assert_eq!(
+        (m.succeeded, m.failed),
+        (1, 0),
+        "counted when it landed: {m:?}"
+    );
+    assert_eq!(
+        rule_metrics(&e, "session.subscribed.1").succeeded,
+        1,
+        "the fetch rule ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_mode_counts_and_logs_a_write_that_fails_for_good() {
+    let b = Arc::new(Switchable::default());
+    let e = engine(
+        Arc::clone(&b),
+        WritePolicy {
+            mode: QueryMode::Async,
+            ..policy(100)
+        },
+    );
+    let out = e.on_message_publish(&msg("t/async-bad", "bad")).await;
+    assert!(
+        out.errors.is_empty(),
+        "the hook returned before the write ran"
+    );
+    assert_eq!(e.flush(Duration::from_secs(10)).await, 0);
+    let m = &rule_metrics(&e, "message.publish.1");
+    assert_eq!((m.succeeded, m.failed), (0, 1), "{m:?}");
+    assert!(stored(&b, "t/async-bad").await.is_empty());
 }

@@ -40,3 +40,8 @@ async fn quick_reconnects_are_accepted() {
 async fn no_local_is_kept_for_stored_messages() {
     scenarios::no_local_is_kept_for_stored_messages(&Db::mysql().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_survive_a_sigterm() {
+    scenarios::acks_survive_a_sigterm(&Db::mysql().await).await;
+}

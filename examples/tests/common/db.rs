@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use backend_core::BackendKind;
+use examples::testbed;
+
 /// A client's row/hash in the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
@@ -30,13 +33,9 @@ pub enum Db {
     },
 }
 
-fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| default.to_owned())
-}
-
 impl Db {
     pub async fn redis() -> Db {
-        let url = env_or("REDIS_URL", "redis://127.0.0.1:6379");
+        let url = testbed::server_url(BackendKind::Redis);
         let db = Db::Redis { url };
         // Fail loudly, naming the server, when it is down.
         db.redis_conn().await;
@@ -44,7 +43,7 @@ impl Db {
     }
 
     pub async fn pgsql() -> Db {
-        let url = env_or("PGSQL_URL", "postgres://root:public@127.0.0.1:5432/mqtt");
+        let url = testbed::server_url(BackendKind::Pgsql);
         let (client, conn) = tokio::time::timeout(
             Duration::from_secs(10),
             tokio_postgres::connect(&url, tokio_postgres::NoTls),
@@ -59,7 +58,7 @@ impl Db {
     }
 
     pub async fn mysql() -> Db {
-        let url = env_or("MYSQL_URL", "mysql://root:public@127.0.0.1:3306/mqtt");
+        let url = testbed::server_url(BackendKind::Mysql);
         let opts = mysql_async::Opts::from_url(&url)
             .unwrap_or_else(|e| panic!("MYSQL_URL is not a mysql:// URL: {e}"));
         let opts = mysql_async::OptsBuilder::from_opts(opts)
@@ -109,6 +108,71 @@ impl Db {
         Db::Memory
     }
 
+    /// The kind of the conf the broker runs.
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Db::Memory | Db::Redis { .. } => BackendKind::Redis,
+            Db::Pgsql { .. } => BackendKind::Pgsql,
+            Db::Mysql { .. } => BackendKind::Mysql,
+        }
+    }
+
+    /// Takes the local server away: PostgreSQL and MariaDB are stopped
+    /// (`scripts/services.sh stop`), so connections are refused; Redis,
+    /// which the services script runs without persistence, is frozen
+    /// (SIGSTOP), so requests hang and time out, and its data survives.
+    pub fn stop_server(&self) {
+        match self {
+            Db::Memory => panic!("the in-memory backend has no server"),
+            Db::Redis { .. } => signal_redis("-STOP"),
+            Db::Pgsql { .. } => services("stop", "postgres"),
+            Db::Mysql { .. } => services("stop", "mariadb"),
+        }
+    }
+
+    /// Brings the server back after [`Db::stop_server`].
+    pub fn start_server(&self) {
+        match self {
+            Db::Memory => panic!("the in-memory backend has no server"),
+            Db::Redis { .. } => signal_redis("-CONT"),
+            Db::Pgsql { .. } => services("start", "postgres"),
+            Db::Mysql { .. } => services("start", "mariadb"),
+        }
+    }
+
+    /// Every message stored on topics under `filter`, read back in queue
+    /// mode through the backend the broker uses, as payload strings.
+    pub async fn stored_payloads(&self, filter: &str) -> Vec<String> {
+        let url = match self {
+            Db::Memory => panic!("the in-memory backend has no server"),
+            Db::Redis { url } | Db::Pgsql { url, .. } | Db::Mysql { url, .. } => url,
+        };
+        let text = testbed::conf_text(self.kind(), Some(url), &[], true).expect("conf");
+        let config = backend_core::Config::parse(&text).expect("valid conf");
+        let started = examples::backends::connect(
+            &config,
+            examples::backends::Storage::Configured,
+            backend_core::StartMode::Required,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("connect to read back: {e}"));
+        let backend = started.pools.get("pool1").expect("pool1").clone();
+        let req = backend_core::FetchRequest {
+            client_id: format!("reader-{filter}"),
+            filter: filter.to_owned(),
+            mode: backend_core::OfflineMode::Queue,
+            max_count: None,
+            since: None,
+        };
+        backend
+            .fetch_messages(&req)
+            .await
+            .unwrap_or_else(|e| panic!("read back {filter}: {e}"))
+            .into_iter()
+            .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+            .collect()
+    }
+
     /// The broker's arguments for this database: its conf file (see
     /// [`Db::config_file`]) and, for `Memory`, `--backend memory`.
     pub fn broker_args(&self, name: &str, extra: &[String]) -> Vec<String> {
@@ -125,71 +189,13 @@ impl Db {
     /// The project's conf file for this database, pointed at the test
     /// server, with `extra` lines appended; written to a temp file.
     pub fn config_file(&self, name: &str, extra: &[String]) -> PathBuf {
-        let (file, mut lines) = match self {
-            Db::Memory => ("emqx_backend_redis.conf", Vec::new()),
-            Db::Redis { url } => {
-                let server = url.trim_start_matches("redis://").trim_end_matches('/');
-                (
-                    "emqx_backend_redis.conf",
-                    vec![format!("backend.redis.pool1.server = {server}")],
-                )
-            }
-            Db::Pgsql { url, .. } => {
-                let (user, pass, host, db) = parse_url(url, &["postgres://", "postgresql://"]);
-                (
-                    "emqx_backend_pgsql.conf",
-                    vec![
-                        format!("backend.pgsql.pool1.server = {host}"),
-                        format!("backend.pgsql.pool1.username = {user}"),
-                        format!("backend.pgsql.pool1.password = {pass}"),
-                        format!("backend.pgsql.pool1.database = {db}"),
-                        "backend.pgsql.pool1.create_tables = true".to_owned(),
-                    ],
-                )
-            }
-            Db::Mysql { url, .. } => {
-                let (user, pass, host, db) = parse_url(url, &["mysql://", "mariadb://"]);
-                (
-                    "emqx_backend_mysql.conf",
-                    vec![
-                        format!("backend.mysql.pool1.server = {host}"),
-                        format!("backend.mysql.pool1.user = {user}"),
-                        format!("backend.mysql.pool1.password = {pass}"),
-                        format!("backend.mysql.pool1.database = {db}"),
-                        "backend.mysql.pool1.create_tables = true".to_owned(),
-                    ],
-                )
-            }
+        let (kind, url) = match self {
+            Db::Memory => (BackendKind::Redis, None),
+            Db::Redis { url } => (BackendKind::Redis, Some(url.as_str())),
+            Db::Pgsql { url, .. } => (BackendKind::Pgsql, Some(url.as_str())),
+            Db::Mysql { url, .. } => (BackendKind::Mysql, Some(url.as_str())),
         };
-        let etc = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../etc")).join(file);
-        let base =
-            std::fs::read_to_string(&etc).unwrap_or_else(|e| panic!("{}: {e}", etc.display()));
-        // An extra line replaces a line of the same key set above.
-        for e in extra {
-            if let Some((k, _)) = e.split_once(" = ") {
-                lines.retain(|l| l.split_once(" = ").map(|(lk, _)| lk) != Some(k));
-            }
-            lines.push(e.clone());
-        }
-        // Drop the base file's settings that the test overrides.
-        let overridden: Vec<String> = lines
-            .iter()
-            .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.to_owned()))
-            .collect();
-        let mut text: String = base
-            .lines()
-            .filter(|l| {
-                !overridden.iter().any(|k| {
-                    l.trim_start().starts_with(&format!("{k} "))
-                        || l.trim_start().starts_with(&format!("{k}="))
-                })
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        for l in lines {
-            text.push_str(&l);
-            text.push('\n');
-        }
+        let text = testbed::conf_text(kind, url, extra, true).unwrap_or_else(|e| panic!("{e}"));
         let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.conf"));
         std::fs::write(&path, text).expect("write the test config");
         path
@@ -301,15 +307,38 @@ impl Db {
     }
 }
 
-/// user, password, host:port, database of a postgres:// or mysql:// URL.
-fn parse_url(url: &str, schemes: &[&str]) -> (String, String, String, String) {
-    let rest = schemes
-        .iter()
-        .find_map(|s| url.strip_prefix(s))
-        .unwrap_or(url);
-    let (auth, rest) = rest.split_once('@').unwrap_or(("root:public", rest));
-    let (user, pass) = auth.split_once(':').unwrap_or((auth, ""));
-    let (host, db) = rest.split_once('/').unwrap_or((rest, "mqtt"));
-    let db = db.split('?').next().unwrap_or("mqtt");
-    (user.into(), pass.into(), host.into(), db.into())
+fn services(cmd: &str, service: &str) {
+    let script = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/services.sh"
+    ));
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .args([cmd, service])
+        .output()
+        .expect("run scripts/services.sh");
+    assert!(
+        out.status.success(),
+        "services.sh {cmd} {service} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn signal_redis(signal: &str) {
+    let pidfile = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/services/redis/redis.pid"
+    ));
+    let pid = std::fs::read_to_string(&pidfile).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; the outage test needs the local Redis of scripts/services.sh",
+            pidfile.display()
+        )
+    });
+    let ok = std::process::Command::new("kill")
+        .args([signal, pid.trim()])
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill {signal} {}", pid.trim());
 }

@@ -1,0 +1,494 @@
+//! The whole stack, measured: the example broker (this build's `broker`
+//! binary) with real MQTT publishers, storage on against storage off, for
+//! each backend, in one run; beside it the database's own batched write
+//! rate through the raw backend. Every message of a storage-on run is then
+//! checked in the database.
+//!
+//! ```text
+//! stack_bench [--backends redis,pgsql,mysql,mongo] [--publishers 8]
+//!             [--messages 40000] [--rate 2000] [--seconds 5]
+//! ```
+//!
+//! Run through `scripts/bench-stack.sh`, which builds in release and
+//! starts the servers.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backend_core::{
+    Backend, BackendKind, Config, FetchRequest, Message, OfflineMode, QoS, StartMode,
+};
+use examples::backends::{self, Storage};
+use examples::testbed;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet};
+
+struct Args {
+    backends: Vec<BackendKind>,
+    publishers: usize,
+    messages: usize,
+    rate: u64,
+    seconds: u64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        backends: vec![
+            BackendKind::Redis,
+            BackendKind::Pgsql,
+            BackendKind::Mysql,
+            BackendKind::Mongo,
+        ],
+        publishers: 8,
+        messages: 40_000,
+        rate: 2_000,
+        seconds: 5,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{flag} {v}: expected a positive number"))
+        };
+        match flag.as_str() {
+            "--backends" => {
+                a.backends = v
+                    .split(',')
+                    .map(|k| {
+                        BackendKind::ALL
+                            .into_iter()
+                            .find(|b| b.name() == k.trim())
+                            .ok_or_else(|| format!("--backends: unknown backend `{k}`"))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--publishers" => a.publishers = num(&v)? as usize,
+            "--messages" => a.messages = num(&v)? as usize,
+            "--rate" => a.rate = num(&v)?,
+            "--seconds" => a.seconds = num(&v)?,
+            _ => return Err(format!("unknown argument `{flag}`")),
+        }
+    }
+    Ok(a)
+}
+
+/// The broker as a child process, stopped with SIGTERM on drop.
+struct Broker {
+    child: Child,
+    port: u16,
+}
+
+impl Broker {
+    async fn start(conf: &Path, log: &Path) -> Result<Broker, String> {
+        let exe = sibling("broker")?;
+        let port = free_port()?;
+        let file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let child = Command::new(&exe)
+            .arg("--config")
+            .arg(conf)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--require-storage"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", exe.display()))?;
+        let mut b = Broker { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(st)) = b.child.try_wait() {
+                return Err(format!("broker exited ({st}); see {}", log.display()));
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok(b);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "broker not listening after 30 s; see {}",
+                    log.display()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn stop(&mut self) {
+        // SIGTERM: the broker flushes its storage and exits.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn sibling(name: &str) -> Result<PathBuf, String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = me.parent().ok_or("no directory for this executable")?;
+    let exe = dir.join(name);
+    if exe.exists() {
+        Ok(exe)
+    } else {
+        Err(format!(
+            "{} not found: build it with this binary",
+            exe.display()
+        ))
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}{nanos:x}")
+}
+
+async fn connect(port: u16, id: &str) -> Result<(AsyncClient, rumqttc::EventLoop), String> {
+    let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_inflight(100);
+    let (client, mut ev) = AsyncClient::new(opts, 1_000);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline.into(), ev.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => return Ok((client, ev)),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("{id}: {e}")),
+            Err(_) => return Err(format!("{id}: no CONNACK in 10 s")),
+        }
+    }
+}
+
+/// `publishers` clients send `total` QoS 1 messages on `topic/<n>` as fast
+/// as their in-flight windows allow; returns messages per second, from
+/// the first PUBLISH to the last PUBACK.
+async fn throughput(
+    port: u16,
+    topic: &str,
+    publishers: usize,
+    total: usize,
+) -> Result<f64, String> {
+    let each = total / publishers;
+    let payload = vec![b'x'; 100];
+    let mut clients = Vec::new();
+    for p in 0..publishers {
+        clients.push(connect(port, &unique("bench-pub")).await?);
+        let _ = p;
+    }
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (p, (client, mut ev)) in clients.into_iter().enumerate() {
+        let topic = format!("{topic}/{p}");
+        let payload = payload.clone();
+        tasks.spawn(async move {
+            let sender = tokio::spawn({
+                let client = client.clone();
+                async move {
+                    for _ in 0..each {
+                        if client
+                            .publish(&topic, rumqttc::QoS::AtLeastOnce, false, payload.clone())
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            });
+            let mut acked = 0;
+            while acked < each {
+                match tokio::time::timeout(Duration::from_secs(60), ev.poll()).await {
+                    Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(format!("publisher {p}: {e}")),
+                    Err(_) => return Err(format!("publisher {p}: no PUBACK for 60 s")),
+                }
+            }
+            sender.abort();
+            let _ = client.disconnect().await;
+            Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.map_err(|e| e.to_string())??;
+    }
+    Ok((each * publishers) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// `publishers` clients send `rate` QoS 1 messages per second in all, for
+/// `seconds`; returns the PUBLISH-to-PUBACK latencies, sorted.
+async fn latency(
+    port: u16,
+    topic: &str,
+    publishers: usize,
+    rate: u64,
+    seconds: u64,
+) -> Result<Vec<Duration>, String> {
+    let per = rate as f64 / publishers as f64;
+    let count = (per * seconds as f64) as usize;
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in 0..publishers {
+        let (client, mut ev) = connect(port, &unique("bench-lat")).await?;
+        let topic = format!("{topic}/{p}");
+        tasks.spawn(async move {
+            let sender = tokio::spawn({
+                let client = client.clone();
+                async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per));
+                    for _ in 0..count {
+                        tick.tick().await;
+                        if client
+                            .publish(&topic, rumqttc::QoS::AtLeastOnce, false, vec![b'x'; 100])
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            });
+            let mut sent: HashMap<u16, Instant> = HashMap::new();
+            let mut out = Vec::with_capacity(count);
+            while out.len() < count {
+                match tokio::time::timeout(Duration::from_secs(30), ev.poll()).await {
+                    Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
+                        sent.insert(pkid, Instant::now());
+                    }
+                    Ok(Ok(Event::Incoming(Packet::PubAck(a)))) => {
+                        if let Some(t) = sent.remove(&a.pkid) {
+                            out.push(t.elapsed());
+                        }
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(format!("publisher {p}: {e}")),
+                    Err(_) => return Err(format!("publisher {p}: no PUBACK for 30 s")),
+                }
+            }
+            sender.abort();
+            let _ = client.disconnect().await;
+            Ok(out)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r.map_err(|e| e.to_string())??);
+    }
+    all.sort_unstable();
+    Ok(all)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+/// The raw backend's batched rate: `total` messages stored 100 at a time
+/// (the write path's default batch) by 4 tasks.
+async fn raw_rate(backend: &Arc<dyn Backend>, topic: &str, total: usize) -> Result<f64, String> {
+    let tasks = 4;
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..tasks {
+        let b = Arc::clone(backend);
+        let topic = format!("{topic}/{t}");
+        set.spawn(async move {
+            for _ in 0..total / tasks / 100 {
+                let batch: Vec<Message> = (0..100)
+                    .map(|_| Message::new("raw", topic.clone(), QoS::AtLeastOnce, vec![b'x'; 100]))
+                    .collect();
+                b.store_messages(&batch, Default::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(|e| e.to_string())??;
+    }
+    Ok((total / tasks / 100 * 100 * tasks) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Messages stored under `filter`, read back through the backend.
+async fn stored(backend: &Arc<dyn Backend>, filter: &str) -> Result<usize, String> {
+    let req = FetchRequest {
+        client_id: unique("bench-check"),
+        filter: filter.to_owned(),
+        mode: OfflineMode::Queue,
+        max_count: None,
+        since: None,
+    };
+    backend
+        .fetch_messages(&req)
+        .await
+        .map(|m| m.len())
+        .map_err(|e| e.to_string())
+}
+
+struct Row {
+    kind: BackendKind,
+    off: f64,
+    on: f64,
+    raw: f64,
+    stored: usize,
+    sent: usize,
+    lat_off: (f64, f64),
+    lat_on: (f64, f64),
+}
+
+async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
+    let url = testbed::server_url(kind);
+    let on_text = testbed::conf_text(kind, Some(&url), &[], true)?;
+    let off_text = testbed::conf_text(kind, Some(&url), &[], false)?;
+    let on_conf = dir.join(format!("{}-on.conf", kind.name()));
+    let off_conf = dir.join(format!("{}-off.conf", kind.name()));
+    std::fs::write(&on_conf, &on_text).map_err(|e| e.to_string())?;
+    std::fs::write(&off_conf, &off_text).map_err(|e| e.to_string())?;
+    let run = unique("bench");
+
+    let off = {
+        let broker =
+            Broker::start(&off_conf, &dir.join(format!("{}-off.log", kind.name()))).await?;
+        let rate = throughput(broker.port, &format!("{run}/off"), a.publishers, a.messages).await?;
+        let lat = latency(
+            broker.port,
+            &format!("{run}/offlat"),
+            a.publishers,
+            a.rate,
+            a.seconds,
+        )
+        .await?;
+        (rate, (pct(&lat, 0.5), pct(&lat, 0.99)))
+    };
+    let on = {
+        let broker = Broker::start(&on_conf, &dir.join(format!("{}-on.log", kind.name()))).await?;
+        let rate = throughput(broker.port, &format!("{run}/on"), a.publishers, a.messages).await?;
+        let lat = latency(
+            broker.port,
+            &format!("{run}/onlat"),
+            a.publishers,
+            a.rate,
+            a.seconds,
+        )
+        .await?;
+        (rate, (pct(&lat, 0.5), pct(&lat, 0.99)))
+    };
+    // Checked after the broker's SIGTERM flush, with the same backend the
+    // broker used.
+    let config = Config::parse(&on_text).map_err(|e| e.to_string())?;
+    let started = backends::connect(&config, Storage::Configured, StartMode::Required)
+        .await
+        .map_err(|e| e.to_string())?;
+    let backend = started
+        .pools
+        .get("pool1")
+        .cloned()
+        .ok_or("no pool1 in the conf")?;
+    let sent = a.messages / a.publishers * a.publishers;
+    let stored = stored(&backend, &format!("{run}/on/#")).await?;
+    let raw = raw_rate(&backend, &format!("{run}/raw"), a.messages).await?;
+    Ok(Row {
+        kind,
+        off: off.0,
+        on: on.0,
+        raw,
+        stored,
+        sent,
+        lat_off: off.1,
+        lat_on: on.1,
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let a = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("stack_bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dir = PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "target/bench".into()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("stack_bench: {}: {e}", dir.display());
+        return ExitCode::from(1);
+    }
+    println!(
+        "whole stack: {} QoS 1 publishers, {} messages of 100 bytes; latency at {} msg/s for {} s",
+        a.publishers, a.messages, a.rate, a.seconds
+    );
+    println!(
+        "{:<8} {:>12} {:>12} {:>6} {:>14} {:>13} {:>17} {:>17}",
+        "backend",
+        "off msg/s",
+        "on msg/s",
+        "ratio",
+        "raw batch/s",
+        "stored",
+        "p50/p99 off ms",
+        "p50/p99 on ms"
+    );
+    let mut failed = false;
+    for kind in &a.backends {
+        match bench(*kind, &a, &dir).await {
+            Ok(r) => {
+                println!(
+                    "{:<8} {:>12.0} {:>12.0} {:>6.2} {:>14.0} {:>6}/{:<6} {:>8.2}/{:<8.2} {:>8.2}/{:<8.2}",
+                    r.kind.name(),
+                    r.off,
+                    r.on,
+                    r.on / r.off,
+                    r.raw,
+                    r.stored,
+                    r.sent,
+                    r.lat_off.0,
+                    r.lat_off.1,
+                    r.lat_on.0,
+                    r.lat_on.1,
+                );
+                if r.stored != r.sent {
+                    eprintln!("{}: {} of {} messages stored", r.kind, r.stored, r.sent);
+                    failed = true;
+                }
+            }
+            Err(e) => {
+                eprintln!("{kind}: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
