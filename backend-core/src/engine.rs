@@ -541,7 +541,7 @@ impl Engine {
                     write(rule, WriteOp::Online(ev.client.clone(), ev.timestamp)).await
                 }
                 Action::Function(Function::SubscribeLookup) => {
-                    rule.writer.barrier().await;
+                    rule.writer.barrier(Some(&ev.client.client_id)).await;
                     match rule
                         .backend
                         .lookup_subscriptions(&ev.client.client_id)
@@ -639,7 +639,7 @@ impl Engine {
                         max_count: self.limits.max_returned_count,
                         since: since_for(self.limits.time_range),
                     };
-                    rule.writer.barrier().await;
+                    rule.writer.barrier(literal(filter)).await;
                     match rule.backend.fetch_messages(&request).await {
                         Ok(msgs) => {
                             for m in msgs {
@@ -653,7 +653,7 @@ impl Engine {
                     }
                 }
                 Action::Function(Function::RetainLookup) => {
-                    rule.writer.barrier().await;
+                    rule.writer.barrier(literal(filter)).await;
                     match rule.backend.lookup_retained(filter).await {
                         Ok(msgs) => {
                             for m in msgs {
@@ -775,6 +775,12 @@ impl Engine {
             r
         })
     }
+}
+
+/// A filter without wildcards is its one topic: a read of it depends on
+/// that topic's writes only.
+fn literal(filter: &str) -> Option<&str> {
+    (!crate::topic::has_wildcards(filter)).then_some(filter)
 }
 
 /// How a rule's step ended, when it did not fail.

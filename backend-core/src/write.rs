@@ -700,15 +700,20 @@ impl PoolWriter {
         ticket
     }
 
-    /// Waits until every write put in the buffer before this call has left
-    /// it, except in lanes whose server is away: what every read does
-    /// first, so that a read sees the writes that came before it (a fetch
-    /// after a publish, a subscribe after an ack), whatever the
-    /// `query_mode`.
-    pub(crate) async fn barrier(&self) {
-        for (i, progress) in self.progress.iter().enumerate() {
+    /// Waits until the writes put in the buffer before this call that a
+    /// read of `key` depends on have left it, except in lanes whose server
+    /// is away: what every read does first, so that it sees the writes
+    /// that came before it (a fetch after a publish, a subscribe after an
+    /// ack), whatever the `query_mode`. `key` is a topic or client id
+    /// (its lane only), or `None` for a wildcard read (every lane).
+    pub(crate) async fn barrier(&self, key: Option<&str>) {
+        let lanes: Vec<usize> = match key {
+            Some(k) => vec![self.lane_of(k)],
+            None => (0..self.lanes.len()).collect(),
+        };
+        for i in lanes {
             let target = self.lane(i).submitted;
-            let mut rx = progress.subscribe();
+            let mut rx = self.progress[i].subscribe();
             // The sender lives as long as `self`: the wait cannot fail.
             let _ = rx.wait_for(|p| p.left >= target || p.outage).await;
         }
