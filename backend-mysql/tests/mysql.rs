@@ -198,10 +198,13 @@ fn rows_are_readable_with_plain_sql_as_the_seed_shows_them() {
     });
 }
 
+// query_mode = sync: each hook's writes are in the database when it
+// returns (and their errors come back), which these tests read directly.
 fn seed_engine(b: &MysqlBackend, extra: &str) -> Engine {
     let conf = Config::parse(&format!(
         r##"
 backend.mysql.pool1.server = 127.0.0.1:3306
+backend.mysql.pool1.query_mode = sync
 backend.mysql.hook.session.subscribed.1  = {{"topic": "#", "action": {{"function": "on_message_fetch"}}, "pool": "pool1"}}
 backend.mysql.hook.session.unsubscribed.1= {{"topic": "#", "action": {{"sql": ["delete from mqtt_acked where clientid = ${{clientid}} and topic = ${{topic}}"]}}, "pool": "pool1"}}
 backend.mysql.hook.message.publish.1     = {{"topic": "#", "action": {{"function": "on_message_publish"}}, "pool": "pool1"}}
@@ -300,7 +303,7 @@ fn a_hostile_value_is_stored_verbatim_and_the_schema_survives() {
         m.id = backend_core::new_message_id();
         let raw_only = Engine::with_backend(
             &Config::parse(&format!(
-                "backend.mysql.pool1.server = 127.0.0.1:3306\nbackend.mysql.hook.message.publish.1 = {RAW_INSERT}"
+                "backend.mysql.pool1.server = 127.0.0.1:3306\nbackend.mysql.pool1.query_mode = sync\nbackend.mysql.hook.message.publish.1 = {RAW_INSERT}"
             ))
             .expect("config"),
             Arc::new(b.clone()),

@@ -183,10 +183,13 @@ fn rows_are_readable_with_plain_sql_as_the_seed_shows_them() {
     });
 }
 
+// query_mode = sync: each hook's writes are in the database when it
+// returns (and their errors come back), which these tests read directly.
 fn seed_engine(b: &PgsqlBackend, extra: &str) -> Engine {
     let conf = Config::parse(&format!(
         r##"
 backend.pgsql.pool1.server = 127.0.0.1:5432
+backend.pgsql.pool1.query_mode = sync
 backend.pgsql.hook.session.subscribed.1  = {{"topic": "#", "action": {{"function": "on_message_fetch"}}, "pool": "pool1"}}
 backend.pgsql.hook.session.unsubscribed.1= {{"topic": "#", "action": {{"sql": ["delete from mqtt_acked where clientid = ${{clientid}} and topic = ${{topic}}"]}}, "pool": "pool1"}}
 backend.pgsql.hook.message.publish.1     = {{"topic": "#", "action": {{"function": "on_message_publish"}}, "pool": "pool1"}}
@@ -292,6 +295,7 @@ fn a_hostile_value_is_stored_verbatim_and_the_schema_survives() {
         let raw_only = Engine::with_backend(
             &Config::parse(
                 r##"backend.pgsql.pool1.server = 127.0.0.1:5432
+backend.pgsql.pool1.query_mode = sync
 backend.pgsql.hook.message.publish.1 = {"topic": "#", "action": {"sql": ["insert into mqtt_msg(msgid, sender, topic, qos, retain, payload, arrived) values (${msgid}, ${clientid}, ${topic}, ${qos}, ${retain}, ${payload}, ${timestamp})"]}, "pool": "pool1"}"##,
             )
             .expect("config"),

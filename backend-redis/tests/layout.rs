@@ -469,8 +469,10 @@ async fn pubsub_positions_in_acked_keys() {
 #[tokio::test]
 async fn the_seeds_configuration_end_to_end() {
     let t = common::target();
+    // query_mode = sync: each hook's writes are in Redis when it returns,
+    // which this test reads directly.
     let mut text = format!(
-        "backend.redis.pool1.server = {}:{}\nbackend.redis.pool1.pool_size = 8\nbackend.redis.pool1.database = {}\nbackend.redis.pool1.channel = mqtt_channel\n",
+        "backend.redis.pool1.server = {}:{}\nbackend.redis.pool1.pool_size = 8\nbackend.redis.pool1.database = {}\nbackend.redis.pool1.channel = mqtt_channel\nbackend.redis.pool1.query_mode = sync\n",
         t.host, t.port, t.db
     );
     if let Some(p) = &t.password {
