@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! stack_bench [--backends redis,pgsql,mysql,mongo] [--publishers 8]
-//!             [--messages 40000] [--rate 2000] [--seconds 5]
+//!             [--messages 40000] [--rate 2000] [--seconds 5] [--set key=value]...
 //! ```
 //!
 //! Run through `scripts/bench-stack.sh`, which builds in release and
@@ -31,6 +31,8 @@ struct Args {
     messages: usize,
     rate: u64,
     seconds: u64,
+    /// Pool settings for the storage-on runs (`--set batch_size=500`).
+    set: Vec<(String, String)>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -45,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
         messages: 40_000,
         rate: 2_000,
         seconds: 5,
+        set: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -71,6 +74,12 @@ fn parse_args() -> Result<Args, String> {
             "--messages" => a.messages = num(&v)? as usize,
             "--rate" => a.rate = num(&v)?,
             "--seconds" => a.seconds = num(&v)?,
+            "--set" => {
+                let (k, val) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--set {v}: expected key=value"))?;
+                a.set.push((k.trim().to_owned(), val.trim().to_owned()));
+            }
             _ => return Err(format!("unknown argument `{flag}`")),
         }
     }
@@ -175,7 +184,9 @@ fn unique(prefix: &str) -> String {
 
 async fn connect(port: u16, id: &str) -> Result<(AsyncClient, rumqttc::EventLoop), String> {
     let mut opts = MqttOptions::new(id, "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(30));
+    // Long: a publisher held back by a full buffer sends nothing, PINGREQ
+    // included, until there is room.
+    opts.set_keep_alive(Duration::from_secs(600));
     opts.set_inflight(100);
     let (client, mut ev) = AsyncClient::new(opts, 1_000);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -392,7 +403,12 @@ struct Row {
 
 async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
     let url = testbed::server_url(kind);
-    let on_text = testbed::conf_text(kind, Some(&url), &[], true)?;
+    let extra: Vec<String> = a
+        .set
+        .iter()
+        .map(|(k, v)| format!("backend.{}.pool1.{k} = {v}", kind.pool_prefix()))
+        .collect();
+    let on_text = testbed::conf_text(kind, Some(&url), &extra, true)?;
     let off_text = testbed::conf_text(kind, Some(&url), &[], false)?;
     let on_conf = dir.join(format!("{}-on.conf", kind.name()));
     let off_conf = dir.join(format!("{}-off.conf", kind.name()));
