@@ -14,16 +14,28 @@
 //! as the load makes them. `batch_time` (default 0) lets a flush that is
 //! not full linger for more writes.
 //!
-//! **What a hook waits for.** While the database answers, the hook returns
-//! once its write is committed (or has failed for a reason retrying cannot
-//! mend, which it reports). When the database is away, a failed batch
-//! stays in the buffer, in order, and is retried with a growing backoff;
-//! its hooks return at once ("queued"), and so do later writes while the
-//! outage lasts. When the buffer is full (`buffer_size` writes), what
-//! happens is `buffer_full`'s choice: `block` (the default) makes the hook
-//! wait for room, so the broker's MQTT flow control slows the publishers
-//! and nothing is lost; `drop_oldest` and `drop_new` give up a write
-//! instead, counted in [`WriteMetrics::dropped_full`] and logged.
+//! **What a hook waits for** (`query_mode`). With `async`, the default, a
+//! hook returns once its write is in the buffer: the broker's rate is not
+//! bound by database round trips, and the buffer's writes land within a
+//! flush. Every read the engine makes (a fetch, a retained or subscription
+//! lookup) first waits for the buffered writes it depends on (those of its
+//! topic's lane, or of every lane for a wildcard filter), so a subscribe
+//! sees the publish and the ack before it. With `sync`, a hook returns
+//! once its write is committed, or has failed for a reason retrying
+//! cannot mend, which it reports.
+//!
+//! **When the database is away**, a failed batch stays in the buffer, in
+//! order, and is retried with a growing backoff; in `sync` mode its hooks
+//! then return ("queued"), and so do later writes while the outage lasts.
+//! When the buffer is full (`buffer_size` writes), what happens is
+//! `buffer_full`'s choice: `block` (the default) makes the hook wait for
+//! room, so the broker's MQTT flow control slows the publishers and
+//! nothing is lost; `drop_oldest` and `drop_new` give up a write instead,
+//! counted in [`WriteMetrics::dropped_full`] and logged.
+//!
+//! [`crate::Engine::flush`] waits for the buffers to empty: a broker calls
+//! it on shutdown. What is still buffered when the process ends is lost:
+//! the buffer is in memory.
 //!
 //! A batch whose merged call fails for a reason retrying cannot mend (one
 //! bad row, say) is split in halves until the bad write is found: the

@@ -5,7 +5,7 @@
 //! checked in the database.
 //!
 //! ```text
-//! stack_bench [--backends redis,pgsql,mysql,mongo] [--publishers 8]
+//! stack_bench [--backends redis,pgsql,mysql] [--publishers 8]
 //!             [--messages 40000] [--rate 2000] [--seconds 5] [--set key=value]...
 //! ```
 //!
@@ -37,12 +37,9 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
-        backends: vec![
-            BackendKind::Redis,
-            BackendKind::Pgsql,
-            BackendKind::Mysql,
-            BackendKind::Mongo,
-        ],
+        // MongoDB on request (`--backends mongo`): the test set-up's
+        // FerretDB scans whole collections, so its figures say little.
+        backends: vec![BackendKind::Redis, BackendKind::Pgsql, BackendKind::Mysql],
         publishers: 8,
         messages: 40_000,
         rate: 2_000,
