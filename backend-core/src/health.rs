@@ -40,7 +40,7 @@ pub struct PoolHealth {
     pub last_error: Option<String>,
     /// Since when it is in this state (`None` before the first check).
     pub since: Option<Timestamp>,
-    /// Writes waiting in the pool's retry queue.
+    /// Writes in the pool's buffer, waiting or in flight.
     pub queued: usize,
 }
 

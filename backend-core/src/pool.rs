@@ -6,7 +6,7 @@
 //! anyway, disconnected, and keeps connecting in the background with a
 //! growing delay. Until it is connected every operation fails with a
 //! retryable [`ErrorKind::Connection`] error, so the engine queues writes
-//! (see [`crate::retry`]) and reports the pool down
+//! (see [`crate::write`]) and reports the pool down
 //! ([`crate::Engine::health`]). What retrying cannot mend, such as a wrong
 //! password or a missing table, fails at start with the backend's own error;
 //! with [`StartMode::Required`] any failure does.

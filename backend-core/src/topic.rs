@@ -188,7 +188,7 @@ fn matches_valid(filter: &str, topic: &str) -> bool {
 /// starts with. It runs up to and including the `/` before a `+` level, and
 /// up to but excluding the `/` before a `#` level (`a/#` matches `a`).
 /// Backends narrow a wildcard query with it (`LIKE 'prefix%'`, a range scan)
-/// and check the rest with [`matches`]. A filter without wildcards returns
+/// and check the rest with [`matches`](fn@matches). A filter without wildcards returns
 /// itself whole.
 ///
 /// ```
