@@ -10,7 +10,7 @@
 //! fetch can skip them; and it maps the MQTT packet id of a delivery back to
 //! the stored message id, which `message.acked` needs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::message::Message;
@@ -38,6 +38,31 @@ struct Client {
     pending: HashSet<String>,
     /// Packet id of an unacknowledged delivery -> stored message id.
     packets: HashMap<u16, String>,
+    /// Ids the backend's fetch handed to this session, newest last (at
+    /// most [`FETCHED_KEPT`]): a live copy of one of them arriving later
+    /// is a duplicate.
+    fetched: HashSet<String>,
+    fetched_order: VecDeque<String>,
+}
+
+/// How many fetched ids a session remembers.
+pub const FETCHED_KEPT: usize = 4096;
+
+impl Client {
+    fn is_empty(&self) -> bool {
+        self.pending.is_empty() && self.packets.is_empty() && self.fetched.is_empty()
+    }
+
+    fn remember_fetched(&mut self, id: &str) {
+        if self.fetched.insert(id.to_owned()) {
+            self.fetched_order.push_back(id.to_owned());
+            if self.fetched_order.len() > FETCHED_KEPT {
+                if let Some(old) = self.fetched_order.pop_front() {
+                    self.fetched.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 impl DeliveryTracker {
@@ -77,24 +102,52 @@ impl DeliveryTracker {
         let c = clients.get_mut(client)?;
         let id = c.packets.remove(&packet_id)?;
         c.pending.remove(&id);
-        if c.pending.is_empty() && c.packets.is_empty() {
+        if c.is_empty() {
             clients.remove(client);
         }
         Some(id)
     }
 
     /// Drops the messages already pending for `client` from a fetch result
-    /// and records the rest as handed over.
+    /// and records the rest as handed over, and as fetched (see
+    /// [`DeliveryTracker::fetched_before`]).
     pub fn skip_pending(&self, client: &str, messages: Vec<Message>) -> Vec<Message> {
         if messages.is_empty() {
             return messages;
         }
         let mut clients = self.lock();
         let c = clients.entry(client.to_owned()).or_default();
-        messages
+        let kept: Vec<Message> = messages
             .into_iter()
             .filter(|m| c.pending.insert(m.id.clone()))
-            .collect()
+            .collect();
+        for m in &kept {
+            c.remember_fetched(&m.id);
+        }
+        kept
+    }
+
+    /// Whether the backend's fetch already handed `message_id` to
+    /// `client`'s session: a live copy of it (routed to the session after
+    /// the subscription took effect, but stored in time for the fetch to
+    /// find it) must then be dropped, or the client gets it twice. A
+    /// broker asks this just before it sends a live message that is not a
+    /// retransmission.
+    ///
+    /// ```
+    /// use backend_core::{delivery::DeliveryTracker, Message, QoS};
+    /// let t = DeliveryTracker::new();
+    /// let m = Message::new("pub", "a", QoS::AtLeastOnce, "x");
+    /// assert!(!t.fetched_before("sub", &m.id));
+    /// t.skip_pending("sub", vec![m.clone()]);
+    /// assert!(t.fetched_before("sub", &m.id));
+    /// t.forget("sub");
+    /// assert!(!t.fetched_before("sub", &m.id));
+    /// ```
+    pub fn fetched_before(&self, client: &str, message_id: &str) -> bool {
+        self.lock()
+            .get(client)
+            .is_some_and(|c| c.fetched.contains(message_id))
     }
 
     /// Forgets a client whose session ended: the broker's queue and

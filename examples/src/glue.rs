@@ -33,8 +33,12 @@ use rmqtt::types::{
 /// The user property that carries a stored message's id inside rmqtt.
 pub const MESSAGE_ID_PROPERTY: &str = "x-storage-message-id";
 
+/// The user property that marks a stored message the backend's fetch
+/// delivers (as opposed to a live copy of it).
+pub const FETCHED_PROPERTY: &str = "x-storage-fetched";
+
 /// The hooks this glue listens to.
-const HOOKS: [Type; 10] = [
+const HOOKS: [Type; 11] = [
     Type::ClientConnect,
     Type::ClientConnected,
     Type::ClientDisconnected,
@@ -45,6 +49,7 @@ const HOOKS: [Type; 10] = [
     Type::MessageDelivered,
     Type::MessageAcked,
     Type::OfflineMessage,
+    Type::MessageExpiryCheck,
 ];
 
 /// Registers the storage hooks on rmqtt and starts them.
@@ -102,6 +107,10 @@ impl Handler for HookRef {
                 }
             }
             Parameter::MessageAcked(s, _, p) => h.acked(s, p).await,
+            // rmqtt drops a message whose expiry check fails.
+            Parameter::MessageExpiryCheck(s, _, p) if h.is_duplicate(s, p) => {
+                return (false, Some(HookResult::MessageExpiry));
+            }
             Parameter::OfflineMessage(s, _, p) => {
                 if let Some(id) = message_id(p) {
                     h.tracker.handed_over(&s.id.client_id, &id);
@@ -133,18 +142,28 @@ impl StorageHooks {
     /// a client reconnecting at once with the same id meanwhile sends its
     /// takeover ("kick") to that session, which never answers, and rmqtt
     /// refuses the connection (CONNACK 3, "server unavailable"). So a new
-    /// connection first waits (up to 3 s) until such a session is gone. A
-    /// session still connected answers the kick; a persistent one answers it
-    /// from its offline loop: neither is waited for.
+    /// connection first waits (up to 3 s) until such a session is gone.
+    /// The DISCONNECT may still be unread in the old session's socket when
+    /// the new connection arrives, so a clean session that looks alive is
+    /// watched for 100 ms before it is taken over. A persistent session
+    /// answers the kick from its offline loop: it is not waited for.
     async fn await_takeover(&self, id: &Id) {
-        let deadline = Instant::now() + Duration::from_secs(3);
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(3);
+        let grace = start + Duration::from_millis(100);
         let mut waited = false;
         loop {
             let old = self.scx.extends.shared().await.entry(id.clone()).session();
             let Some(old) = old.filter(|o| o.id != *id) else {
                 break;
             };
-            if old.connected().await.unwrap_or(true) || !is_clean(&old).await {
+            if !is_clean(&old).await {
+                break;
+            }
+            let leaving = !old.connected().await.unwrap_or(true)
+                || old.disconnect().await.ok().flatten().is_some();
+            if !leaving && Instant::now() >= grace {
+                // Alive: an ordinary takeover, which it answers.
                 break;
             }
             if Instant::now() >= deadline {
@@ -155,7 +174,7 @@ impl StorageHooks {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         if waited {
-            tracing::debug!(client = %id.client_id, "waited for the previous clean session to leave");
+            tracing::debug!(client = %id.client_id, waited = ?start.elapsed(), "waited for the previous clean session to leave");
         }
     }
 
@@ -217,7 +236,7 @@ impl StorageHooks {
             .map(|m| (m, true))
             .chain(offline.iter().map(|m| (m, false)))
         {
-            let p = to_publish(m, retain, granted);
+            let p = fetched(to_publish(m, retain, granted));
             if let Err((_, _, reason)) = entry.publish(From::from_custom(s.id.clone()), p).await {
                 tracing::warn!(client = %client_id, message = %m.id, %reason, "could not deliver a stored message");
             }
@@ -251,6 +270,17 @@ impl StorageHooks {
         };
         self.engine.on_message_publish(&msg).await;
         (p.qos != RQoS::AtMostOnce).then(|| with_message_id(p.clone(), &id))
+    }
+
+    /// A live (not fetched, not retransmitted, not retained) stored
+    /// message that the backend's fetch already gave this session: the
+    /// subscribe race, where a message published just after the
+    /// subscription was stored in time for the fetch to find it too.
+    fn is_duplicate(&self, s: &Session, p: &Publish) -> bool {
+        if p.dup || p.retain || has_property(p, FETCHED_PROPERTY) {
+            return false;
+        }
+        message_id(p).is_some_and(|id| self.tracker.fetched_before(&s.id.client_id, &id))
     }
 
     /// Takes the id off a message about to be sent and remembers it by
@@ -455,6 +485,23 @@ fn with_message_id(mut p: Publish, id: &str) -> Publish {
     p
 }
 
+/// Marks a message delivered from the backend's fetch.
+fn fetched(mut p: Publish) -> Publish {
+    if p.qos != RQoS::AtMostOnce {
+        let props = p.properties.get_or_insert_with(PublishProperties::default);
+        props
+            .user_properties
+            .push((ByteString::from(FETCHED_PROPERTY), ByteString::from("1")));
+    }
+    p
+}
+
+fn has_property(p: &Publish, key: &str) -> bool {
+    p.properties
+        .as_ref()
+        .is_some_and(|props| props.user_properties.iter().any(|(k, _)| k == key))
+}
+
 fn message_id(p: &Publish) -> Option<String> {
     p.properties
         .as_ref()?
@@ -472,7 +519,7 @@ fn without_message_id(p: &Publish) -> Option<(Publish, String)> {
     if let Some(props) = p.properties.as_mut() {
         props
             .user_properties
-            .retain(|(k, _)| k != MESSAGE_ID_PROPERTY);
+            .retain(|(k, _)| k != MESSAGE_ID_PROPERTY && k != FETCHED_PROPERTY);
         if *props == PublishProperties::default() {
             p.properties = None;
         }

@@ -171,3 +171,18 @@ async fn quick_reconnects_are_accepted() {
 async fn no_local_is_kept_for_stored_messages() {
     scenarios::no_local_is_kept_for_stored_messages(&Db::memory()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_v5_session_gets_each_message_once() {
+    scenarios::persistent_v5_session_gets_each_message_once(&Db::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_come_once() {
+    scenarios::retained_messages_come_once(&Db::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_after_the_suback_comes_once() {
+    scenarios::a_message_after_the_suback_comes_once(&Db::memory()).await;
+}

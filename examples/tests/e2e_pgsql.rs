@@ -45,3 +45,18 @@ async fn no_local_is_kept_for_stored_messages() {
 async fn acks_survive_a_sigterm() {
     scenarios::acks_survive_a_sigterm(&Db::pgsql().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_v5_session_gets_each_message_once() {
+    scenarios::persistent_v5_session_gets_each_message_once(&Db::pgsql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_come_once() {
+    scenarios::retained_messages_come_once(&Db::pgsql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_after_the_suback_comes_once() {
+    scenarios::a_message_after_the_suback_comes_once(&Db::pgsql().await).await;
+}

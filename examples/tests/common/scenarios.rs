@@ -482,3 +482,141 @@ pub async fn database_outage_under_load_loses_nothing(db: &Db) {
         &missing[..missing.len().min(5)]
     );
 }
+
+/// Runs a v5 event loop, collecting the payloads of publishes, until
+/// `quiet` passes with nothing new.
+async fn v5_received(el: &mut rumqttc::v5::EventLoop, quiet: Duration) -> Vec<String> {
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::Event;
+    let mut got = Vec::new();
+    while let Ok(ev) = tokio::time::timeout(quiet, el.poll()).await {
+        match ev {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                got.push(String::from_utf8_lossy(&p.payload).into_owned())
+            }
+            Ok(_) => {}
+            Err(e) => panic!("event loop: {e}"),
+        }
+    }
+    got
+}
+
+fn v5_client(
+    port: u16,
+    id: &str,
+    clean_start: bool,
+) -> (rumqttc::v5::AsyncClient, rumqttc::v5::EventLoop) {
+    let mut o = rumqttc::v5::MqttOptions::new(id, "127.0.0.1", port);
+    o.set_clean_start(clean_start);
+    if !clean_start {
+        o.set_session_expiry_interval(Some(300));
+    }
+    rumqttc::v5::AsyncClient::new(o, 100)
+}
+
+fn duplicates(got: &[String]) -> Vec<&String> {
+    let mut seen = std::collections::HashSet::new();
+    got.iter().filter(|p| !seen.insert(*p)).collect()
+}
+
+/// MQTT 5 with a session expiry: a client subscribes to `pubsub/+/+` and
+/// goes away; another publishes at QoS 0, 1 and 2 on three topics; back
+/// with clean start off, the first gets each message at most once (the
+/// broker's session and the backend both hold the QoS 1 and 2 ones).
+pub async fn persistent_v5_session_gets_each_message_once(db: &Db) {
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    let broker = start(db, &unique("v5once"), &[]).await;
+    let root = unique("v5");
+    let id = unique("v5sub");
+    let (client, mut el) = v5_client(broker.port, &id, false);
+    client
+        .subscribe(format!("pubsub/{root}/+"), Q5::ExactlyOnce)
+        .await
+        .expect("SUBSCRIBE");
+    let _ = v5_received(&mut el, Duration::from_millis(500)).await;
+    client.disconnect().await.expect("DISCONNECT");
+    let _ = v5_received(&mut el, Duration::from_millis(300)).await;
+    drop((client, el));
+    let publisher = Client::connect(broker.port, &unique("v5pub"), true).await;
+    for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+        .into_iter()
+        .enumerate()
+    {
+        publisher
+            .publish(
+                &format!("pubsub/{root}/t{i}"),
+                qos,
+                false,
+                format!("q{i}").as_bytes(),
+            )
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    publisher.disconnect().await;
+    let (client, mut el) = v5_client(broker.port, &id, false);
+    let got = v5_received(&mut el, Duration::from_millis(2000)).await;
+    assert!(
+        duplicates(&got).is_empty(),
+        "received more than once: {got:?}\n{}",
+        broker.log_text()
+    );
+    for p in ["q1", "q2"] {
+        assert!(got.iter().any(|g| g == p), "{p} missing: {got:?}");
+    }
+    let _ = client.disconnect().await;
+}
+
+/// A client publishes three retained messages, then subscribes to a
+/// wildcard covering them: it gets each once.
+pub async fn retained_messages_come_once(db: &Db) {
+    let broker = start(db, &unique("ret-once"), &[]).await;
+    // Under pubsub/: QoS 1 retained messages are stored as offline
+    // messages too, and must still come once.
+    let root = format!("pubsub/{}", unique("ret"));
+    let mut c = Client::connect(broker.port, &unique("ret-c"), true).await;
+    for t in ["a", "b", "c"] {
+        c.publish(&format!("{root}/{t}"), QoS::AtLeastOnce, true, t.as_bytes())
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.subscribe(&format!("{root}/#"), QoS::AtLeastOnce).await;
+    let got = payloads(&c.collect(Duration::from_millis(1500), WAIT).await);
+    let mut sorted = got.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["a", "b", "c"],
+        "broker log:\n{}",
+        broker.log_text()
+    );
+}
+
+/// B subscribes and gets its SUBACK; A then publishes one QoS 1 message on
+/// a stored topic: B gets it once (live), not again from the backend.
+pub async fn a_message_after_the_suback_comes_once(db: &Db) {
+    let broker = start(db, &unique("race"), &[]).await;
+    for round in 0..5 {
+        let topic = format!("pubsub/{}", unique("race"));
+        let mut b = Client::connect(broker.port, &unique("race-b"), true).await;
+        b.subscribe(&topic, QoS::AtLeastOnce).await;
+        // rumqttc's subscribe returns once queued: give the SUBACK time.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let a = Client::connect(broker.port, &unique("race-a"), true).await;
+        a.publish(
+            &topic,
+            QoS::AtLeastOnce,
+            false,
+            format!("r{round}").as_bytes(),
+        )
+        .await;
+        let got = payloads(&b.collect(Duration::from_millis(1000), WAIT).await);
+        assert_eq!(
+            got,
+            [format!("r{round}")],
+            "round {round}\n{}",
+            broker.log_text()
+        );
+        a.disconnect().await;
+        b.disconnect().await;
+    }
+}
