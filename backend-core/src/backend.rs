@@ -201,7 +201,7 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BackendResult<()>;
 
     /// `on_message_fetch*`: the offline messages of one subscription,
-    /// oldest first (see [`FetchRequest`] and the contract in DESIGN.md).
+    /// oldest first (see [`FetchRequest`] and [`crate::contract`]).
     /// In pubsub mode the first fetch of a client and filter records where
     /// the subscription starts and returns nothing.
     async fn fetch_messages(&self, request: &FetchRequest) -> BackendResult<Vec<Message>>;

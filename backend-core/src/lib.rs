@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod contract;
 pub mod delivery;
 pub mod engine;
 pub mod health;

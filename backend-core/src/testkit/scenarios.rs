@@ -1,5 +1,5 @@
 //! The scenarios of the conformance suite: each checks one part of the
-//! behaviour contract of DESIGN.md through the [`Backend`] trait, or
+//! behaviour contract ([`crate::contract`]) through the [`Backend`] trait, or
 //! through an [`Engine`] over it where the contract is the engine's.
 
 use std::collections::{BTreeMap, HashSet};

@@ -1,0 +1,112 @@
+//! The behaviour contract: what every backend, the [`crate::Engine`] and a
+//! broker's glue promise together. Documentation only; the conformance
+//! suite (`testkit`, run by every backend crate against its real server)
+//! and the end-to-end tests of the example broker check it.
+//!
+//! # Glossary
+//!
+//! - **The seed**: EMQX's design document for its data-storage backends
+//!   (Redis, MySQL, PostgreSQL, MongoDB, Cassandra), which these crates
+//!   implement: its `.conf` blocks (`etc/emqx_backend_<kind>.conf`), hook
+//!   tables, schemas (`etc/sql/`) and examples. "The seed's" name, table or
+//!   spelling means EMQX's own, kept so that existing files and queries
+//!   work.
+//! - **Pool**: one database connection pool, `backend.<kind>.<pool>.*`
+//!   (`backend.ecql.` for Cassandra); a [`crate::Backend`] serves one.
+//! - **Rule**: `backend.<kind>.hook.<hook>.<n> = {"topic": F, "action": A,
+//!   "pool": P}`; `A` is a built-in `{"function": NAME}` or raw statements
+//!   (`sql`, `commands`, `cql`).
+//!
+//! # Rules
+//!
+//! Rules of one hook run in the order of `<n>`. A rule without `topic`
+//! applies to every event of its hook. For message hooks the rule's filter
+//! is matched against the message topic; for session hooks against the
+//! subscribed filter, taken as a name (`queue/+` matches the rule filter
+//! `queue/#`). An error in one rule is logged, counted and reported; the
+//! other rules still run. A template naming a variable its hook does not
+//! have is a configuration error at load time.
+//!
+//! # Built-in functions
+//!
+//! - `on_client_connected` / `on_client_disconnected`: state 1 with
+//!   `online_at` now, `offline_at` empty, the node; then state 0 with
+//!   `offline_at` now.
+//! - `on_subscribe_lookup` (also spelled `on_subscription_lookup`): the
+//!   client's stored subscriptions, which the broker applies.
+//! - `on_message_publish`: stores a QoS 1 or 2 message; QoS 0 is not
+//!   stored, nor a retained message with an empty payload.
+//! - `on_message_retain` / `on_retain_delete`: a retained message with a
+//!   payload replaces its topic's; one with an empty payload deletes it.
+//!   `on_retain_lookup`: every retained message whose topic matches the
+//!   subscribed filter, wildcards included (`#` and `+` never match a
+//!   first level starting with `$`).
+//! - **Pubsub mode** (`on_message_fetch`, `on_message_acked`, the
+//!   `_for_pubsub` names): a client's first subscription to a filter marks
+//!   where it starts; later fetches for that client and filter return the
+//!   stored messages on matching topics that came after that start and
+//!   that the client has not acked, oldest first. Acking a message marks
+//!   it and every earlier message on its topic read for that client only.
+//!   A reader never skips a message whose write was still in flight.
+//! - **Queue mode** (`_for_queue` names): a fetch returns the stored
+//!   messages on matching topics, oldest first; an ack deletes the message
+//!   for everyone.
+//! - Every backend offers both modes. Fetches happen only for
+//!   subscriptions with QoS > 0.
+//! - **Limits**: `max_returned_count` keeps the newest N, returned oldest
+//!   first; `time_range` drops messages that arrived longer ago, and the
+//!   sweeper removes them ([`crate::sweep`]). Redis also expires messages
+//!   after `msg.expired_after` seconds.
+//! - Message order is store order: a per-topic sequence, never a constant
+//!   score.
+//!
+//! # Writes
+//!
+//! See [`crate::write`]: writes are batched per pool (group commit), keep
+//! their order per topic, and with `query_mode = async` (the default) a
+//! hook returns once its write is in the pool's buffer. Every read first
+//! waits for the buffered writes it depends on. A full buffer makes the
+//! hook wait; dropping is opt-in and counted. [`crate::Engine::flush`]
+//! drains the buffers on shutdown.
+//!
+//! # Delivery through a broker
+//!
+//! The backend is one of two places a message can wait for a client; the
+//! broker's own session is the other. Together they deliver as MQTT
+//! promises, with backend-core's parts doing the work and the broker's
+//! glue only translating events:
+//!
+//! - **At most once per subscription.** A stored message reaches a
+//!   subscription at most once, whichever of the two holds it; QoS 1/2 on
+//!   a persistent session reach it exactly once.
+//!   [`crate::delivery::DeliveryTracker`] remembers per session the stored
+//!   messages the session already holds (so a fetch skips them) and the
+//!   ones the fetch handed over (so a live copy arriving later, the
+//!   subscribe-and-publish race, is dropped:
+//!   [`crate::delivery::DeliveryTracker::fetched_before`]). A
+//!   retransmission (DUP) of the session's own in-flight message is never
+//!   dropped.
+//! - **Nothing MQTT kept from a client comes later from storage.**
+//!   [`crate::engine::Subscribed::to_deliver`] applies MQTT 5 No Local (the
+//!   client's own messages), retain handling 2 (no retained messages on
+//!   that subscribe), and sends a message that is both retained and stored
+//!   once, as retained. An unsubscribed filter is never fetched: fetches
+//!   happen on `session.subscribed` only.
+//! - **Quick reconnects work as without storage.** The disconnect hook
+//!   does not wait for the database
+//!   ([`crate::Engine::detach_client_disconnected`]); the client's writes
+//!   stay in order with its next connect.
+//! - **Clean start and session expiry.** Stored offline messages belong to
+//!   the subscription, not to the broker's session: a client that
+//!   reconnects with clean start (or whose session expired) and subscribes
+//!   again gets, in pubsub mode, what arrived since its read position and
+//!   was not acked, and in queue mode what nobody acked. Clean start
+//!   clears the broker's session and the tracker's memory of it, not the
+//!   stored read position: that is what lets a client that lost its
+//!   session still get what it missed. A client that wants a fresh start
+//!   in storage unsubscribes (the seed's `session.unsubscribed` statements
+//!   delete its read position).
+//!
+//! Not yet covered: MQTT 5 retain handling 1 (send retained messages only
+//! for a new subscription) is treated as 0, and retain-as-published is
+//! the broker's to apply to the retained flag.
