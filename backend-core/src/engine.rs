@@ -57,6 +57,9 @@ pub enum EngineError {
         /// The first rule using it.
         rule: String,
     },
+    /// A pool's disk buffer (`buffer = disk`) could not be opened.
+    #[error(transparent)]
+    DiskBuffer(#[from] crate::write::DiskBufferError),
 }
 
 /// A rule that failed for one event; the other rules still ran.
@@ -267,15 +270,16 @@ impl Engine {
             Some(p) => policy.for_pool(p),
             None => policy,
         };
-        let writers: BTreeMap<String, Arc<PoolWriter>> = pools
-            .iter()
-            .map(|(name, b)| {
-                (
-                    name.clone(),
-                    PoolWriter::new(name.clone(), Arc::clone(b), policy_of(name)),
-                )
-            })
-            .collect();
+        let mut writers: BTreeMap<String, Arc<PoolWriter>> = BTreeMap::new();
+        for (name, b) in pools {
+            let writer = PoolWriter::open(
+                name.clone(),
+                Arc::clone(b),
+                policy_of(name),
+                config.pools().get(name),
+            )?;
+            writers.insert(name.clone(), writer);
+        }
         let mut hooks: [HookRules; 7] = Default::default();
         for rule in config.rules() {
             let key = rule.key(config.kind());

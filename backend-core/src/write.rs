@@ -34,8 +34,18 @@
 //! counted in [`WriteMetrics::dropped_full`] and logged.
 //!
 //! [`crate::Engine::flush`] waits for the buffers to empty: a broker calls
-//! it on shutdown. What is still buffered when the process ends is lost:
-//! the buffer is in memory.
+//! it on shutdown. What is still buffered when the process ends is lost,
+//! unless the pool has a disk buffer.
+//!
+//! **The disk buffer** (`buffer = disk` with `buffer_path`, feature
+//! `disk-buffer`): writes kept for retry while the server is away are
+//! also written, synced, to a redb file before their hooks return, and
+//! removed once they land; a hook then returns once its write is committed
+//! or on disk, whatever the `query_mode`. A broker started on the same
+//! file replays it first, in the order the writes came. A write that had
+//! landed just before a crash runs again: harmless for the built-in
+//! writes (a message stored again replaces itself by id), repeated for a
+//! raw statement.
 //!
 //! A batch whose merged call fails for a reason retrying cannot mend (one
 //! bad row, say) is split in halves until the bad write is found: the
@@ -50,6 +60,25 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
+
+#[cfg(feature = "disk-buffer")]
+mod disk;
+#[cfg(feature = "disk-buffer")]
+use disk::DiskBuffer;
+
+/// Stands in for the disk buffer when the feature is off: there is none.
+#[cfg(not(feature = "disk-buffer"))]
+enum DiskBuffer {}
+
+#[cfg(not(feature = "disk-buffer"))]
+impl DiskBuffer {
+    async fn put(&self, _: Vec<(u64, String, WriteOp)>) -> Result<(), String> {
+        match *self {}
+    }
+    async fn remove(&self, _: Vec<u64>) -> Result<(), String> {
+        match *self {}
+    }
+}
 
 use crate::backend::{Ack, Backend, BackendError, BackendResult, ErrorKind, WriteOptions};
 use crate::config::{OfflineMode, PoolConfig};
@@ -502,6 +531,10 @@ struct Entry {
     waiter: Option<oneshot::Sender<Submitted>>,
     /// Kept for retry after a failure.
     queued: bool,
+    /// Its place in the disk buffer's order.
+    key: u64,
+    /// Written to the disk buffer.
+    on_disk: bool,
     /// Room in the buffer, given back when the write leaves it.
     room: OwnedSemaphorePermit,
 }
@@ -599,10 +632,110 @@ pub(crate) struct PoolWriter {
     dropped_full: AtomicU64,
     retries: AtomicU64,
     buffered: AtomicUsize,
+    /// `buffer = disk`: the file that keeps writes kept for retry.
+    disk: Option<DiskBuffer>,
+    next_key: AtomicU64,
+}
+
+/// Why a pool's disk buffer could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("pool {pool}: disk buffer: {message}")]
+pub struct DiskBufferError {
+    /// The pool.
+    pub pool: String,
+    /// What went wrong.
+    pub message: String,
 }
 
 impl PoolWriter {
+    /// A writer whose pool keeps its retry writes on disk when its conf
+    /// says `buffer = disk` (at `buffer_path`); the writes the file holds
+    /// from an earlier run go first.
+    pub(crate) fn open(
+        pool: String,
+        backend: Arc<dyn Backend>,
+        policy: WritePolicy,
+        conf: Option<&PoolConfig>,
+    ) -> Result<Arc<Self>, DiskBufferError> {
+        let err = |message: String| DiskBufferError {
+            pool: pool.clone(),
+            message,
+        };
+        let Some(conf) = conf.filter(|c| c.text("buffer") == Some("disk")) else {
+            return Ok(Self::new(pool, backend, policy));
+        };
+        let path = conf.text("buffer_path").ok_or_else(|| {
+            err("`buffer = disk` needs `buffer_path`, the file to keep writes in".into())
+        })?;
+        #[cfg(feature = "disk-buffer")]
+        {
+            let (disk, replay) = DiskBuffer::open(std::path::Path::new(path)).map_err(err)?;
+            let mut writer = Self::build(pool.clone(), backend, policy);
+            let next = replay.iter().map(|r| r.key + 1).max().unwrap_or(1);
+            if let Some(w) = Arc::get_mut(&mut writer) {
+                w.disk = Some(disk);
+                w.next_key = AtomicU64::new(next);
+            }
+            writer.replay(replay);
+            Ok(writer)
+        }
+        #[cfg(not(feature = "disk-buffer"))]
+        {
+            let _ = (backend, policy, path);
+            Err(err(
+                "this build has no disk buffer: enable backend-core's `disk-buffer` feature".into(),
+            ))
+        }
+    }
+
+    /// Puts writes read back from the disk buffer at the front of their
+    /// lanes, as kept for retry, and starts the lanes' workers.
+    #[cfg(feature = "disk-buffer")]
+    fn replay(self: &Arc<Self>, replay: Vec<disk::Replayed>) {
+        if replay.is_empty() {
+            return;
+        }
+        tracing::info!(pool = %self.pool, writes = replay.len(), "replaying the disk buffer");
+        // Room of its own: what the file holds goes in whatever its size.
+        let room = Arc::new(Semaphore::new(replay.len()));
+        let counters = Arc::new(RuleWriteCounters::default());
+        for r in replay {
+            let Ok(permit) = Arc::clone(&room).try_acquire_owned() else {
+                continue;
+            };
+            let lane = self.lane_of(r.op.order_key());
+            let mut st = self.lane(lane);
+            st.waiting.push_back(Entry {
+                op: r.op,
+                counters: Arc::clone(&counters),
+                rule: Arc::from(r.rule.as_str()),
+                waiter: None,
+                queued: true,
+                key: r.key,
+                on_disk: true,
+                room: permit,
+            });
+            st.submitted += 1;
+            self.buffered.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            for lane in 0..self.lanes.len() {
+                let start = {
+                    let mut st = self.lane(lane);
+                    !st.waiting.is_empty() && !std::mem::replace(&mut st.worker, true)
+                };
+                if start {
+                    handle.spawn(Arc::clone(self).work(lane));
+                }
+            }
+        }
+    }
+
     pub(crate) fn new(pool: String, backend: Arc<dyn Backend>, policy: WritePolicy) -> Arc<Self> {
+        Self::build(pool, backend, policy)
+    }
+
+    fn build(pool: String, backend: Arc<dyn Backend>, policy: WritePolicy) -> Arc<Self> {
         let policy = WritePolicy {
             batch_size: policy.batch_size.max(1),
             workers: policy.workers.max(1),
@@ -628,6 +761,8 @@ impl PoolWriter {
             dropped_full: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             buffered: AtomicUsize::new(0),
+            disk: None,
+            next_key: AtomicU64::new(1),
         })
     }
 
@@ -681,9 +816,11 @@ impl PoolWriter {
             Ok(room) => room,
             Err(e) => return Ticket::Ready(Submitted::Failed(e)),
         };
-        let (waiter, ticket) = match self.policy.mode {
-            QueryMode::Async => (None, Ticket::Ready(Submitted::Buffered)),
-            QueryMode::Sync => {
+        // With a disk buffer a hook always waits: for the commit, or for
+        // its write to be on disk.
+        let (waiter, ticket) = match (self.policy.mode, &self.disk) {
+            (QueryMode::Async, None) => (None, Ticket::Ready(Submitted::Buffered)),
+            _ => {
                 let (tx, rx) = oneshot::channel();
                 (Some(tx), Ticket::Waiting(rx))
             }
@@ -694,8 +831,16 @@ impl PoolWriter {
             rule: Arc::clone(rule),
             waiter,
             queued: false,
+            key: self.next_key.fetch_add(1, Ordering::Relaxed),
+            on_disk: false,
             room,
         };
+        if let Some(disk) = &self.disk {
+            // The server is away: on disk before the hook hears "queued".
+            if self.lane(lane).outage {
+                self.persist(disk, std::slice::from_mut(&mut entry)).await;
+            }
+        }
         let start = {
             let mut st = self.lane(lane);
             if st.outage {
@@ -728,6 +873,25 @@ impl PoolWriter {
             let mut rx = self.progress[i].subscribe();
             // The sender lives as long as `self`: the wait cannot fail.
             let _ = rx.wait_for(|p| p.left >= target || p.outage).await;
+        }
+    }
+
+    /// Writes the entries not yet on disk to the disk buffer, in one synced
+    /// transaction.
+    async fn persist(&self, disk: &DiskBuffer, entries: &mut [Entry]) {
+        let todo: Vec<(u64, String, WriteOp)> = entries
+            .iter()
+            .filter(|e| !e.on_disk)
+            .map(|e| (e.key, e.rule.to_string(), e.op.clone()))
+            .collect();
+        if todo.is_empty() {
+            return;
+        }
+        match disk.put(todo).await {
+            Ok(()) => entries.iter_mut().for_each(|e| e.on_disk = true),
+            Err(e) => {
+                tracing::error!(pool = %self.pool, error = %e, writes = entries.len(), "disk buffer write failed: these writes are kept in memory only")
+            }
         }
     }
 
@@ -785,6 +949,11 @@ impl PoolWriter {
                         old.counters.dropped.fetch_add(1, Ordering::Relaxed);
                         self.dropped_full.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(pool = %self.pool, rule = %old.rule, operation = old.op.name(), "{}: oldest write dropped (buffer_full = drop_oldest)", full());
+                        if let (Some(disk), true) = (&self.disk, old.on_disk) {
+                            if let Err(e) = disk.remove(vec![old.key]).await {
+                                tracing::error!(pool = %self.pool, error = %e, "disk buffer: a dropped write was not removed");
+                            }
+                        }
                         old.tell(Submitted::Failed(BackendError::new(
                             ErrorKind::Connection,
                             format!("{} dropped: {}", old.op.name(), full()),
@@ -833,17 +1002,26 @@ impl PoolWriter {
                 .fetch_max(batch.len() as u64, Ordering::Relaxed);
             let mut keep = Vec::new();
             let mut left = 0;
+            let mut landed_on_disk = Vec::new();
             for (mut entry, result) in batch.drain(..).zip(outcome.results) {
                 match result {
                     Some(r) => {
                         if r.is_ok() {
                             self.writes.fetch_add(1, Ordering::Relaxed);
                         }
+                        if entry.on_disk {
+                            landed_on_disk.push(entry.key);
+                        }
                         self.buffered.fetch_sub(1, Ordering::Relaxed);
                         left += 1;
                         entry.finish(&self.pool, r);
                     }
                     None => keep.push(entry),
+                }
+            }
+            if let Some(disk) = &self.disk {
+                if let Err(e) = disk.remove(landed_on_disk).await {
+                    tracing::error!(pool = %self.pool, error = %e, "disk buffer: landed writes not removed; they will run again after a restart");
                 }
             }
             match outcome.stopped {
@@ -858,6 +1036,9 @@ impl PoolWriter {
                 Some(e) => {
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     let first = backoff == self.policy.first_backoff;
+                    if let Some(disk) = &self.disk {
+                        self.persist(disk, &mut keep).await;
+                    }
                     {
                         let mut st = self.lane(lane);
                         st.outage = true;

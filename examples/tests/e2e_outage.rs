@@ -1,27 +1,54 @@
-//! A database taken away for 10 s under broker load, for each database in
-//! the broker. A test binary of its own: it stops the shared servers, which
-//! the other end-to-end tests (run in parallel within their binaries) use.
+//! A database taken away under broker load, and a broker crash while it
+//! is away (`buffer = disk`), for each database in the broker. A test
+//! binary of its own: it stops the shared servers, which the other
+//! end-to-end tests (run in parallel within their binaries) use. Tests on
+//! one server take turns.
 #![cfg(any(feature = "redis", feature = "pgsql", feature = "mysql"))]
 
 mod common;
 
 use common::db::Db;
 use common::scenarios;
+use tokio::sync::Mutex;
+
+#[cfg(feature = "redis")]
+static REDIS: Mutex<()> = Mutex::const_new(());
+#[cfg(feature = "pgsql")]
+static PGSQL: Mutex<()> = Mutex::const_new(());
+#[cfg(feature = "mysql")]
+static MYSQL: Mutex<()> = Mutex::const_new(());
 
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_under_load_loses_nothing() {
+    let _turn = REDIS.lock().await;
     scenarios::database_outage_under_load_loses_nothing(&Db::redis().await).await;
 }
 
 #[cfg(feature = "pgsql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgsql_outage_under_load_loses_nothing() {
+    let _turn = PGSQL.lock().await;
     scenarios::database_outage_under_load_loses_nothing(&Db::pgsql().await).await;
 }
 
 #[cfg(feature = "mysql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_outage_under_load_loses_nothing() {
+    let _turn = MYSQL.lock().await;
     scenarios::database_outage_under_load_loses_nothing(&Db::mysql().await).await;
+}
+
+#[cfg(feature = "pgsql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgsql_disk_buffer_survives_a_crash() {
+    let _turn = PGSQL.lock().await;
+    scenarios::disk_buffer_survives_a_crash(&Db::pgsql().await).await;
+}
+
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_disk_buffer_survives_a_crash() {
+    let _turn = MYSQL.lock().await;
+    scenarios::disk_buffer_survives_a_crash(&Db::mysql().await).await;
 }
