@@ -271,6 +271,15 @@ fn conf(data: &[u8]) {
     let Ok(config) = Config::parse(&text(data)) else {
         return;
     };
+    // `buffer = disk` would have the engine create a file where the input
+    // says: that is I/O, not parsing, and is left out.
+    if config
+        .pools()
+        .values()
+        .any(|p| p.text("buffer") == Some("disk"))
+    {
+        return;
+    }
     let mut pools = Pools::new();
     for name in config.pools().keys() {
         pools.insert(
