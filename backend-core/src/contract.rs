@@ -107,6 +107,10 @@
 //!   in storage unsubscribes (the seed's `session.unsubscribed` statements
 //!   delete its read position).
 //!
-//! Not yet covered: MQTT 5 retain handling 1 (send retained messages only
-//! for a new subscription) is treated as 0, and retain-as-published is
-//! the broker's to apply to the retained flag.
+//! - **Retain handling and retain-as-published.** Stored retained messages
+//!   follow MQTT 5 retain handling: 0 sends them on every SUBSCRIBE, 1 only
+//!   when the subscription is new (the broker's glue tells, in
+//!   [`crate::engine::DeliveryOptions::send_retained`]), 2 never. They go
+//!   out with the retain flag set, as MQTT requires for retained messages
+//!   sent because of a SUBSCRIBE; retain-as-published concerns live
+//!   forwarding, which is the broker's.

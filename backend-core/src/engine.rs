@@ -84,7 +84,10 @@ impl RuleError {
     }
 }
 
-/// What a hook produced, and the rules that failed on the way.
+/// What a hook produced, and the rules that failed on the way. Each
+/// failure was logged and counted in the rule metrics already; the broker
+/// still has to act on `output`.
+#[must_use = "a hook's outcome holds what the broker must act on, and the rules that failed"]
 #[derive(Debug, Default)]
 pub struct Outcome<T> {
     /// What the broker must act on.

@@ -434,7 +434,8 @@ async fn flush_waits_for_the_buffer_and_reports_what_could_not_land() {
     let e = engine(Arc::clone(&b), policy(100));
     b.down.store(true, Ordering::SeqCst);
     for i in 0..3 {
-        e.on_message_publish(&msg("t/7", format!("m{i}"))).await;
+        let out = e.on_message_publish(&msg("t/7", format!("m{i}"))).await;
+        assert!(out.errors.is_empty(), "kept for retry: {:?}", out.errors);
     }
     assert_eq!(
         e.flush(Duration::from_millis(100)).await,

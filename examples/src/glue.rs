@@ -8,7 +8,8 @@
 //! it is taken off again before the packet is sent and remembered by
 //! packet id in a [`DeliveryTracker`] for the ack.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -38,8 +39,9 @@ pub const MESSAGE_ID_PROPERTY: &str = "x-storage-message-id";
 pub const FETCHED_PROPERTY: &str = "x-storage-fetched";
 
 /// The hooks this glue listens to.
-const HOOKS: [Type; 11] = [
+const HOOKS: [Type; 12] = [
     Type::ClientConnect,
+    Type::ClientSubscribe,
     Type::ClientConnected,
     Type::ClientDisconnected,
     Type::SessionSubscribed,
@@ -57,6 +59,7 @@ pub async fn install(scx: &ServerContext, engine: Arc<Engine>, node: String) -> 
     let hooks = Arc::new(StorageHooks {
         engine,
         tracker: DeliveryTracker::new(),
+        resubscribed: Mutex::default(),
         node,
         scx: scx.clone(),
     });
@@ -74,6 +77,9 @@ pub async fn install(scx: &ServerContext, engine: Arc<Engine>, node: String) -> 
 pub struct StorageHooks {
     engine: Arc<Engine>,
     tracker: DeliveryTracker,
+    /// (client, filter) of SUBSCRIBEs whose filter the session already
+    /// had: MQTT 5 retain handling 1 sends no retained messages for them.
+    resubscribed: Mutex<HashSet<(String, String)>>,
     node: String,
     scx: ServerContext,
 }
@@ -86,6 +92,7 @@ impl Handler for HookRef {
         let h = &self.0;
         match param {
             Parameter::ClientConnect(info) => h.await_takeover(info.id()).await,
+            Parameter::ClientSubscribe(s, sub) => h.before_subscribe(s, sub).await,
             Parameter::ClientConnected(s) => h.connected(s).await,
             Parameter::ClientDisconnected(s, reason) => h.disconnected(s, reason.to_string()).await,
             Parameter::SessionSubscribed(s, sub) => h.subscribed(s, sub).await,
@@ -201,8 +208,29 @@ impl StorageHooks {
         self.engine.detach_client_disconnected(ev).await;
     }
 
+    /// Notes whether the session already has the filter, before rmqtt
+    /// adds (or replaces) the subscription.
+    async fn before_subscribe(&self, s: &Session, sub: &Subscribe) {
+        let existed = match s.subscriptions().await {
+            Ok(subs) => subs.read().await.contains_key(&sub.topic_filter),
+            Err(_) => false,
+        };
+        let key = (s.id.client_id.to_string(), sub.topic_filter.to_string());
+        let mut set = self.resubscribed.lock().unwrap_or_else(|p| p.into_inner());
+        if existed {
+            set.insert(key);
+        } else {
+            set.remove(&key);
+        }
+    }
+
     async fn subscribed(&self, s: &Session, sub: &Subscribe) {
         let client_id = s.id.client_id.to_string();
+        let existed = self
+            .resubscribed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(client_id.clone(), sub.topic_filter.to_string()));
         let granted = sub.opts.qos();
         let ev = SessionSubscribed {
             client_id: client_id.clone(),
@@ -212,10 +240,11 @@ impl StorageHooks {
         };
         let options = DeliveryOptions {
             no_local: sub.opts.no_local().unwrap_or(false),
-            send_retained: !matches!(
-                sub.opts.retain_handling(),
-                Some(RetainHandling::NoAtSubscribe)
-            ),
+            send_retained: match sub.opts.retain_handling() {
+                Some(RetainHandling::NoAtSubscribe) => false,
+                Some(RetainHandling::AtSubscribeNew) => !existed,
+                _ => true,
+            },
         };
         // Nothing MQTT kept from the client (No Local, retain handling);
         // a retained message that is also stored goes out once, as retained.
@@ -249,7 +278,8 @@ impl StorageHooks {
             username: s.id.username.as_ref().map(|u| u.to_string()),
             filter: unsub.topic_filter.to_string(),
         };
-        self.engine.on_session_unsubscribed(&ev).await;
+        // Failed rules were logged and counted by the engine: nothing to act on.
+        let _ = self.engine.on_session_unsubscribed(&ev).await;
     }
 
     /// Runs `message.publish` and, for QoS 1/2, returns the message tagged
@@ -268,7 +298,8 @@ impl StorageHooks {
                 .create_time
                 .map_or_else(Timestamp::now, Timestamp::from_millis),
         };
-        self.engine.on_message_publish(&msg).await;
+        // Failed rules were logged and counted by the engine: nothing to act on.
+        let _ = self.engine.on_message_publish(&msg).await;
         (p.qos != RQoS::AtMostOnce).then(|| with_message_id(p.clone(), &id))
     }
 
@@ -293,7 +324,8 @@ impl StorageHooks {
         }
         if self.engine.has_rules(backend_core::Hook::MessageDelivered) {
             let ev = delivery(s, p, id);
-            self.engine.on_message_delivered(&ev).await;
+            // Failed rules were logged and counted by the engine: nothing to act on.
+            let _ = self.engine.on_message_delivered(&ev).await;
         }
         Some(untagged)
     }
@@ -304,7 +336,8 @@ impl StorageHooks {
         };
         if let Some(id) = self.tracker.acked(&s.id.client_id, packet_id.get()) {
             let ev = delivery(s, p, id);
-            self.engine.on_message_acked(&ev).await;
+            // Failed rules were logged and counted by the engine: nothing to act on.
+            let _ = self.engine.on_message_acked(&ev).await;
         }
     }
 }

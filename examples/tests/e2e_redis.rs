@@ -119,3 +119,8 @@ async fn retained_messages_come_once() {
 async fn a_message_after_the_suback_comes_once() {
     scenarios::a_message_after_the_suback_comes_once(&Db::redis().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_handling_holds_for_stored_retained_messages() {
+    scenarios::retain_handling_holds_for_stored_retained_messages(&Db::redis().await).await;
+}

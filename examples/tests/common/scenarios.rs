@@ -710,3 +710,48 @@ pub async fn disk_buffer_survives_a_crash(db: &Db) {
     );
     let _ = std::fs::remove_file(&file);
 }
+
+/// MQTT 5 retain handling with stored retained messages: 0 sends them on
+/// every SUBSCRIBE, 1 only when the subscription is new, 2 never.
+pub async fn retain_handling_holds_for_stored_retained_messages(db: &Db) {
+    use rumqttc::v5::mqttbytes::v5::{Filter, RetainForwardRule};
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    let broker = start(db, &unique("rh"), &[]).await;
+    let topic = format!("pubsub/{}", unique("rh"));
+    let publisher = Client::connect(broker.port, &unique("rh-pub"), true).await;
+    publisher
+        .publish(&topic, QoS::AtLeastOnce, true, b"kept")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publisher.disconnect().await;
+    let (client, mut el) = v5_client(broker.port, &unique("rh-sub"), true);
+    let filter = |rule: RetainForwardRule| {
+        let mut f = Filter::new(topic.clone(), Q5::AtLeastOnce);
+        f.retain_forward_rule = rule;
+        f
+    };
+    let round = |rule: RetainForwardRule| {
+        let client = client.clone();
+        let f = filter(rule);
+        async move {
+            client.subscribe_many([f]).await.expect("SUBSCRIBE");
+        }
+    };
+    round(RetainForwardRule::OnNewSubscribe).await;
+    let first = v5_received(&mut el, Duration::from_millis(1000)).await;
+    round(RetainForwardRule::OnNewSubscribe).await;
+    let again = v5_received(&mut el, Duration::from_millis(1000)).await;
+    round(RetainForwardRule::Never).await;
+    let never = v5_received(&mut el, Duration::from_millis(1000)).await;
+    round(RetainForwardRule::OnEverySubscribe).await;
+    let every = v5_received(&mut el, Duration::from_millis(1000)).await;
+    let log = broker.log_text();
+    assert_eq!(first, ["kept"], "handling 1, new subscription\n{log}");
+    assert!(
+        again.is_empty(),
+        "handling 1, existing subscription: {again:?}"
+    );
+    assert!(never.is_empty(), "handling 2: {never:?}");
+    assert_eq!(every, ["kept"], "handling 0\n{log}");
+    let _ = client.disconnect().await;
+}
