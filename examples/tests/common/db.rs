@@ -31,6 +31,11 @@ pub enum Db {
         pool: mysql_async::Pool,
         url: String,
     },
+    /// Read and written through the backend itself (the test set-up's
+    /// server is FerretDB).
+    Mongo {
+        url: String,
+    },
 }
 
 impl Db {
@@ -108,12 +113,43 @@ impl Db {
         Db::Memory
     }
 
+    pub async fn mongo() -> Db {
+        let db = Db::Mongo {
+            url: testbed::server_url(BackendKind::Mongo),
+        };
+        // Fail loudly, naming the server, when it is down.
+        drop(db.backend().await);
+        db
+    }
+
+    /// The backend the broker uses, connected from the test.
+    async fn backend(&self) -> std::sync::Arc<dyn backend_core::Backend> {
+        let url = match self {
+            Db::Memory => panic!("the in-memory backend has no server"),
+            Db::Redis { url }
+            | Db::Pgsql { url, .. }
+            | Db::Mysql { url, .. }
+            | Db::Mongo { url } => url,
+        };
+        let text = testbed::conf_text(self.kind(), Some(url), &[], true).expect("conf");
+        let config = backend_core::Config::parse(&text).expect("valid conf");
+        let started = examples::backends::connect(
+            &config,
+            examples::backends::Storage::Configured,
+            backend_core::StartMode::Required,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{} at {url} is unreachable: {e}", self.kind()));
+        started.pools.get("pool1").expect("pool1").clone()
+    }
+
     /// The kind of the conf the broker runs.
     pub fn kind(&self) -> BackendKind {
         match self {
             Db::Memory | Db::Redis { .. } => BackendKind::Redis,
             Db::Pgsql { .. } => BackendKind::Pgsql,
             Db::Mysql { .. } => BackendKind::Mysql,
+            Db::Mongo { .. } => BackendKind::Mongo,
         }
     }
 
@@ -127,6 +163,7 @@ impl Db {
             Db::Redis { .. } => signal_redis("-STOP"),
             Db::Pgsql { .. } => services("stop", "postgres"),
             Db::Mysql { .. } => services("stop", "mariadb"),
+            Db::Mongo { .. } => services("stop", "ferretdb"),
         }
     }
 
@@ -137,26 +174,14 @@ impl Db {
             Db::Redis { .. } => signal_redis("-CONT"),
             Db::Pgsql { .. } => services("start", "postgres"),
             Db::Mysql { .. } => services("start", "mariadb"),
+            Db::Mongo { .. } => services("start", "ferretdb"),
         }
     }
 
     /// Every message stored on topics under `filter`, read back in queue
     /// mode through the backend the broker uses, as payload strings.
     pub async fn stored_payloads(&self, filter: &str) -> Vec<String> {
-        let url = match self {
-            Db::Memory => panic!("the in-memory backend has no server"),
-            Db::Redis { url } | Db::Pgsql { url, .. } | Db::Mysql { url, .. } => url,
-        };
-        let text = testbed::conf_text(self.kind(), Some(url), &[], true).expect("conf");
-        let config = backend_core::Config::parse(&text).expect("valid conf");
-        let started = examples::backends::connect(
-            &config,
-            examples::backends::Storage::Configured,
-            backend_core::StartMode::Required,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("connect to read back: {e}"));
-        let backend = started.pools.get("pool1").expect("pool1").clone();
+        let backend = self.backend().await;
         let req = backend_core::FetchRequest {
             client_id: format!("reader-{filter}"),
             filter: filter.to_owned(),
@@ -194,6 +219,7 @@ impl Db {
             Db::Redis { url } => (BackendKind::Redis, Some(url.as_str())),
             Db::Pgsql { url, .. } => (BackendKind::Pgsql, Some(url.as_str())),
             Db::Mysql { url, .. } => (BackendKind::Mysql, Some(url.as_str())),
+            Db::Mongo { url } => (BackendKind::Mongo, Some(url.as_str())),
         };
         let text = testbed::conf_text(kind, url, extra, true).unwrap_or_else(|e| panic!("{e}"));
         let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.conf"));
@@ -236,6 +262,20 @@ impl Db {
                     node: row.get(1),
                     online_at: row.get(2),
                     offline_at: row.get(3),
+                })
+            }
+            Db::Mongo { .. } => {
+                let st = self
+                    .backend()
+                    .await
+                    .client_status(client_id)
+                    .await
+                    .expect("client_status")?;
+                Some(Status {
+                    state: i64::from(st.online),
+                    node: st.node,
+                    online_at: st.online_at.is_some(),
+                    offline_at: st.offline_at.is_some(),
                 })
             }
             Db::Mysql { .. } => {
@@ -281,6 +321,15 @@ impl Db {
                     )
                     .await
                     .expect("insert into mqtt_sub");
+            }
+            Db::Mongo { .. } => {
+                let qos = backend_core::QoS::try_from(u8::try_from(qos).expect("qos 0..2"))
+                    .expect("qos 0..2");
+                self.backend()
+                    .await
+                    .store_subscriptions(client_id, &[backend_core::Subscription::new(topic, qos)])
+                    .await
+                    .expect("store_subscriptions");
             }
             Db::Mysql { .. } => {
                 use mysql_async::prelude::Queryable;
