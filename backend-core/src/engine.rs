@@ -286,12 +286,13 @@ impl Engine {
         let mut hooks: [HookRules; 7] = Default::default();
         for rule in config.rules() {
             let key = rule.key(config.kind());
-            let backend = pools
-                .get(&rule.pool)
-                .ok_or_else(|| EngineError::MissingPool {
-                    pool: rule.pool.clone(),
-                    rule: key.clone(),
-                })?;
+            let missing = || EngineError::MissingPool {
+                pool: rule.pool.clone(),
+                rule: key.clone(),
+            };
+            let backend = pools.get(&rule.pool).ok_or_else(missing)?;
+            // Built above for every pool of `pools`.
+            let writer = writers.get(&rule.pool).cloned().ok_or_else(missing)?;
             let h = &mut hooks[rule.hook.index()];
             let idx = h.rules.len();
             match (&rule.topic, rule.hook.topic_source()) {
@@ -304,14 +305,6 @@ impl Engine {
                 }
                 _ => h.always.push(idx),
             }
-            let writer = match writers.get(&rule.pool) {
-                Some(w) => Arc::clone(w),
-                None => PoolWriter::new(
-                    rule.pool.clone(),
-                    Arc::clone(backend),
-                    policy_of(&rule.pool),
-                ),
-            };
             h.rules.push(CompiledRule {
                 rule: rule.clone(),
                 tag: Arc::from(key.as_str()),

@@ -670,7 +670,7 @@ impl PoolWriter {
         #[cfg(feature = "disk-buffer")]
         {
             let (disk, replay) = DiskBuffer::open(std::path::Path::new(path)).map_err(err)?;
-            let mut writer = Self::build(pool.clone(), backend, policy);
+            let mut writer = Self::new(pool.clone(), backend, policy);
             let next = replay.iter().map(|r| r.key + 1).max().unwrap_or(1);
             if let Some(w) = Arc::get_mut(&mut writer) {
                 w.disk = Some(disk);
@@ -731,11 +731,8 @@ impl PoolWriter {
         }
     }
 
+    /// A writer with its buffer in memory only.
     pub(crate) fn new(pool: String, backend: Arc<dyn Backend>, policy: WritePolicy) -> Arc<Self> {
-        Self::build(pool, backend, policy)
-    }
-
-    fn build(pool: String, backend: Arc<dyn Backend>, policy: WritePolicy) -> Arc<Self> {
         let policy = WritePolicy {
             batch_size: policy.batch_size.max(1),
             workers: policy.workers.max(1),
@@ -940,11 +937,10 @@ impl PoolWriter {
                 for l in order {
                     let evicted = {
                         let mut st = self.lane(l);
-                        st.waiting.pop_front()
+                        st.waiting.pop_front().map(|old| (old, st.outage))
                     };
-                    if let Some(mut old) = evicted {
+                    if let Some((mut old, outage)) = evicted {
                         self.buffered.fetch_sub(1, Ordering::Relaxed);
-                        let outage = self.lane(l).outage;
                         self.left_lane(l, 1, outage);
                         old.counters.dropped.fetch_add(1, Ordering::Relaxed);
                         self.dropped_full.fetch_add(1, Ordering::Relaxed);

@@ -510,23 +510,24 @@ fn to_publish(m: &Message, retain: bool, granted: RQoS) -> Publish {
     }
 }
 
-fn with_message_id(mut p: Publish, id: &str) -> Publish {
+fn with_message_id(p: Publish, id: &str) -> Publish {
+    with_property(p, MESSAGE_ID_PROPERTY, id)
+}
+
+fn with_property(mut p: Publish, key: &str, value: &str) -> Publish {
     let props = p.properties.get_or_insert_with(PublishProperties::default);
     props
         .user_properties
-        .push((ByteString::from(MESSAGE_ID_PROPERTY), ByteString::from(id)));
+        .push((ByteString::from(key), ByteString::from(value)));
     p
 }
 
 /// Marks a message delivered from the backend's fetch.
-fn fetched(mut p: Publish) -> Publish {
-    if p.qos != RQoS::AtMostOnce {
-        let props = p.properties.get_or_insert_with(PublishProperties::default);
-        props
-            .user_properties
-            .push((ByteString::from(FETCHED_PROPERTY), ByteString::from("1")));
+fn fetched(p: Publish) -> Publish {
+    if p.qos == RQoS::AtMostOnce {
+        return p;
     }
-    p
+    with_property(p, FETCHED_PROPERTY, "1")
 }
 
 fn has_property(p: &Publish, key: &str) -> bool {

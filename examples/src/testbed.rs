@@ -20,6 +20,21 @@ pub fn server_url(kind: BackendKind) -> String {
     std::env::var(var).unwrap_or_else(|_| default.to_owned())
 }
 
+/// A free TCP port on loopback (free when asked: bind it soon).
+pub fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// `prefix` followed by the current time in hex nanoseconds: a name
+/// unique to this run, for topics, client ids and files.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}{nanos:x}")
+}
+
 /// A database URL's user, password, `host:port` and database.
 pub fn parse_url(url: &str) -> (String, String, String, String) {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);

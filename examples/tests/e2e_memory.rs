@@ -25,35 +25,15 @@ async fn stored_messages_reach_a_clean_session_subscriber() {
     let broker = Broker::start(&[]).await;
     let topic = format!("pubsub/{}", unique("c"));
     let sub_id = unique("clean");
-    let sub = Client::connect(broker.port, &sub_id, true).await;
-    sub.subscribe(&topic, QoS::AtLeastOnce).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    sub.disconnect().await;
-
-    let publisher = Client::connect(broker.port, &unique("pub"), true).await;
-    for i in 0..3 {
-        publisher
-            .publish(&topic, QoS::AtLeastOnce, false, format!("c{i}").as_bytes())
-            .await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    scenarios::subscribe_and_leave(broker.port, &sub_id, true, &topic).await;
+    scenarios::publish_numbered(broker.port, &topic, "c", 3, Duration::from_millis(500)).await;
 
     let mut sub = Client::connect(broker.port, &sub_id, true).await;
     sub.subscribe(&topic, QoS::AtLeastOnce).await;
     assert_eq!(payloads(&sub.expect(3, WAIT).await), vec!["c0", "c1", "c2"]);
     sub.disconnect().await;
-
-    let mut sub = Client::connect(broker.port, &sub_id, true).await;
-    sub.subscribe(&topic, QoS::AtLeastOnce).await;
-    let again = sub
-        .collect(Duration::from_secs(1), Duration::from_secs(3))
-        .await;
-    assert!(
-        again.is_empty(),
-        "acked messages came back: {:?}",
-        payloads(&again)
-    );
-    publisher.disconnect().await;
+    let max = Duration::from_secs(3);
+    scenarios::nothing_comes_again(broker.port, &sub_id, true, &topic, max, "acked messages").await;
 }
 
 /// A retained message reaches a new subscriber on a wildcard filter, with
@@ -79,16 +59,16 @@ async fn retained_messages_reach_wildcard_subscribers() {
         .publish(&format!("{root}/a"), QoS::AtLeastOnce, true, b"")
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut sub = Client::connect(broker.port, &unique("sub"), true).await;
-    sub.subscribe(&format!("{root}/#"), QoS::AtLeastOnce).await;
-    let got = sub
-        .collect(Duration::from_secs(1), Duration::from_secs(3))
-        .await;
-    assert!(
-        got.is_empty(),
-        "deleted retained message came back: {:?}",
-        payloads(&got)
-    );
+    let (id, filter, max) = (unique("sub"), format!("{root}/#"), Duration::from_secs(3));
+    scenarios::nothing_comes_again(
+        broker.port,
+        &id,
+        true,
+        &filter,
+        max,
+        "a deleted retained message",
+    )
+    .await;
     publisher.disconnect().await;
 }
 
@@ -109,16 +89,16 @@ async fn queue_messages_go_to_one_subscriber() {
     assert_eq!(payloads(&first.expect(1, WAIT).await), vec!["job-1"]);
     first.disconnect().await;
 
-    let mut second = Client::connect(broker.port, &unique("w2"), true).await;
-    second.subscribe(&topic, QoS::AtLeastOnce).await;
-    let got = second
-        .collect(Duration::from_secs(1), Duration::from_secs(3))
-        .await;
-    assert!(
-        got.is_empty(),
-        "an acked queue message was delivered again: {:?}",
-        payloads(&got)
-    );
+    let max = Duration::from_secs(3);
+    scenarios::nothing_comes_again(
+        broker.port,
+        &unique("w2"),
+        true,
+        &topic,
+        max,
+        "an acked queue message",
+    )
+    .await;
     publisher.disconnect().await;
 }
 

@@ -92,7 +92,7 @@ struct Broker {
 impl Broker {
     async fn start(conf: &Path, log: &Path) -> Result<Broker, String> {
         let exe = sibling("broker")?;
-        let port = free_port()?;
+        let port = testbed::free_port().map_err(|e| format!("no free port: {e}"))?;
         let file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
         let child = Command::new(&exe)
             .arg("--config")
@@ -167,18 +167,6 @@ fn sibling(name: &str) -> Result<PathBuf, String> {
     }
 }
 
-fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{prefix}{nanos:x}")
-}
-
 async fn connect(port: u16, id: &str) -> Result<(AsyncClient, rumqttc::EventLoop), String> {
     let mut opts = MqttOptions::new(id, "127.0.0.1", port);
     // Long: a publisher held back by a full buffer sends nothing, PINGREQ
@@ -210,7 +198,7 @@ async fn throughput(
     let payload = vec![b'x'; 100];
     let mut clients = Vec::new();
     for p in 0..publishers {
-        clients.push(connect(port, &unique("bench-pub")).await?);
+        clients.push(connect(port, &testbed::unique("bench-pub")).await?);
         let _ = p;
     }
     let start = Instant::now();
@@ -286,7 +274,7 @@ async fn latency(
     let count = (per * seconds as f64) as usize;
     let mut tasks = tokio::task::JoinSet::new();
     for p in 0..publishers {
-        let (client, mut ev) = connect(port, &unique("bench-lat")).await?;
+        let (client, mut ev) = connect(port, &testbed::unique("bench-lat")).await?;
         let topic = format!("{topic}/{p}");
         tasks.spawn(async move {
             let sender = tokio::spawn({
@@ -373,7 +361,7 @@ async fn raw_rate(backend: &Arc<dyn Backend>, topic: &str, total: usize) -> Resu
 /// Messages stored under `filter`, read back through the backend.
 async fn stored(backend: &Arc<dyn Backend>, filter: &str) -> Result<usize, String> {
     let req = FetchRequest {
-        client_id: unique("bench-check"),
+        client_id: testbed::unique("bench-check"),
         filter: filter.to_owned(),
         mode: OfflineMode::Queue,
         max_count: None,
@@ -411,7 +399,7 @@ async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
     let off_conf = dir.join(format!("{}-off.conf", kind.name()));
     std::fs::write(&on_conf, &on_text).map_err(|e| e.to_string())?;
     std::fs::write(&off_conf, &off_text).map_err(|e| e.to_string())?;
-    let run = unique("bench");
+    let run = testbed::unique("bench");
 
     let log = |what: &str| dir.join(format!("{}-{what}.log", kind.name()));
     let off = rates(&off_conf, &log("off"), &format!("{run}/off"), a).await?;

@@ -5,7 +5,6 @@
 pub mod db;
 pub mod scenarios;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,8 +15,7 @@ use tokio::task::JoinHandle;
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    examples::testbed::free_port().expect("bind an ephemeral port")
 }
 
 /// The broker binary running as a child process; killed on drop.
@@ -254,11 +252,4 @@ pub fn payloads(ps: &[Publish]) -> Vec<String> {
         .collect()
 }
 
-/// A name unique to this run.
-pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{prefix}{nanos:x}")
-}
+pub use examples::testbed::unique;

@@ -16,6 +16,54 @@ async fn start(db: &Db, name: &str, extra: &[String]) -> Broker {
     Broker::start(&refs).await
 }
 
+/// `id` connects (clean session or not), subscribes to `topic` at QoS 1
+/// and goes away.
+pub async fn subscribe_and_leave(port: u16, id: &str, clean: bool, topic: &str) {
+    let sub = Client::connect(port, id, clean).await;
+    sub.subscribe(topic, QoS::AtLeastOnce).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sub.disconnect().await;
+}
+
+/// A new clean client publishes `n` QoS 1 messages on `topic`,
+/// `<prefix>0`, `<prefix>1`, ..., waits `settle` for them to be stored,
+/// and leaves.
+pub async fn publish_numbered(port: u16, topic: &str, prefix: &str, n: usize, settle: Duration) {
+    let publisher = Client::connect(port, &unique("pub"), true).await;
+    for i in 0..n {
+        publisher
+            .publish(
+                topic,
+                QoS::AtLeastOnce,
+                false,
+                format!("{prefix}{i}").as_bytes(),
+            )
+            .await;
+    }
+    tokio::time::sleep(settle).await;
+    publisher.disconnect().await;
+}
+
+/// `id` connects again, subscribes to `topic` again, and gets nothing
+/// within `max`: `what` names what must not come.
+pub async fn nothing_comes_again(
+    port: u16,
+    id: &str,
+    clean: bool,
+    topic: &str,
+    max: Duration,
+    what: &str,
+) {
+    let mut sub = Client::connect(port, id, clean).await;
+    sub.subscribe(topic, QoS::AtLeastOnce).await;
+    let again = sub.collect(Duration::from_secs(1), max).await;
+    assert!(
+        again.is_empty(),
+        "{what} came again: {:?}",
+        payloads(&again)
+    );
+}
+
 /// A persistent QoS 1 subscriber goes offline; messages are published; the
 /// broker restarts (its own session state is gone); the subscriber comes
 /// back and gets each message once, in order, from the database; acked,
@@ -24,19 +72,8 @@ pub async fn offline_messages_survive_a_broker_restart(db: &Db) {
     let broker = start(db, &unique("offline"), &[]).await;
     let topic = format!("pubsub/{}", unique("t"));
     let sub_id = unique("sub");
-    let sub = Client::connect(broker.port, &sub_id, false).await;
-    sub.subscribe(&topic, QoS::AtLeastOnce).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    sub.disconnect().await;
-
-    let publisher = Client::connect(broker.port, &unique("pub"), true).await;
-    for i in 0..5 {
-        publisher
-            .publish(&topic, QoS::AtLeastOnce, false, format!("m{i}").as_bytes())
-            .await;
-    }
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    publisher.disconnect().await;
+    subscribe_and_leave(broker.port, &sub_id, false, &topic).await;
+    publish_numbered(broker.port, &topic, "m", 5, Duration::from_millis(800)).await;
 
     let broker = broker.restart().await;
     let mut sub = Client::connect(broker.port, &sub_id, false).await;
@@ -49,17 +86,8 @@ pub async fn offline_messages_survive_a_broker_restart(db: &Db) {
         broker.log_text()
     );
     sub.disconnect().await;
-
-    let mut sub = Client::connect(broker.port, &sub_id, false).await;
-    sub.subscribe(&topic, QoS::AtLeastOnce).await;
-    let again = sub
-        .collect(Duration::from_secs(1), Duration::from_secs(3))
-        .await;
-    assert!(
-        again.is_empty(),
-        "acked messages came back: {:?}",
-        payloads(&again)
-    );
+    let max = Duration::from_secs(3);
+    nothing_comes_again(broker.port, &sub_id, false, &topic, max, "acked messages").await;
 }
 
 /// Without a restart the broker's own persistent session and the database
@@ -69,17 +97,8 @@ pub async fn persistent_session_gets_each_message_once(db: &Db) {
     let broker = start(db, &unique("once"), &[]).await;
     let topic = format!("pubsub/{}", unique("t"));
     let sub_id = unique("sub");
-    let sub = Client::connect(broker.port, &sub_id, false).await;
-    sub.subscribe(&topic, QoS::AtLeastOnce).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    sub.disconnect().await;
-    let publisher = Client::connect(broker.port, &unique("pub"), true).await;
-    for i in 0..4 {
-        publisher
-            .publish(&topic, QoS::AtLeastOnce, false, format!("p{i}").as_bytes())
-            .await;
-    }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    subscribe_and_leave(broker.port, &sub_id, false, &topic).await;
+    publish_numbered(broker.port, &topic, "p", 4, Duration::from_millis(800)).await;
     let mut sub = Client::connect(broker.port, &sub_id, false).await;
     sub.subscribe(&topic, QoS::AtLeastOnce).await;
     let got = sub.expect(4, WAIT).await;
@@ -89,19 +108,9 @@ pub async fn persistent_session_gets_each_message_once(db: &Db) {
         "broker log:\n{}",
         broker.log_text()
     );
-    publisher.disconnect().await;
     sub.disconnect().await;
-
-    let mut sub = Client::connect(broker.port, &sub_id, false).await;
-    sub.subscribe(&topic, QoS::AtLeastOnce).await;
-    let again = sub
-        .collect(Duration::from_secs(1), Duration::from_secs(3))
-        .await;
-    assert!(
-        again.is_empty(),
-        "acked messages came back: {:?}",
-        payloads(&again)
-    );
+    let max = Duration::from_secs(3);
+    nothing_comes_again(broker.port, &sub_id, false, &topic, max, "acked messages").await;
 }
 
 /// Subscriptions stored in the database are applied when the client connects.
@@ -348,20 +357,10 @@ pub async fn acks_survive_a_sigterm(db: &Db) {
     let broker = start(db, &unique("term"), &extra).await;
     let topic = format!("queue/{}", unique("t"));
     let sub_id = unique("sub");
-    let sub = Client::connect(broker.port, &sub_id, false).await;
-    sub.subscribe(&topic, QoS::AtLeastOnce).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    sub.disconnect().await;
-    let publisher = Client::connect(broker.port, &unique("pub"), true).await;
-    for i in 0..3 {
-        publisher
-            .publish(&topic, QoS::AtLeastOnce, false, format!("a{i}").as_bytes())
-            .await;
-    }
+    subscribe_and_leave(broker.port, &sub_id, false, &topic).await;
     // Stored after the 2 s linger; the broker's own session state then
     // goes with a kill, so what comes next comes from the database.
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    publisher.disconnect().await;
+    publish_numbered(broker.port, &topic, "a", 3, Duration::from_millis(3000)).await;
     let mut broker = broker.restart().await;
     let mut sub = Client::connect(broker.port, &sub_id, false).await;
     sub.subscribe(&topic, QoS::AtLeastOnce).await;
@@ -380,16 +379,55 @@ pub async fn acks_survive_a_sigterm(db: &Db) {
         broker.log_text()
     );
     let broker = broker.restart().await;
-    let mut sub = Client::connect(broker.port, &sub_id, false).await;
-    sub.subscribe(&topic, QoS::AtLeastOnce).await;
-    let again = sub
-        .collect(Duration::from_secs(1), Duration::from_secs(4))
-        .await;
-    assert!(
-        again.is_empty(),
-        "acknowledged messages came again after SIGTERM: {:?}",
-        payloads(&again)
-    );
+    let max = Duration::from_secs(4);
+    let what = "acknowledged messages (after SIGTERM)";
+    nothing_comes_again(broker.port, &sub_id, false, &topic, max, what).await;
+}
+
+/// A QoS 1 publisher on a connection of its own: sends `payloads` on
+/// `topic`, one per `pace` (or as fast as its in-flight window allows),
+/// and returns the PUBACKs that came, once all came. Panics if its
+/// connection breaks.
+fn spawn_acked_publisher(
+    port: u16,
+    topic: String,
+    payloads: Vec<String>,
+    pace: Option<Duration>,
+) -> tokio::task::JoinHandle<usize> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
+    let mut opts = MqttOptions::new(unique("apub"), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(60));
+    opts.set_inflight(100);
+    let (client, mut ev) = AsyncClient::new(opts, 1000);
+    let count = payloads.len();
+    tokio::spawn(async move {
+        let sender = tokio::spawn({
+            let client = client.clone();
+            async move {
+                let mut tick = pace.map(tokio::time::interval);
+                for p in payloads {
+                    if let Some(t) = tick.as_mut() {
+                        t.tick().await;
+                    }
+                    client
+                        .publish(&topic, QoS::AtLeastOnce, false, p)
+                        .await
+                        .expect("queue PUBLISH");
+                }
+            }
+        });
+        let mut acked = 0;
+        while acked < count {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+                Ok(_) => {}
+                Err(e) => panic!("a publisher lost its connection: {e}"),
+            }
+        }
+        sender.await.expect("sender");
+        let _ = client.disconnect().await;
+        acked
+    })
 }
 
 /// The database goes away for 10 s while three publishers send QoS 1
@@ -397,56 +435,27 @@ pub async fn acks_survive_a_sigterm(db: &Db) {
 /// comes), and after the broker's graceful stop every PUBACKed message is
 /// in the database exactly once.
 pub async fn database_outage_under_load_loses_nothing(db: &Db) {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
     const PUBLISHERS: usize = 3;
     const PER_SECOND: u64 = 150;
     const SECONDS: u64 = 16;
     let mut broker = start(db, &unique("outage"), &[]).await;
     let run = unique("outage");
     let count = (PER_SECOND * SECONDS) as usize;
-    let mut tasks = tokio::task::JoinSet::new();
-    for p in 0..PUBLISHERS {
-        let mut opts = MqttOptions::new(unique("opub"), "127.0.0.1", broker.port);
-        opts.set_keep_alive(Duration::from_secs(60));
-        opts.set_inflight(100);
-        let (client, mut ev) = AsyncClient::new(opts, 1000);
-        let topic = format!("{run}/{p}");
-        tasks.spawn(async move {
-            let sender = tokio::spawn({
-                let client = client.clone();
-                async move {
-                    let mut tick =
-                        tokio::time::interval(Duration::from_micros(1_000_000 / PER_SECOND));
-                    for i in 0..count {
-                        tick.tick().await;
-                        client
-                            .publish(&topic, QoS::AtLeastOnce, false, format!("{p}:{i}"))
-                            .await
-                            .expect("queue PUBLISH");
-                    }
-                }
-            });
-            let mut acked = 0;
-            while acked < count {
-                match ev.poll().await {
-                    Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
-                    Ok(_) => {}
-                    Err(e) => panic!("publisher {p} lost its connection: {e}"),
-                }
-            }
-            sender.await.expect("sender");
-            let _ = client.disconnect().await;
-            acked
-        });
-    }
+    let pace = Some(Duration::from_micros(1_000_000 / PER_SECOND));
+    let tasks: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let payloads = (0..count).map(|i| format!("{p}:{i}")).collect();
+            spawn_acked_publisher(broker.port, format!("{run}/{p}"), payloads, pace)
+        })
+        .collect();
     tokio::time::sleep(Duration::from_secs(3)).await;
     db.stop_server();
     tokio::time::sleep(Duration::from_secs(10)).await;
     db.start_server();
     let finished = tokio::time::timeout(Duration::from_secs(120), async {
         let mut acked = 0;
-        while let Some(r) = tasks.join_next().await {
-            acked += r.expect("publisher task");
+        for t in tasks {
+            acked += t.await.expect("publisher task");
         }
         acked
     })
@@ -627,7 +636,6 @@ pub async fn a_message_after_the_suback_comes_once(db: &Db) {
 /// starts again on the same buffer file, and every PUBACKed message is
 /// stored exactly once.
 pub async fn disk_buffer_survives_a_crash(db: &Db) {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
     const COUNT: usize = 300;
     let kind = db.kind().pool_prefix();
     let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -639,35 +647,12 @@ pub async fn disk_buffer_survives_a_crash(db: &Db) {
     let broker = start(db, &unique("disk"), &extra).await;
     let run = unique("disk");
     db.stop_server();
-    let mut opts = MqttOptions::new(unique("dpub"), "127.0.0.1", broker.port);
-    opts.set_keep_alive(Duration::from_secs(60));
-    let (client, mut ev) = AsyncClient::new(opts, 1000);
-    let sender = tokio::spawn({
-        let client = client.clone();
-        let topic = format!("{run}/t");
-        async move {
-            for i in 0..COUNT {
-                client
-                    .publish(&topic, QoS::AtLeastOnce, false, format!("d{i}"))
-                    .await
-                    .expect("queue PUBLISH");
-            }
-        }
-    });
-    let acked = tokio::time::timeout(Duration::from_secs(120), async {
-        let mut acked = 0;
-        while acked < COUNT {
-            match ev.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
-                Ok(_) => {}
-                Err(e) => panic!("publisher lost its connection: {e}"),
-            }
-        }
-        acked
-    })
-    .await;
-    sender.await.expect("sender");
-    let acked = acked.unwrap_or_else(|_| panic!("not every PUBACK came:\n{}", broker.log_text()));
+    let payloads = (0..COUNT).map(|i| format!("d{i}")).collect();
+    let publisher = spawn_acked_publisher(broker.port, format!("{run}/t"), payloads, None);
+    let acked = tokio::time::timeout(Duration::from_secs(120), publisher)
+        .await
+        .unwrap_or_else(|_| panic!("not every PUBACK came:\n{}", broker.log_text()))
+        .expect("publisher task");
     assert_eq!(acked, COUNT);
     // The crash: SIGKILL, database still away.
     let log = broker.log_text();
