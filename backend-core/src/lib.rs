@@ -3,14 +3,18 @@
 
 pub mod backend;
 pub mod config;
+pub mod connect;
 pub mod contract;
 pub mod delivery;
 pub mod engine;
+pub mod error;
+pub mod guide;
 pub mod health;
 pub mod hook;
 pub mod memory;
 pub mod message;
 pub mod pool;
+pub mod schema;
 pub mod sweep;
 pub mod template;
 #[cfg(feature = "tls")]
@@ -29,9 +33,11 @@ pub use backend::{
     Ack, Backend, BackendError, BackendResult, ClientStatus, ErrorKind, FetchRequest, WriteOptions,
 };
 pub use config::{BackendKind, Config, ConfigError, Limits, OfflineMode, PayloadFormat, Rule};
+pub use connect::{connect_pools, Connect};
 pub use engine::{
     DeliveryOptions, Engine, EngineError, Outcome, Pools, RuleError, RuleMetrics, Subscribed,
 };
+pub use error::CommonError;
 pub use health::{PoolHealth, PoolState};
 pub use hook::{
     ClientConnected, ClientDisconnected, ClientInfo, Event, Hook, MessageDelivery,

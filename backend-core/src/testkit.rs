@@ -89,6 +89,20 @@ impl RawFixture {
         }
     }
 
+    /// CQL against backend-cassa's `retain` table, whose row holds a whole
+    /// message (the seed's `msg` needs the backend's store sequence).
+    pub fn cql() -> Self {
+        RawFixture {
+            kind: BackendKind::Cassa,
+            write: vec![
+                "insert into retain (topic, msgid, sender, username, payload, arrived) values (${topic}, ${msgid}, ${clientid}, ${username}, ${payload}, ${timestamp})"
+                    .into(),
+            ],
+            read: "select sender, topic, username, payload from retain where topic = ${topic}"
+                .into(),
+        }
+    }
+
     /// For a kind without raw statements (MongoDB): no statements; the
     /// hostile-values-in-raw-statements scenario then checks, instead, that
     /// `execute` returns an [`crate::ErrorKind::Unsupported`] error.
@@ -113,6 +127,21 @@ pub fn unique(prefix: &str) -> String {
         "{prefix}-{nanos:x}-{}",
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Asserts that the schema file a crate embeds (`embedded`) and its copy
+/// under the repository's `etc/` (`etc_path`, relative to the crate's
+/// folder) are the same text: the crate carries its schema so it packages
+/// on its own, and users load the `etc/` copy by hand.
+pub fn assert_same_schema(manifest_dir: &str, etc_path: &str, embedded: &str) {
+    let path = std::path::Path::new(manifest_dir).join(etc_path);
+    let etc = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    assert!(
+        etc == embedded,
+        "{} differs from the crate's embedded copy: copy one onto the other",
+        path.display()
+    );
 }
 
 /// Stores one binary QoS 1 message on a topic of its own and fetches it

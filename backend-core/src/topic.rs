@@ -254,6 +254,50 @@ pub fn has_wildcards(filter: &str) -> bool {
         .any(|l| l == "+" || l == "#")
 }
 
+/// What a stored-topic lookup for a filter has to find, before a backend
+/// turns it into a query: [`FilterScope::of`] validates the filter and
+/// strips a `$share/<group>/` prefix once, for every backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterScope<'a> {
+    /// An invalid filter: it matches no topic.
+    Nothing,
+    /// A filter without wildcards: the one topic of that name.
+    Exact(&'a str),
+    /// A wildcard filter (shared prefix removed), and its literal prefix
+    /// ([`literal_prefix`]), which every matching topic starts with.
+    Wildcard {
+        /// The filter.
+        filter: &'a str,
+        /// Its literal prefix (may be empty).
+        prefix: &'a str,
+    },
+}
+
+impl<'a> FilterScope<'a> {
+    /// The scope of `filter` (possibly `$share/<group>/...`).
+    ///
+    /// ```
+    /// use backend_core::topic::FilterScope;
+    /// assert_eq!(FilterScope::of("a/+"), FilterScope::Wildcard { filter: "a/+", prefix: "a/" });
+    /// assert_eq!(FilterScope::of("$share/g/a/b"), FilterScope::Exact("a/b"));
+    /// assert_eq!(FilterScope::of("a/#/b"), FilterScope::Nothing);
+    /// ```
+    pub fn of(filter: &'a str) -> Self {
+        if validate_filter(filter).is_err() {
+            return FilterScope::Nothing;
+        }
+        let inner = strip_shared(filter);
+        if has_wildcards(inner) {
+            FilterScope::Wildcard {
+                filter: inner,
+                prefix: literal_prefix(inner),
+            }
+        } else {
+            FilterScope::Exact(inner)
+        }
+    }
+}
+
 /// A set of topic filters, each with a value, that finds every filter
 /// matching a topic name in time proportional to the name's levels (times
 /// the few wildcard branches), not to the number of filters.

@@ -11,8 +11,8 @@ use backend_core::hook::ClientInfo;
 use backend_core::topic::{has_wildcards, literal_prefix, matches, prefix_upper_bound};
 use backend_core::value::Row;
 use backend_core::{
-    Backend, BackendKind, Bytes, Config, Message, OfflineMode, Pools, QoS, Statement, Subscription,
-    Timestamp,
+    Backend, BackendKind, Bytes, CommonError, Config, Connect, Message, OfflineMode, Pools, QoS,
+    Statement, Subscription, Timestamp,
 };
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
@@ -67,17 +67,20 @@ impl std::fmt::Debug for MongoBackend {
     }
 }
 
-/// Connects every pool of a `backend.mongo` configuration.
+/// Connects every pool of a `backend.mongo` configuration
+/// ([`backend_core::connect_pools`] for this backend).
 pub async fn connect_pools(config: &Config) -> Result<Pools, MongoError> {
-    if config.kind() != BackendKind::Mongo {
-        return Err(MongoError::WrongKind(config.kind()));
+    backend_core::connect_pools::<MongoBackend>(config).await
+}
+
+#[async_trait]
+impl Connect for MongoBackend {
+    const KIND: BackendKind = BackendKind::Mongo;
+    type Error = MongoError;
+
+    async fn connect(pool: &PoolConfig, config: &Config) -> Result<Self, MongoError> {
+        MongoBackend::connect(pool, config).await
     }
-    let mut pools = Pools::new();
-    for (name, pool) in config.pools() {
-        let backend = MongoBackend::connect(pool, config).await?;
-        pools.insert(name.clone(), Arc::new(backend) as Arc<dyn Backend>);
-    }
-    Ok(pools)
 }
 
 /// How many times an upsert that lost a race (duplicate key) is retried.
@@ -160,9 +163,7 @@ impl MongoBackend {
     /// `backend.mongo.topology.*`): builds the driver's client, checks the
     /// server answers (`ping`) and creates the indexes (idempotent).
     pub async fn connect(pool: &PoolConfig, config: &Config) -> Result<MongoBackend, MongoError> {
-        if config.kind() != BackendKind::Mongo {
-            return Err(MongoError::WrongKind(config.kind()));
-        }
+        CommonError::check_kind(BackendKind::Mongo, config.kind())?;
         let settings = MongoConfig::from_pool(pool, config)?;
         Self::connect_with(settings).await
     }
@@ -188,7 +189,8 @@ impl MongoBackend {
         let tls_files = match &settings.tls {
             Some(files) => {
                 let f = crate::tls::driver_files(&settings.pool, files).map_err(|problem| {
-                    MongoError::Config {
+                    CommonError::Config {
+                        kind: BackendKind::Mongo,
                         pool: settings.pool.clone(),
                         key: "ssl",
                         line: None,

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use backend_core::config::{PoolConfig, ServerAddr};
-use backend_core::Config;
+use backend_core::{CommonError, Config};
 use mongodb::options::{
     Acknowledgment, ClientOptions, Credential, ReadPreference, SelectionCriteria, ServerAddress,
     Tls, TlsOptions, WriteConcern,
@@ -53,11 +53,8 @@ impl MongoConfig {
     /// Reads the pool's keys and the configuration's `topology.*` options.
     pub fn from_pool(pool: &PoolConfig, config: &Config) -> Result<MongoConfig, MongoError> {
         let name = pool.name().to_owned();
-        let err = |key: &'static str, problem: String| MongoError::Config {
-            pool: name.clone(),
-            key,
-            line: pool.line(key),
-            problem,
+        let err = |key: &'static str, problem: String| {
+            MongoError::from(CommonError::config(pool, key, problem))
         };
         let mut o = ClientOptions::default();
         let server = pool.text("server").unwrap_or("127.0.0.1:27017");

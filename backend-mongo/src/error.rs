@@ -7,29 +7,16 @@
 //! `Debug` of `ClientOptions`/`Credential` redacts the password too, but
 //! this crate never formats them.)
 
-use backend_core::{BackendError, ErrorKind};
+use backend_core::{BackendError, CommonError, ErrorKind};
 use mongodb::error::ErrorKind as DriverKind;
 
 /// An error of the MongoDB backend.
 #[derive(Debug, thiserror::Error)]
 pub enum MongoError {
-    /// A pool setting is missing, malformed or inconsistent.
-    #[error("backend.mongo.{pool}.{key}{}: {problem}", line_suffix(*.line))]
-    Config {
-        /// The pool (`pool1`).
-        pool: String,
-        /// The key (`server`, `type`, ...).
-        key: &'static str,
-        /// The `.conf` line it came from, if it came from a file.
-        line: Option<usize>,
-        /// What is wrong.
-        problem: String,
-    },
-
-    /// The configuration given to [`crate::connect_pools`] or
-    /// [`crate::MongoBackend::connect`] is not for MongoDB.
-    #[error("the configuration is for `{0}`, not `mongo`")]
-    WrongKind(backend_core::BackendKind),
+    /// A failure every backend shares: a setting, TLS files, the wrong
+    /// kind of configuration.
+    #[error(transparent)]
+    Common(#[from] CommonError),
 
     /// The server or the driver reported an error.
     #[error("{operation} on {server}: {source}")]
@@ -57,10 +44,6 @@ pub enum MongoError {
     /// The operation does not exist for MongoDB (raw statements).
     #[error("{0}")]
     Unsupported(&'static str),
-}
-
-fn line_suffix(line: Option<usize>) -> String {
-    line.map(|l| format!(" (line {l})")).unwrap_or_default()
 }
 
 /// Server error codes meaning "try again": WriteConflict (112),
@@ -118,7 +101,7 @@ impl MongoError {
     /// The kind of failure, as [`BackendError`] reports it.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            MongoError::Config { .. } | MongoError::WrongKind(_) => ErrorKind::Config,
+            MongoError::Common(e) => e.kind(),
             MongoError::Mongo { source, .. } => driver_kind(source),
             MongoError::Data { .. } => ErrorKind::Data,
             MongoError::Unsupported(_) => ErrorKind::Unsupported,

@@ -19,10 +19,12 @@ use backend_core::backend::{
 };
 use backend_core::config::{OfflineMode, PoolConfig};
 use backend_core::hook::ClientInfo;
+use backend_core::schema::SchemaTarget;
 use backend_core::topic::matches;
 use backend_core::value::{Row, Value};
 use backend_core::{
-    BackendKind, Bytes, Config, Message, Pools, QoS, Statement, Subscription, Timestamp,
+    BackendKind, Bytes, CommonError, Config, Connect, Message, Pools, QoS, Statement, Subscription,
+    Timestamp,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{
@@ -72,18 +74,19 @@ impl fmt::Debug for MysqlBackend {
     // By hand: mysql_async's `Pool` and `Opts` print the password.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MysqlBackend")
-            .field("pool", &self.inner.config.pool_name)
+            .field("pool", &self.inner.config.db.pool_name)
             .field("server", &self.inner.label)
-            .field("user", &self.inner.config.user)
-            .field("tls", &self.inner.config.tls.is_some())
-            .field("max_connections", &self.inner.config.pool_size)
+            .field("user", &self.inner.config.db.user)
+            .field("tls", &self.inner.config.db.tls.is_some())
+            .field("max_connections", &self.inner.config.db.pool_size)
             .field("stmt_cache_size", &self.inner.config.stmt_cache_size)
             .finish()
     }
 }
 
 /// Connects every pool of a MySQL configuration, for
-/// [`backend_core::Engine::new`].
+/// [`backend_core::Engine::new`] ([`backend_core::connect_pools`] for this
+/// backend).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -93,15 +96,17 @@ impl fmt::Debug for MysqlBackend {
 /// # Ok(()) }
 /// ```
 pub async fn connect_pools(config: &Config) -> Result<Pools, MysqlError> {
-    if config.kind() != BackendKind::Mysql {
-        return Err(MysqlError::WrongKind(config.kind()));
+    backend_core::connect_pools::<MysqlBackend>(config).await
+}
+
+#[async_trait]
+impl Connect for MysqlBackend {
+    const KIND: BackendKind = BackendKind::Mysql;
+    type Error = MysqlError;
+
+    async fn connect(pool: &PoolConfig, config: &Config) -> Result<Self, MysqlError> {
+        MysqlBackend::connect(pool, config).await
     }
-    let mut pools = Pools::new();
-    for (name, pool) in config.pools() {
-        let backend = MysqlBackend::connect(pool, config).await?;
-        pools.insert(name.clone(), Arc::new(backend) as Arc<dyn Backend>);
-    }
-    Ok(pools)
 }
 
 fn params(values: Vec<MyValue>) -> Params {
@@ -121,9 +126,7 @@ impl MysqlBackend {
     /// opens one connection, creates the tables if `create_tables` is on,
     /// and checks the schema (a missing table is an error naming it).
     pub async fn connect(pool: &PoolConfig, config: &Config) -> Result<MysqlBackend, MysqlError> {
-        if config.kind() != BackendKind::Mysql {
-            return Err(MysqlError::WrongKind(config.kind()));
-        }
+        CommonError::check_kind(BackendKind::Mysql, config.kind())?;
         Self::connect_with(MysqlConfig::from_pool(pool)?).await
     }
 
@@ -134,21 +137,23 @@ impl MysqlBackend {
         // returned, which would throw away each connection (and its
         // prepared statements) after every operation. EMQX's pools hold
         // `pool_size` connections too.
-        let size = config.pool_size.max(1);
-        let constraints = PoolConstraints::new(size, size).ok_or_else(|| MysqlError::Config {
-            pool: config.pool_name.clone(),
+        let db = &config.db;
+        let size = db.pool_size.max(1);
+        let constraints = PoolConstraints::new(size, size).ok_or_else(|| CommonError::Config {
+            kind: BackendKind::Mysql,
+            pool: db.pool_name.clone(),
             key: "pool_size",
             line: None,
-            problem: format!("{} is not a pool size", config.pool_size),
+            problem: format!("{} is not a pool size", db.pool_size),
         })?;
         let pool_opts = PoolOpts::default()
             .with_constraints(constraints)
             // Keep each connection's prepared statements across uses.
             .with_reset_connection(false);
         let mut opts = OptsBuilder::default()
-            .user(Some(config.user.clone()))
-            .pass(config.password.as_ref().map(|p| p.expose().to_owned()))
-            .db_name(Some(config.database.clone()))
+            .user(Some(db.user.clone()))
+            .pass(db.password.as_ref().map(|p| p.expose().to_owned()))
+            .db_name(Some(db.database.clone()))
             .stmt_cache_size(config.stmt_cache_size)
             .pool_opts(pool_opts)
             .tcp_keepalive(Some(Duration::from_secs(60)))
@@ -156,18 +161,18 @@ impl MysqlBackend {
                 "SET NAMES utf8mb4".to_owned(),
                 "SET time_zone = '+00:00'".to_owned(),
             ]);
-        if config.is_socket() {
-            opts = opts.socket(Some(config.host.clone()));
+        if db.is_socket() {
+            opts = opts.socket(Some(db.host.clone()));
         } else {
             opts = opts
-                .ip_or_hostname(config.host.clone())
-                .tcp_port(config.port)
+                .ip_or_hostname(db.host.clone())
+                .tcp_port(db.port)
                 // Stay on the address configured: by default the driver
                 // switches to the server's Unix socket when it is local.
                 .prefer_socket(false);
         }
-        if let Some(tls) = &config.tls {
-            opts = opts.ssl_opts(Some(crate::tls::ssl_opts(&config.pool_name, tls)?));
+        if let Some(tls) = &db.tls {
+            opts = opts.ssl_opts(Some(crate::tls::ssl_opts(&db.pool_name, tls)?));
         }
         let label = config.server_label();
         let pool = Pool::new(opts);
@@ -179,7 +184,7 @@ impl MysqlBackend {
                 max_packet: 4 << 20,
             }),
         };
-        let timeout = backend.inner.config.connect_timeout;
+        let timeout = backend.inner.config.db.connect_timeout;
         let mut conn = backend.conn_within("connect", timeout).await?;
         let settings: Option<(u64, String)> = conn
             .query_first("SELECT @@max_allowed_packet, @@SESSION.sql_mode")
@@ -189,23 +194,14 @@ impl MysqlBackend {
         if !sql_mode.contains("STRICT_") {
             tracing::warn!(server = %backend.inner.label, sql_mode, "the server is not in strict mode: a topic longer than its column is truncated instead of refused");
         }
-        let c = &backend.inner.config;
-        let target = schema::Target {
-            pool: &c.pool_name,
-            host_port: if c.is_socket() {
-                c.host.clone()
-            } else {
-                format!("{}:{}", c.host, c.port)
-            },
-            database: &c.database,
-            label: backend.inner.label.clone(),
-        };
+        let c = &backend.inner.config.db;
+        let target = SchemaTarget::of(BackendKind::Mysql, c, schema::SCHEMA_FILE);
         schema::prepare(&mut conn, c.create_tables, &target).await?;
         drop(conn);
         if let Some(inner) = Arc::get_mut(&mut backend.inner) {
             inner.max_packet = usize::try_from(max_packet).unwrap_or(usize::MAX);
         }
-        let c = &backend.inner.config;
+        let c = &backend.inner.config.db;
         tracing::info!(
             pool = %c.pool_name,
             server = %backend.inner.label,
@@ -239,7 +235,7 @@ impl MysqlBackend {
     }
 
     async fn conn(&self, operation: &'static str) -> Result<Conn, MysqlError> {
-        self.conn_within(operation, self.inner.config.wait_timeout)
+        self.conn_within(operation, self.inner.config.db.wait_timeout)
             .await
     }
 
@@ -375,13 +371,15 @@ impl MysqlBackend {
         index: usize,
         t: Timestamp,
     ) -> Result<MyValue, MysqlError> {
-        datetime(t).ok_or_else(|| MysqlError::Bind {
-            statement: statement.to_owned(),
-            index,
-            problem: format!(
-                "the time {} ms since the epoch is outside DATETIME's range",
-                t.as_millis()
-            ),
+        datetime(t).ok_or_else(|| {
+            MysqlError::from(CommonError::Bind {
+                statement: statement.to_owned(),
+                parameter: index.to_string(),
+                problem: format!(
+                    "the time {} ms since the epoch is outside DATETIME's range",
+                    t.as_millis()
+                ),
+            })
         })
     }
 
@@ -394,10 +392,12 @@ impl MysqlBackend {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                convert::bind(v).map_err(|problem| MysqlError::Bind {
-                    statement: text.to_owned(),
-                    index: i + 1,
-                    problem,
+                convert::bind(v).map_err(|problem| {
+                    MysqlError::from(CommonError::Bind {
+                        statement: text.to_owned(),
+                        parameter: (i + 1).to_string(),
+                        problem,
+                    })
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -429,10 +429,7 @@ async fn query(
 }
 
 fn data_error(context: impl Into<String>, problem: impl Into<String>) -> MysqlError {
-    MysqlError::Data {
-        context: context.into(),
-        problem: problem.into(),
-    }
+    CommonError::data(context, problem).into()
 }
 
 fn take(row: &mut [MyValue], i: usize) -> MyValue {

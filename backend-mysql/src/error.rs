@@ -10,38 +10,16 @@
 use std::io;
 use std::time::Duration;
 
-use backend_core::{BackendError, ErrorKind};
+use backend_core::{BackendError, CommonError, ErrorKind};
 use mysql_async::{DriverError, IoError};
 
 /// An error of the MySQL backend.
 #[derive(Debug, thiserror::Error)]
 pub enum MysqlError {
-    /// A pool setting is missing, malformed or inconsistent.
-    #[error("backend.mysql.{pool}.{key}{}: {problem}", line_suffix(*.line))]
-    Config {
-        /// The pool (`pool1`).
-        pool: String,
-        /// The key (`server`, `cacertfile`, ...).
-        key: &'static str,
-        /// The `.conf` line it came from, if it came from a file.
-        line: Option<usize>,
-        /// What is wrong.
-        problem: String,
-    },
-
-    /// The configuration given to [`crate::connect_pools`] or
-    /// [`crate::MysqlBackend::connect`] is not for MySQL.
-    #[error("the configuration is for `{0}`, not `mysql`")]
-    WrongKind(backend_core::BackendKind),
-
-    /// The TLS settings could not be used (an unreadable CA file).
-    #[error("pool `{pool}`: TLS setup: {problem}")]
-    Tls {
-        /// The pool.
-        pool: String,
-        /// What is wrong.
-        problem: String,
-    },
+    /// A failure every backend shares: settings, TLS files, a missing or
+    /// wrong table, a value that cannot be bound or read back.
+    #[error(transparent)]
+    Common(#[from] CommonError),
 
     /// No connection within the wait timeout (the server does not answer,
     /// or every connection stayed busy).
@@ -67,61 +45,6 @@ pub enum MysqlError {
         #[source]
         source: mysql_async::Error,
     },
-
-    /// A table the backend needs does not exist and `create_tables` is off.
-    #[error(
-        "table `{table}` does not exist in database `{database}` on {server}: create the tables \
-         with etc/sql/emqx_backend_mysql.sql or set backend.mysql.{pool}.create_tables = true"
-    )]
-    MissingTable {
-        /// The pool.
-        pool: String,
-        /// `host:port`.
-        server: String,
-        /// The database.
-        database: String,
-        /// The missing table.
-        table: &'static str,
-    },
-
-    /// A table exists but lacks what the backend's statements need (a
-    /// column, a payload type, a unique index): typically a table created
-    /// from the seed's schema.
-    #[error("table `{table}` on {server} {problem}; see etc/sql/emqx_backend_mysql.sql")]
-    Schema {
-        /// `host:port/database`.
-        server: String,
-        /// The table.
-        table: &'static str,
-        /// What is wrong with it.
-        problem: String,
-    },
-
-    /// A value cannot be bound (a time outside DATETIME's years 1000 to
-    /// 9999).
-    #[error("`{statement}`: parameter {index}: {problem}")]
-    Bind {
-        /// The statement text.
-        statement: String,
-        /// The 1-based parameter number.
-        index: usize,
-        /// Why the value does not fit.
-        problem: String,
-    },
-
-    /// A value read back cannot be converted (a built-in table holding
-    /// what the schema does not allow).
-    #[error("{context}: {problem}")]
-    Data {
-        /// The table and column.
-        context: String,
-        /// What is wrong.
-        problem: String,
-    },
-}
-
-fn line_suffix(line: Option<usize>) -> String {
-    line.map(|l| format!(" (line {l})")).unwrap_or_default()
 }
 
 impl MysqlError {
@@ -129,14 +52,9 @@ impl MysqlError {
     /// lost connections, an unreachable server and timeouts.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            MysqlError::Config { .. } | MysqlError::WrongKind(_) | MysqlError::Tls { .. } => {
-                ErrorKind::Config
-            }
+            MysqlError::Common(e) => e.kind(),
             MysqlError::Timeout { .. } => ErrorKind::Timeout,
             MysqlError::Mysql { source, .. } => driver_error_kind(source),
-            MysqlError::MissingTable { .. } | MysqlError::Schema { .. } => ErrorKind::Config,
-            MysqlError::Bind { .. } => ErrorKind::Query,
-            MysqlError::Data { .. } => ErrorKind::Data,
         }
     }
 
@@ -253,20 +171,5 @@ mod tests {
             supplied: 1,
         });
         assert_eq!(driver_error_kind(&params), ErrorKind::Query);
-    }
-
-    #[test]
-    fn config_errors_name_key_and_line() {
-        let e = MysqlError::Config {
-            pool: "pool1".into(),
-            key: "server",
-            line: Some(4),
-            problem: "invalid port `x`".into(),
-        };
-        assert_eq!(
-            e.to_string(),
-            "backend.mysql.pool1.server (line 4): invalid port `x`"
-        );
-        assert_eq!(BackendError::from(e).kind(), ErrorKind::Config);
     }
 }

@@ -13,9 +13,7 @@
 //!   row by row with [`backend_core::topic::matches`], which every row
 //!   returned passes anyway.
 
-use backend_core::topic::{
-    has_wildcards, literal_prefix, prefix_upper_bound, strip_shared, validate_filter,
-};
+use backend_core::topic::{has_wildcards, prefix_upper_bound, FilterScope};
 
 /// A byte range `[from, to)`; `to = None` is unbounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,13 +44,11 @@ pub enum TopicMatch {
 impl TopicMatch {
     /// How `filter` (possibly `$share/<group>/...`) selects topics.
     pub fn new(filter: &str) -> TopicMatch {
-        if validate_filter(filter).is_err() {
-            return TopicMatch::Nothing;
-        }
-        let inner = strip_shared(filter);
-        if !has_wildcards(inner) {
-            return TopicMatch::Exact(inner.to_owned());
-        }
+        let (inner, prefix) = match FilterScope::of(filter) {
+            FilterScope::Nothing => return TopicMatch::Nothing,
+            FilterScope::Exact(topic) => return TopicMatch::Exact(topic.to_owned()),
+            FilterScope::Wildcard { filter, prefix } => (filter, prefix),
+        };
         // `#` and `+...`: every topic whose first level does not start with `$`.
         let not_dollar = || {
             vec![
@@ -94,7 +90,6 @@ impl TopicMatch {
                 };
             }
         }
-        let prefix = literal_prefix(inner);
         if prefix.is_empty() {
             return TopicMatch::Ranges {
                 ranges: not_dollar(),
@@ -156,6 +151,7 @@ pub fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use backend_core::topic::matches;
+    use backend_core::topic::validate_filter;
 
     fn within(m: &TopicMatch, topic: &str) -> bool {
         let t = topic.as_bytes();

@@ -11,11 +11,23 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
+use backend_core::schema::{check_table, PayloadType, SchemaTarget, TableSpec};
+
 use crate::error::MysqlError;
 
 /// The schema file (`sql/emqx_backend_mysql.sql` in this crate, the same as
 /// `etc/sql/emqx_backend_mysql.sql` in the repository).
 pub const SCHEMA_SQL: &str = include_str!("../sql/emqx_backend_mysql.sql");
+
+/// Where users find the schema to load by hand.
+pub const SCHEMA_FILE: &str = "etc/sql/emqx_backend_mysql.sql";
+
+/// Payload columns are `longblob`.
+const PAYLOAD: PayloadType = PayloadType {
+    name: "longblob",
+    why: "MQTT payloads reach 256 MiB; blob holds 64 KiB",
+    fix: "ALTER TABLE {table} MODIFY {col} LONGBLOB",
+};
 
 /// The tables: the seed's five in its order, then the message writers'
 /// lock table.
@@ -31,32 +43,19 @@ pub const TABLES: [&str; 6] = [
 /// Name of the lock held while creating the schema.
 const SCHEMA_LOCK: &str = "backend_mysql_schema";
 
-struct TableSpec {
-    name: &'static str,
-    /// Columns the built-in statements use.
-    columns: &'static [&'static str],
-    /// Columns that must hold large binary payloads.
-    payload: &'static [&'static str],
-    /// Columns compared as topics or ids: should be binary (exact, no PAD
-    /// SPACE); only warned about.
-    binary: &'static [&'static str],
-    /// Column sets that need a unique index (upsert and REPLACE targets).
-    unique: &'static [&'static [&'static str]],
-}
-
 const SPECS: [TableSpec; 6] = [
     TableSpec {
         name: "mqtt_client",
         columns: &["clientid", "state", "node", "online_at", "offline_at"],
         payload: &[],
-        binary: &["clientid"],
+        exact: &["clientid"],
         unique: &[&["clientid"]],
     },
     TableSpec {
         name: "mqtt_sub",
         columns: &["clientid", "topic", "qos"],
         payload: &[],
-        binary: &["clientid", "topic"],
+        exact: &["clientid", "topic"],
         unique: &[&["clientid", "topic"]],
     },
     TableSpec {
@@ -65,28 +64,28 @@ const SPECS: [TableSpec; 6] = [
             "id", "msgid", "sender", "topic", "qos", "retain", "payload", "arrived",
         ],
         payload: &["payload"],
-        binary: &["msgid", "topic"],
+        exact: &["msgid", "topic"],
         unique: &[&["msgid"]],
     },
     TableSpec {
         name: "mqtt_retain",
         columns: &["topic", "msgid", "sender", "qos", "payload", "arrived"],
         payload: &["payload"],
-        binary: &["topic"],
+        exact: &["topic"],
         unique: &[&["topic"]],
     },
     TableSpec {
         name: "mqtt_acked",
         columns: &["clientid", "topic", "mid", "created"],
         payload: &[],
-        binary: &["clientid", "topic"],
+        exact: &["clientid", "topic"],
         unique: &[&["clientid", "topic"]],
     },
     TableSpec {
         name: "mqtt_msg_lock",
         columns: &["name"],
         payload: &[],
-        binary: &[],
+        exact: &[],
         unique: &[&["name"]],
     },
 ];
@@ -116,19 +115,11 @@ pub fn schema_statements() -> Vec<String> {
         .collect()
 }
 
-/// Where the check runs, for its errors.
-pub(crate) struct Target<'a> {
-    pub pool: &'a str,
-    pub host_port: String,
-    pub database: &'a str,
-    pub label: String,
-}
-
 /// Creates the schema if asked, then checks it.
 pub(crate) async fn prepare(
     conn: &mut Conn,
     create: bool,
-    target: &Target<'_>,
+    target: &SchemaTarget,
 ) -> Result<(), MysqlError> {
     let my = |operation: &'static str| {
         move |source| MysqlError::Mysql {
@@ -155,7 +146,7 @@ pub(crate) async fn prepare(
             .map_err(my("create_tables"))?;
         if got.flatten() != Some(1) {
             tracing::warn!(
-                pool = target.pool,
+                pool = %target.pool,
                 "create_tables: no schema lock within 30 s; creating anyway"
             );
         }
@@ -171,7 +162,7 @@ pub(crate) async fn prepare(
             .await;
         result?;
         released.map_err(my("create_tables"))?;
-        tracing::debug!(pool = target.pool, server = %target.label, "schema created or already present");
+        tracing::debug!(pool = %target.pool, server = %target.label, "schema created or already present");
     }
     let columns: Vec<(String, String, String)> =
         conn.exec(COLUMNS, ()).await.map_err(my("schema check"))?;
@@ -184,24 +175,16 @@ pub(crate) async fn prepare(
             .map(|(_, c, ty)| (c.as_str(), ty.as_str()))
             .collect();
         if cols.is_empty() {
-            return Err(MysqlError::MissingTable {
-                pool: target.pool.to_owned(),
-                server: target.host_port.clone(),
-                database: target.database.to_owned(),
-                table: spec.name,
-            });
+            return Err(target.missing(spec.name).into());
         }
         let uniq: Vec<&str> = uniques
             .iter()
             .filter(|(t, _)| t == spec.name)
             .map(|(_, c)| c.as_str())
             .collect();
-        check_table(spec, &cols, &uniq).map_err(|problem| MysqlError::Schema {
-            server: target.label.clone(),
-            table: spec.name,
-            problem,
-        })?;
-        for col in spec.binary {
+        check_table(spec, &cols, &uniq, &PAYLOAD)
+            .map_err(|problem| target.wrong(spec.name, problem))?;
+        for col in spec.exact {
             if let Some((_, ty)) = cols.iter().find(|(c, _)| c == col) {
                 if !matches!(
                     *ty,
@@ -216,45 +199,6 @@ pub(crate) async fn prepare(
                     );
                 }
             }
-        }
-    }
-    Ok(())
-}
-
-fn check_table(spec: &TableSpec, columns: &[(&str, &str)], uniques: &[&str]) -> Result<(), String> {
-    let type_of = |name: &str| {
-        columns
-            .iter()
-            .find(|(c, _)| c.eq_ignore_ascii_case(name))
-            .map(|(_, t)| *t)
-    };
-    let missing: Vec<&str> = spec
-        .columns
-        .iter()
-        .copied()
-        .filter(|c| type_of(c).is_none())
-        .collect();
-    if !missing.is_empty() {
-        return Err(format!("lacks the column(s) {}", missing.join(", ")));
-    }
-    for col in spec.payload {
-        if let Some(t) = type_of(col).filter(|t| *t != "longblob") {
-            return Err(format!(
-                "has `{col}` of type {t}, not longblob (MQTT payloads reach 256 MiB; blob holds \
-                 64 KiB): ALTER TABLE {table} MODIFY {col} LONGBLOB",
-                table = spec.name
-            ));
-        }
-    }
-    for set in spec.unique {
-        let mut want: Vec<&str> = set.to_vec();
-        want.sort_unstable();
-        let want = want.join(",");
-        if !uniques.iter().any(|u| *u == want) {
-            return Err(format!(
-                "has no unique index on ({}), which its upserts need",
-                set.join(", ")
-            ));
         }
     }
     Ok(())
@@ -289,33 +233,22 @@ mod tests {
             ("payload", "blob"),
             ("arrived", "datetime"),
         ];
-        let e = check_table(&SPECS[2], &seed_msg, &["id"]).expect_err("blob payload");
+        let e = check_table(&SPECS[2], &seed_msg, &["id"], &PAYLOAD).expect_err("blob payload");
         assert!(e.contains("`payload` of type blob, not longblob"), "{e}");
-        let mut fixed = seed_msg;
-        fixed[7].1 = "longblob";
-        let e = check_table(&SPECS[2], &fixed, &["id"]).expect_err("no unique msgid");
-        assert!(e.contains("no unique index on (msgid)"), "{e}");
-        check_table(&SPECS[2], &fixed, &["id", "msgid"]).expect("ok");
-        let e = check_table(&SPECS[2], &fixed[..2], &[]).expect_err("columns");
-        assert!(e.contains("lacks the column(s) sender, topic"), "{e}");
+        assert!(e.contains("MODIFY payload LONGBLOB"), "{e}");
     }
 }
 
 #[cfg(test)]
 mod copy_tests {
     /// The crate carries its schema (so it packages on its own); `etc/sql/`
-    /// has the same file for users loading it by hand. They must not drift.
+    /// has the same file for users loading it by hand.
     #[test]
     fn etc_holds_the_same_schema() {
-        let etc = concat!(
+        backend_core::testkit::assert_same_schema(
             env!("CARGO_MANIFEST_DIR"),
-            "/../etc/sql/emqx_backend_mysql.sql"
-        );
-        let etc = std::fs::read_to_string(etc).expect("etc/sql/emqx_backend_mysql.sql");
-        assert_eq!(
-            etc,
+            "../etc/sql/emqx_backend_mysql.sql",
             super::SCHEMA_SQL,
-            "backend-mysql/sql/ and etc/sql/ differ: copy one onto the other"
         );
     }
 }

@@ -17,10 +17,7 @@ pub(crate) fn ssl_opts(pool: &str, tls: &TlsSettings) -> Result<SslOpts, MysqlEr
     // rustls picks the process's default crypto provider; make it `ring`
     // unless the application installed one already (then keep theirs).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let material = TlsMaterial::load(tls).map_err(|e| MysqlError::Tls {
-        pool: pool.to_owned(),
-        problem: e.to_string(),
-    })?;
+    let material = TlsMaterial::load(tls).map_err(|e| backend_core::CommonError::tls(pool, e))?;
     let roots = material
         .roots()
         .iter()

@@ -469,7 +469,7 @@ fn statements_are_prepared_once_per_connection() {
     rt().block_on(async {
         let s = common::server();
         let mut settings = s.settings();
-        settings.pool_size = 1;
+        settings.db.pool_size = 1;
         let b = MysqlBackend::connect_with(settings).await.expect("connect");
         assert_eq!(b.config().stmt_cache_size, 256);
         let id = unique("cache");
@@ -524,10 +524,10 @@ fn the_schema_check_names_missing_tables_and_seed_tables() {
         assert!(
             matches!(
                 e,
-                MysqlError::MissingTable {
+                MysqlError::Common(backend_core::CommonError::MissingTable {
                     table: "mqtt_client",
                     ..
-                }
+                })
             ),
             "{e}"
         );
@@ -872,7 +872,13 @@ fn errors_are_classified_and_never_show_the_password() {
         let e = MysqlBackend::connect(&s.pool("pool1"), &Config::new(BackendKind::Pgsql))
             .await
             .expect_err("a PostgreSQL configuration");
-        assert!(matches!(e, MysqlError::WrongKind(BackendKind::Pgsql)));
+        assert!(matches!(
+            e,
+            MysqlError::Common(backend_core::CommonError::WrongKind {
+                found: BackendKind::Pgsql,
+                ..
+            })
+        ));
     });
 }
 

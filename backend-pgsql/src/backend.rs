@@ -14,10 +14,12 @@ use backend_core::backend::{
 };
 use backend_core::config::{OfflineMode, PoolConfig};
 use backend_core::hook::ClientInfo;
+use backend_core::schema::SchemaTarget;
 use backend_core::topic::matches;
 use backend_core::value::{Row, Value};
 use backend_core::{
-    BackendKind, Bytes, Config, Message, Pools, QoS, Statement, Subscription, Timestamp,
+    BackendKind, Bytes, CommonError, Config, Connect, Message, Pools, QoS, Statement, Subscription,
+    Timestamp,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
@@ -62,10 +64,10 @@ impl fmt::Debug for PgsqlBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let status = self.inner.pool.status();
         f.debug_struct("PgsqlBackend")
-            .field("pool", &self.inner.config.pool_name)
+            .field("pool", &self.inner.config.db.pool_name)
             .field("server", &self.inner.label)
-            .field("user", &self.inner.config.username)
-            .field("tls", &self.inner.config.tls.is_some())
+            .field("user", &self.inner.config.db.user)
+            .field("tls", &self.inner.config.db.tls.is_some())
             .field("connections", &status.size)
             .field("max_connections", &status.max_size)
             .finish()
@@ -73,7 +75,8 @@ impl fmt::Debug for PgsqlBackend {
 }
 
 /// Connects every pool of a PostgreSQL configuration, for
-/// [`backend_core::Engine::new`].
+/// [`backend_core::Engine::new`] ([`backend_core::connect_pools`] for this
+/// backend).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -83,15 +86,17 @@ impl fmt::Debug for PgsqlBackend {
 /// # Ok(()) }
 /// ```
 pub async fn connect_pools(config: &Config) -> Result<Pools, PgsqlError> {
-    if config.kind() != BackendKind::Pgsql {
-        return Err(PgsqlError::WrongKind(config.kind()));
+    backend_core::connect_pools::<PgsqlBackend>(config).await
+}
+
+#[async_trait]
+impl Connect for PgsqlBackend {
+    const KIND: BackendKind = BackendKind::Pgsql;
+    type Error = PgsqlError;
+
+    async fn connect(pool: &PoolConfig, config: &Config) -> Result<Self, PgsqlError> {
+        PgsqlBackend::connect(pool, config).await
     }
-    let mut pools = Pools::new();
-    for (name, pool) in config.pools() {
-        let backend = PgsqlBackend::connect(pool, config).await?;
-        pools.insert(name.clone(), Arc::new(backend) as Arc<dyn Backend>);
-    }
-    Ok(pools)
 }
 
 impl PgsqlBackend {
@@ -99,9 +104,7 @@ impl PgsqlBackend {
     /// opens one connection, creates the tables if `create_tables` is on,
     /// and checks the schema (a missing table is an error naming it).
     pub async fn connect(pool: &PoolConfig, config: &Config) -> Result<PgsqlBackend, PgsqlError> {
-        if config.kind() != BackendKind::Pgsql {
-            return Err(PgsqlError::WrongKind(config.kind()));
-        }
+        CommonError::check_kind(BackendKind::Pgsql, config.kind())?;
         Self::connect_with(PgsqlConfig::from_pool(pool)?).await
     }
 
@@ -111,23 +114,24 @@ impl PgsqlBackend {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = match &config.tls {
+        let db = &config.db;
+        let manager = match &db.tls {
             Some(tls) => Manager::from_config(
                 pg,
-                crate::tls::connector(&config.pool_name, tls)?,
+                crate::tls::connector(&db.pool_name, tls)?,
                 manager_config,
             ),
             None => Manager::from_config(pg, NoTls, manager_config),
         };
         let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
+            .max_size(db.pool_size)
             .runtime(Runtime::Tokio1)
-            .create_timeout(Some(config.connect_timeout))
-            .recycle_timeout(Some(config.connect_timeout))
-            .wait_timeout(Some(config.wait_timeout))
+            .create_timeout(Some(db.connect_timeout))
+            .recycle_timeout(Some(db.connect_timeout))
+            .wait_timeout(Some(db.wait_timeout))
             .build()
             .map_err(|source| PgsqlError::Build {
-                pool: config.pool_name.clone(),
+                pool: db.pool_name.clone(),
                 source,
             })?;
         let label = config.server_label();
@@ -139,13 +143,8 @@ impl PgsqlBackend {
             }),
         };
         let client = backend.client("connect").await?;
-        let c = &backend.inner.config;
-        let target = schema::Target {
-            pool: &c.pool_name,
-            host_port: format!("{}:{}", c.host, c.port),
-            database: &c.database,
-            label: backend.inner.label.clone(),
-        };
+        let c = &backend.inner.config.db;
+        let target = SchemaTarget::of(BackendKind::Pgsql, c, schema::SCHEMA_FILE);
         schema::prepare(&client, c.create_tables, &target).await?;
         tracing::info!(
             pool = %c.pool_name,
@@ -348,10 +347,7 @@ fn last_of<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<&T> {
 }
 
 fn data_error(context: impl Into<String>, problem: impl Into<String>) -> PgsqlError {
-    PgsqlError::Data {
-        context: context.into(),
-        problem: problem.into(),
-    }
+    CommonError::data(context, problem).into()
 }
 
 /// Reads column `idx` of a built-in table's row as a value, whatever its
@@ -728,27 +724,28 @@ impl PgsqlBackend {
             let stmt = client.prepare_cached(text).await.map_err(&pg)?;
             let types = stmt.params();
             if types.len() != params.len() {
-                return Err(PgsqlError::Bind {
+                return Err(CommonError::Bind {
                     statement: text.to_owned(),
-                    index: types.len().min(params.len()) + 1,
-                    sql_type: "-".into(),
+                    parameter: format!("${}", types.len().min(params.len()) + 1),
                     problem: format!(
                         "the statement has {} parameter(s) but {} value(s) were given",
                         types.len(),
                         params.len()
                     ),
-                });
+                }
+                .into());
             }
             let bound = params
                 .iter()
                 .zip(types)
                 .enumerate()
                 .map(|(i, (v, ty))| {
-                    convert::bind(v, ty).map_err(|problem| PgsqlError::Bind {
-                        statement: text.to_owned(),
-                        index: i + 1,
-                        sql_type: ty.name().to_owned(),
-                        problem,
+                    convert::bind(v, ty).map_err(|problem| {
+                        PgsqlError::from(CommonError::Bind {
+                            statement: text.to_owned(),
+                            parameter: format!("${} ({})", i + 1, ty.name()),
+                            problem,
+                        })
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;

@@ -7,43 +7,17 @@
 
 use std::io;
 
-use backend_core::{BackendError, ErrorKind};
+use backend_core::{BackendError, CommonError, ErrorKind};
 use deadpool_postgres::{BuildError, PoolError};
 use tokio_postgres::error::SqlState;
 
 /// An error of the PostgreSQL backend.
 #[derive(Debug, thiserror::Error)]
 pub enum PgsqlError {
-    /// A pool setting is missing, malformed or inconsistent.
-    #[error("backend.pgsql.{pool}.{key}{}: {problem}", line_suffix(*.line))]
-    Config {
-        /// The pool (`pool1`).
-        pool: String,
-        /// The key (`server`, `cacertfile`, ...).
-        key: &'static str,
-        /// The `.conf` line it came from, if it came from a file.
-        line: Option<usize>,
-        /// What is wrong.
-        problem: String,
-    },
-
-    /// The configuration given to [`crate::connect_pools`] or
-    /// [`crate::PgsqlBackend::connect`] is not for PostgreSQL.
-    #[error("the configuration is for `{0}`, not `pgsql`")]
-    WrongKind(backend_core::BackendKind),
-
-    /// The TLS settings could not be turned into a TLS client
-    /// (unreadable or invalid PEM files).
-    #[error("pool `{pool}`: TLS setup: {problem}")]
-    Tls {
-        /// The pool.
-        pool: String,
-        /// What is wrong.
-        problem: String,
-        /// The underlying error, if any.
-        #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
-    },
+    /// A failure every backend shares: settings, TLS files, a missing or
+    /// wrong table, a value that cannot be bound or read back.
+    #[error(transparent)]
+    Common(#[from] CommonError),
 
     /// The connection pool could not be built.
     #[error("pool `{pool}`: cannot build the connection pool: {source}")]
@@ -79,63 +53,6 @@ pub enum PgsqlError {
         #[source]
         source: tokio_postgres::Error,
     },
-
-    /// A table the backend needs does not exist and `create_tables` is off.
-    #[error(
-        "table `{table}` does not exist in database `{database}` on {server}: create the tables \
-         with etc/sql/emqx_backend_pgsql.sql or set backend.pgsql.{pool}.create_tables = true"
-    )]
-    MissingTable {
-        /// The pool.
-        pool: String,
-        /// `host:port`.
-        server: String,
-        /// The database.
-        database: String,
-        /// The missing table.
-        table: &'static str,
-    },
-
-    /// A table exists but lacks what the backend's statements need (a
-    /// column, a column type, a unique index): typically a table created
-    /// from the seed's schema.
-    #[error("table `{table}` on {server} {problem}; see etc/sql/emqx_backend_pgsql.sql")]
-    Schema {
-        /// `host:port/database`.
-        server: String,
-        /// The table.
-        table: &'static str,
-        /// What is wrong with it.
-        problem: String,
-    },
-
-    /// A raw statement's value cannot be bound to its parameter.
-    #[error("`{statement}`: parameter ${index} ({sql_type}): {problem}")]
-    Bind {
-        /// The statement text.
-        statement: String,
-        /// The 1-based parameter number.
-        index: usize,
-        /// The parameter's PostgreSQL type.
-        sql_type: String,
-        /// Why the value does not fit.
-        problem: String,
-    },
-
-    /// A value read back cannot be converted (a raw statement's column of
-    /// an unsupported type, or a built-in table holding what the schema
-    /// does not allow).
-    #[error("{context}: {problem}")]
-    Data {
-        /// The statement or table and column.
-        context: String,
-        /// What is wrong.
-        problem: String,
-    },
-}
-
-fn line_suffix(line: Option<usize>) -> String {
-    line.map(|l| format!(" (line {l})")).unwrap_or_default()
 }
 
 /// The driver's message plus, for server errors, the server's own message,
@@ -185,15 +102,10 @@ impl PgsqlError {
     /// lost connections, an unreachable server and timeouts.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            PgsqlError::Config { .. } | PgsqlError::WrongKind(_) | PgsqlError::Tls { .. } => {
-                ErrorKind::Config
-            }
+            PgsqlError::Common(e) => e.kind(),
             PgsqlError::Build { .. } => ErrorKind::Config,
             PgsqlError::Pool { source, .. } => pool_error_kind(source),
             PgsqlError::Postgres { source, .. } => driver_error_kind(source),
-            PgsqlError::MissingTable { .. } | PgsqlError::Schema { .. } => ErrorKind::Config,
-            PgsqlError::Bind { .. } => ErrorKind::Query,
-            PgsqlError::Data { .. } => ErrorKind::Data,
         }
     }
 
@@ -331,20 +243,5 @@ mod tests {
             sql_state_kind(&SqlState::UNIQUE_VIOLATION),
             ErrorKind::Query
         );
-    }
-
-    #[test]
-    fn config_errors_name_key_and_line() {
-        let e = PgsqlError::Config {
-            pool: "pool1".into(),
-            key: "server",
-            line: Some(4),
-            problem: "invalid port `x`".into(),
-        };
-        assert_eq!(
-            e.to_string(),
-            "backend.pgsql.pool1.server (line 4): invalid port `x`"
-        );
-        assert_eq!(BackendError::from(e).kind(), ErrorKind::Config);
     }
 }

@@ -11,9 +11,7 @@
 //!   as a parameter, so `LIMIT` can be applied in the database. Rows are
 //!   checked once more with [`backend_core::topic::matches`].
 
-use backend_core::topic::{
-    has_wildcards, literal_prefix, prefix_upper_bound, strip_shared, validate_filter,
-};
+use backend_core::topic::{prefix_upper_bound, FilterScope};
 
 /// What a filter selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,14 +40,11 @@ pub enum TopicMatch {
 impl TopicMatch {
     /// How `filter` (possibly `$share/<group>/...`) selects topics.
     pub fn new(filter: &str) -> TopicMatch {
-        if validate_filter(filter).is_err() {
-            return TopicMatch::Nothing;
-        }
-        let inner = strip_shared(filter);
-        if !has_wildcards(inner) {
-            return TopicMatch::Exact(inner.to_owned());
-        }
-        let prefix = literal_prefix(inner);
+        let (inner, prefix) = match FilterScope::of(filter) {
+            FilterScope::Nothing => return TopicMatch::Nothing,
+            FilterScope::Exact(topic) => return TopicMatch::Exact(topic.to_owned()),
+            FilterScope::Wildcard { filter, prefix } => (filter, prefix),
+        };
         let regex = to_regex(inner);
         match prefix_upper_bound(prefix) {
             Some(to) if !prefix.is_empty() => TopicMatch::Range {

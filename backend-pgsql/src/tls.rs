@@ -12,11 +12,7 @@ use crate::error::PgsqlError;
 
 /// Builds the TLS connector of a pool.
 pub(crate) fn connector(pool: &str, tls: &TlsSettings) -> Result<MakeRustlsConnect, PgsqlError> {
-    let err = |e: backend_core::tls::TlsError| PgsqlError::Tls {
-        pool: pool.to_owned(),
-        problem: e.to_string(),
-        source: None,
-    };
+    let err = |e| backend_core::CommonError::tls(pool, e);
     let config = TlsMaterial::load(tls)
         .and_then(|m| m.client_config())
         .map_err(err)?;

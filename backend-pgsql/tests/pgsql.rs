@@ -915,7 +915,13 @@ fn errors_are_classified_and_never_show_the_password() {
         let e = PgsqlBackend::connect(&s.pool("pool1"), &Config::new(BackendKind::Mysql))
             .await
             .expect_err("a MySQL configuration");
-        assert!(matches!(e, PgsqlError::WrongKind(BackendKind::Mysql)));
+        assert!(matches!(
+            e,
+            PgsqlError::Common(backend_core::CommonError::WrongKind {
+                found: BackendKind::Mysql,
+                ..
+            })
+        ));
     });
 }
 
@@ -938,7 +944,7 @@ fn connect_pools_connects_every_pool() {
             );
         }
         let settings = PgsqlConfig::from_pool(&s.pool("pool1")).expect("settings");
-        assert_eq!(settings.pool_size, 4);
+        assert_eq!(settings.db.pool_size, 4);
     });
 }
 

@@ -13,8 +13,8 @@ use backend_core::config::PoolConfig;
 use backend_core::template::message_fields;
 use backend_core::topic::{has_wildcards, literal_prefix, matches, strip_shared, validate_filter};
 use backend_core::{
-    Bytes, ClientInfo, Config, Message, OfflineMode, Pools, QoS, Row, Statement, Subscription,
-    Timestamp, Value,
+    BackendKind, Bytes, ClientInfo, Config, Connect, Message, OfflineMode, Pools, QoS, Row,
+    Statement, Subscription, Timestamp, Value,
 };
 use redis::aio::MultiplexedConnection;
 use tracing::warn;
@@ -63,19 +63,17 @@ impl std::fmt::Debug for RedisBackend {
 /// # Ok(()) }
 /// ```
 pub async fn connect_pools(config: &Config) -> Result<Pools, RedisError> {
-    if config.kind() != backend_core::BackendKind::Redis {
-        return Err(RedisError::Config {
-            pool: String::new(),
-            key: "kind",
-            message: format!("this is a {} configuration, not a redis one", config.kind()),
-        });
+    backend_core::connect_pools::<RedisBackend>(config).await
+}
+
+#[async_trait]
+impl Connect for RedisBackend {
+    const KIND: BackendKind = BackendKind::Redis;
+    type Error = RedisError;
+
+    async fn connect(pool: &PoolConfig, config: &Config) -> Result<Self, RedisError> {
+        RedisBackend::connect(pool, config).await
     }
-    let mut pools = Pools::new();
-    for (name, pool) in config.pools() {
-        let backend = RedisBackend::connect(pool, config).await?;
-        pools.insert(name.clone(), Arc::new(backend) as Arc<dyn Backend>);
-    }
-    Ok(pools)
 }
 
 impl RedisBackend {

@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use backend_core::config::{PoolConfig, Secret};
-use backend_core::{BackendKind, Config};
+use backend_core::{BackendKind, CommonError, Config};
 
 use crate::error::RedisError;
 
@@ -130,17 +130,10 @@ impl RedisSettings {
     /// Reads a pool's settings; `config` gives `msg.expired_after`.
     pub fn from_pool(pool: &PoolConfig, config: &Config) -> Result<Self, RedisError> {
         let name = pool.name().to_owned();
-        let err = |key: &'static str, message: String| RedisError::Config {
-            pool: name.clone(),
-            key,
-            message,
+        let err = |key: &'static str, message: String| {
+            RedisError::from(CommonError::config(pool, key, message))
         };
-        if pool.kind() != BackendKind::Redis {
-            return Err(err(
-                "kind",
-                format!("this is a {} pool, not a redis one", pool.kind()),
-            ));
-        }
+        CommonError::check_kind(BackendKind::Redis, pool.kind())?;
         let sentinel = pool.text("sentinel").map(str::trim).map(str::to_owned);
         if sentinel.as_deref() == Some("") {
             return Err(err("sentinel", "the master name is empty".into()));

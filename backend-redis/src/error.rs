@@ -7,12 +7,15 @@
 
 use std::path::PathBuf;
 
-use backend_core::{BackendError, ErrorKind};
+use backend_core::{BackendError, CommonError, ErrorKind};
 
 /// An error of the Redis backend.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedisError {
+    /// A failure every backend shares (the wrong kind of configuration).
+    #[error(transparent)]
+    Common(#[from] CommonError),
     /// A pool setting is missing or wrong.
     #[error("redis pool `{pool}`: {key}: {message}")]
     Config {
@@ -92,6 +95,7 @@ impl RedisError {
     /// ```
     pub fn kind(&self) -> ErrorKind {
         match self {
+            RedisError::Common(e) => e.kind(),
             RedisError::Config { .. } | RedisError::TlsFile { .. } => ErrorKind::Config,
             RedisError::Connect { source, .. } => match source.kind() {
                 redis::ErrorKind::AuthenticationFailed

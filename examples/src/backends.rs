@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use backend_core::config::PoolConfig;
-use backend_core::pool::{start_pool, Connect, ConnectFuture, StartMode};
+use backend_core::pool::{start_pool, Connect, StartMode};
 use backend_core::{Backend, BackendKind, Config, MemoryBackend, Pools, QoS};
 
 /// Why the backend could not be started.
@@ -86,10 +86,7 @@ pub async fn connect(
     let (connector, commands) = connector(config)?;
     let mut pools = Pools::new();
     for (name, pool) in config.pools() {
-        let connect = {
-            let (connector, pool, config) = (Arc::clone(&connector), pool.clone(), config.clone());
-            Arc::new(move || connector(pool.clone(), config.clone())) as Connect
-        };
+        let connect = connector(pool.clone(), config.clone());
         let backend = start_pool(name, kind.name(), mode, connect)
             .await
             .map_err(|e| connect_error(kind, format!("pool {name}: {e}")))?;
@@ -98,23 +95,17 @@ pub async fn connect(
     Ok(Started { pools, commands })
 }
 
-/// Connects one pool of a kind: what each compiled-in backend does.
-type Connector = Arc<dyn Fn(PoolConfig, Config) -> ConnectFuture + Send + Sync>;
+/// Makes the connect function of one pool of a kind: what each
+/// compiled-in backend does.
+type Connector = Arc<dyn Fn(PoolConfig, Config) -> Connect + Send + Sync>;
 
-/// The connector of a backend type with a `connect(&PoolConfig, &Config)`.
+/// The connector of a backend type that implements [`backend_core::Connect`].
 #[cfg_attr(
     not(any(feature = "pgsql", feature = "mysql", feature = "mongo")),
-    allow(unused_macros)
+    allow(dead_code)
 )]
-macro_rules! connector_of {
-    ($backend:path) => {
-        Arc::new(|pool: PoolConfig, config: Config| -> ConnectFuture {
-            Box::pin(async move {
-                let b = <$backend>::connect(&pool, &config).await?;
-                Ok(Arc::new(b) as Arc<dyn Backend>)
-            })
-        }) as Connector
-    };
+fn connector_of<B: backend_core::Connect>() -> Connector {
+    Arc::new(backend_core::connect::starter::<B>)
 }
 
 /// The connector of `config`'s kind, and the receiver of its channel's
@@ -133,11 +124,11 @@ fn connector(
         #[cfg(feature = "redis")]
         BackendKind::Redis => Ok(redis::connector()),
         #[cfg(feature = "pgsql")]
-        BackendKind::Pgsql => Ok((connector_of!(backend_pgsql::PgsqlBackend), None)),
+        BackendKind::Pgsql => Ok((connector_of::<backend_pgsql::PgsqlBackend>(), None)),
         #[cfg(feature = "mysql")]
-        BackendKind::Mysql => Ok((connector_of!(backend_mysql::MysqlBackend), None)),
+        BackendKind::Mysql => Ok((connector_of::<backend_mysql::MysqlBackend>(), None)),
         #[cfg(feature = "mongo")]
-        BackendKind::Mongo => Ok((connector_of!(backend_mongo::MongoBackend), None)),
+        BackendKind::Mongo => Ok((connector_of::<backend_mongo::MongoBackend>(), None)),
         _ => Err(StartError::NotCompiled { kind }),
     }
 }
@@ -164,7 +155,7 @@ mod redis {
     use std::sync::Arc;
 
     use backend_core::config::PoolConfig;
-    use backend_core::pool::ConnectFuture;
+    use backend_core::pool::{Connect, ConnectFuture};
     use backend_core::{Backend, Config};
     use backend_redis::{ChannelCommand, ChannelListener, RedisBackend};
     use tokio::sync::mpsc;
@@ -175,9 +166,10 @@ mod redis {
     /// the moment it is connected.
     pub fn connector() -> (Connector, Option<mpsc::Receiver<SubscriptionCommand>>) {
         let (tx, rx) = mpsc::channel(1024);
-        let connector: Connector =
-            Arc::new(move |pool: PoolConfig, config: Config| -> ConnectFuture {
-                let tx = tx.clone();
+        let connector: Connector = Arc::new(move |pool: PoolConfig, config: Config| -> Connect {
+            let (tx, pool, config) = (tx.clone(), Arc::new(pool), Arc::new(config));
+            Arc::new(move || -> ConnectFuture {
+                let (tx, pool, config) = (tx.clone(), Arc::clone(&pool), Arc::clone(&config));
                 Box::pin(async move {
                     let backend = RedisBackend::connect(&pool, &config).await?;
                     if backend.settings().channel.is_some() {
@@ -185,7 +177,8 @@ mod redis {
                     }
                     Ok(Arc::new(backend) as Arc<dyn Backend>)
                 })
-            });
+            })
+        });
         (connector, Some(rx))
     }
 

@@ -26,6 +26,7 @@ use rule::build_rule;
 use crate::hook::Hook;
 use crate::suggest::nearest;
 
+mod db;
 mod error;
 mod limits;
 mod parse;
@@ -33,6 +34,7 @@ mod pool;
 mod rule;
 mod server;
 
+pub use db::{DbDefaults, DbSettings};
 pub use error::{ConfigError, Problem, ProblemKind};
 pub use limits::{parse_count, parse_duration, Limits};
 pub use pool::{

@@ -123,6 +123,11 @@ impl BackendKind {
                 "username" => Text, "password" => Secret, "keyspace" => Text,
                 "logger" => OneOf(&["debug", "info", "notice", "warning", "error", "critical"]),
                 "create_tables" => Bool,
+                "consistency" => OneOf(&[
+                    "any", "one", "two", "three", "quorum", "all", "local_quorum",
+                    "each_quorum", "local_one",
+                ]),
+                "connect_timeout" => Millis, "request_timeout" => Millis,
             },
         }
     }

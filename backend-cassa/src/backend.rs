@@ -1,0 +1,846 @@
+//! [`CassaBackend`]: the [`Backend`] trait on one cdrs-tokio session.
+//!
+//! Messages live in one partition per topic, in store order; the writes of
+//! one topic go out as unlogged single-partition batches (kept under
+//! Cassandra's batch size limit), the rest concurrently. Wildcard lookups
+//! read the topic index by first level, so a filter with a literal first
+//! level reads one partition.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use backend_core::backend::{
+    apply_limits, Ack, Backend, BackendError, BackendResult, ClientStatus, ErrorKind, FetchRequest,
+    WriteOptions,
+};
+use backend_core::config::PoolConfig;
+use backend_core::hook::ClientInfo;
+use backend_core::topic::{matches, FilterScope};
+use backend_core::value::Row;
+use backend_core::{
+    BackendKind, Bytes, CommonError, Config, Connect, Message, OfflineMode, Pools, QoS, Statement,
+    Subscription, Timestamp,
+};
+use cdrs_tokio::types::blob::Blob;
+use cdrs_tokio::types::IntoRustByIndex;
+use futures::future::try_join_all;
+
+use crate::config::CassaConfig;
+use crate::convert;
+use crate::driver::{Cql, CqlRow, CqlValue};
+use crate::error::CassaError;
+use crate::schema;
+use crate::sequence;
+use crate::statements as cql;
+
+/// The largest unlogged batch, in bytes of values: Cassandra refuses a
+/// batch over `batch_size_fail_threshold` (50 KiB by default).
+const BATCH_BYTES: usize = 32 * 1024;
+
+/// Statements per batch, whatever their size.
+const BATCH_STATEMENTS: usize = 100;
+
+/// Topics this process has put in an index lately: their index row is not
+/// written again (it never changes). Bounded; cleared when full.
+const INDEXED_CACHE: usize = 100_000;
+
+/// The Cassandra backend of one pool. Clones share the session.
+///
+/// ```no_run
+/// use backend_core::{Backend, Config, Message, QoS};
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Config::parse(r#"
+/// backend.ecql.pool1.nodes = 127.0.0.1:9042
+/// backend.ecql.pool1.username = cassandra
+/// backend.ecql.pool1.password = cassandra
+/// backend.ecql.pool1.keyspace = mqtt
+/// backend.ecql.pool1.create_tables = true
+/// "#)?;
+/// let cassa = backend_cassa::CassaBackend::connect(&config.pools()["pool1"], &config).await?;
+/// cassa.store_messages(&[Message::new("c1", "a/b", QoS::AtLeastOnce, "hi")], Default::default()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct CassaBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cql: Cql,
+    config: CassaConfig,
+    indexed: Mutex<HashSet<(bool, String)>>,
+}
+
+impl std::fmt::Debug for CassaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CassaBackend")
+            .field("pool", &self.inner.config.pool_name)
+            .field("server", &self.inner.cql.label())
+            .field("user", &self.inner.config.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects every pool of a Cassandra configuration, for
+/// [`backend_core::Engine::new`] ([`backend_core::connect_pools`] for this
+/// backend).
+pub async fn connect_pools(config: &Config) -> Result<Pools, CassaError> {
+    backend_core::connect_pools::<CassaBackend>(config).await
+}
+
+#[async_trait]
+impl Connect for CassaBackend {
+    const KIND: BackendKind = BackendKind::Cassa;
+    type Error = CassaError;
+
+    async fn connect(pool: &PoolConfig, config: &Config) -> Result<Self, CassaError> {
+        CassaBackend::connect(pool, config).await
+    }
+}
+
+/// The index partition of a topic: its first level and a `/` (never
+/// empty, as a partition key must not be).
+fn root(topic: &str) -> String {
+    let first = topic.split('/').next().unwrap_or_default();
+    format!("{first}/")
+}
+
+fn text(v: &str) -> CqlValue {
+    CqlValue::from(v.to_owned())
+}
+
+fn opt_text(v: Option<&str>) -> CqlValue {
+    v.map_or(CqlValue::Null, text)
+}
+
+fn qos_value(q: QoS) -> CqlValue {
+    CqlValue::from(i32::from(q.as_u8()))
+}
+
+/// The bytes a statement's values add to a batch.
+fn message_bytes(m: &Message) -> usize {
+    m.payload.len() + m.topic.len() + m.id.len() + m.sender.len() + 64
+}
+
+fn data(context: &str, problem: impl Into<String>) -> CassaError {
+    CommonError::data(context, problem).into()
+}
+
+fn col<T>(row: &CqlRow, i: usize, context: &str) -> Result<Option<T>, CassaError>
+where
+    CqlRow: IntoRustByIndex<T>,
+{
+    row.get_by_index(i)
+        .map_err(|e| data(context, format!("column {i}: {e}")))
+}
+
+fn required<T>(row: &CqlRow, i: usize, context: &str) -> Result<T, CassaError>
+where
+    CqlRow: IntoRustByIndex<T>,
+{
+    col(row, i, context)?.ok_or_else(|| data(context, format!("column {i} is null")))
+}
+
+fn qos_of(n: i32, context: &str) -> Result<QoS, CassaError> {
+    QoS::try_from(i64::from(n)).map_err(|e| data(context, e.to_string()))
+}
+
+/// A message row of `msg` (`seq, msgid, sender, username, qos, retain,
+/// payload, arrived`), with its seq.
+fn message_row(topic: &str, row: &CqlRow) -> Result<(i64, Message), CassaError> {
+    const CTX: &str = "msg";
+    let seq: i64 = required(row, 0, CTX)?;
+    let mut m = Message::new(
+        required::<String>(row, 2, CTX)?,
+        topic,
+        qos_of(required(row, 4, CTX)?, CTX)?,
+        Bytes::from(
+            col::<Blob>(row, 6, CTX)?
+                .map(Blob::into_vec)
+                .unwrap_or_default(),
+        ),
+    );
+    m.id = required(row, 1, CTX)?;
+    m.username = col(row, 3, CTX)?;
+    m.retain = col::<i32>(row, 5, CTX)?.unwrap_or(0) != 0;
+    m.timestamp = Timestamp::from_millis(col::<i64>(row, 7, CTX)?.unwrap_or(0));
+    Ok((seq, m))
+}
+
+/// A row of `retain` (`topic, msgid, sender, username, qos, payload,
+/// arrived`).
+fn retained_row(row: &CqlRow) -> Result<Message, CassaError> {
+    const CTX: &str = "retain";
+    let mut m = Message::new(
+        required::<String>(row, 2, CTX)?,
+        required::<String>(row, 0, CTX)?,
+        qos_of(required(row, 4, CTX)?, CTX)?,
+        Bytes::from(
+            col::<Blob>(row, 5, CTX)?
+                .map(Blob::into_vec)
+                .unwrap_or_default(),
+        ),
+    );
+    m.id = required(row, 1, CTX)?;
+    m.username = col(row, 3, CTX)?;
+    m.retain = true;
+    m.timestamp = Timestamp::from_millis(col::<i64>(row, 6, CTX)?.unwrap_or(0));
+    Ok(m)
+}
+
+impl CassaBackend {
+    /// Connects the pool `pool` of `config` (`backend.ecql.<pool>.*`):
+    /// opens the session within the connect timeout, creates the tables if
+    /// `create_tables` is on, and checks the schema (a missing table is an
+    /// error naming it).
+    pub async fn connect(pool: &PoolConfig, config: &Config) -> Result<CassaBackend, CassaError> {
+        CommonError::check_kind(BackendKind::Cassa, config.kind())?;
+        Self::connect_with(CassaConfig::from_pool(pool)?).await
+    }
+
+    /// Connects with settings built in code.
+    pub async fn connect_with(config: CassaConfig) -> Result<CassaBackend, CassaError> {
+        let session = Cql::connect(&config).await?;
+        let nodes: Vec<String> = config.nodes.iter().map(ToString::to_string).collect();
+        let target = schema::target(
+            &config.pool_name,
+            &nodes.join(","),
+            &config.keyspace,
+            session.label(),
+        );
+        schema::prepare(&session, &config.keyspace, config.create_tables, &target).await?;
+        tracing::info!(
+            pool = %config.pool_name,
+            server = session.label(),
+            size = config.size,
+            consistency = ?config.consistency,
+            "cassa backend connected"
+        );
+        Ok(CassaBackend {
+            inner: Arc::new(Inner {
+                cql: session,
+                config,
+                indexed: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// The settings this backend was built with.
+    pub fn config(&self) -> &CassaConfig {
+        &self.inner.config
+    }
+
+    fn cql(&self) -> &Cql {
+        &self.inner.cql
+    }
+
+    /// Writes the index rows of `topics` not indexed lately.
+    async fn index(&self, retained: bool, topics: &[&str]) -> Result<(), CassaError> {
+        let fresh: Vec<&str> = {
+            let cache = self.inner.indexed.lock().unwrap_or_else(|p| p.into_inner());
+            let mut seen = HashSet::new();
+            topics
+                .iter()
+                .copied()
+                .filter(|t| seen.insert(*t) && !cache.contains(&(retained, (*t).to_owned())))
+                .collect()
+        };
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let statement = if retained {
+            cql::INDEX_RETAINED_TOPIC
+        } else {
+            cql::INDEX_MESSAGE_TOPIC
+        };
+        try_join_all(fresh.iter().map(|t| {
+            self.cql()
+                .exec("index", statement, vec![text(&root(t)), text(t)])
+        }))
+        .await?;
+        let mut cache = self.inner.indexed.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() + fresh.len() > INDEXED_CACHE {
+            cache.clear();
+        }
+        cache.extend(fresh.into_iter().map(|t| (retained, t.to_owned())));
+        Ok(())
+    }
+
+    /// Forgets that a retained topic is indexed (its row was deleted).
+    fn unindexed(&self, topic: &str) {
+        self.inner
+            .indexed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(true, topic.to_owned()));
+    }
+
+    /// The topics of an index that a filter can match.
+    async fn topics(&self, retained: bool, filter: &str) -> Result<Vec<String>, CassaError> {
+        let (roots_query, topics_query) = if retained {
+            (cql::RETAINED_ROOTS, cql::RETAINED_TOPICS)
+        } else {
+            (cql::MESSAGE_ROOTS, cql::MESSAGE_TOPICS)
+        };
+        let (wildcard, prefix) = match FilterScope::of(filter) {
+            FilterScope::Nothing => return Ok(Vec::new()),
+            FilterScope::Exact(t) => return Ok(vec![t.to_owned()]),
+            FilterScope::Wildcard { filter, prefix } => (filter, prefix),
+        };
+        // A literal first level: one partition. Otherwise every root.
+        let roots: Vec<String> = match prefix.split_once('/') {
+            Some((first, _)) => vec![format!("{first}/")],
+            None if prefix.is_empty() => {
+                let (_, rows) = self.cql().exec("lookup", roots_query, Vec::new()).await?;
+                rows.iter()
+                    .map(|r| required::<String>(r, 0, "topic index"))
+                    .collect::<Result<_, _>>()?
+            }
+            // `a/#` has the literal prefix `a`: the whole first level.
+            None => vec![format!("{prefix}/")],
+        };
+        let per_root = try_join_all(
+            roots
+                .iter()
+                .map(|r| self.cql().exec("lookup", topics_query, vec![text(r)])),
+        )
+        .await?;
+        let mut topics = Vec::new();
+        for (_, rows) in per_root {
+            for r in &rows {
+                let t: String = required(r, 0, "topic index")?;
+                if matches(wildcard, &t) {
+                    topics.push(t);
+                }
+            }
+        }
+        Ok(topics)
+    }
+
+    /// The seq of a stored message, if it is still stored.
+    async fn seq_of(&self, topic: &str, id: &str) -> Result<Option<i64>, CassaError> {
+        let (_, rows) = self
+            .cql()
+            .exec(
+                "ack_messages",
+                cql::MESSAGE_SEQ,
+                vec![text(topic), text(id)],
+            )
+            .await?;
+        match rows.first() {
+            Some(r) => col(r, 0, "msg_seq"),
+            None => Ok(None),
+        }
+    }
+
+    /// Pubsub: where the client's subscription to `filter` starts; `None`
+    /// on its first fetch, which records it.
+    async fn start(&self, client: &str, filter: &str) -> Result<Option<i64>, CassaError> {
+        let (_, rows) = self
+            .cql()
+            .exec(
+                "fetch_messages",
+                cql::START,
+                vec![text(client), text(filter)],
+            )
+            .await?;
+        if let Some(r) = rows.first() {
+            return col(r, 0, "sub_start");
+        }
+        let at = sequence::ceiling();
+        self.cql()
+            .exec(
+                "fetch_messages",
+                cql::SET_START,
+                vec![text(client), text(filter), CqlValue::from(at)],
+            )
+            .await?;
+        Ok(None)
+    }
+
+    /// Stores one topic's messages, each with its store sequence number.
+    async fn store_topic(&self, topic: &str, msgs: &[(&Message, i64)]) -> Result<(), CassaError> {
+        let mut rows: Vec<(&str, Vec<CqlValue>, usize)> = Vec::with_capacity(msgs.len());
+        let mut seqs: Vec<(&str, Vec<CqlValue>, usize)> = Vec::with_capacity(msgs.len());
+        for (m, seq) in msgs {
+            rows.push((
+                cql::STORE_MESSAGE,
+                vec![
+                    text(topic),
+                    CqlValue::from(*seq),
+                    text(&m.id),
+                    text(&m.sender),
+                    opt_text(m.username.as_deref()),
+                    qos_value(m.qos),
+                    CqlValue::from(i32::from(m.retain)),
+                    CqlValue::from(Blob::new(m.payload.to_vec())),
+                    CqlValue::from(m.timestamp.as_millis()),
+                ],
+                message_bytes(m),
+            ));
+            seqs.push((
+                cql::STORE_MESSAGE_SEQ,
+                vec![text(topic), text(&m.id), CqlValue::from(*seq)],
+                topic.len() + m.id.len() + 16,
+            ));
+        }
+        // The lookup rows first: an ack can only follow a fetch of the
+        // message, which follows its row.
+        self.batches("store_messages", seqs).await?;
+        self.batches("store_messages", rows).await
+    }
+
+    /// Runs statements as unlogged batches under the size limits, in order.
+    async fn batches(
+        &self,
+        operation: &'static str,
+        statements: Vec<(&str, Vec<CqlValue>, usize)>,
+    ) -> Result<(), CassaError> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for (statement, values, size) in statements {
+            if !batch.is_empty() && (bytes + size > BATCH_BYTES || batch.len() >= BATCH_STATEMENTS)
+            {
+                self.cql()
+                    .batch(operation, std::mem::take(&mut batch))
+                    .await?;
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push((statement, values));
+        }
+        self.cql().batch(operation, batch).await
+    }
+
+    /// Runs raw CQL: each value is bound by its marker's type, never
+    /// spliced; rows come back as values.
+    pub async fn execute_cql(
+        &self,
+        text: &str,
+        params: &[backend_core::Value],
+    ) -> Result<Vec<Row>, CassaError> {
+        let prepared = self.cql().prepare("execute", text).await?;
+        if prepared.params.len() != params.len() {
+            return Err(CommonError::Bind {
+                statement: text.to_owned(),
+                parameter: (prepared.params.len().min(params.len()) + 1).to_string(),
+                problem: format!(
+                    "the statement has {} marker(s) but {} value(s) were given",
+                    prepared.params.len(),
+                    params.len()
+                ),
+            }
+            .into());
+        }
+        let values = params
+            .iter()
+            .zip(&prepared.params)
+            .enumerate()
+            .map(|(i, (v, ty))| {
+                convert::bind(v, *ty).map_err(|problem| {
+                    CassaError::from(CommonError::Bind {
+                        statement: text.to_owned(),
+                        parameter: format!("{} ({ty:?})", i + 1),
+                        problem,
+                    })
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (types, rows) = self
+            .cql()
+            .exec_prepared("execute", &prepared, values)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ty)| convert::read(row, i, *ty).map_err(|p| data(text, p)))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Backend for CassaBackend {
+    fn name(&self) -> &'static str {
+        "cassa"
+    }
+
+    async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        self.cql()
+            .exec(
+                "client_online",
+                cql::ONLINE,
+                vec![
+                    text(&client.client_id),
+                    text(&client.node),
+                    CqlValue::from(at.as_millis()),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn client_offline(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        self.cql()
+            .exec(
+                "client_offline",
+                cql::OFFLINE,
+                vec![
+                    text(&client.node),
+                    CqlValue::from(at.as_millis()),
+                    text(&client.client_id),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn client_status(&self, client_id: &str) -> BackendResult<Option<ClientStatus>> {
+        const CTX: &str = "client";
+        let (_, rows) = self
+            .cql()
+            .exec("client_status", cql::STATUS, vec![text(client_id)])
+            .await?;
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(ClientStatus {
+            client_id: client_id.to_owned(),
+            online: col::<i32>(r, 1, CTX)?.unwrap_or(0) == 1,
+            node: col::<String>(r, 0, CTX)?.unwrap_or_default(),
+            online_at: col::<i64>(r, 2, CTX)?.map(Timestamp::from_millis),
+            offline_at: col::<i64>(r, 3, CTX)?.map(Timestamp::from_millis),
+        }))
+    }
+
+    async fn lookup_subscriptions(&self, client_id: &str) -> BackendResult<Vec<Subscription>> {
+        let (_, rows) = self
+            .cql()
+            .exec(
+                "lookup_subscriptions",
+                cql::SUBSCRIPTIONS,
+                vec![text(client_id)],
+            )
+            .await?;
+        let mut subs = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let filter: String = required(r, 0, "sub")?;
+            let qos = qos_of(required(r, 1, "sub")?, "sub")?;
+            subs.push(Subscription::new(filter, qos));
+        }
+        Ok(subs)
+    }
+
+    async fn store_subscriptions(
+        &self,
+        client_id: &str,
+        subscriptions: &[Subscription],
+    ) -> BackendResult<()> {
+        let statements = subscriptions
+            .iter()
+            .map(|s| {
+                (
+                    cql::STORE_SUBSCRIPTION,
+                    vec![text(client_id), text(&s.filter), qos_value(s.qos)],
+                    s.filter.len() + 16,
+                )
+            })
+            .collect();
+        Ok(self.batches("store_subscriptions", statements).await?)
+    }
+
+    async fn delete_subscriptions(&self, client_id: &str, filters: &[String]) -> BackendResult<()> {
+        let statements = filters
+            .iter()
+            .map(|f| {
+                (
+                    cql::DELETE_SUBSCRIPTION,
+                    vec![text(client_id), text(f)],
+                    f.len() + 16,
+                )
+            })
+            .collect();
+        Ok(self.batches("delete_subscriptions", statements).await?)
+    }
+
+    async fn store_messages(
+        &self,
+        messages: &[Message],
+        _options: WriteOptions,
+    ) -> BackendResult<()> {
+        // Numbers in slice order, so a batch keeps its order across topics;
+        // registered in flight until every write has returned.
+        let in_flight = sequence::allocate(messages.len());
+        let mut by_topic: BTreeMap<&str, Vec<(&Message, i64)>> = BTreeMap::new();
+        for (m, seq) in messages.iter().zip(in_flight.seqs()) {
+            by_topic
+                .entry(m.topic.as_str())
+                .or_default()
+                .push((m, *seq));
+        }
+        let topics: Vec<&str> = by_topic.keys().copied().collect();
+        self.index(false, &topics).await?;
+        try_join_all(by_topic.iter().map(|(t, msgs)| self.store_topic(t, msgs))).await?;
+        drop(in_flight);
+        Ok(())
+    }
+
+    async fn fetch_messages(&self, req: &FetchRequest) -> BackendResult<Vec<Message>> {
+        let (after, ceiling) = match req.mode {
+            OfflineMode::Queue => (i64::MIN, i64::MAX),
+            OfflineMode::Pubsub => match self.start(&req.client_id, &req.filter).await? {
+                None => return Ok(Vec::new()),
+                // Never past a write still in flight (see `sequence`).
+                Some(start) => (start - 1, sequence::ceiling()),
+            },
+        };
+        let topics = self.topics(false, &req.filter).await?;
+        let per_topic = try_join_all(topics.iter().map(|topic| async move {
+            let after = match req.mode {
+                OfflineMode::Queue => after,
+                OfflineMode::Pubsub => {
+                    let (_, rows) = self
+                        .cql()
+                        .exec(
+                            "fetch_messages",
+                            cql::ACKED,
+                            vec![text(&req.client_id), text(topic)],
+                        )
+                        .await?;
+                    let acked = match rows.first() {
+                        Some(r) => col::<i64>(r, 0, "acked")?,
+                        None => None,
+                    };
+                    after.max(acked.unwrap_or(i64::MIN))
+                }
+            };
+            let (_, rows) = self
+                .cql()
+                .exec(
+                    "fetch_messages",
+                    cql::MESSAGES,
+                    vec![text(topic), CqlValue::from(after), CqlValue::from(ceiling)],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| message_row(topic, r))
+                .collect::<Result<Vec<_>, CassaError>>()
+        }))
+        .await?;
+        let mut all: Vec<(i64, Message)> = per_topic.into_iter().flatten().collect();
+        all.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+        Ok(apply_limits(all.into_iter().map(|(_, m)| m).collect(), req))
+    }
+
+    async fn ack_messages(&self, mode: OfflineMode, acks: &[Ack]) -> BackendResult<()> {
+        let seqs = try_join_all(acks.iter().map(|a| self.seq_of(&a.topic, &a.message_id))).await?;
+        match mode {
+            OfflineMode::Queue => {
+                let mut statements = Vec::new();
+                for (a, seq) in acks.iter().zip(seqs) {
+                    let Some(seq) = seq else { continue };
+                    statements.push((
+                        cql::DELETE_MESSAGE,
+                        vec![text(&a.topic), CqlValue::from(seq), text(&a.message_id)],
+                        a.topic.len() + a.message_id.len() + 16,
+                    ));
+                    statements.push((
+                        cql::DELETE_MESSAGE_SEQ,
+                        vec![text(&a.topic), text(&a.message_id)],
+                        a.topic.len() + a.message_id.len() + 8,
+                    ));
+                }
+                self.batches("ack_messages", statements).await?;
+            }
+            OfflineMode::Pubsub => {
+                // The furthest position per client and topic; a position
+                // never moves back.
+                let mut furthest: BTreeMap<(&str, &str), (i64, &str)> = BTreeMap::new();
+                for (a, seq) in acks.iter().zip(seqs) {
+                    let Some(seq) = seq else { continue };
+                    let e = furthest
+                        .entry((a.client_id.as_str(), a.topic.as_str()))
+                        .or_insert((seq, a.message_id.as_str()));
+                    if seq > e.0 {
+                        *e = (seq, a.message_id.as_str());
+                    }
+                }
+                try_join_all(
+                    furthest
+                        .into_iter()
+                        .map(|((client, topic), (seq, id))| async move {
+                            let (_, rows) = self
+                                .cql()
+                                .exec("ack_messages", cql::ACKED, vec![text(client), text(topic)])
+                                .await?;
+                            let current = match rows.first() {
+                                Some(r) => col::<i64>(r, 0, "acked")?,
+                                None => None,
+                            };
+                            if current.is_some_and(|c| c >= seq) {
+                                return Ok::<_, CassaError>(());
+                            }
+                            self.cql()
+                                .exec(
+                                    "ack_messages",
+                                    cql::SET_ACKED,
+                                    vec![text(client), text(topic), text(id), CqlValue::from(seq)],
+                                )
+                                .await?;
+                            Ok(())
+                        }),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn store_retained(
+        &self,
+        messages: &[Message],
+        _options: WriteOptions,
+    ) -> BackendResult<()> {
+        let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
+        self.index(true, &topics).await?;
+        // In order: the last message of a topic wins.
+        for m in messages {
+            self.cql()
+                .exec(
+                    "store_retained",
+                    cql::STORE_RETAINED,
+                    vec![
+                        text(&m.topic),
+                        text(&m.id),
+                        text(&m.sender),
+                        opt_text(m.username.as_deref()),
+                        qos_value(m.qos),
+                        CqlValue::from(Blob::new(m.payload.to_vec())),
+                        CqlValue::from(m.timestamp.as_millis()),
+                    ],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_retained(&self, topics: &[String]) -> BackendResult<()> {
+        for t in topics {
+            self.cql()
+                .exec("delete_retained", cql::DELETE_RETAINED, vec![text(t)])
+                .await?;
+            self.cql()
+                .exec(
+                    "delete_retained",
+                    cql::UNINDEX_RETAINED_TOPIC,
+                    vec![text(&root(t)), text(t)],
+                )
+                .await?;
+            self.unindexed(t);
+        }
+        Ok(())
+    }
+
+    async fn lookup_retained(&self, filter: &str) -> BackendResult<Vec<Message>> {
+        let topics = self.topics(true, filter).await?;
+        let found = try_join_all(topics.iter().map(|t| async move {
+            let (_, rows) = self
+                .cql()
+                .exec("lookup_retained", cql::RETAINED, vec![text(t)])
+                .await?;
+            rows.first().map(retained_row).transpose()
+        }))
+        .await?;
+        let mut msgs: Vec<Message> = found.into_iter().flatten().collect();
+        msgs.sort_by(|a, b| a.topic.cmp(&b.topic));
+        Ok(msgs)
+    }
+
+    async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>> {
+        match statement {
+            Statement::Query { text, params } => Ok(self.execute_cql(text, params).await?),
+            Statement::Command { .. } => Err(BackendError::new(
+                ErrorKind::Unsupported,
+                "the cassa backend runs `cql` statements, not Redis commands",
+            )),
+        }
+    }
+
+    async fn ping(&self) -> BackendResult<()> {
+        self.cql().exec("ping", cql::PING, Vec::new()).await?;
+        Ok(())
+    }
+
+    async fn remove_messages_before(&self, before: Timestamp) -> BackendResult<u64> {
+        // Every indexed topic, those under `$` included.
+        let (_, roots) = self
+            .cql()
+            .exec("remove_messages_before", cql::MESSAGE_ROOTS, Vec::new())
+            .await?;
+        let mut all: Vec<String> = Vec::new();
+        for r in &roots {
+            let root: String = required(r, 0, "topic index")?;
+            let (_, rows) = self
+                .cql()
+                .exec(
+                    "remove_messages_before",
+                    cql::MESSAGE_TOPICS,
+                    vec![text(&root)],
+                )
+                .await?;
+            for t in &rows {
+                all.push(required(t, 0, "topic index")?);
+            }
+        }
+        let mut removed = 0u64;
+        for topic in &all {
+            let (_, rows) = self
+                .cql()
+                .exec(
+                    "remove_messages_before",
+                    cql::MESSAGE_TIMES,
+                    vec![text(topic)],
+                )
+                .await?;
+            let mut statements = Vec::new();
+            for r in &rows {
+                let arrived = col::<i64>(r, 2, "msg")?.unwrap_or(0);
+                if arrived >= before.as_millis() {
+                    continue;
+                }
+                let seq: i64 = required(r, 0, "msg")?;
+                let id: String = required(r, 1, "msg")?;
+                statements.push((
+                    cql::DELETE_MESSAGE,
+                    vec![text(topic), CqlValue::from(seq), text(&id)],
+                    topic.len() + id.len() + 16,
+                ));
+                statements.push((
+                    cql::DELETE_MESSAGE_SEQ,
+                    vec![text(topic), text(&id)],
+                    topic.len() + id.len() + 8,
+                ));
+                removed += 1;
+            }
+            self.batches("remove_messages_before", statements).await?;
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_are_never_empty() {
+        assert_eq!(root("a/b/c"), "a/");
+        assert_eq!(root("a"), "a/");
+        assert_eq!(root("/a"), "/");
+        assert_eq!(root("$SYS/x"), "$SYS/");
+    }
+}

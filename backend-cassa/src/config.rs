@@ -1,0 +1,298 @@
+//! [`CassaConfig`]: the typed settings of one pool, read from a
+//! [`PoolConfig`] (`backend.ecql.<pool>.*`, the seed's keys).
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `nodes` | `127.0.0.1:9042` | contact points, comma-separated (`host`, `host:port`, `[v6]:port`) |
+//! | `size` | `8` | connections per node |
+//! | `auto_reconnect` | `1` | reconnect lost connections in the background (off: a lost node stays down) |
+//! | `username`, `password` | none | password authentication; the password is never printed |
+//! | `keyspace` | `mqtt` | the keyspace of the tables |
+//! | `logger` | `info` | accepted for the seed's files; logs go through `tracing` |
+//! | `create_tables` | `false` | create the tables (not the keyspace) when missing |
+//! | `consistency` | `local_quorum` | consistency level of every read and write |
+//! | `connect_timeout` | `5s` | how long connecting may take, the first session included |
+//! | `request_timeout` | `10s` | how long one request may take |
+//!
+//! ```
+//! use backend_core::{config::PoolConfig, BackendKind};
+//! use backend_cassa::CassaConfig;
+//! let mut pool = PoolConfig::new(BackendKind::Cassa, "pool1");
+//! pool.set("nodes", "10.0.0.1:9042, 10.0.0.2")?.set("password", "s3cret")?;
+//! let c = CassaConfig::from_pool(&pool)?;
+//! assert_eq!(c.nodes.len(), 2);
+//! assert_eq!(c.keyspace, "mqtt");
+//! assert!(!format!("{c:?}").contains("s3cret"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::time::Duration;
+
+use backend_core::config::{PoolConfig, Secret, ServerAddr};
+use backend_core::{BackendKind, CommonError};
+
+use crate::error::CassaError;
+
+/// Default CQL port.
+pub const DEFAULT_PORT: u16 = 9042;
+/// Default `size`: connections per node.
+pub const DEFAULT_SIZE: usize = 8;
+/// Default `keyspace` (the seed's).
+pub const DEFAULT_KEYSPACE: &str = "mqtt";
+/// Default `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `request_timeout`.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The consistency level of a pool's reads and writes (`consistency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Consistency {
+    /// `ANY` (writes only; reads use `ONE`).
+    Any,
+    /// `ONE`.
+    One,
+    /// `TWO`.
+    Two,
+    /// `THREE`.
+    Three,
+    /// `QUORUM`.
+    Quorum,
+    /// `ALL`.
+    All,
+    /// `LOCAL_QUORUM`, the default: a majority of the local data
+    /// centre's replicas.
+    #[default]
+    LocalQuorum,
+    /// `EACH_QUORUM`.
+    EachQuorum,
+    /// `LOCAL_ONE`.
+    LocalOne,
+}
+
+impl Consistency {
+    /// Reads the `.conf` word (`local_quorum`).
+    pub fn parse(word: &str) -> Option<Self> {
+        Some(match word {
+            "any" => Consistency::Any,
+            "one" => Consistency::One,
+            "two" => Consistency::Two,
+            "three" => Consistency::Three,
+            "quorum" => Consistency::Quorum,
+            "all" => Consistency::All,
+            "local_quorum" => Consistency::LocalQuorum,
+            "each_quorum" => Consistency::EachQuorum,
+            "local_one" => Consistency::LocalOne,
+            _ => return None,
+        })
+    }
+}
+
+/// The settings of one Cassandra pool. Build it with
+/// [`CassaConfig::from_pool`], or in code (every field is public).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CassaConfig {
+    /// The pool's name (`pool1`), for errors and logs.
+    pub pool_name: String,
+    /// Contact points; the driver discovers the other nodes.
+    pub nodes: Vec<ServerAddr>,
+    /// Connections per node.
+    pub size: usize,
+    /// Reconnect lost connections in the background.
+    pub auto_reconnect: bool,
+    /// User name for password authentication.
+    pub username: Option<String>,
+    /// Password; its `Debug` prints `***`.
+    pub password: Option<Secret>,
+    /// The keyspace of the tables.
+    pub keyspace: String,
+    /// Create missing tables at start.
+    pub create_tables: bool,
+    /// Consistency level of every statement.
+    pub consistency: Consistency,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long one request may take.
+    pub request_timeout: Duration,
+}
+
+impl CassaConfig {
+    /// The defaults, for a pool called `pool_name`.
+    pub fn new(pool_name: impl Into<String>) -> Self {
+        CassaConfig {
+            pool_name: pool_name.into(),
+            nodes: vec![ServerAddr::new("127.0.0.1", DEFAULT_PORT)],
+            size: DEFAULT_SIZE,
+            auto_reconnect: true,
+            username: None,
+            password: None,
+            keyspace: DEFAULT_KEYSPACE.into(),
+            create_tables: false,
+            consistency: Consistency::default(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+
+    /// Reads `backend.ecql.<pool>.*`; errors name the key and its line.
+    pub fn from_pool(pool: &PoolConfig) -> Result<Self, CassaError> {
+        CommonError::check_kind(BackendKind::Cassa, pool.kind())?;
+        let bad = |key: &'static str, problem: String| CommonError::config(pool, key, problem);
+        let mut c = CassaConfig::new(pool.name());
+        if let Some(nodes) = pool.text("nodes") {
+            c.nodes = ServerAddr::parse_list(nodes, DEFAULT_PORT).map_err(|p| bad("nodes", p))?;
+            if let Some(a) = c.nodes.iter().find(|a| a.is_socket()) {
+                return Err(bad("nodes", format!("`{a}`: a node is a host and port")).into());
+            }
+        }
+        if let Some(n) = pool.int("size") {
+            c.size = usize::try_from(n)
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| bad("size", format!("{n} is not a pool size")))?;
+        }
+        c.auto_reconnect = pool.bool("auto_reconnect").unwrap_or(true);
+        c.username = pool
+            .text("username")
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned);
+        c.password = pool.secret("password").cloned();
+        if c.password.is_some() && c.username.is_none() {
+            return Err(bad("username", "is required when a password is set".into()).into());
+        }
+        if let Some(k) = pool.text("keyspace") {
+            if !is_identifier(k) {
+                return Err(bad(
+                    "keyspace",
+                    format!("`{k}` is not a keyspace name (letters, digits and _, at most 48)"),
+                )
+                .into());
+            }
+            c.keyspace = k.to_owned();
+        }
+        c.create_tables = pool.bool("create_tables").unwrap_or(false);
+        if let Some(word) = pool.text("consistency") {
+            c.consistency = Consistency::parse(word)
+                .ok_or_else(|| bad("consistency", format!("`{word}` is not a level")))?;
+        }
+        let millis = |key: &'static str| -> Result<Option<Duration>, CommonError> {
+            match pool.int(key) {
+                None => Ok(None),
+                Some(0) => Err(bad(key, "must be more than 0".into())),
+                Some(ms) => Ok(u64::try_from(ms).ok().map(Duration::from_millis)),
+            }
+        };
+        if let Some(d) = millis("connect_timeout")? {
+            c.connect_timeout = d;
+        }
+        if let Some(d) = millis("request_timeout")? {
+            c.request_timeout = d;
+        }
+        if pool.tls_files().map_err(|(k, p)| bad(k, p))?.is_some() {
+            return Err(bad(
+                "ssl",
+                "TLS is not supported by this backend yet: reach Cassandra over a private \
+                 network or a TLS tunnel"
+                    .into(),
+            )
+            .into());
+        }
+        Ok(c)
+    }
+
+    /// The contact points joined, then the keyspace (`a:9042,b:9042/mqtt`),
+    /// for errors and logs: never the user or the password.
+    pub fn label(&self) -> String {
+        let nodes: Vec<String> = self.nodes.iter().map(ToString::to_string).collect();
+        format!("{}/{}", nodes.join(","), self.keyspace)
+    }
+}
+
+/// A CQL identifier that needs no quoting: it is spliced into schema
+/// statements (keyspace names cannot be bound).
+pub(crate) fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 48
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(lines: &[(&str, &str)]) -> PoolConfig {
+        let mut p = PoolConfig::new(BackendKind::Cassa, "pool1");
+        for (k, v) in lines {
+            p.set(k, v).expect("a valid pool key");
+        }
+        p
+    }
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let c = CassaConfig::from_pool(&pool(&[])).expect("defaults");
+        assert_eq!(c.nodes, vec![ServerAddr::new("127.0.0.1", 9042)]);
+        assert_eq!((c.size, c.keyspace.as_str()), (8, "mqtt"));
+        assert!(c.auto_reconnect);
+        assert_eq!(c.consistency, Consistency::LocalQuorum);
+        assert_eq!(c.label(), "127.0.0.1:9042/mqtt");
+    }
+
+    #[test]
+    fn the_seeds_keys_are_read() {
+        let c = CassaConfig::from_pool(&pool(&[
+            ("nodes", "10.0.0.1:9042,10.0.0.2:9043"),
+            ("size", "2"),
+            ("auto_reconnect", "0"),
+            ("username", "cassandra"),
+            ("password", "pa55-w0rd"),
+            ("keyspace", "mqtt_2"),
+            ("logger", "info"),
+            ("consistency", "one"),
+            ("request_timeout", "2s"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.nodes.len(), 2);
+        assert_eq!(c.nodes[1], ServerAddr::new("10.0.0.2", 9043));
+        assert_eq!(c.size, 2);
+        assert!(!c.auto_reconnect);
+        assert_eq!(c.username.as_deref(), Some("cassandra"));
+        assert_eq!(c.keyspace, "mqtt_2");
+        assert_eq!(c.consistency, Consistency::One);
+        assert_eq!(c.request_timeout, Duration::from_secs(2));
+        assert!(!format!("{c:?}").contains("pa55-w0rd"), "{c:?}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (lines, key) in [
+            (vec![("nodes", "a:1,,b")], "nodes"),
+            (vec![("nodes", "a:99999")], "nodes"),
+            (vec![("keyspace", "mqtt; drop")], "keyspace"),
+            (vec![("keyspace", "9lives")], "keyspace"),
+            (vec![("password", "p")], "username"),
+            (vec![("ssl", "true")], "ssl"),
+            (vec![("request_timeout", "0")], "request_timeout"),
+        ] {
+            let e = CassaConfig::from_pool(&pool(&lines)).expect_err("invalid");
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!("backend.ecql.pool1.{key}")),
+                "{text}"
+            );
+            assert!(!text.contains("\"p\""), "{text}");
+        }
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(is_identifier("mqtt"));
+        assert!(is_identifier("Mqtt_2"));
+        assert!(!is_identifier(""));
+        assert!(!is_identifier("_x"));
+        assert!(!is_identifier("a-b"));
+        assert!(!is_identifier(&"a".repeat(49)));
+    }
+}

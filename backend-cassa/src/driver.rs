@@ -1,0 +1,394 @@
+//! The CQL driver (cdrs-tokio), behind one module: connecting with a
+//! deadline, prepared statements cached per text, unlogged batches, and a
+//! timeout on every request. The rest of the crate sees [`Cql`], CQL text
+//! and [`CqlValue`]s, so another driver could sit behind the same seam.
+//!
+//! cdrs-tokio's session build retries forever, silently, when every node
+//! refuses the connection, the password, or the keyspace; and it has no
+//! request timeout. So each contact point is first probed with one plain
+//! connection (TCP, login, `USE <keyspace>`) under the connect timeout,
+//! which names the real reason; the session is built only once a node
+//! accepted, and under the same deadline (dropping its future aborts the
+//! driver's background task).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cdrs_tokio::authenticators::{
+    NoneAuthenticatorProvider, SaslAuthenticatorProvider, StaticPasswordAuthenticatorProvider,
+};
+use cdrs_tokio::cluster::connection_pool::ConnectionPoolConfigBuilder;
+use cdrs_tokio::cluster::session::{
+    Session, SessionBuilder, TcpSessionBuilder, DEFAULT_TRANSPORT_BUFFER_SIZE,
+};
+use cdrs_tokio::cluster::{
+    ConnectionManager, KeyspaceHolder, NodeAddress, NodeTcpConfigBuilder, TcpConnectionManager,
+};
+use cdrs_tokio::compression::Compression;
+use cdrs_tokio::consistency::Consistency as DriverConsistency;
+use cdrs_tokio::frame::message_batch::BatchType;
+use cdrs_tokio::frame::message_error::ErrorType;
+use cdrs_tokio::frame::message_result::ColType;
+use cdrs_tokio::frame::Version;
+use cdrs_tokio::frame_encoding::ProtocolFrameEncodingFactory;
+use cdrs_tokio::load_balancing::RoundRobinLoadBalancingStrategy;
+use cdrs_tokio::query::{BatchQueryBuilder, PreparedQuery, QueryValues};
+use cdrs_tokio::retry::{ConstantReconnectionPolicy, NeverReconnectionPolicy};
+use cdrs_tokio::statement::StatementParamsBuilder;
+use cdrs_tokio::transport::TransportTcp;
+
+pub(crate) use cdrs_tokio::types::rows::Row as CqlRow;
+pub(crate) use cdrs_tokio::types::value::Value as CqlValue;
+
+use crate::config::{CassaConfig, Consistency};
+use crate::error::CassaError;
+
+type TcpSession = Session<
+    TransportTcp,
+    TcpConnectionManager,
+    RoundRobinLoadBalancingStrategy<TransportTcp, TcpConnectionManager>,
+>;
+
+/// A statement prepared on the cluster, with its parameters' types.
+pub(crate) struct Prepared {
+    query: PreparedQuery,
+    /// The bind markers' types, in order (for raw statements' values).
+    pub params: Vec<ColType>,
+}
+
+/// A connected pool: the session and its prepared statements.
+pub(crate) struct Cql {
+    session: TcpSession,
+    prepared: Mutex<HashMap<String, Arc<Prepared>>>,
+    consistency: DriverConsistency,
+    timeout: Duration,
+    label: String,
+}
+
+impl std::fmt::Debug for Cql {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the session: its authenticator's Debug holds the password.
+        f.debug_struct("Cql")
+            .field("server", &self.label)
+            .field("consistency", &self.consistency)
+            .finish_non_exhaustive()
+    }
+}
+
+fn driver_consistency(c: Consistency) -> DriverConsistency {
+    match c {
+        Consistency::Any => DriverConsistency::Any,
+        Consistency::One => DriverConsistency::One,
+        Consistency::Two => DriverConsistency::Two,
+        Consistency::Three => DriverConsistency::Three,
+        Consistency::Quorum => DriverConsistency::Quorum,
+        Consistency::All => DriverConsistency::All,
+        Consistency::LocalQuorum => DriverConsistency::LocalQuorum,
+        Consistency::EachQuorum => DriverConsistency::EachQuorum,
+        Consistency::LocalOne => DriverConsistency::LocalOne,
+    }
+}
+
+fn authenticator(c: &CassaConfig) -> Arc<dyn SaslAuthenticatorProvider + Send + Sync> {
+    match (&c.username, &c.password) {
+        (Some(user), password) => Arc::new(StaticPasswordAuthenticatorProvider::new(
+            user.clone(),
+            password
+                .as_ref()
+                .map(|p| p.expose().to_owned())
+                .unwrap_or_default(),
+        )),
+        (None, _) => Arc::new(NoneAuthenticatorProvider),
+    }
+}
+
+/// Why one contact point did not accept a connection.
+enum Refusal {
+    Authentication(String),
+    MissingKeyspace,
+    Other(String),
+}
+
+/// Connects to one node the way the session will (TCP, login, `USE`),
+/// within the timeout, and says what went wrong.
+async fn probe(
+    c: &CassaConfig,
+    auth: Arc<dyn SaslAuthenticatorProvider + Send + Sync>,
+    node: &str,
+) -> Result<(), Refusal> {
+    let addrs: Vec<SocketAddr> =
+        tokio::time::timeout(c.connect_timeout, tokio::net::lookup_host(node))
+            .await
+            .map_err(|_| Refusal::Other("name lookup timed out".into()))?
+            .map_err(|e| Refusal::Other(format!("name lookup: {e}")))?
+            .collect();
+    let Some(addr) = addrs.first().copied() else {
+        return Err(Refusal::Other("the name has no address".into()));
+    };
+    let (tx, _rx) = tokio::sync::watch::channel(None);
+    let holder = Arc::new(KeyspaceHolder::new(tx));
+    holder.update_current_keyspace_without_notification(c.keyspace.clone());
+    let manager = TcpConnectionManager::new(
+        auth,
+        holder,
+        Box::new(ProtocolFrameEncodingFactory),
+        Compression::None,
+        DEFAULT_TRANSPORT_BUFFER_SIZE,
+        true,
+        Version::V4,
+    );
+    match tokio::time::timeout(c.connect_timeout, manager.connection(None, None, addr)).await {
+        Err(_) => Err(Refusal::Other(format!(
+            "no answer within {:?}",
+            c.connect_timeout
+        ))),
+        Ok(Ok(_transport)) => Ok(()),
+        Ok(Err(cdrs_tokio::error::Error::Server { body, .. })) => match body.ty {
+            ErrorType::Authentication => Err(Refusal::Authentication(body.message)),
+            ErrorType::Invalid if body.message.to_lowercase().contains("keyspace") => {
+                Err(Refusal::MissingKeyspace)
+            }
+            _ => Err(Refusal::Other(body.message)),
+        },
+        Ok(Err(e)) => Err(Refusal::Other(e.to_string())),
+    }
+}
+
+impl Cql {
+    /// Connects within `connect_timeout`: an unreachable cluster, a wrong
+    /// password and a missing keyspace each fail with their own error.
+    pub(crate) async fn connect(c: &CassaConfig) -> Result<Cql, CassaError> {
+        let label = c.label();
+        let nodes: Vec<String> = c.nodes.iter().map(ToString::to_string).collect();
+        let auth = authenticator(c);
+        let mut reasons = Vec::new();
+        let mut reachable = false;
+        for node in &nodes {
+            match probe(c, Arc::clone(&auth), node).await {
+                Ok(()) => {
+                    reachable = true;
+                    break;
+                }
+                Err(Refusal::Authentication(message)) => {
+                    return Err(CassaError::Authentication {
+                        server: node.clone(),
+                        user: c.username.clone().unwrap_or_default(),
+                        message,
+                    })
+                }
+                Err(Refusal::MissingKeyspace) => {
+                    return Err(CassaError::MissingKeyspace {
+                        keyspace: c.keyspace.clone(),
+                        nodes: nodes.join(","),
+                    })
+                }
+                Err(Refusal::Other(reason)) => reasons.push(format!("{node}: {reason}")),
+            }
+        }
+        if !reachable {
+            return Err(CassaError::Unreachable {
+                nodes: nodes.join(","),
+                reason: reasons.join("; "),
+            });
+        }
+        let build = async {
+            let node_config = NodeTcpConfigBuilder::new()
+                .with_contact_points(
+                    nodes
+                        .iter()
+                        .map(|n| NodeAddress::from(n.as_str()))
+                        .collect(),
+                )
+                .with_authenticator_provider(auth)
+                .build()
+                .await
+                .map_err(|e| e.to_string())?;
+            let pool = ConnectionPoolConfigBuilder::new()
+                .with_local_size(c.size)
+                .with_remote_size(c.size)
+                .with_connect_timeout(Some(c.connect_timeout))
+                .build();
+            let builder =
+                TcpSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), node_config)
+                    .with_keyspace(c.keyspace.clone())
+                    .with_connection_pool_config(pool);
+            let builder = if c.auto_reconnect {
+                builder.with_reconnection_policy(Arc::new(ConstantReconnectionPolicy::new(
+                    Duration::from_secs(1),
+                )))
+            } else {
+                builder.with_reconnection_policy(Arc::new(NeverReconnectionPolicy))
+            };
+            builder.build().await.map_err(|e| e.to_string())
+        };
+        let session = match tokio::time::timeout(c.connect_timeout, build).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(reason)) => {
+                return Err(CassaError::Unreachable {
+                    nodes: nodes.join(","),
+                    reason,
+                })
+            }
+            Err(_) => {
+                return Err(CassaError::Unreachable {
+                    nodes: nodes.join(","),
+                    reason: format!("no session within {:?}", c.connect_timeout),
+                })
+            }
+        };
+        Ok(Cql {
+            session,
+            prepared: Mutex::new(HashMap::new()),
+            consistency: driver_consistency(c.consistency),
+            timeout: c.request_timeout,
+            label,
+        })
+    }
+
+    /// `nodes/keyspace`, for errors and logs.
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn failed(
+        &self,
+        operation: &'static str,
+    ) -> impl Fn(cdrs_tokio::error::Error) -> CassaError + '_ {
+        move |source| CassaError::Cassandra {
+            operation,
+            server: self.label.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    async fn within<T>(
+        &self,
+        operation: &'static str,
+        f: impl std::future::Future<Output = Result<T, cdrs_tokio::error::Error>>,
+    ) -> Result<T, CassaError> {
+        match tokio::time::timeout(self.timeout, f).await {
+            Ok(r) => r.map_err(self.failed(operation)),
+            Err(_) => Err(CassaError::Timeout {
+                operation,
+                server: self.label.clone(),
+                after: self.timeout,
+            }),
+        }
+    }
+
+    /// The statement `cql`, prepared once per text.
+    pub(crate) async fn prepare(
+        &self,
+        operation: &'static str,
+        cql: &str,
+    ) -> Result<Arc<Prepared>, CassaError> {
+        if let Some(p) = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(cql)
+        {
+            return Ok(Arc::clone(p));
+        }
+        let raw = self
+            .within(operation, self.session.prepare_raw(cql))
+            .await?;
+        let params = raw
+            .metadata
+            .col_specs
+            .iter()
+            .map(|c| c.col_type.id)
+            .collect();
+        let query = self.within(operation, self.session.prepare(cql)).await?;
+        let prepared = Arc::new(Prepared { query, params });
+        let mut cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        // Raw statements are user templates: a bounded set in practice,
+        // but never let a stream of distinct texts grow the cache forever.
+        if cache.len() >= 1024 {
+            cache.clear();
+        }
+        cache.insert(cql.to_owned(), Arc::clone(&prepared));
+        Ok(prepared)
+    }
+
+    /// Runs a prepared statement with its values; returns its rows, with
+    /// the result's column types.
+    pub(crate) async fn exec(
+        &self,
+        operation: &'static str,
+        cql: &str,
+        values: Vec<CqlValue>,
+    ) -> Result<(Vec<ColType>, Vec<CqlRow>), CassaError> {
+        let prepared = self.prepare(operation, cql).await?;
+        self.exec_prepared(operation, &prepared, values).await
+    }
+
+    /// Runs an already prepared statement.
+    pub(crate) async fn exec_prepared(
+        &self,
+        operation: &'static str,
+        prepared: &Prepared,
+        values: Vec<CqlValue>,
+    ) -> Result<(Vec<ColType>, Vec<CqlRow>), CassaError> {
+        let params = StatementParamsBuilder::new()
+            .with_values(QueryValues::SimpleValues(values))
+            .with_consistency(self.consistency)
+            .build();
+        let envelope = self
+            .within(
+                operation,
+                self.session.exec_with_params(&prepared.query, &params),
+            )
+            .await?;
+        let body = envelope.response_body().map_err(self.failed(operation))?;
+        let types = body
+            .as_rows_metadata()
+            .map(|m| m.col_specs.iter().map(|c| c.col_type.id).collect())
+            .unwrap_or_default();
+        Ok((types, body.into_rows().unwrap_or_default()))
+    }
+
+    /// Runs schema statements (not prepared).
+    pub(crate) async fn ddl(&self, operation: &'static str, cql: &str) -> Result<(), CassaError> {
+        let params = StatementParamsBuilder::new()
+            .with_consistency(self.consistency)
+            .build();
+        self.within(operation, self.session.query_with_params(cql, params))
+            .await
+            .map(drop)
+    }
+
+    /// Runs prepared statements as one unlogged batch: one round trip.
+    /// Callers keep a batch to one partition, or a few.
+    pub(crate) async fn batch(
+        &self,
+        operation: &'static str,
+        statements: Vec<(&str, Vec<CqlValue>)>,
+    ) -> Result<(), CassaError> {
+        match statements.len() {
+            0 => return Ok(()),
+            1 => {
+                let mut statements = statements;
+                if let Some((cql, values)) = statements.pop() {
+                    self.exec(operation, cql, values).await?;
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        let mut builder = BatchQueryBuilder::new()
+            .with_batch_type(BatchType::Unlogged)
+            .with_consistency(self.consistency);
+        for (cql, values) in statements {
+            let prepared = self.prepare(operation, cql).await?;
+            builder =
+                builder.add_query_prepared(&prepared.query, QueryValues::SimpleValues(values));
+        }
+        let batch = builder.build().map_err(self.failed(operation))?;
+        self.within(operation, self.session.batch(batch))
+            .await
+            .map(drop)
+    }
+}

@@ -1,0 +1,259 @@
+//! Cassandra-specific behaviour against the live cluster: bounded waits
+//! and clear errors when the cluster, the password or the keyspace is
+//! wrong; the seed's configuration; raw CQL with hostile values; a batch
+//! over Cassandra's batch size limit.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use backend_cassa::{CassaBackend, CassaError};
+use backend_core::config::PoolConfig;
+use backend_core::{
+    Backend, BackendKind, Bytes, Config, ErrorKind, FetchRequest, Message, OfflineMode, QoS,
+    Statement, Value,
+};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("tokio runtime: {e}"))
+}
+
+fn with(pool: PoolConfig, key: &str, value: &str) -> PoolConfig {
+    let mut p = pool;
+    p.set(key, value)
+        .unwrap_or_else(|e| panic!("setting {key}: {e}"));
+    p
+}
+
+async fn connect(pool: PoolConfig) -> Result<CassaBackend, CassaError> {
+    let conf = Config::new(BackendKind::Cassa).with_pool(pool.clone());
+    CassaBackend::connect(&pool, &conf).await
+}
+
+#[test]
+fn an_unreachable_cluster_fails_in_time_naming_the_nodes() {
+    rt().block_on(async {
+        let pool = with(
+            with(common::pool("pool1"), "nodes", "127.0.0.1:1,127.0.0.1:2"),
+            "connect_timeout",
+            "2s",
+        );
+        let started = Instant::now();
+        let e = connect(pool).await.expect_err("nothing listens there");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("127.0.0.1:1") && text.contains("127.0.0.1:2"),
+            "{text}"
+        );
+        assert_eq!(e.kind(), ErrorKind::Connection, "{text}");
+        assert!(e.is_retryable());
+    });
+}
+
+#[test]
+fn a_wrong_password_is_a_config_error_that_never_shows_it() {
+    rt().block_on(async {
+        let pool = with(common::pool("pool1"), "password", "not-the-password-42");
+        let started = Instant::now();
+        let e = connect(pool).await.expect_err("a wrong password");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "took {:?}",
+            started.elapsed()
+        );
+        let text = format!("{e} {e:?}");
+        assert!(matches!(e, CassaError::Authentication { .. }), "{text}");
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(!text.contains("not-the-password-42"), "{text}");
+    });
+}
+
+#[test]
+fn a_missing_keyspace_is_named() {
+    rt().block_on(async {
+        let pool = with(common::pool("pool1"), "keyspace", "no_such_keyspace_here");
+        let e = connect(pool).await.expect_err("no keyspace");
+        assert!(matches!(e, CassaError::MissingKeyspace { .. }), "{e}");
+        assert!(e.to_string().contains("no_such_keyspace_here"), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Config);
+    });
+}
+
+#[test]
+fn the_seeds_configuration_connects_and_runs_its_rules() {
+    rt().block_on(async {
+        // The seed's Cassandra block (without the line holding its typo),
+        // pointed at the test cluster.
+        let seed = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../etc/emqx_backend_cassa.conf"
+        ))
+        .unwrap_or_else(|e| panic!("etc/emqx_backend_cassa.conf: {e}"));
+        let text = seed
+            .replace("backend.ecql.pool1.nodes = 127.0.0.1:9042", &format!("backend.ecql.pool1.nodes = {}", common::nodes()))
+            .replace("backend.ecql.pool1.username = cassandra", &format!("backend.ecql.pool1.username = {}", common::user()))
+            .replace("backend.ecql.pool1.password = cassandra", &format!("backend.ecql.pool1.password = {}\nbackend.ecql.pool1.create_tables = true\nbackend.ecql.pool1.query_mode = sync", common::password()));
+        let conf = Config::parse(&text).unwrap_or_else(|e| panic!("the seed's conf: {e}"));
+        let pools = backend_cassa::connect_pools(&conf)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        let engine = backend_core::Engine::new(&conf, &pools).unwrap_or_else(|e| panic!("{e}"));
+        let client = backend_core::testkit::unique("seed-cassa");
+        let ev = backend_core::ClientConnected {
+            client: backend_core::ClientInfo::new(client.as_str(), "node1"),
+            timestamp: backend_core::Timestamp::now(),
+        };
+        let outcome = engine.on_client_connected(&ev).await;
+        assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        let status = pools["pool1"]
+            .client_status(&client)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("a status row");
+        assert!(status.online);
+        assert_eq!(status.node, "node1");
+    });
+}
+
+#[test]
+fn raw_cql_binds_every_value() {
+    rt().block_on(async {
+        let b = common::connect().await;
+        let topic = backend_core::testkit::unique("raw/cql");
+        let run = |text: &str, params: Vec<Value>| {
+            let b = b.clone();
+            let text = text.to_owned();
+            async move {
+                b.execute(&Statement::Query {
+                    text: text.into(),
+                    params,
+                })
+                .await
+            }
+        };
+        run(
+            "insert into retain (topic, msgid, sender, qos, payload, arrived) values (?, ?, ?, ?, ?, ?)",
+            vec![
+                Value::from(topic.as_str()),
+                Value::from("id ' \r\n \0 x"),
+                Value::from("'); DROP KEYSPACE mqtt; --"),
+                Value::Text("1".into()),
+                Value::Bytes(Bytes::from_static(b"\x00\xff\xfe")),
+                Value::Time(backend_core::Timestamp::from_millis(1_700_000_000_123)),
+            ],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("insert: {e}"));
+        let rows = run(
+            "select msgid, sender, qos, payload, arrived from retain where topic = ?",
+            vec![Value::from(topic.as_str())],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("select: {e}"));
+        assert_eq!(
+            rows,
+            vec![vec![
+                Value::from("id ' \r\n \0 x"),
+                Value::from("'); DROP KEYSPACE mqtt; --"),
+                Value::Int(1),
+                Value::Bytes(Bytes::from_static(b"\x00\xff\xfe")),
+                Value::Time(backend_core::Timestamp::from_millis(1_700_000_000_123)),
+            ]]
+        );
+        // A value that does not fit its marker is a clear error, not a panic.
+        let e = run(
+            "select msgid from retain where topic = ? and qos = ? allow filtering",
+            vec![Value::from(topic.as_str()), Value::from("not a number")],
+        )
+        .await
+        .expect_err("text for an int");
+        assert!(e.to_string().contains("parameter 2"), "{e}");
+        let e = run("select * from retain where topic = ?", Vec::new())
+            .await
+            .expect_err("too few values");
+        assert!(e.to_string().contains("1 marker(s) but 0 value(s)"), "{e}");
+        let e = run("this is not cql", Vec::new()).await.expect_err("syntax");
+        assert_eq!(e.kind(), ErrorKind::Query, "{e}");
+    });
+}
+
+#[test]
+fn a_large_batch_is_split_under_the_batch_limit() {
+    rt().block_on(async {
+        let b = common::connect().await;
+        let topic = backend_core::testkit::unique("big/batch");
+        // 200 messages of 2 KiB: 400 KiB, eight times the server's limit
+        // for one batch.
+        let msgs: Vec<Message> = (0..200)
+            .map(|i| {
+                Message::new(
+                    "p",
+                    topic.as_str(),
+                    QoS::AtLeastOnce,
+                    vec![(i % 251) as u8; 2048],
+                )
+            })
+            .collect();
+        b.store_messages(&msgs, Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("store: {e}"));
+        let req = FetchRequest {
+            client_id: "big".into(),
+            filter: topic.clone(),
+            mode: OfflineMode::Queue,
+            max_count: None,
+            since: None,
+        };
+        let got = b
+            .fetch_messages(&req)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
+        let want: Vec<&str> = msgs.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, want, "all 200, in store order");
+        assert!(got.iter().zip(&msgs).all(|(g, m)| g.payload == m.payload));
+    });
+}
+
+#[test]
+fn a_missing_table_is_named_when_create_tables_is_off() {
+    rt().block_on(async {
+        let b = common::connect().await;
+        // A keyspace of its own with no tables, made through raw CQL.
+        let ks = format!("mqtt_empty_{}", std::process::id());
+        b.execute(&Statement::Query {
+            text: format!(
+                "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
+                 {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+            )
+            .into(),
+            params: Vec::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create keyspace: {e}"));
+        let pool = with(
+            with(common::pool("pool1"), "keyspace", &ks),
+            "create_tables",
+            "false",
+        );
+        let e = connect(pool).await.expect_err("no tables");
+        let text = e.to_string();
+        assert!(text.contains("table `client` does not exist"), "{text}");
+        assert!(text.contains("etc/emqx_backend_cassa.cql"), "{text}");
+        assert_eq!(e.kind(), ErrorKind::Config);
+        b.execute(&Statement::Query {
+            text: format!("DROP KEYSPACE IF EXISTS {ks}").into(),
+            params: Vec::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("drop keyspace: {e}"));
+    });
+}

@@ -1,0 +1,97 @@
+//! Adding a backend: the files to write, what backend-core already does
+//! for you, and how the example broker picks it up. Documentation only.
+//!
+//! A backend is one crate, `backend-<name>/`, that depends on this one and
+//! on its database driver. Everything that is not storage I/O (rules,
+//! templates, topic matching, batching, retries, the disk buffer, health,
+//! delivery bookkeeping) lives in backend-core and is not written again.
+//! The rules a backend must keep are in [`crate::contract`]; the
+//! conformance suite checks them against the real server.
+//!
+//! # The files
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `Cargo.toml` | `backend-core` (feature `tls` if the driver speaks TLS), the driver, `async-trait`, `thiserror`, `tracing`; `backend-core` with feature `testkit` under `[dev-dependencies]` |
+//! | `README.md` | the crate docs (`#![doc = include_str!("../README.md")]`): configuration keys, schema and why it differs from the seed, errors, tests |
+//! | `src/lib.rs` | the modules, the public types, and the driver re-exported (`pub use <driver>;`) so users name the same version |
+//! | `src/config.rs` | the pool keys read from a [`crate::config::PoolConfig`] into a settings struct; SQL backends wrap [`crate::config::DbSettings`], which reads `server`, `pool_size`, the user, `password`, `database`, `create_tables` and the TLS files; a bad value is [`crate::CommonError::config`], which names the key and its line |
+//! | `src/error.rs` | one `thiserror` enum: `Common(#[from] CommonError)` plus the driver's variants, a `kind()` that maps each onto [`crate::ErrorKind`] (connection losses and timeouts are retryable, settings are not), and `From<YourError> for BackendError` |
+//! | `src/schema.rs` and `<name>/` schema file | the tables, embedded with `include_str!`; the same file under `etc/`, kept identical by a test calling [`crate::testkit::assert_same_schema`]; SQL backends describe their tables as [`crate::schema::TableSpec`]s and report problems with [`crate::schema::check_table`] |
+//! | `src/backend.rs` | the backend struct, its `connect`, and `impl` [`crate::Connect`] and [`crate::Backend`] |
+//! | `tests/conformance.rs` | one line: `backend_core::conformance_tests!(factory, RawFixture::...)` |
+//!
+//! Larger backends split `backend.rs` by concern, as the existing ones do:
+//! the struct and its connection, the statements, decoding rows into
+//! messages, and the trait impl.
+//!
+//! # The trait impls
+//!
+//! [`crate::Connect`] says which configuration kind the crate reads and
+//! how one pool connects:
+//!
+//! ```ignore
+//! #[async_trait]
+//! impl Connect for MyBackend {
+//!     const KIND: BackendKind = BackendKind::Cassa;
+//!     type Error = MyError;
+//!     async fn connect(pool: &PoolConfig, config: &Config) -> Result<Self, MyError> {
+//!         MyBackend::connect_with(MySettings::from_pool(pool)?).await
+//!     }
+//! }
+//! ```
+//!
+//! With it, [`crate::connect_pools`] connects every pool of a
+//! configuration for [`crate::Engine::new`], and
+//! [`crate::connect::starter`] gives [`crate::pool::start_pool`] a pool
+//! that starts while its server is still away. `connect` opens a first
+//! connection and checks (or, with `create_tables`, creates) the schema,
+//! so that a wrong password or a missing table fails at start with a clear
+//! error; it must never wait without a deadline.
+//!
+//! [`crate::Backend`] is storage I/O only: store and fetch messages, acks,
+//! retained messages, subscriptions, client status, raw statements
+//! (`execute`), and `ping`. Its docs say what each method must do; its
+//! slice methods receive whole batches from the write path, so write each
+//! batch in one round trip or a few. Values are always bound as
+//! parameters, never spliced into statement text. Bytes read back from
+//! the database go through checks, never `unwrap`: a row another tool
+//! wrote is a [`crate::CommonError::Data`] error, not a panic.
+//!
+//! # The tests
+//!
+//! `tests/conformance.rs` runs every scenario of [`crate::testkit`] against
+//! the real server that `scripts/services.sh` starts, with a factory
+//! giving a fresh connection per call:
+//!
+//! ```ignore
+//! mod common;
+//! use backend_core::testkit::RawFixture;
+//! backend_core::conformance_tests!(common::factory, RawFixture::sql(BackendKind::Mysql));
+//! ```
+//!
+//! A backend without raw statements passes `RawFixture::none(kind)`: the
+//! raw-statement scenario then checks that `execute` answers
+//! `Unsupported`. A test that needs the server fails (it never skips) when
+//! the server cannot be reached. Add the backend's own tests beside it:
+//! hostile values in raw statements, the schema check, a restart under
+//! load ([`crate::testkit::restart`]), TLS against a real TLS server.
+//!
+//! # The server and the broker
+//!
+//! - `scripts/services.sh`: a `start_<name>` that installs the server from
+//!   the distribution's packages or a registry, keeps its data under
+//!   `target/services/`, and waits for a real query; `scripts/test.sh`
+//!   starts it before `cargo test`.
+//! - `etc/emqx_backend_<name>.conf`: the seed's block for the kind.
+//! - The example broker: a cargo feature `<name>` in `examples/Cargo.toml`
+//!   and one arm in `examples/src/backends.rs`:
+//!   `BackendKind::X => Ok((connector_of::<backend_x::XBackend>(), None))`.
+//!
+//! # Checklist
+//!
+//! 1. One crate, one trait impl file, a config file, a schema.
+//! 2. `conformance_tests!` passes against the real server.
+//! 3. `cargo clippy --workspace --all-targets --all-features -D warnings`,
+//!    `cargo fmt --check`, and rustdoc on every public item.
+//! 4. `cargo package -p <crate>` succeeds.
