@@ -19,8 +19,8 @@ use backend_core::hook::ClientInfo;
 use backend_core::topic::{matches, FilterScope};
 use backend_core::value::Row;
 use backend_core::{
-    BackendKind, Bytes, CommonError, Config, Connect, Message, OfflineMode, Pools, QoS, Statement,
-    Subscription, Timestamp,
+    BackendKind, Bytes, CommonError, Config, Message, OfflineMode, QoS, Statement, Subscription,
+    Timestamp,
 };
 use cdrs_tokio::types::blob::Blob;
 use cdrs_tokio::types::IntoRustByIndex;
@@ -82,22 +82,7 @@ impl std::fmt::Debug for CassaBackend {
     }
 }
 
-/// Connects every pool of a Cassandra configuration, for
-/// [`backend_core::Engine::new`] ([`backend_core::connect_pools`] for this
-/// backend).
-pub async fn connect_pools(config: &Config) -> Result<Pools, CassaError> {
-    backend_core::connect_pools::<CassaBackend>(config).await
-}
-
-#[async_trait]
-impl Connect for CassaBackend {
-    const KIND: BackendKind = BackendKind::Cassa;
-    type Error = CassaError;
-
-    async fn connect(pool: &PoolConfig, config: &Config) -> Result<Self, CassaError> {
-        CassaBackend::connect(pool, config).await
-    }
-}
+backend_core::backend_connect!(CassaBackend, Cassa, CassaError);
 
 /// The index partition of a topic: its first level and a `/` (never
 /// empty, as a partition key must not be).

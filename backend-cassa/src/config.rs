@@ -18,7 +18,8 @@
 //! use backend_core::{config::PoolConfig, BackendKind};
 //! use backend_cassa::CassaConfig;
 //! let mut pool = PoolConfig::new(BackendKind::Cassa, "pool1");
-//! pool.set("nodes", "10.0.0.1:9042, 10.0.0.2")?.set("password", "s3cret")?;
+//! pool.set("nodes", "10.0.0.1:9042, 10.0.0.2")?;
+//! pool.set("username", "mqtt")?.set("password", "s3cret")?;
 //! let c = CassaConfig::from_pool(&pool)?;
 //! assert_eq!(c.nodes.len(), 2);
 //! assert_eq!(c.keyspace, "mqtt");
@@ -223,11 +224,7 @@ mod tests {
     use super::*;
 
     fn pool(lines: &[(&str, &str)]) -> PoolConfig {
-        let mut p = PoolConfig::new(BackendKind::Cassa, "pool1");
-        for (k, v) in lines {
-            p.set(k, v).expect("a valid pool key");
-        }
-        p
+        PoolConfig::from_settings(BackendKind::Cassa, "pool1", lines).expect("valid settings")
     }
 
     #[test]

@@ -15,17 +15,10 @@ pub(crate) fn bind(value: &Value, ty: ColType) -> Result<CqlValue, String> {
     if matches!(value, Value::Null) {
         return Ok(CqlValue::Null);
     }
-    let int = || -> Result<i64, String> {
-        match value {
-            Value::Int(i) => Ok(*i),
-            Value::Bool(b) => Ok(i64::from(*b)),
-            Value::Time(t) => Ok(t.as_millis()),
-            Value::Text(s) => s
-                .trim()
-                .parse()
-                .map_err(|_| format!("the text {s:?} is not an integer")),
-            other => Err(format!("cannot bind {} to an integer", kind(other))),
-        }
+    // A time binds to an integer or timestamp marker as milliseconds.
+    let int = || match value {
+        Value::Time(t) => Ok(t.as_millis()),
+        other => other.as_integer(),
     };
     let out_of_range = |i: i64| format!("{i} is out of range for {ty:?}");
     Ok(match ty {
@@ -59,24 +52,9 @@ pub(crate) fn bind(value: &Value, ty: ColType) -> Result<CqlValue, String> {
             let i = int()?;
             CqlValue::from(i8::try_from(i).map_err(|_| out_of_range(i))?)
         }
-        ColType::Boolean => CqlValue::from(match value {
-            Value::Bool(b) => *b,
-            Value::Int(0) => false,
-            Value::Int(1) => true,
-            Value::Text(s) if s == "true" || s == "1" => true,
-            Value::Text(s) if s == "false" || s == "0" => false,
-            other => return Err(format!("cannot bind {} to a boolean", kind(other))),
-        }),
+        ColType::Boolean => CqlValue::from(value.as_boolean()?),
         ColType::Double | ColType::Float => {
-            let f = match value {
-                Value::Float(f) => *f,
-                Value::Int(i) => *i as f64,
-                Value::Text(s) => s
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("the text {s:?} is not a number"))?,
-                other => return Err(format!("cannot bind {} to a number", kind(other))),
-            };
+            let f = value.as_number()?;
             if ty == ColType::Float {
                 CqlValue::from(f as f32)
             } else {
@@ -90,18 +68,6 @@ pub(crate) fn bind(value: &Value, ty: ColType) -> Result<CqlValue, String> {
             ))
         }
     })
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "NULL",
-        Value::Bool(_) => "a boolean",
-        Value::Int(_) => "an integer",
-        Value::Float(_) => "a number",
-        Value::Text(_) => "text",
-        Value::Bytes(_) => "bytes",
-        Value::Time(_) => "a time",
-    }
 }
 
 /// Reads column `i` of a result row as a value, by its type.

@@ -257,3 +257,36 @@ fn a_missing_table_is_named_when_create_tables_is_off() {
         .unwrap_or_else(|e| panic!("drop keyspace: {e}"));
     });
 }
+
+#[test]
+fn a_first_contact_point_that_is_down_is_passed_over() {
+    rt().block_on(async {
+        let nodes = format!("127.0.0.1:1,{}", common::nodes());
+        let pool = with(
+            with(common::pool("pool1"), "nodes", &nodes),
+            "connect_timeout",
+            "3s",
+        );
+        let b = connect(pool)
+            .await
+            .unwrap_or_else(|e| panic!("the second node answers: {e}"));
+        let topic = backend_core::testkit::unique("second/node");
+        let m = Message::new("p", topic.as_str(), QoS::AtLeastOnce, "via the second node");
+        b.store_messages(std::slice::from_ref(&m), Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("store: {e}"));
+        let req = FetchRequest {
+            client_id: "second".into(),
+            filter: topic.clone(),
+            mode: OfflineMode::Queue,
+            max_count: None,
+            since: None,
+        };
+        let got = b
+            .fetch_messages(&req)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].id, m.id);
+    });
+}

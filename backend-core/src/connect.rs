@@ -63,6 +63,43 @@ pub fn starter<B: Connect>(pool: PoolConfig, config: Config) -> pool::Connect {
     })
 }
 
+#[doc(hidden)]
+pub use async_trait::async_trait as __async_trait;
+
+/// Implements [`Connect`] for a backend type with an inherent
+/// `async fn connect(&PoolConfig, &Config) -> Result<Self, Error>`, and
+/// writes the crate's `connect_pools` for it: one line per backend crate.
+///
+/// ```ignore
+/// backend_core::backend_connect!(MyBackend, Cassa, MyError);
+/// ```
+#[macro_export]
+macro_rules! backend_connect {
+    ($backend:ident, $kind:ident, $error:ty) => {
+        #[$crate::connect::__async_trait]
+        impl $crate::Connect for $backend {
+            const KIND: $crate::BackendKind = $crate::BackendKind::$kind;
+            type Error = $error;
+
+            async fn connect(
+                pool: &$crate::config::PoolConfig,
+                config: &$crate::Config,
+            ) -> ::core::result::Result<Self, $error> {
+                $backend::connect(pool, config).await
+            }
+        }
+
+        /// Connects every pool of a configuration of this backend's kind,
+        /// for `backend_core::Engine::new`: `backend_core::connect_pools`
+        /// for this backend.
+        pub async fn connect_pools(
+            config: &$crate::Config,
+        ) -> ::core::result::Result<$crate::Pools, $error> {
+            $crate::connect_pools::<$backend>(config).await
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

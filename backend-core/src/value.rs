@@ -112,6 +112,73 @@ impl From<Timestamp> for Value {
     }
 }
 
+/// Reading a value for a typed parameter: what every backend that binds
+/// by the database's parameter types accepts, with the same words when it
+/// does not fit.
+impl Value {
+    /// What kind of value this is, for errors (`an integer`, `text`).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Value::Null => "NULL",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Text(_) => "text",
+            Value::Bytes(_) => "bytes",
+            Value::Time(_) => "a timestamp",
+        }
+    }
+
+    /// As an integer: an integer, a boolean (0 or 1), or text holding one.
+    ///
+    /// ```
+    /// use backend_core::Value;
+    /// assert_eq!(Value::from(" 42 ").as_integer(), Ok(42));
+    /// assert!(Value::from("x").as_integer().is_err());
+    /// ```
+    pub fn as_integer(&self) -> Result<i64, String> {
+        match self {
+            Value::Int(i) => Ok(*i),
+            Value::Bool(b) => Ok(i64::from(*b)),
+            Value::Text(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| format!("the text {s:?} is not an integer")),
+            other => Err(format!("{} is not an integer", other.describe())),
+        }
+    }
+
+    /// As a boolean: a boolean, 0 or 1, or the text `true`/`t`/`1` or
+    /// `false`/`f`/`0`.
+    pub fn as_boolean(&self) -> Result<bool, String> {
+        match self {
+            Value::Bool(b) => Ok(*b),
+            Value::Int(0) => Ok(false),
+            Value::Int(1) => Ok(true),
+            Value::Int(i) => Err(format!("{i} is not a boolean (0 or 1)")),
+            Value::Text(s) => match s.as_str() {
+                "true" | "t" | "1" => Ok(true),
+                "false" | "f" | "0" => Ok(false),
+                _ => Err(format!("the text {s:?} is not a boolean")),
+            },
+            other => Err(format!("{} is not a boolean", other.describe())),
+        }
+    }
+
+    /// As a number: a float, an integer, or text holding one.
+    pub fn as_number(&self) -> Result<f64, String> {
+        match self {
+            Value::Float(f) => Ok(*f),
+            Value::Int(i) => Ok(*i as f64),
+            Value::Text(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| format!("the text {s:?} is not a number")),
+            other => Err(format!("{} is not a number", other.describe())),
+        }
+    }
+}
+
 /// One result row of a raw statement: its columns in order (for Redis, the
 /// elements of the reply).
 pub type Row = Vec<Value>;

@@ -11,8 +11,8 @@ use backend_core::hook::ClientInfo;
 use backend_core::topic::{has_wildcards, literal_prefix, matches, prefix_upper_bound};
 use backend_core::value::Row;
 use backend_core::{
-    Backend, BackendKind, Bytes, CommonError, Config, Connect, Message, OfflineMode, Pools, QoS,
-    Statement, Subscription, Timestamp,
+    Backend, BackendKind, Bytes, CommonError, Config, Message, OfflineMode, QoS, Statement,
+    Subscription, Timestamp,
 };
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
@@ -67,21 +67,7 @@ impl std::fmt::Debug for MongoBackend {
     }
 }
 
-/// Connects every pool of a `backend.mongo` configuration
-/// ([`backend_core::connect_pools`] for this backend).
-pub async fn connect_pools(config: &Config) -> Result<Pools, MongoError> {
-    backend_core::connect_pools::<MongoBackend>(config).await
-}
-
-#[async_trait]
-impl Connect for MongoBackend {
-    const KIND: BackendKind = BackendKind::Mongo;
-    type Error = MongoError;
-
-    async fn connect(pool: &PoolConfig, config: &Config) -> Result<Self, MongoError> {
-        MongoBackend::connect(pool, config).await
-    }
-}
+backend_core::backend_connect!(MongoBackend, Mongo, MongoError);
 
 /// How many times an upsert that lost a race (duplicate key) is retried.
 const UPSERT_RETRIES: usize = 3;

@@ -23,8 +23,7 @@ use backend_core::schema::SchemaTarget;
 use backend_core::topic::matches;
 use backend_core::value::{Row, Value};
 use backend_core::{
-    BackendKind, Bytes, CommonError, Config, Connect, Message, Pools, QoS, Statement, Subscription,
-    Timestamp,
+    BackendKind, Bytes, CommonError, Config, Message, QoS, Statement, Subscription, Timestamp,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{
@@ -84,30 +83,7 @@ impl fmt::Debug for MysqlBackend {
     }
 }
 
-/// Connects every pool of a MySQL configuration, for
-/// [`backend_core::Engine::new`] ([`backend_core::connect_pools`] for this
-/// backend).
-///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let config = backend_core::Config::parse(include_str!("../../etc/emqx_backend_mysql.conf"))?;
-/// let pools = backend_mysql::connect_pools(&config).await?;
-/// let engine = backend_core::Engine::new(&config, &pools)?;
-/// # Ok(()) }
-/// ```
-pub async fn connect_pools(config: &Config) -> Result<Pools, MysqlError> {
-    backend_core::connect_pools::<MysqlBackend>(config).await
-}
-
-#[async_trait]
-impl Connect for MysqlBackend {
-    const KIND: BackendKind = BackendKind::Mysql;
-    type Error = MysqlError;
-
-    async fn connect(pool: &PoolConfig, config: &Config) -> Result<Self, MysqlError> {
-        MysqlBackend::connect(pool, config).await
-    }
-}
+backend_core::backend_connect!(MysqlBackend, Mysql, MysqlError);
 
 fn params(values: Vec<MyValue>) -> Params {
     if values.is_empty() {

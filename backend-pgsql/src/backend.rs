@@ -18,8 +18,7 @@ use backend_core::schema::SchemaTarget;
 use backend_core::topic::matches;
 use backend_core::value::{Row, Value};
 use backend_core::{
-    BackendKind, Bytes, CommonError, Config, Connect, Message, Pools, QoS, Statement, Subscription,
-    Timestamp,
+    BackendKind, Bytes, CommonError, Config, Message, QoS, Statement, Subscription, Timestamp,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
@@ -74,30 +73,7 @@ impl fmt::Debug for PgsqlBackend {
     }
 }
 
-/// Connects every pool of a PostgreSQL configuration, for
-/// [`backend_core::Engine::new`] ([`backend_core::connect_pools`] for this
-/// backend).
-///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let config = backend_core::Config::parse(include_str!("../../etc/emqx_backend_pgsql.conf"))?;
-/// let pools = backend_pgsql::connect_pools(&config).await?;
-/// let engine = backend_core::Engine::new(&config, &pools)?;
-/// # Ok(()) }
-/// ```
-pub async fn connect_pools(config: &Config) -> Result<Pools, PgsqlError> {
-    backend_core::connect_pools::<PgsqlBackend>(config).await
-}
-
-#[async_trait]
-impl Connect for PgsqlBackend {
-    const KIND: BackendKind = BackendKind::Pgsql;
-    type Error = PgsqlError;
-
-    async fn connect(pool: &PoolConfig, config: &Config) -> Result<Self, PgsqlError> {
-        PgsqlBackend::connect(pool, config).await
-    }
-}
+backend_core::backend_connect!(PgsqlBackend, Pgsql, PgsqlError);
 
 impl PgsqlBackend {
     /// Connects the pool `pool` of `config` (`backend.pgsql.<pool>.*`):

@@ -104,11 +104,7 @@ mod tests {
     use backend_core::config::Secret;
 
     fn pool(lines: &[(&str, &str)]) -> PoolConfig {
-        let mut p = PoolConfig::new(BackendKind::Pgsql, "pool1");
-        for (k, v) in lines {
-            p.set(k, v).expect("a valid pool key");
-        }
-        p
+        PoolConfig::from_settings(BackendKind::Pgsql, "pool1", lines).expect("valid settings")
     }
 
     #[test]

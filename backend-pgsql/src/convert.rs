@@ -145,18 +145,6 @@ fn is_textual(ty: &Type) -> bool {
         || ty.name() == "citext"
 }
 
-fn variant(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "NULL",
-        Value::Bool(_) => "a boolean",
-        Value::Int(_) => "an integer",
-        Value::Float(_) => "a float",
-        Value::Text(_) => "text",
-        Value::Bytes(_) => "bytes",
-        Value::Time(_) => "a timestamp",
-    }
-}
-
 /// Converts `value` for a parameter of type `ty`; the error says why it
 /// does not fit (the caller adds the statement and parameter number).
 pub(crate) fn bind<'a>(value: &'a Value, ty: &Type) -> Result<Bound<'a>, String> {
@@ -165,37 +153,26 @@ pub(crate) fn bind<'a>(value: &'a Value, ty: &Type) -> Result<Bound<'a>, String>
     let mismatch = || {
         format!(
             "cannot bind {} to it; cast the placeholder in the statement (e.g. `${{var}}::text`)",
-            variant(value)
+            value.describe()
         )
     };
     if value.is_null() {
         return Ok(Bound::Null);
     }
+    // Integers, booleans and numbers read as backend-core reads them; other
+    // values get the cast hint.
+    let convertible = matches!(value, Value::Int(_) | Value::Bool(_) | Value::Text(_));
     let int = || -> Result<i64, String> {
-        match value {
-            Value::Int(i) => Ok(*i),
-            Value::Bool(b) => Ok(i64::from(*b)),
-            Value::Text(s) => s
-                .trim()
-                .parse()
-                .map_err(|_| format!("the text {s:?} is not an integer")),
-            _ => Err(mismatch()),
+        if convertible {
+            value.as_integer()
+        } else {
+            Err(mismatch())
         }
     };
     let out_of_range = |i: i64| format!("{i} is out of range for {}", ty.name());
     match *ty {
-        Type::BOOL => match value {
-            Value::Bool(b) => Ok(Bound::Bool(*b)),
-            Value::Int(0) => Ok(Bound::Bool(false)),
-            Value::Int(1) => Ok(Bound::Bool(true)),
-            Value::Int(i) => Err(format!("{i} is not a boolean (0 or 1)")),
-            Value::Text(s) => match s.as_str() {
-                "true" | "t" | "1" => Ok(Bound::Bool(true)),
-                "false" | "f" | "0" => Ok(Bound::Bool(false)),
-                _ => Err(format!("the text {s:?} is not a boolean")),
-            },
-            _ => Err(mismatch()),
-        },
+        Type::BOOL if convertible => value.as_boolean().map(Bound::Bool),
+        Type::BOOL => Err(mismatch()),
         Type::INT2 => {
             let i = int()?;
             i16::try_from(i)
@@ -211,12 +188,7 @@ pub(crate) fn bind<'a>(value: &'a Value, ty: &Type) -> Result<Bound<'a>, String>
         Type::INT8 => int().map(Bound::I64),
         Type::FLOAT4 | Type::FLOAT8 => {
             let f = match value {
-                Value::Float(f) => *f,
-                Value::Int(i) => *i as f64,
-                Value::Text(s) => s
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("the text {s:?} is not a number"))?,
+                Value::Float(_) | Value::Int(_) | Value::Text(_) => value.as_number()?,
                 _ => return Err(mismatch()),
             };
             Ok(if *ty == Type::FLOAT4 {

@@ -13,8 +13,8 @@ use backend_core::config::PoolConfig;
 use backend_core::template::message_fields;
 use backend_core::topic::{has_wildcards, literal_prefix, matches, strip_shared, validate_filter};
 use backend_core::{
-    BackendKind, Bytes, ClientInfo, Config, Connect, Message, OfflineMode, Pools, QoS, Row,
-    Statement, Subscription, Timestamp, Value,
+    Bytes, ClientInfo, Config, Message, OfflineMode, QoS, Row, Statement, Subscription, Timestamp,
+    Value,
 };
 use redis::aio::MultiplexedConnection;
 use tracing::warn;
@@ -48,33 +48,7 @@ impl std::fmt::Debug for RedisBackend {
     }
 }
 
-/// Connects every pool of a Redis configuration: one [`RedisBackend`] per
-/// pool, by name, ready for [`backend_core::Engine::new`].
-///
-/// ```no_run
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let conf = backend_core::Config::parse(r##"
-/// backend.redis.pool1.server = 127.0.0.1:6379
-/// backend.redis.pool1.database = 1
-/// backend.redis.hook.message.publish.1 = {"topic": "#", "action": {"function": "on_message_publish"}, "pool": "pool1"}
-/// "##)?;
-/// let pools = backend_redis::connect_pools(&conf).await?;
-/// let engine = backend_core::Engine::new(&conf, &pools)?;
-/// # Ok(()) }
-/// ```
-pub async fn connect_pools(config: &Config) -> Result<Pools, RedisError> {
-    backend_core::connect_pools::<RedisBackend>(config).await
-}
-
-#[async_trait]
-impl Connect for RedisBackend {
-    const KIND: BackendKind = BackendKind::Redis;
-    type Error = RedisError;
-
-    async fn connect(pool: &PoolConfig, config: &Config) -> Result<Self, RedisError> {
-        RedisBackend::connect(pool, config).await
-    }
-}
+backend_core::backend_connect!(RedisBackend, Redis, RedisError);
 
 impl RedisBackend {
     /// Connects one pool: reads its settings (see [`RedisSettings`]) and

@@ -297,11 +297,7 @@ mod tests {
     use super::*;
 
     fn pool(lines: &[(&str, &str)]) -> PoolConfig {
-        let mut p = PoolConfig::new(BackendKind::Redis, "pool1");
-        for (k, v) in lines {
-            p.set(k, v).expect("valid setting");
-        }
-        p
+        PoolConfig::from_settings(BackendKind::Redis, "pool1", lines).expect("valid settings")
     }
 
     fn settings(lines: &[(&str, &str)]) -> Result<RedisSettings, RedisError> {

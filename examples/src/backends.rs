@@ -1,5 +1,5 @@
 //! Connects the backend a configuration names, among those compiled in
-//! (cargo features `redis`, `pgsql`, `mysql`, `mongo`), or the in-memory
+//! (cargo features `redis`, `pgsql`, `mysql`, `mongo`, `cassa`), or the in-memory
 //! backend.
 
 use std::sync::Arc;
@@ -101,7 +101,12 @@ type Connector = Arc<dyn Fn(PoolConfig, Config) -> Connect + Send + Sync>;
 
 /// The connector of a backend type that implements [`backend_core::Connect`].
 #[cfg_attr(
-    not(any(feature = "pgsql", feature = "mysql", feature = "mongo")),
+    not(any(
+        feature = "pgsql",
+        feature = "mysql",
+        feature = "mongo",
+        feature = "cassa"
+    )),
     allow(dead_code)
 )]
 fn connector_of<B: backend_core::Connect>() -> Connector {
@@ -129,6 +134,10 @@ fn connector(
         BackendKind::Mysql => Ok((connector_of::<backend_mysql::MysqlBackend>(), None)),
         #[cfg(feature = "mongo")]
         BackendKind::Mongo => Ok((connector_of::<backend_mongo::MongoBackend>(), None)),
+        #[cfg(feature = "cassa")]
+        BackendKind::Cassa => Ok((connector_of::<backend_cassa::CassaBackend>(), None)),
+        // Reached only when some backend is left out of the build.
+        #[allow(unreachable_patterns)]
         _ => Err(StartError::NotCompiled { kind }),
     }
 }

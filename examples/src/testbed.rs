@@ -1,6 +1,6 @@
 //! The project's conf files pointed at the servers `scripts/services.sh`
 //! starts (or those named by `REDIS_URL`, `PGSQL_URL`, `MYSQL_URL`,
-//! `MONGO_URL`): what the end-to-end tests and the whole-stack benchmark
+//! `MONGO_URL`, `CASSA_NODES`): what the end-to-end tests and the whole-stack benchmark
 //! run the broker with.
 
 use std::path::PathBuf;
@@ -83,7 +83,15 @@ pub fn server_lines(kind: BackendKind, url: &str) -> Vec<String> {
             let host = rest.split(['/', '?']).next().unwrap_or(rest);
             vec![format!("{p}.server = {host}")]
         }
-        BackendKind::Cassa => vec![format!("{p}.nodes = {url}")],
+        BackendKind::Cassa => {
+            let var = |name: &str| std::env::var(name).unwrap_or_else(|_| "cassandra".into());
+            vec![
+                format!("{p}.nodes = {url}"),
+                format!("{p}.username = {}", var("CASSA_USER")),
+                format!("{p}.password = {}", var("CASSA_PASSWORD")),
+                format!("{p}.create_tables = true"),
+            ]
+        }
     }
 }
 

@@ -296,6 +296,28 @@ impl PoolConfig {
         Ok(self)
     }
 
+    /// A pool named `name` with these `key = value` settings, each checked
+    /// as if read from a `.conf` file (no line numbers).
+    ///
+    /// ```
+    /// use backend_core::{config::PoolConfig, BackendKind};
+    /// let p = PoolConfig::from_settings(BackendKind::Redis, "pool1", &[("server", "db:6380")])?;
+    /// assert_eq!(p.text("server"), Some("db:6380"));
+    /// assert!(PoolConfig::from_settings(BackendKind::Redis, "p", &[("sever", "x")]).is_err());
+    /// # Ok::<(), backend_core::ConfigError>(())
+    /// ```
+    pub fn from_settings(
+        kind: BackendKind,
+        name: impl Into<String>,
+        settings: &[(&str, &str)],
+    ) -> Result<Self, ConfigError> {
+        let mut pool = PoolConfig::new(kind, name);
+        for (key, value) in settings {
+            pool.set(key, value)?;
+        }
+        Ok(pool)
+    }
+
     /// The pool's name (`pool1`).
     pub fn name(&self) -> &str {
         &self.name

@@ -36,6 +36,10 @@ pub enum Db {
     Mongo {
         url: String,
     },
+    /// Read and written through the backend itself.
+    Cassa {
+        url: String,
+    },
 }
 
 impl Db {
@@ -122,6 +126,15 @@ impl Db {
         db
     }
 
+    pub async fn cassa() -> Db {
+        let db = Db::Cassa {
+            url: testbed::server_url(BackendKind::Cassa),
+        };
+        // Fail loudly, naming the server, when it is down.
+        drop(db.backend().await);
+        db
+    }
+
     /// The backend the broker uses, connected from the test.
     async fn backend(&self) -> std::sync::Arc<dyn backend_core::Backend> {
         let url = match self {
@@ -129,7 +142,8 @@ impl Db {
             Db::Redis { url }
             | Db::Pgsql { url, .. }
             | Db::Mysql { url, .. }
-            | Db::Mongo { url } => url,
+            | Db::Mongo { url }
+            | Db::Cassa { url } => url,
         };
         let text = testbed::conf_text(self.kind(), Some(url), &[], true).expect("conf");
         let config = backend_core::Config::parse(&text).expect("valid conf");
@@ -150,6 +164,7 @@ impl Db {
             Db::Pgsql { .. } => BackendKind::Pgsql,
             Db::Mysql { .. } => BackendKind::Mysql,
             Db::Mongo { .. } => BackendKind::Mongo,
+            Db::Cassa { .. } => BackendKind::Cassa,
         }
     }
 
@@ -164,6 +179,7 @@ impl Db {
             Db::Pgsql { .. } => services("stop", "postgres"),
             Db::Mysql { .. } => services("stop", "mariadb"),
             Db::Mongo { .. } => services("stop", "ferretdb"),
+            Db::Cassa { .. } => services("stop", "cassandra"),
         }
     }
 
@@ -175,6 +191,7 @@ impl Db {
             Db::Pgsql { .. } => services("start", "postgres"),
             Db::Mysql { .. } => services("start", "mariadb"),
             Db::Mongo { .. } => services("start", "ferretdb"),
+            Db::Cassa { .. } => services("start", "cassandra"),
         }
     }
 
@@ -220,6 +237,7 @@ impl Db {
             Db::Pgsql { url, .. } => (BackendKind::Pgsql, Some(url.as_str())),
             Db::Mysql { url, .. } => (BackendKind::Mysql, Some(url.as_str())),
             Db::Mongo { url } => (BackendKind::Mongo, Some(url.as_str())),
+            Db::Cassa { url } => (BackendKind::Cassa, Some(url.as_str())),
         };
         let text = testbed::conf_text(kind, url, extra, true).unwrap_or_else(|e| panic!("{e}"));
         let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.conf"));
@@ -264,7 +282,7 @@ impl Db {
                     offline_at: row.get(3),
                 })
             }
-            Db::Mongo { .. } => {
+            Db::Mongo { .. } | Db::Cassa { .. } => {
                 let st = self
                     .backend()
                     .await
@@ -322,7 +340,7 @@ impl Db {
                     .await
                     .expect("insert into mqtt_sub");
             }
-            Db::Mongo { .. } => {
+            Db::Mongo { .. } | Db::Cassa { .. } => {
                 let qos = backend_core::QoS::try_from(u8::try_from(qos).expect("qos 0..2"))
                     .expect("qos 0..2");
                 self.backend()

@@ -5,6 +5,37 @@
 pub mod db;
 pub mod scenarios;
 
+/// One `#[tokio::test]` per broker scenario of [`scenarios`], each on the
+/// database `$db` (an expression giving a future of a [`db::Db`]): the
+/// same behaviour checked on every backend.
+#[macro_export]
+macro_rules! broker_scenarios {
+    ($db:expr) => {
+        $crate::broker_scenarios!(@each $db;
+            offline_messages_survive_a_broker_restart,
+            persistent_session_gets_each_message_once,
+            stored_subscriptions_are_applied_on_connect,
+            retained_message_survives_a_restart,
+            client_status_is_recorded,
+            quick_reconnects_are_accepted,
+            no_local_is_kept_for_stored_messages,
+            acks_survive_a_sigterm,
+            persistent_v5_session_gets_each_message_once,
+            retained_messages_come_once,
+            a_message_after_the_suback_comes_once,
+            retain_handling_holds_for_stored_retained_messages,
+        );
+    };
+    (@each $db:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                common::scenarios::$name(&$db.await).await;
+            }
+        )*
+    };
+}
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
