@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/services.sh start redis postgres mariadb ferretdb >/dev/null
-cargo build --release -p examples --features redis,pgsql,mysql,mongo \
+scripts/services.sh start redis postgres mariadb cassandra ferretdb >/dev/null
+cargo build --release -p examples --features redis,pgsql,mysql,mongo,cassa \
     --bin broker --bin stack_bench
 exec target/release/stack_bench "$@"

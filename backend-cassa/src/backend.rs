@@ -333,7 +333,8 @@ impl CassaBackend {
         if let Some(r) = rows.first() {
             return col(r, 0, "sub_start");
         }
-        let at = sequence::ceiling();
+        // What is stored from here on comes after the start.
+        let at = sequence::next();
         self.cql()
             .exec(
                 "fetch_messages",
@@ -370,10 +371,13 @@ impl CassaBackend {
                 topic.len() + m.id.len() + 16,
             ));
         }
-        // The lookup rows first: an ack can only follow a fetch of the
-        // message, which follows its row.
-        self.batches("store_messages", seqs).await?;
-        self.batches("store_messages", rows).await
+        // Both at once: no read passes a write still in flight (see
+        // `sequence`), so no ack can look a message up before both landed.
+        futures::try_join!(
+            self.batches("store_messages", seqs),
+            self.batches("store_messages", rows)
+        )?;
+        Ok(())
     }
 
     /// Runs statements as unlogged batches under the size limits, in order.
@@ -559,13 +563,10 @@ impl Backend for CassaBackend {
     ) -> BackendResult<()> {
         // Numbers in slice order, so a batch keeps its order across topics;
         // registered in flight until every write has returned.
-        let in_flight = sequence::allocate(messages.len());
+        let in_flight = sequence::allocate(messages.iter().map(|m| m.topic.as_str()));
         let mut by_topic: BTreeMap<&str, Vec<(&Message, i64)>> = BTreeMap::new();
         for (m, seq) in messages.iter().zip(in_flight.seqs()) {
-            by_topic
-                .entry(m.topic.as_str())
-                .or_default()
-                .push((m, *seq));
+            by_topic.entry(m.topic.as_str()).or_default().push((m, seq));
         }
         let topics: Vec<&str> = by_topic.keys().copied().collect();
         self.index(false, &topics).await?;
@@ -575,12 +576,11 @@ impl Backend for CassaBackend {
     }
 
     async fn fetch_messages(&self, req: &FetchRequest) -> BackendResult<Vec<Message>> {
-        let (after, ceiling) = match req.mode {
-            OfflineMode::Queue => (i64::MIN, i64::MAX),
+        let after = match req.mode {
+            OfflineMode::Queue => i64::MIN,
             OfflineMode::Pubsub => match self.start(&req.client_id, &req.filter).await? {
                 None => return Ok(Vec::new()),
-                // Never past a write still in flight (see `sequence`).
-                Some(start) => (start - 1, sequence::ceiling()),
+                Some(start) => start - 1,
             },
         };
         let topics = self.topics(false, &req.filter).await?;
@@ -603,6 +603,10 @@ impl Backend for CassaBackend {
                     after.max(acked.unwrap_or(i64::MIN))
                 }
             };
+            // Never past a write still in flight on the topic (see
+            // `sequence`): in pubsub an ack would mark it read; in both
+            // modes its lookup row may still be on its way.
+            let ceiling = sequence::ceiling(topic);
             let (_, rows) = self
                 .cql()
                 .exec(

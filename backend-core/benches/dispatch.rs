@@ -2,7 +2,7 @@
 //! linear scan of `matches` over the same filters (the baseline, measured
 //! in the same run), and a whole `Engine` hook call with no matching rule.
 //!
-//! `cargo bench -p backend-core --bench dispatch`
+//! `cargo bench -p mqtt-storage-core --bench dispatch`
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -64,6 +64,7 @@ pub struct WriteOptions {
 
 /// What kind of failure a backend reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The server could not be reached or the connection broke.
     Connection,

@@ -88,6 +88,7 @@ use crate::template::Statement;
 
 /// What a pool does with a new write when its buffer is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum BufferFull {
     /// Wait for room: the hook (and so the publisher) waits; nothing is
     /// lost (`buffer_full = block`, the default).
@@ -116,6 +117,7 @@ impl BufferFull {
 
 /// When a hook returns from a write (`query_mode`, EMQX 5's name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum QueryMode {
     /// Once the write is in the pool's buffer (`async`, the default): the
     /// broker's rate is not bound by the database's round trips, and

@@ -12,6 +12,7 @@ use mongodb::error::ErrorKind as DriverKind;
 
 /// An error of the MongoDB backend.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MongoError {
     /// A failure every backend shares: a setting, TLS files, the wrong
     /// kind of configuration.

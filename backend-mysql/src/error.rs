@@ -15,6 +15,7 @@ use mysql_async::{DriverError, IoError};
 
 /// An error of the MySQL backend.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MysqlError {
     /// A failure every backend shares: settings, TLS files, a missing or
     /// wrong table, a value that cannot be bound or read back.

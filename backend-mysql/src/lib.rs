@@ -5,11 +5,15 @@ mod backend;
 pub mod config;
 mod convert;
 pub mod error;
+// Internals this crate's integration tests and benchmark look into; not
+// part of the API.
+#[doc(hidden)]
 pub mod filter;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod schema;
+#[doc(hidden)]
 pub mod statements;
 mod tls;
 

@@ -3,7 +3,7 @@
 //! postgres://root:public@127.0.0.1:5432/mqtt):
 //!
 //! ```text
-//! cargo run --release -p backend-pgsql --example bench [-- N]
+//! cargo run --release -p mqtt-storage-pgsql --example bench [-- N]
 //! ```
 //!
 //! N messages (default 1000) of 64 bytes. "raw" is one tokio-postgres

@@ -13,6 +13,7 @@ use tokio_postgres::error::SqlState;
 
 /// An error of the PostgreSQL backend.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PgsqlError {
     /// A failure every backend shares: settings, TLS files, a missing or
     /// wrong table, a value that cannot be bound or read back.

@@ -1,7 +1,7 @@
 //! Throughput of the backend beside the raw `redis` crate doing the same
 //! work (the same scripts with the same keys and arguments, on a plain
 //! multiplexed connection), in the same run, against the test Redis
-//! (`REDIS_URL`, database 1). `cargo bench -p backend-redis`.
+//! (`REDIS_URL`, database 1). `cargo bench -p mqtt-storage-redis`.
 //!
 //! Each figure is the median of several runs. Not a test: nothing here is
 //! asserted.

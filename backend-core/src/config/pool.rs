@@ -13,6 +13,7 @@ use crate::template::{Placeholders, StatementTemplate, Template, TemplateError};
 /// Which database a configuration is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum BackendKind {
     /// `backend.redis.*`
     Redis,

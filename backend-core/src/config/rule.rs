@@ -132,6 +132,7 @@ impl fmt::Display for Function {
 /// MongoDB's `payload_format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum PayloadFormat {
     /// A payload that is a JSON object is stored as a document; anything
     /// else as [`PayloadFormat::PlainText`] would.

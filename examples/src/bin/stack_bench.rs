@@ -39,7 +39,12 @@ fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         // MongoDB on request (`--backends mongo`): the test set-up's
         // FerretDB scans whole collections, so its figures say little.
-        backends: vec![BackendKind::Redis, BackendKind::Pgsql, BackendKind::Mysql],
+        backends: vec![
+            BackendKind::Redis,
+            BackendKind::Pgsql,
+            BackendKind::Mysql,
+            BackendKind::Cassa,
+        ],
         publishers: 8,
         messages: 40_000,
         rate: 2_000,
