@@ -458,6 +458,10 @@ impl Backend for CassaBackend {
         "cassa"
     }
 
+    fn capabilities(&self) -> backend_core::backend::Capabilities {
+        backend_core::backend::Capabilities::NONE.with_raw_statements()
+    }
+
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
         self.cql()
             .exec(

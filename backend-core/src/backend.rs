@@ -58,8 +58,59 @@ pub struct Ack {
 /// Options for writing messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WriteOptions {
-    /// MongoDB's payload format; other backends ignore it.
+    /// The rule's payload format, for a backend whose
+    /// [`Capabilities::payload_format`] is on (MongoDB); others ignore it.
     pub payload_format: Option<PayloadFormat>,
+}
+
+/// What a backend offers beyond the operations every backend has, so that
+/// brokers and the conformance suite ask instead of naming backends.
+///
+/// ```
+/// use backend_core::backend::Capabilities;
+/// let c = Capabilities::NONE.with_raw_statements();
+/// assert!(c.raw_statements && !c.channel);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Runs raw statements (`sql`, `cql` or `commands` actions) through
+    /// [`Backend::execute`]; without it `execute` answers
+    /// [`ErrorKind::Unsupported`].
+    pub raw_statements: bool,
+    /// Stores each payload in the format [`WriteOptions::payload_format`]
+    /// asks for.
+    pub payload_format: bool,
+    /// Takes subscribe and unsubscribe commands from a channel of its
+    /// database (Redis's `channel`).
+    pub channel: bool,
+}
+
+impl Capabilities {
+    /// Nothing beyond the common operations.
+    pub const NONE: Capabilities = Capabilities {
+        raw_statements: false,
+        payload_format: false,
+        channel: false,
+    };
+
+    /// With raw statements.
+    pub const fn with_raw_statements(mut self) -> Self {
+        self.raw_statements = true;
+        self
+    }
+
+    /// With payload formats.
+    pub const fn with_payload_format(mut self) -> Self {
+        self.payload_format = true;
+        self
+    }
+
+    /// With a subscription channel.
+    pub const fn with_channel(mut self) -> Self {
+        self.channel = true;
+        self
+    }
 }
 
 /// What kind of failure a backend reports.
@@ -168,6 +219,11 @@ pub type BackendResult<T> = Result<T, BackendError>;
 pub trait Backend: Send + Sync + 'static {
     /// A short name for logs (`redis`, `pgsql`, `memory`).
     fn name(&self) -> &'static str;
+
+    /// What it offers beyond the common operations; none by default.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+    }
 
     /// `on_client_connected`: state 1, `online_at` = `at`, `offline_at`
     /// cleared, node recorded.

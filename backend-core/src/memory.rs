@@ -132,6 +132,10 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
+    fn capabilities(&self) -> crate::backend::Capabilities {
+        crate::backend::Capabilities::NONE.with_raw_statements()
+    }
+
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
         self.lock().clients.insert(
             client.client_id.clone(),

@@ -168,6 +168,13 @@ impl Backend for PoolBackend {
         self.name
     }
 
+    /// The connected backend's; none while it is not connected yet.
+    fn capabilities(&self) -> crate::backend::Capabilities {
+        self.current()
+            .map(|b| b.capabilities())
+            .unwrap_or(crate::backend::Capabilities::NONE)
+    }
+
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
         self.current()?.client_online(client, at).await
     }

@@ -103,9 +103,11 @@ impl RawFixture {
         }
     }
 
-    /// For a kind without raw statements (MongoDB): no statements; the
-    /// hostile-values-in-raw-statements scenario then checks, instead, that
-    /// `execute` returns an [`crate::ErrorKind::Unsupported`] error.
+    /// No statements, for a backend without
+    /// [`crate::backend::Capabilities::raw_statements`] (what the one-argument
+    /// `conformance_tests!(factory)` uses): the raw-statement scenario then
+    /// checks, instead, that `execute` returns an
+    /// [`crate::ErrorKind::Unsupported`] error.
     pub fn none(kind: BackendKind) -> Self {
         RawFixture {
             kind,
@@ -219,6 +221,13 @@ where
 /// statement language.
 #[macro_export]
 macro_rules! conformance_tests {
+    // A backend without raw statements.
+    ($factory:path) => {
+        $crate::conformance_tests!(
+            $factory,
+            $crate::testkit::RawFixture::none($crate::BackendKind::Redis)
+        );
+    };
     ($factory:path, $raw:expr) => {
         $crate::__conformance_tests!($factory, $raw;
             status_lifecycle,

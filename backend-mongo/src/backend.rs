@@ -547,6 +547,10 @@ impl Backend for MongoBackend {
         "mongo"
     }
 
+    fn capabilities(&self) -> backend_core::backend::Capabilities {
+        backend_core::backend::Capabilities::NONE.with_payload_format()
+    }
+
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
         self.upsert(
             "client_online",

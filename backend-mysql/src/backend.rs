@@ -472,6 +472,10 @@ impl Backend for MysqlBackend {
         "mysql"
     }
 
+    fn capabilities(&self) -> backend_core::backend::Capabilities {
+        backend_core::backend::Capabilities::NONE.with_raw_statements()
+    }
+
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
         let at = self.bind_time(sql::CLIENT_ONLINE, 3, at)?;
         self.run(

@@ -425,6 +425,10 @@ impl Backend for PgsqlBackend {
         "pgsql"
     }
 
+    fn capabilities(&self) -> backend_core::backend::Capabilities {
+        backend_core::backend::Capabilities::NONE.with_raw_statements()
+    }
+
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
         self.run(
             "client_online",

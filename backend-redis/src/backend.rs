@@ -445,6 +445,12 @@ impl Backend for RedisBackend {
         "redis"
     }
 
+    fn capabilities(&self) -> backend_core::backend::Capabilities {
+        backend_core::backend::Capabilities::NONE
+            .with_raw_statements()
+            .with_channel()
+    }
+
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
         let mut inv = scripts::CLIENT_ONLINE.prepare_invoke();
         inv.key(keys::client(&client.client_id))

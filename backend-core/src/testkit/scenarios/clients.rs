@@ -1,0 +1,104 @@
+//! Client status and stored subscriptions.
+
+use super::*;
+
+/// online -> offline -> online again, with node and times.
+pub async fn status_lifecycle(ctx: Ctx) {
+    let b = &*ctx.backend;
+    let id = unique("status");
+    assert_eq!(
+        b.client_status(&id).await.ok(),
+        Some(None),
+        "an unknown client has no status"
+    );
+    let mut client = ClientInfo::new(id.clone(), "emqx@127.0.0.1");
+    client.username = Some("user".into());
+    let t1 = Timestamp::from_secs(Timestamp::now().as_secs() - 10);
+    let t2 = Timestamp::from_secs(Timestamp::now().as_secs() - 5);
+    b.client_online(&client, t1)
+        .await
+        .unwrap_or_else(|e| panic!("client_online: {e}"));
+    let s = b
+        .client_status(&id)
+        .await
+        .unwrap_or_else(|e| panic!("client_status: {e}"));
+    let s = s.unwrap_or_else(|| panic!("no status after client_online"));
+    assert!(s.online, "state is 1 after connecting");
+    assert_eq!(s.node, "emqx@127.0.0.1");
+    assert_eq!(s.online_at.map(Timestamp::as_secs), Some(t1.as_secs()));
+    assert_eq!(s.offline_at, None, "offline_at is empty while online");
+    b.client_offline(&client, t2)
+        .await
+        .unwrap_or_else(|e| panic!("client_offline: {e}"));
+    let s = b
+        .client_status(&id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no status after client_offline"));
+    assert!(!s.online, "state is 0 after disconnecting");
+    assert_eq!(
+        s.online_at.map(Timestamp::as_secs),
+        Some(t1.as_secs()),
+        "online_at is kept"
+    );
+    assert_eq!(s.offline_at.map(Timestamp::as_secs), Some(t2.as_secs()));
+    let t3 = Timestamp::from_secs(Timestamp::now().as_secs());
+    client.node = "emqx@10.0.0.2".into();
+    b.client_online(&client, t3)
+        .await
+        .unwrap_or_else(|e| panic!("client_online: {e}"));
+    let s = b
+        .client_status(&id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no status"));
+    assert!(s.online);
+    assert_eq!(s.node, "emqx@10.0.0.2", "the node is the latest");
+    assert_eq!(s.online_at.map(Timestamp::as_secs), Some(t3.as_secs()));
+    assert_eq!(s.offline_at, None, "offline_at is cleared on reconnect");
+}
+
+/// Stored subscriptions come back on lookup; QoS updates; deletes.
+pub async fn proxy_subscriptions(ctx: Ctx) {
+    let b = &*ctx.backend;
+    let id = unique("proxy");
+    let subs = vec![
+        Subscription::new(format!("{id}/a"), QoS::AtLeastOnce),
+        Subscription::new(format!("{id}/b/+"), QoS::ExactlyOnce),
+        Subscription::new(format!("{id}/c/#"), QoS::AtMostOnce),
+    ];
+    b.store_subscriptions(&id, &subs)
+        .await
+        .unwrap_or_else(|e| panic!("store_subscriptions: {e}"));
+    let mut got = b
+        .lookup_subscriptions(&id)
+        .await
+        .unwrap_or_else(|e| panic!("lookup: {e}"));
+    got.sort_by(|a, b| a.filter.cmp(&b.filter));
+    assert_eq!(got, subs);
+    b.store_subscriptions(
+        &id,
+        &[Subscription::new(format!("{id}/a"), QoS::ExactlyOnce)],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("store_subscriptions: {e}"));
+    b.delete_subscriptions(&id, &[format!("{id}/c/#")])
+        .await
+        .unwrap_or_else(|e| panic!("delete: {e}"));
+    let mut got = b
+        .lookup_subscriptions(&id)
+        .await
+        .unwrap_or_else(|e| panic!("lookup: {e}"));
+    got.sort_by(|a, b| a.filter.cmp(&b.filter));
+    assert_eq!(
+        got,
+        vec![
+            Subscription::new(format!("{id}/a"), QoS::ExactlyOnce),
+            Subscription::new(format!("{id}/b/+"), QoS::ExactlyOnce),
+        ]
+    );
+    let other = unique("proxy-none");
+    assert_eq!(b.lookup_subscriptions(&other).await.ok(), Some(vec![]));
+}

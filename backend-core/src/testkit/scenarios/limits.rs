@@ -1,0 +1,87 @@
+//! Fetch limits, batch order, repeated acks.
+
+use super::*;
+
+/// `max_returned_count` keeps the newest N (oldest first); `time_range`
+/// drops messages that arrived longer ago.
+pub async fn limits(ctx: Ctx) {
+    let b = &*ctx.backend;
+    let topic = unique("lim");
+    let now = Timestamp::now();
+    let mut m: Vec<Message> = (0..6)
+        .map(|i| msg("p", &topic, QoS::AtLeastOnce, format!("m{i}")))
+        .collect();
+    m[0].timestamp = now.saturating_sub(Duration::from_secs(3 * 3600));
+    m[1].timestamp = now.saturating_sub(Duration::from_secs(3 * 3600));
+    store(b, &m).await;
+    let mut req = request("lim", &topic, OfflineMode::Queue);
+    req.max_count = Some(3);
+    let got = b
+        .fetch_messages(&req)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_same(&got, &[&m[3], &m[4], &m[5]], "max_returned_count 3");
+    req.max_count = None;
+    req.since = Some(now.saturating_sub(Duration::from_secs(2 * 3600)));
+    let got = b
+        .fetch_messages(&req)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_same(&got, &[&m[2], &m[3], &m[4], &m[5]], "time_range 2h");
+    req.max_count = Some(0);
+    assert!(
+        b.fetch_messages(&req)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty(),
+        "a limit of 0"
+    );
+}
+
+/// A batch written in one call keeps its order.
+pub async fn batch_store_keeps_order(ctx: Ctx) {
+    let b = &*ctx.backend;
+    let root = unique("batch");
+    let msgs: Vec<Message> = (0..100)
+        .map(|i| {
+            msg(
+                "p",
+                &format!("{root}/{}", i % 3),
+                QoS::AtLeastOnce,
+                format!("{i}"),
+            )
+        })
+        .collect();
+    store(b, &msgs).await;
+    let got = fetch(b, "batch", &format!("{root}/#"), OfflineMode::Queue).await;
+    assert_same(&got, &msgs.iter().collect::<Vec<_>>(), "a batch of 100");
+}
+
+/// Acking twice, or acking an unknown message, is harmless.
+pub async fn acks_are_idempotent(ctx: Ctx) {
+    let b = &*ctx.backend;
+    let topic = unique("idem");
+    let sub = unique("idem-sub");
+    assert!(fetch(b, &sub, &topic, OfflineMode::Pubsub).await.is_empty());
+    let m = [
+        msg("p", &topic, QoS::AtLeastOnce, "a"),
+        msg("p", &topic, QoS::AtLeastOnce, "b"),
+    ];
+    store(b, &m).await;
+    ack(b, OfflineMode::Pubsub, &sub, &[&m[0], &m[0]]).await;
+    let ghost = msg("p", &topic, QoS::AtLeastOnce, "never stored");
+    ack(b, OfflineMode::Pubsub, &sub, &[&ghost]).await;
+    ack(b, OfflineMode::Queue, &sub, &[&ghost]).await;
+    assert_same(
+        &fetch(b, &sub, &topic, OfflineMode::Pubsub).await,
+        &[&m[1]],
+        "after repeated acks",
+    );
+    ack(b, OfflineMode::Queue, &sub, &[&m[1]]).await;
+    ack(b, OfflineMode::Queue, &sub, &[&m[1]]).await;
+    assert_same(
+        &fetch(b, &sub, &topic, OfflineMode::Queue).await,
+        &[&m[0]],
+        "queue ack twice",
+    );
+}

@@ -1,0 +1,96 @@
+//! Retained messages.
+
+use super::*;
+
+/// Retained: store, overwrite, delete, exact lookup.
+pub async fn retained_messages(ctx: Ctx) {
+    let b = &*ctx.backend;
+    let topic = unique("ret");
+    let first = msg("p", &topic, QoS::AtLeastOnce, "one").retained(true);
+    b.store_retained(std::slice::from_ref(&first), Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let got = b
+        .lookup_retained(&topic)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_same(&got, &[&first], "retained lookup");
+    let second = msg("p2", &topic, QoS::ExactlyOnce, "two").retained(true);
+    b.store_retained(std::slice::from_ref(&second), Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_same(
+        &b.lookup_retained(&topic).await.unwrap_or_default(),
+        &[&second],
+        "overwritten",
+    );
+    b.delete_retained(std::slice::from_ref(&topic))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        b.lookup_retained(&topic)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty(),
+        "deleted"
+    );
+    b.delete_retained(std::slice::from_ref(&topic))
+        .await
+        .unwrap_or_else(|e| panic!("deleting twice: {e}"));
+}
+
+/// Retained lookups with `+` and `#`, and `$` topics kept out of wildcards.
+pub async fn retained_wildcards_and_dollar_topics(ctx: Ctx) {
+    let b = &*ctx.backend;
+    let root = unique("rw");
+    let dollar = format!("${}", unique("sys"));
+    let topics = [
+        root.clone(),
+        format!("{root}/a"),
+        format!("{root}/b"),
+        format!("{root}/a/b"),
+        format!("{root}x/a"),
+        format!("{dollar}/a"),
+    ];
+    let msgs: Vec<Message> = topics
+        .iter()
+        .map(|t| msg("p", t, QoS::AtLeastOnce, t.clone()).retained(true))
+        .collect();
+    b.store_retained(&msgs, Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lookup = |f: String| async move {
+        let mut got: Vec<String> = b
+            .lookup_retained(&f)
+            .await
+            .unwrap_or_else(|e| panic!("lookup_retained({f}): {e}"))
+            .into_iter()
+            .map(|m| m.topic)
+            .collect();
+        got.sort();
+        got
+    };
+    assert_eq!(
+        lookup(format!("{root}/+")).await,
+        vec![topics[1].clone(), topics[2].clone()]
+    );
+    let mut under_root = topics[..4].to_vec();
+    under_root.sort();
+    assert_eq!(
+        lookup(format!("{root}/#")).await,
+        under_root,
+        "`#` matches the parent level too"
+    );
+    assert_eq!(lookup(format!("{dollar}/+")).await, vec![topics[5].clone()]);
+    let plus_a = lookup("+/a".into()).await;
+    assert!(plus_a.contains(&topics[1]), "`+/a` matches {}", topics[1]);
+    assert!(
+        !plus_a.contains(&topics[5]),
+        "`+/a` must not match the `$` topic {}",
+        topics[5]
+    );
+    b.delete_retained(&topics)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(lookup(format!("{root}/#")).await.is_empty());
+}
