@@ -133,7 +133,7 @@ fn qos_of(n: i32, context: &str) -> Result<QoS, CassaError> {
 
 /// A message row of `msg` (`seq, msgid, sender, username, qos, retain,
 /// payload, arrived`), with its seq.
-fn message_row(topic: &str, row: &CqlRow) -> Result<(i64, Message), CassaError> {
+pub(crate) fn message_row(topic: &str, row: &CqlRow) -> Result<(i64, Message), CassaError> {
     const CTX: &str = "msg";
     let seq: i64 = required(row, 0, CTX)?;
     let mut m = Message::new(

@@ -6,6 +6,9 @@ pub mod config;
 mod convert;
 mod driver;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod schema;
 mod sequence;
 mod statements;

@@ -90,6 +90,14 @@ pub fn targets() -> Vec<Target> {
             run: backend_mysql::fuzzing::row,
         },
         Target {
+            name: "cassa-row",
+            about: "a Cassandra column of any type read back as a Value; a msg row another tool wrote decoded; a Value bound to any marker type",
+            seeds: backend_cassa::fuzzing::seeds,
+            dict: &[],
+            max_len: 256,
+            run: backend_cassa::fuzzing::column,
+        },
+        Target {
             name: "mongo-document",
             about: "a BSON document another tool wrote, decoded as a message",
             seeds: backend_mongo::fuzzing::document_seeds,
