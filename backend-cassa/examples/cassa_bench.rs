@@ -3,7 +3,7 @@
 //! and password `CASSA_USER`/`CASSA_PASSWORD`, default cassandra):
 //!
 //! ```text
-//! cargo run --release -p mqtt-storage-cassa --example bench [-- N]
+//! cargo run --release -p mqtt-storage-cassa --example cassa_bench [-- N]
 //! ```
 //!
 //! N messages (default 1000) of 64 bytes on one topic. "raw" is one
