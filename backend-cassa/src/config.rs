@@ -9,7 +9,7 @@
 //! | `username`, `password` | none | password authentication; the password is never printed |
 //! | `keyspace` | `mqtt` | the keyspace of the tables |
 //! | `logger` | `info` | accepted for the seed's files; logs go through `tracing` |
-//! | `create_tables` | `false` | create the tables (not the keyspace) when missing |
+//! | `create_tables` | `true` | create the tables (never the keyspace) when missing; `false` to manage the schema yourself |
 //! | `consistency` | `local_quorum` | consistency level of every read and write |
 //! | `connect_timeout` | `5s` | how long connecting may take, the first session included |
 //! | `request_timeout` | `10s` | how long one request may take |
@@ -129,7 +129,7 @@ impl CassaConfig {
             username: None,
             password: None,
             keyspace: DEFAULT_KEYSPACE.into(),
-            create_tables: false,
+            create_tables: true,
             consistency: Consistency::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -172,7 +172,9 @@ impl CassaConfig {
             }
             c.keyspace = k.to_owned();
         }
-        c.create_tables = pool.bool("create_tables").unwrap_or(false);
+        // On by default, unlike the SQL backends: the seed has no such key, and
+        // its Cassandra schema is not the one this backend needs.
+        c.create_tables = pool.bool("create_tables").unwrap_or(true);
         if let Some(word) = pool.text("consistency") {
             c.consistency = Consistency::parse(word)
                 .ok_or_else(|| bad("consistency", format!("`{word}` is not a level")))?;
@@ -233,6 +235,7 @@ mod tests {
         assert_eq!(c.nodes, vec![ServerAddr::new("127.0.0.1", 9042)]);
         assert_eq!((c.size, c.keyspace.as_str()), (8, "mqtt"));
         assert!(c.auto_reconnect);
+        assert!(c.create_tables);
         assert_eq!(c.consistency, Consistency::LocalQuorum);
         assert_eq!(c.label(), "127.0.0.1:9042/mqtt");
     }

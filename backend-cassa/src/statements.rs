@@ -21,6 +21,9 @@ pub(crate) const STORE_MESSAGE: &str = "INSERT INTO msg \
 pub(crate) const STORE_MESSAGE_SEQ: &str =
     "INSERT INTO msg_seq (topic, msgid, seq) VALUES (?, ?, ?)";
 pub(crate) const MESSAGE_SEQ: &str = "SELECT seq FROM msg_seq WHERE topic = ? AND msgid = ?";
+/// The fallback of `MESSAGE_SEQ`: filtering within one partition only.
+pub(crate) const MESSAGE_SEQ_IN_TOPIC: &str =
+    "SELECT seq FROM msg WHERE topic = ? AND msgid = ? ALLOW FILTERING";
 pub(crate) const INDEX_MESSAGE_TOPIC: &str = "INSERT INTO msg_topic (root, topic) VALUES (?, ?)";
 pub(crate) const MESSAGE_ROOTS: &str = "SELECT DISTINCT root FROM msg_topic";
 pub(crate) const MESSAGE_TOPICS: &str = "SELECT topic FROM msg_topic WHERE root = ?";

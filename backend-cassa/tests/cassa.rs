@@ -90,17 +90,30 @@ fn a_missing_keyspace_is_named() {
 #[test]
 fn the_seeds_configuration_connects_and_runs_its_rules() {
     rt().block_on(async {
-        // The seed's Cassandra block (without the line holding its typo),
-        // pointed at the test cluster.
+        // The project's copy of the seed's Cassandra block (the line with
+        // the seed's typo fixed), pointed at the test cluster; the tables
+        // are created because create_tables is on by default.
         let seed = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../etc/emqx_backend_cassa.conf"
         ))
         .unwrap_or_else(|e| panic!("etc/emqx_backend_cassa.conf: {e}"));
         let text = seed
-            .replace("backend.ecql.pool1.nodes = 127.0.0.1:9042", &format!("backend.ecql.pool1.nodes = {}", common::nodes()))
-            .replace("backend.ecql.pool1.username = cassandra", &format!("backend.ecql.pool1.username = {}", common::user()))
-            .replace("backend.ecql.pool1.password = cassandra", &format!("backend.ecql.pool1.password = {}\nbackend.ecql.pool1.create_tables = true\nbackend.ecql.pool1.query_mode = sync", common::password()));
+            .replace(
+                "backend.ecql.pool1.nodes = 127.0.0.1:9042",
+                &format!("backend.ecql.pool1.nodes = {}", common::nodes()),
+            )
+            .replace(
+                "backend.ecql.pool1.username = cassandra",
+                &format!("backend.ecql.pool1.username = {}", common::user()),
+            )
+            .replace(
+                "backend.ecql.pool1.password = cassandra",
+                &format!(
+                    "backend.ecql.pool1.password = {}\nbackend.ecql.pool1.query_mode = sync",
+                    common::password()
+                ),
+            );
         let conf = Config::parse(&text).unwrap_or_else(|e| panic!("the seed's conf: {e}"));
         let pools = backend_cassa::connect_pools(&conf)
             .await

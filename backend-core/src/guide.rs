@@ -18,27 +18,23 @@
 //! | `src/config.rs` | the pool keys read from a [`crate::config::PoolConfig`] into a settings struct; SQL backends wrap [`crate::config::DbSettings`], which reads `server`, `pool_size`, the user, `password`, `database`, `create_tables` and the TLS files; a bad value is [`crate::CommonError::config`], which names the key and its line |
 //! | `src/error.rs` | one `thiserror` enum: `Common(#[from] CommonError)` plus the driver's variants, a `kind()` that maps each onto [`crate::ErrorKind`] (connection losses and timeouts are retryable, settings are not), and `From<YourError> for BackendError` |
 //! | `src/schema.rs` and `<name>/` schema file | the tables, embedded with `include_str!`; the same file under `etc/`, kept identical by a test calling [`crate::testkit::assert_same_schema`]; SQL backends describe their tables as [`crate::schema::TableSpec`]s and report problems with [`crate::schema::check_table`] |
-//! | `src/backend.rs` | the backend struct, its `connect`, and `impl` [`crate::Connect`] and [`crate::Backend`] |
+//! | `src/backend.rs` | the backend struct, its `connect`, and `backend_core::backend_connect!(MyBackend, Kind, MyError);` (the [`crate::Connect`] impl and the crate's `connect_pools`) |
+//! | `src/backend/storage.rs` | `impl` [`crate::Backend`]: each operation in terms of the parent module's statements and helpers (a child module, so it sees them without widening their visibility) |
 //! | `tests/conformance.rs` | one line: `backend_core::conformance_tests!(factory, RawFixture::...)` |
 //!
-//! Larger backends split `backend.rs` by concern, as the existing ones do:
-//! the struct and its connection, the statements, decoding rows into
-//! messages, and the trait impl.
+//! Larger backends split further by concern, as the existing ones do: the
+//! statements (`statements.rs`), decoding rows into values and messages
+//! (`convert.rs`), and, for a driver with sharp edges, a module that keeps
+//! it behind one seam (backend-cassa's `driver.rs`).
 //!
 //! # The trait impls
 //!
 //! [`crate::Connect`] says which configuration kind the crate reads and
-//! how one pool connects:
+//! how one pool connects. With an inherent `MyBackend::connect(&PoolConfig,
+//! &Config)`, one line writes it and the crate's `connect_pools`:
 //!
 //! ```ignore
-//! #[async_trait]
-//! impl Connect for MyBackend {
-//!     const KIND: BackendKind = BackendKind::Cassa;
-//!     type Error = MyError;
-//!     async fn connect(pool: &PoolConfig, config: &Config) -> Result<Self, MyError> {
-//!         MyBackend::connect_with(MySettings::from_pool(pool)?).await
-//!     }
-//! }
+//! backend_core::backend_connect!(MyBackend, Cassa, MyError);
 //! ```
 //!
 //! With it, [`crate::connect_pools`] connects every pool of a

@@ -1,0 +1,437 @@
+//! The [`Backend`] trait on [`MongoBackend`]: each operation in terms of the
+//! statements and helpers of the parent module.
+
+use super::*;
+
+#[async_trait]
+impl Backend for MongoBackend {
+    fn name(&self) -> &'static str {
+        "mongo"
+    }
+
+    fn capabilities(&self) -> backend_core::backend::Capabilities {
+        backend_core::backend::Capabilities::NONE.with_payload_format()
+    }
+
+    async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        self.upsert(
+            "client_online",
+            &self.inner.clients,
+            doc! { "clientid": &client.client_id },
+            doc! { "$set": {
+                "state": 1,
+                "node": &client.node,
+                "online_at": secs(at),
+                "offline_at": Bson::Null,
+            } },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn client_offline(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        self.upsert(
+            "client_offline",
+            &self.inner.clients,
+            doc! { "clientid": &client.client_id },
+            doc! {
+                "$set": { "state": 0, "offline_at": secs(at) },
+                "$setOnInsert": { "node": &client.node, "online_at": Bson::Null },
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn client_status(&self, client_id: &str) -> BackendResult<Option<ClientStatus>> {
+        let Some(d) = self
+            .inner
+            .clients
+            .find_one(doc! { "clientid": client_id })
+            .await
+            .map_err(self.err("client_status"))?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(ClientStatus {
+            client_id: client_id.to_owned(),
+            online: int(d.get("state")) == Some(1),
+            node: text(&d, "node").unwrap_or_default(),
+            online_at: int(d.get("online_at")).map(Timestamp::from_secs),
+            offline_at: int(d.get("offline_at")).map(Timestamp::from_secs),
+        }))
+    }
+
+    async fn lookup_subscriptions(&self, client_id: &str) -> BackendResult<Vec<Subscription>> {
+        const OP: &str = "lookup_subscriptions";
+        let docs: Vec<Document> = self
+            .inner
+            .subs
+            .find(doc! { "clientid": client_id })
+            .sort(doc! { "topic": 1 })
+            .await
+            .map_err(self.err(OP))?
+            .try_collect()
+            .await
+            .map_err(self.err(OP))?;
+        let mut subs = BTreeMap::new();
+        for d in docs {
+            let topic = text(&d, "topic")
+                .ok_or_else(|| self.data(OP, "a subscription without a string topic".into()))?;
+            let qos = int(d.get("qos"))
+                .and_then(|q| u8::try_from(q).ok())
+                .and_then(|q| QoS::try_from(q).ok())
+                .ok_or_else(|| {
+                    self.data(OP, format!("subscription {topic:?}: qos not 0, 1 or 2"))
+                })?;
+            subs.insert(topic.clone(), Subscription::new(topic, qos));
+        }
+        Ok(subs.into_values().collect())
+    }
+
+    async fn store_subscriptions(
+        &self,
+        client_id: &str,
+        subscriptions: &[Subscription],
+    ) -> BackendResult<()> {
+        let writes = subscriptions.iter().map(|s| {
+            self.upsert(
+                "store_subscriptions",
+                &self.inner.subs,
+                doc! { "clientid": client_id, "topic": &s.filter },
+                doc! { "$set": { "qos": i32::from(s.qos.as_u8()) } },
+            )
+        });
+        futures::future::try_join_all(writes).await?;
+        Ok(())
+    }
+
+    async fn delete_subscriptions(&self, client_id: &str, filters: &[String]) -> BackendResult<()> {
+        if filters.is_empty() {
+            return Ok(());
+        }
+        self.inner
+            .subs
+            .delete_many(doc! { "clientid": client_id, "topic": { "$in": filters } })
+            .await
+            .map_err(self.err("delete_subscriptions"))?;
+        Ok(())
+    }
+
+    async fn store_messages(
+        &self,
+        messages: &[Message],
+        options: WriteOptions,
+    ) -> BackendResult<()> {
+        const OP: &str = "store_messages";
+        if messages.is_empty() {
+            return Ok(());
+        }
+        // The same id twice: the later replaces the earlier, as a store
+        // of it after the batch would.
+        let mut last: HashMap<&str, usize> = HashMap::new();
+        for (i, m) in messages.iter().enumerate() {
+            last.insert(m.id.as_str(), i);
+        }
+        let kept: Vec<&Message> = messages
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| last.get(m.id.as_str()) == Some(i))
+            .map(|(_, m)| m)
+            .collect();
+        let ids: Vec<&str> = kept.iter().map(|m| m.id.as_str()).collect();
+        // Storing an id again replaces the message (with a new _id).
+        self.inner
+            .msgs
+            .delete_many(doc! { "msgid": { "$in": &ids } })
+            .await
+            .map_err(self.err(OP))?;
+        let mut topics: Vec<&str> = kept.iter().map(|m| m.topic.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        let writer = self.register_writer(OP, topics).await?;
+        let stored = self.insert_kept(&kept, options).await;
+        // Unregister even when the insert failed: a reader waits for
+        // registered writers. Should this fail too, readers ignore the
+        // registration after WRITER_TIMEOUT_SECS.
+        let unregistered = self.unregister_writer(OP, writer).await;
+        stored?;
+        unregistered?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> BackendResult<()> {
+        self.database()
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map_err(self.err("ping"))?;
+        Ok(())
+    }
+
+    async fn remove_messages_before(&self, before: Timestamp) -> BackendResult<u64> {
+        const OP: &str = "remove_messages_before";
+        // Bounded steps (ids first, then a delete by id), so no single
+        // delete runs over a huge backlog.
+        const STEP: i64 = 10_000;
+        // `arrived` is whole seconds: a message of second s arrived before
+        // `before` only if s < before's second.
+        let cut = before.as_secs();
+        let mut removed = 0;
+        loop {
+            let ids: Vec<Bson> = self
+                .inner
+                .msgs
+                .find(doc! { "arrived": { "$lt": cut } })
+                .projection(doc! { "_id": 1 })
+                .limit(STEP)
+                .await
+                .map_err(self.err(OP))?
+                .try_collect::<Vec<Document>>()
+                .await
+                .map_err(self.err(OP))?
+                .into_iter()
+                .filter_map(|mut d| d.remove("_id"))
+                .collect();
+            if ids.is_empty() {
+                break;
+            }
+            let n = ids.len();
+            let r = self
+                .inner
+                .msgs
+                .delete_many(doc! { "_id": { "$in": ids } })
+                .await
+                .map_err(self.err(OP))?;
+            removed += r.deleted_count;
+            if (n as i64) < STEP {
+                break;
+            }
+        }
+        // Registrations of writers that died long ago.
+        self.inner
+            .writers
+            .delete_many(
+                doc! { "at": { "$lt": Timestamp::now().as_secs() - 10 * WRITER_TIMEOUT_SECS } },
+            )
+            .await
+            .map_err(self.err(OP))?;
+        Ok(removed)
+    }
+
+    async fn fetch_messages(&self, req: &FetchRequest) -> BackendResult<Vec<Message>> {
+        const OP: &str = "fetch_messages";
+        let exact = !has_wildcards(&req.filter);
+        let start = match req.mode {
+            OfflineMode::Queue => 0,
+            OfflineMode::Pubsub => match self.start_position(&req.client_id, &req.filter).await? {
+                None => return Ok(Vec::new()),
+                Some(s) => s,
+            },
+        };
+        let mut query = match req.mode {
+            OfflineMode::Queue => doc! { "_id": { "$gt": start } },
+            // Never past a writer still in flight: its message would come
+            // after an ack of a later one, which marks it read.
+            OfflineMode::Pubsub => {
+                let horizon = self.read_horizon(OP, &req.filter).await?;
+                doc! { "_id": { "$gt": start, "$lte": horizon } }
+            }
+        };
+        if let Some(t) = topic_condition(&req.filter) {
+            query.insert("topic", t);
+        }
+        if let Some(since) = req.since {
+            // Stored to the second: keep the whole second `since` falls in.
+            query.insert("arrived", doc! { "$gte": since.as_secs() });
+        }
+        // For a filter without wildcards every document found is returned
+        // (the start and the topic's ack are one position), so the limit
+        // goes into the query; otherwise it applies after the checks.
+        let push_limit = exact && req.max_count.is_some();
+        let mut find = self.inner.msgs.find(query);
+        if push_limit {
+            let limit = req
+                .max_count
+                .and_then(|n| i64::try_from(n).ok())
+                .unwrap_or(i64::MAX);
+            find = find.sort(doc! { "_id": -1 }).limit(limit);
+        } else {
+            find = find.sort(doc! { "_id": 1 });
+        }
+        let mut docs: Vec<Document> = find
+            .await
+            .map_err(self.err(OP))?
+            .try_collect()
+            .await
+            .map_err(self.err(OP))?;
+        if push_limit {
+            docs.reverse();
+        }
+        let mut msgs = Vec::with_capacity(docs.len());
+        let mut ids = Vec::with_capacity(docs.len());
+        for d in &docs {
+            let m = self.message(OP, d, None)?;
+            if exact || matches(&req.filter, &m.topic) {
+                ids.push(int(d.get("_id")).unwrap_or(0));
+                msgs.push(m);
+            }
+        }
+        if req.mode == OfflineMode::Pubsub && !exact && !msgs.is_empty() {
+            let mut topics: Vec<&str> = msgs.iter().map(|m| m.topic.as_str()).collect();
+            topics.sort_unstable();
+            topics.dedup();
+            let acks: Vec<Document> = self
+                .inner
+                .acked
+                .find(doc! { "clientid": &req.client_id, "topic": { "$in": &topics } })
+                .await
+                .map_err(self.err(OP))?
+                .try_collect()
+                .await
+                .map_err(self.err(OP))?;
+            let floors: HashMap<String, i64> = acks
+                .iter()
+                .filter_map(|a| Some((text(a, "topic")?, int(a.get("mongo_id"))?)))
+                .collect();
+            let mut kept = Vec::with_capacity(msgs.len());
+            for (m, id) in msgs.into_iter().zip(ids) {
+                if floors.get(&m.topic).is_none_or(|f| id > *f) {
+                    kept.push(m);
+                }
+            }
+            msgs = kept;
+        }
+        if let Some(max) = req.max_count {
+            if msgs.len() > max {
+                msgs.drain(..msgs.len() - max);
+            }
+        }
+        Ok(msgs)
+    }
+
+    async fn ack_messages(&self, mode: OfflineMode, acks: &[Ack]) -> BackendResult<()> {
+        const OP: &str = "ack_messages";
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = acks.iter().map(|a| a.message_id.as_str()).collect();
+        match mode {
+            OfflineMode::Queue => {
+                self.inner
+                    .msgs
+                    .delete_many(doc! { "msgid": { "$in": &ids } })
+                    .await
+                    .map_err(self.err(OP))?;
+            }
+            OfflineMode::Pubsub => {
+                let found: Vec<Document> = self
+                    .inner
+                    .msgs
+                    .find(doc! { "msgid": { "$in": &ids } })
+                    .projection(doc! { "_id": 1, "msgid": 1 })
+                    .await
+                    .map_err(self.err(OP))?
+                    .try_collect()
+                    .await
+                    .map_err(self.err(OP))?;
+                let by_id: HashMap<String, i64> = found
+                    .iter()
+                    .filter_map(|d| Some((text(d, "msgid")?, int(d.get("_id"))?)))
+                    .collect();
+                let mut positions: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+                for a in acks {
+                    if let Some(id) = by_id.get(&a.message_id) {
+                        let p = positions.entry((&a.client_id, &a.topic)).or_insert(0);
+                        *p = (*p).max(*id);
+                    }
+                }
+                for ((client, topic), id) in positions {
+                    self.upsert(
+                        OP,
+                        &self.inner.acked,
+                        doc! { "clientid": client, "topic": topic },
+                        doc! { "$max": { "mongo_id": id } },
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn store_retained(
+        &self,
+        messages: &[Message],
+        options: WriteOptions,
+    ) -> BackendResult<()> {
+        for m in messages {
+            let mut set = doc! {
+                "msgid": &m.id,
+                "sender": &m.sender,
+                "qos": i32::from(m.qos.as_u8()),
+            };
+            let has_raw = Self::payload_fields(&mut set, m, options);
+            set.insert("arrived", secs(m.timestamp));
+            let mut update = doc! { "$set": set };
+            if !has_raw {
+                update.insert("$unset", doc! { payload::RAW_FIELD: "" });
+            }
+            self.upsert(
+                "store_retained",
+                &self.inner.retain,
+                doc! { "topic": &m.topic },
+                update,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_retained(&self, topics: &[String]) -> BackendResult<()> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        self.inner
+            .retain
+            .delete_many(doc! { "topic": { "$in": topics } })
+            .await
+            .map_err(self.err("delete_retained"))?;
+        Ok(())
+    }
+
+    async fn lookup_retained(&self, filter: &str) -> BackendResult<Vec<Message>> {
+        const OP: &str = "lookup_retained";
+        let mut query = Document::new();
+        if let Some(t) = topic_condition(filter) {
+            query.insert("topic", t);
+        }
+        let docs: Vec<Document> = self
+            .inner
+            .retain
+            .find(query)
+            .sort(doc! { "topic": 1 })
+            .await
+            .map_err(self.err(OP))?
+            .try_collect()
+            .await
+            .map_err(self.err(OP))?;
+        let mut out = Vec::with_capacity(docs.len());
+        for d in &docs {
+            let m = self.message(OP, d, Some(true))?;
+            if matches(filter, &m.topic) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// MongoDB rules take built-in functions only (the configuration
+    /// parser rejects raw actions for `mongo`): always an `Unsupported`
+    /// error.
+    async fn execute(&self, _statement: &Statement) -> BackendResult<Vec<Row>> {
+        Err(MongoError::Unsupported(
+            "MongoDB has no raw statements: its rules take built-in functions only",
+        )
+        .into())
+    }
+}

@@ -1,0 +1,342 @@
+//! The [`Backend`] trait on [`MysqlBackend`]: each operation in terms of the
+//! statements and helpers of the parent module.
+
+use super::*;
+
+#[async_trait]
+impl Backend for MysqlBackend {
+    fn name(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn capabilities(&self) -> backend_core::backend::Capabilities {
+        backend_core::backend::Capabilities::NONE.with_raw_statements()
+    }
+
+    async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        let at = self.bind_time(sql::CLIENT_ONLINE, 3, at)?;
+        self.run(
+            "client_online",
+            sql::CLIENT_ONLINE,
+            vec![bytes(&client.client_id), bytes(&client.node), at],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn client_offline(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        let at = self.bind_time(sql::CLIENT_OFFLINE, 3, at)?;
+        self.run(
+            "client_offline",
+            sql::CLIENT_OFFLINE,
+            vec![bytes(&client.client_id), bytes(&client.node), at],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn client_status(&self, client_id: &str) -> BackendResult<Option<ClientStatus>> {
+        let rows = self
+            .rows("client_status", sql::CLIENT_STATUS, vec![bytes(client_id)])
+            .await?;
+        let Some(mut row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(Some(ClientStatus {
+            client_id: client_id.to_owned(),
+            online: convert::int(&take(&mut row, 0)) == Some(1),
+            node: convert::text(take(&mut row, 1)),
+            online_at: convert::timestamp(&take(&mut row, 2)),
+            offline_at: convert::timestamp(&take(&mut row, 3)),
+        }))
+    }
+
+    async fn lookup_subscriptions(&self, client_id: &str) -> BackendResult<Vec<Subscription>> {
+        let rows = self
+            .rows(
+                "lookup_subscriptions",
+                sql::LOOKUP_SUBSCRIPTIONS,
+                vec![bytes(client_id)],
+            )
+            .await?;
+        rows.into_iter()
+            .map(|mut row| {
+                Ok(Subscription::new(
+                    convert::text(take(&mut row, 0)),
+                    qos(&take(&mut row, 1), "mqtt_sub")?,
+                ))
+            })
+            .collect::<Result<_, MysqlError>>()
+            .map_err(BackendError::from)
+    }
+
+    async fn store_subscriptions(
+        &self,
+        client_id: &str,
+        subscriptions: &[Subscription],
+    ) -> BackendResult<()> {
+        if subscriptions.is_empty() {
+            return Ok(());
+        }
+        self.batch(
+            "store_subscriptions",
+            false,
+            subscriptions,
+            |s| s.filter.len() + client_id.len(),
+            sql::store_subscriptions,
+            |s, v| {
+                v.extend([
+                    bytes(client_id),
+                    bytes(&s.filter),
+                    MyValue::Int(i64::from(s.qos.as_u8())),
+                ]);
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_subscriptions(&self, client_id: &str, filters: &[String]) -> BackendResult<()> {
+        for chunk in filters.chunks(MAX_BATCH_ROWS) {
+            let mut v = vec![bytes(client_id)];
+            v.extend(chunk.iter().map(|f| bytes(f)));
+            self.run(
+                "delete_subscriptions",
+                &sql::delete_subscriptions(chunk.len()),
+                v,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn store_messages(&self, messages: &[Message], _: WriteOptions) -> BackendResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.batch(
+            "store_messages",
+            true,
+            messages,
+            message_size,
+            sql::store_messages,
+            |m, v| {
+                let arrived = self.bind_time("REPLACE INTO mqtt_msg", 7, m.timestamp)?;
+                v.extend([
+                    bytes(&m.id),
+                    bytes(&m.sender),
+                    bytes(&m.topic),
+                    MyValue::Int(i64::from(m.qos.as_u8())),
+                    MyValue::Int(i64::from(m.retain)),
+                    MyValue::Bytes(m.payload.to_vec()),
+                    arrived,
+                ]);
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> BackendResult<()> {
+        let mut conn = self.conn("ping").await?;
+        conn.ping().await.map_err(self.my("ping"))?;
+        Ok(())
+    }
+
+    async fn remove_messages_before(&self, before: Timestamp) -> BackendResult<u64> {
+        const OP: &str = "remove_messages_before";
+        // Bounded steps: no single huge transaction, and writers waiting
+        // on the rows get in between steps.
+        const STEP: u64 = 10_000;
+        let before = self.bind_time(sql::REMOVE_MESSAGES_BEFORE, 1, before)?;
+        let mut conn = self.conn(OP).await?;
+        let mut removed = 0;
+        loop {
+            conn.exec_drop(
+                sql::REMOVE_MESSAGES_BEFORE,
+                params(vec![before.clone(), MyValue::UInt(STEP)]),
+            )
+            .await
+            .map_err(self.my(OP))?;
+            let n = conn.affected_rows();
+            removed += n;
+            if n < STEP {
+                return Ok(removed);
+            }
+        }
+    }
+
+    async fn fetch_messages(&self, request: &FetchRequest) -> BackendResult<Vec<Message>> {
+        let target = TopicMatch::new(&request.filter);
+        if target == TopicMatch::Nothing {
+            return Ok(Vec::new());
+        }
+        let pubsub = request.mode == OfflineMode::Pubsub;
+        let op = "fetch_messages";
+        let mut conn = self.conn(op).await?;
+        let mut values = Vec::new();
+        let mut start = None;
+        if pubsub {
+            let key = vec![bytes(&request.client_id), bytes(&request.filter)];
+            let mut row = query(&mut conn, sql::PUBSUB_START, key.clone())
+                .await
+                .map_err(self.my(op))?
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            match convert::int(&take(&mut row, 0)) {
+                Some(s) => start = Some(s),
+                None => {
+                    // The first fetch of (client, filter): it starts after
+                    // the newest message so far and returns nothing.
+                    let newest = convert::int(&take(&mut row, 1)).unwrap_or(0);
+                    let mut v = key;
+                    v.push(MyValue::Int(newest));
+                    conn.exec_drop(sql::MARK_START, params(v))
+                        .await
+                        .map_err(self.my(op))?;
+                    return Ok(Vec::new());
+                }
+            }
+            values.push(bytes(&request.client_id));
+        }
+        let (_, topic_params) = target.condition("m.topic");
+        values.extend(topic_params.into_iter().map(MyValue::Bytes));
+        if let Some(s) = start {
+            values.push(MyValue::Int(s));
+        }
+        // The database applies the count limit when its rows are exactly
+        // the matching ones; otherwise `apply_limits` does, after `matches`.
+        let limit = request
+            .max_count
+            .filter(|_| target.is_exact())
+            .map(|n| u64::try_from(n).unwrap_or(u64::MAX));
+        let text = sql::fetch(pubsub, &target, request.since.is_some(), limit.is_some());
+        if let Some(since) = request.since {
+            values.push(self.bind_time(&text, values.len() + 1, since)?);
+        }
+        if let Some(n) = limit {
+            values.push(MyValue::UInt(n));
+        }
+        let rows = query(&mut conn, &text, values).await.map_err(self.my(op))?;
+        drop(conn);
+        // Newest first from the database (for LIMIT); oldest first out.
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows.into_iter().rev() {
+            let m = message(row, "mqtt_msg", true)?;
+            if matches(&request.filter, &m.topic) {
+                out.push(m);
+            } else if target.is_exact() {
+                tracing::warn!(filter = %request.filter, topic = %m.topic, "the database returned a topic the filter does not match; skipped");
+            }
+        }
+        Ok(apply_limits(out, request))
+    }
+
+    async fn ack_messages(&self, mode: OfflineMode, acks: &[Ack]) -> BackendResult<()> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn("ack_messages").await?;
+        for chunk in acks.chunks(MAX_BATCH_ROWS / 4) {
+            let (text, v) = match mode {
+                OfflineMode::Queue => (
+                    sql::ack_queue(chunk.len()),
+                    chunk.iter().map(|a| bytes(&a.message_id)).collect(),
+                ),
+                OfflineMode::Pubsub => (
+                    sql::ack_pubsub(chunk.len()),
+                    chunk
+                        .iter()
+                        .flat_map(|a| [bytes(&a.client_id), bytes(&a.topic), bytes(&a.message_id)])
+                        .collect(),
+                ),
+            };
+            conn.exec_drop(text, params(v))
+                .await
+                .map_err(self.my("ack_messages"))?;
+        }
+        Ok(())
+    }
+
+    async fn store_retained(&self, messages: &[Message], _: WriteOptions) -> BackendResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        // Topic order (stable, so the last of a topic still wins) keeps
+        // concurrent batches from deadlocking on each other's rows.
+        let mut batch: Vec<&Message> = messages.iter().collect();
+        batch.sort_by(|a, b| a.topic.cmp(&b.topic));
+        self.batch(
+            "store_retained",
+            false,
+            &batch,
+            |m| message_size(m),
+            sql::store_retained,
+            |m, v| {
+                let arrived = self.bind_time("INSERT INTO mqtt_retain", 6, m.timestamp)?;
+                v.extend([
+                    bytes(&m.topic),
+                    bytes(&m.id),
+                    bytes(&m.sender),
+                    MyValue::Int(i64::from(m.qos.as_u8())),
+                    MyValue::Bytes(m.payload.to_vec()),
+                    arrived,
+                ]);
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_retained(&self, topics: &[String]) -> BackendResult<()> {
+        for chunk in topics.chunks(MAX_BATCH_ROWS) {
+            self.run(
+                "delete_retained",
+                &sql::delete_retained(chunk.len()),
+                chunk.iter().map(|t| bytes(t)).collect(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn lookup_retained(&self, filter: &str) -> BackendResult<Vec<Message>> {
+        let target = TopicMatch::new(filter);
+        if target == TopicMatch::Nothing {
+            return Ok(Vec::new());
+        }
+        let (_, values) = target.condition("topic");
+        let rows = self
+            .rows(
+                "lookup_retained",
+                &sql::lookup_retained(&target),
+                values.into_iter().map(MyValue::Bytes).collect(),
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let m = message(row, "mqtt_retain", false)?;
+            if matches(filter, &m.topic) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs a raw `sql` statement with `?` placeholders: prepared once per
+    /// connection and cached; each value bound as a parameter; rows read
+    /// back as values (see the crate docs for the type mapping).
+    async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>> {
+        match statement {
+            Statement::Query { text, params } => Ok(self.execute_sql(text, params).await?),
+            Statement::Command { .. } => Err(BackendError::new(
+                ErrorKind::Unsupported,
+                "the mysql backend runs `sql` statements, not Redis commands",
+            )),
+        }
+    }
+}
