@@ -70,7 +70,7 @@ pub use async_trait::async_trait as __async_trait;
 /// `async fn connect(&PoolConfig, &Config) -> Result<Self, Error>`, and
 /// writes the crate's `connect_pools` for it: one line per backend crate.
 ///
-/// ```ignore
+/// ```text
 /// backend_core::backend_connect!(MyBackend, Cassa, MyError);
 /// ```
 #[macro_export]

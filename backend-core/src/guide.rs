@@ -33,7 +33,7 @@
 //! how one pool connects. With an inherent `MyBackend::connect(&PoolConfig,
 //! &Config)`, one line writes it and the crate's `connect_pools`:
 //!
-//! ```ignore
+//! ```text
 //! backend_core::backend_connect!(MyBackend, Cassa, MyError);
 //! ```
 //!
@@ -60,7 +60,7 @@
 //! the real server that `scripts/services.sh` starts, with a factory
 //! giving a fresh connection per call:
 //!
-//! ```ignore
+//! ```text
 //! mod common;
 //! use backend_core::testkit::RawFixture;
 //! backend_core::conformance_tests!(common::factory, RawFixture::sql(BackendKind::Mysql));
