@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,20 +18,7 @@ use backend_core::testkit::restart_under_load;
 use backend_core::Backend;
 
 fn services(args: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running {} {args:?}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{} {args:?} failed ({}):\n{}",
-        script.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    backend_core::testkit::services(env!("CARGO_MANIFEST_DIR"), args);
 }
 
 #[test]

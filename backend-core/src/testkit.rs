@@ -276,4 +276,4 @@ pub mod restart;
 pub mod scenarios;
 
 pub use inflight::{reader_never_passes_a_writer_in_flight, InFlightWriter};
-pub use restart::{restart_under_load, RestartReport};
+pub use restart::{restart_under_load, services, RestartReport};

@@ -37,6 +37,27 @@ fn queue(client: &str, topic: &str) -> FetchRequest {
     }
 }
 
+/// Runs the repository's `scripts/services.sh` with `args` (`stop
+/// mariadb`, `cassandra`), from a crate whose folder is `manifest_dir`
+/// (`env!("CARGO_MANIFEST_DIR")`); panics, with the script's output, when
+/// it fails. The restart tests restart their server with it.
+pub fn services(manifest_dir: &str, args: &[&str]) {
+    let script = std::path::Path::new(manifest_dir).join("../scripts/services.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {} {args:?}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed ({}):\n{}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Opens `connections` of the backend's connections at once (so every one
 /// of them dies in the restart), runs a store-and-fetch load, awaits
 /// `restart`, then checks that every built-in operation succeeds on the
