@@ -26,7 +26,9 @@
 # certificate (FerretDB's CA-file option would make one mandatory for every
 # client). Their readiness checks verify the server against ca.pem. They print
 # MYSQL_TLS_URL, MYSQL_TLS_X509_URL, MONGO_TLS_URL, TLS_CA_FILE, TLS_CLIENT_CERT,
-# TLS_CLIENT_KEY and TLS_CLIENT_BUNDLE.
+# TLS_CLIENT_KEY and TLS_CLIENT_BUNDLE. Cassandra is one instance with two
+# client ports: 9042 plain, 9142 TLS only (its server certificate from the same
+# CA); it prints CASSA_NODES, CASSA_TLS_NODES and the TLS_* files.
 #
 # On success the connection settings are printed on stdout as KEY=value lines
 # (everything else goes to stderr), so `set -a; eval "$(scripts/services.sh)"; set +a`
@@ -264,6 +266,7 @@ tls_certs() {
     # servers still holding the old certificates restart with the new ones
     mariadb_tls_stop
     ferretdb_tls_stop
+    cassandra_stop
     rm -rf "$TLS_DIR"
     mv "$tmp" "$TLS_DIR"
 }
@@ -564,6 +567,8 @@ cassandra_start() {
     jamm=$(ls "$CASSA_LIB"/jamm-*.jar 2>/dev/null | head -n 1) || true
     [[ -n $jamm ]] || die "cassandra: no jamm jar in $CASSA_LIB"
     mkdir -p "$CASSA_DIR/data" "$CASSA_DIR/logs" "$CASSA_DIR/tmp" "$CASSA_DIR/triggers"
+    # the TLS port's key and certificate in one PEM (cassandra.yaml: keystore)
+    cat "$TLS_DIR/server.key" "$TLS_DIR/server.pem" >"$CASSA_DIR/tls-keystore.pem"
     local opts=()
     mapfile -t opts < <(grep -E '^-' "$SCRIPTS/cassandra/jvm.options")
     log "cassandra: starting (heap $CASSANDRA_HEAP)"
@@ -601,7 +606,12 @@ cassandra_wait() {
         fail cassandra "${logs[@]}"
         return 0
     fi
-    log "cassandra: up ($out), keyspace mqtt"
+    if ! probe cassandra-tls 127.0.0.1 9142 cassandra cassandra "$TLS_DIR/ca.pem" >/dev/null 2>&1; then
+        log "cassandra: the TLS port 9142 does not answer with a certificate signed by $TLS_DIR/ca.pem"
+        fail cassandra "${logs[@]}"
+        return 0
+    fi
+    log "cassandra: up ($out), keyspace mqtt, TLS on 9142"
 }
 
 cassandra_stop() {
@@ -724,7 +734,7 @@ wait_pid_gone() { # pidfile timeout
 
 env_lines() {
     local s
-    if [[ " $* " == *"-tls "* ]]; then
+    if [[ " $* " == *"-tls "* || " $* " == *" cassandra "* ]]; then
         printf '%s\n' "TLS_CA_FILE=$TLS_DIR/ca.pem" "TLS_CLIENT_CERT=$TLS_DIR/client.pem" \
             "TLS_CLIENT_KEY=$TLS_DIR/client.key" "TLS_CLIENT_BUNDLE=$TLS_DIR/client-bundle.pem"
     fi
@@ -733,7 +743,10 @@ env_lines() {
         redis) echo "REDIS_URL=redis://127.0.0.1:6379" ;;
         mariadb) echo "MYSQL_URL=mysql://root:public@127.0.0.1:3306/mqtt" ;;
         postgres) echo "PGSQL_URL=postgres://root:public@127.0.0.1:5432/mqtt" ;;
-        cassandra) printf '%s\n' "CASSA_NODES=127.0.0.1:9042" "CASSA_USER=cassandra" "CASSA_PASSWORD=cassandra" ;;
+        cassandra)
+            printf '%s\n' "CASSA_NODES=127.0.0.1:9042" "CASSA_TLS_NODES=127.0.0.1:9142" \
+                "CASSA_USER=cassandra" "CASSA_PASSWORD=cassandra"
+            ;;
         ferretdb) echo "MONGO_URL=mongodb://127.0.0.1:27017" ;;
         mariadb-tls)
             printf '%s\n' "MYSQL_TLS_URL=mysql://root:public@127.0.0.1:3307/mqtt" \
@@ -796,7 +809,7 @@ main() {
     if [[ " ${selected[*]} " == *" cassandra "* || " ${selected[*]} " == *" ferretdb"* ]]; then
         ensure_venv
     fi
-    if [[ " ${selected[*]} " == *"-tls "* ]]; then
+    if [[ " ${selected[*]} " == *"-tls "* || " ${selected[*]} " == *" cassandra "* ]]; then
         tls_certs
     fi
     # Cassandra first: it takes longest, and boots while the others start.

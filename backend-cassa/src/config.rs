@@ -13,6 +13,14 @@
 //! | `consistency` | `local_quorum` | consistency level of every read and write |
 //! | `connect_timeout` | `5s` | how long connecting may take, the first session included |
 //! | `request_timeout` | `10s` | how long one request may take |
+//! | `ssl` | `false` | TLS (rustls, feature `tls`): the server's certificate is always verified |
+//! | `cacertfile` | none | PEM CA certificates to trust, and only those (else the system's roots) |
+//! | `certfile`, `keyfile` | none | a client certificate and its key (PEM) |
+//! | `server_name_indication` | the first node's host | the name every node's certificate is checked against |
+//!
+//! The driver checks every node against one name, so in a cluster each
+//! node's certificate carries `server_name_indication` (or the first
+//! contact point's host) among its names.
 //!
 //! ```
 //! use backend_core::{config::PoolConfig, BackendKind};
@@ -29,7 +37,7 @@
 
 use std::time::Duration;
 
-use backend_core::config::{PoolConfig, Secret, ServerAddr};
+use backend_core::config::{PoolConfig, Secret, ServerAddr, TlsFiles};
 use backend_core::{BackendKind, CommonError};
 
 use crate::error::CassaError;
@@ -116,6 +124,11 @@ pub struct CassaConfig {
     pub connect_timeout: Duration,
     /// How long one request may take.
     pub request_timeout: Duration,
+    /// `ssl = true` and its files, loaded at connect.
+    pub tls: Option<TlsFiles>,
+    /// The name nodes' certificates are verified against (TLS only); by
+    /// default the first contact point's host.
+    pub server_name: Option<String>,
 }
 
 impl CassaConfig {
@@ -133,6 +146,8 @@ impl CassaConfig {
             consistency: Consistency::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            tls: None,
+            server_name: None,
         }
     }
 
@@ -192,16 +207,37 @@ impl CassaConfig {
         if let Some(d) = millis("request_timeout")? {
             c.request_timeout = d;
         }
-        if pool.tls_files().map_err(|(k, p)| bad(k, p))?.is_some() {
+        c.tls = pool.tls_files().map_err(|(k, p)| bad(k, p))?;
+        if c.tls.is_some() && !cfg!(feature = "tls") {
             return Err(bad(
                 "ssl",
-                "TLS is not supported by this backend yet: reach Cassandra over a private \
-                 network or a TLS tunnel"
-                    .into(),
+                "this build of mqtt-storage-cassa has no TLS: enable its `tls` feature".into(),
             )
             .into());
         }
+        if let Some(name) = pool
+            .text("server_name_indication")
+            .filter(|n| !n.is_empty())
+        {
+            if c.tls.is_none() {
+                return Err(bad(
+                    "server_name_indication",
+                    "is set but ssl is not true".into(),
+                )
+                .into());
+            }
+            c.server_name = Some(name.to_owned());
+        }
         Ok(c)
+    }
+
+    /// The name the nodes' certificates are verified against:
+    /// `server_name_indication`, else the first contact point's host.
+    pub fn tls_server_name(&self) -> &str {
+        self.server_name
+            .as_deref()
+            .or_else(|| self.nodes.first().map(|n| n.host.as_str()))
+            .unwrap_or("localhost")
     }
 
     /// The contact points joined, then the keyspace (`a:9042,b:9042/mqtt`),
@@ -273,7 +309,11 @@ mod tests {
             (vec![("keyspace", "mqtt; drop")], "keyspace"),
             (vec![("keyspace", "9lives")], "keyspace"),
             (vec![("password", "p")], "username"),
-            (vec![("ssl", "true")], "ssl"),
+            (vec![("cacertfile", "/ca.pem")], "cacertfile"),
+            (
+                vec![("server_name_indication", "db")],
+                "server_name_indication",
+            ),
             (vec![("request_timeout", "0")], "request_timeout"),
         ] {
             let e = CassaConfig::from_pool(&pool(&lines)).expect_err("invalid");
@@ -284,6 +324,33 @@ mod tests {
             );
             assert!(!text.contains("\"p\""), "{text}");
         }
+    }
+
+    #[test]
+    fn tls_keys_are_read() {
+        let c = CassaConfig::from_pool(&pool(&[
+            ("nodes", "db1.example:9142,db2.example:9142"),
+            ("ssl", "true"),
+            ("cacertfile", "/etc/ca.pem"),
+        ]))
+        .expect("valid");
+        let files = c.tls.as_ref().expect("ssl on");
+        assert_eq!(
+            files.ca_cert_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert_eq!(c.tls_server_name(), "db1.example");
+        let c = CassaConfig::from_pool(&pool(&[
+            ("nodes", "10.0.0.1,10.0.0.2"),
+            ("ssl", "true"),
+            ("server_name_indication", "cassandra.internal"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.tls_server_name(), "cassandra.internal");
+        assert!(CassaConfig::from_pool(&pool(&[]))
+            .expect("defaults")
+            .tls
+            .is_none());
     }
 
     #[test]

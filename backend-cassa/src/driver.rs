@@ -10,6 +10,10 @@
 //! which names the real reason; the session is built only once a node
 //! accepted, and under the same deadline (dropping its future aborts the
 //! driver's background task).
+//!
+//! With `ssl = true` (feature `tls`) the session is cdrs-tokio's rustls one,
+//! a different type; [`AnySession`] holds either, and the probe speaks TLS
+//! too, so a certificate the trust policy refuses is a TLS error at once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,11 +37,11 @@ use cdrs_tokio::frame::message_error::ErrorType;
 use cdrs_tokio::frame::message_result::ColType;
 use cdrs_tokio::frame::Version;
 use cdrs_tokio::frame_encoding::ProtocolFrameEncodingFactory;
-use cdrs_tokio::load_balancing::RoundRobinLoadBalancingStrategy;
+use cdrs_tokio::load_balancing::{LoadBalancingStrategy, RoundRobinLoadBalancingStrategy};
 use cdrs_tokio::query::{BatchQueryBuilder, PreparedQuery, QueryValues};
 use cdrs_tokio::retry::{ConstantReconnectionPolicy, NeverReconnectionPolicy};
 use cdrs_tokio::statement::StatementParamsBuilder;
-use cdrs_tokio::transport::TransportTcp;
+use cdrs_tokio::transport::{CdrsTransport, TransportTcp};
 
 pub(crate) use cdrs_tokio::types::rows::Row as CqlRow;
 pub(crate) use cdrs_tokio::types::value::Value as CqlValue;
@@ -51,6 +55,77 @@ type TcpSession = Session<
     RoundRobinLoadBalancingStrategy<TransportTcp, TcpConnectionManager>,
 >;
 
+#[cfg(feature = "tls")]
+mod tls {
+    pub(super) use cdrs_tokio::cluster::session::RustlsSessionBuilder;
+    pub(super) use cdrs_tokio::cluster::{NodeRustlsConfigBuilder, RustlsConnectionManager};
+    pub(super) use cdrs_tokio::transport::TransportRustls;
+    pub(super) use rustls::pki_types::ServerName;
+    pub(super) use rustls::ClientConfig;
+
+    pub(super) type TlsSession = cdrs_tokio::cluster::session::Session<
+        TransportRustls,
+        RustlsConnectionManager,
+        cdrs_tokio::load_balancing::RoundRobinLoadBalancingStrategy<
+            TransportRustls,
+            RustlsConnectionManager,
+        >,
+    >;
+}
+
+/// The session: plain TCP, or TLS (feature `tls`), whose driver types differ.
+enum AnySession {
+    Tcp(TcpSession),
+    #[cfg(feature = "tls")]
+    Tls(tls::TlsSession),
+}
+
+/// Runs `$body` with `$s` bound to whichever session this is.
+macro_rules! on_session {
+    ($session:expr, $s:ident => $body:expr) => {
+        match $session {
+            AnySession::Tcp($s) => $body,
+            #[cfg(feature = "tls")]
+            AnySession::Tls($s) => $body,
+        }
+    };
+}
+
+/// What a TLS connection needs: the verified name and rustls' settings.
+#[cfg(feature = "tls")]
+#[derive(Clone)]
+struct TlsSetup {
+    name: tls::ServerName<'static>,
+    config: Arc<tls::ClientConfig>,
+}
+
+#[cfg(feature = "tls")]
+fn tls_setup(c: &CassaConfig) -> Result<Option<TlsSetup>, CassaError> {
+    let Some(files) = &c.tls else {
+        return Ok(None);
+    };
+    let err = |e: &dyn std::fmt::Display| backend_core::CommonError::tls(&c.pool_name, e);
+    let config = backend_core::tls::TlsMaterial::load(files)
+        .and_then(|m| m.client_config())
+        .map_err(|e| err(&e))?;
+    let name = tls::ServerName::try_from(c.tls_server_name().to_owned())
+        .map_err(|e| err(&format!("`{}`: {e}", c.tls_server_name())))?;
+    Ok(Some(TlsSetup {
+        name,
+        config: Arc::new(config),
+    }))
+}
+
+/// Without the `tls` feature the config never asks for TLS.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+struct TlsSetup;
+
+#[cfg(not(feature = "tls"))]
+fn tls_setup(_: &CassaConfig) -> Result<Option<TlsSetup>, CassaError> {
+    Ok(None)
+}
+
 /// A statement prepared on the cluster, with its parameters' types.
 pub(crate) struct Prepared {
     query: PreparedQuery,
@@ -60,7 +135,7 @@ pub(crate) struct Prepared {
 
 /// A connected pool: the session and its prepared statements.
 pub(crate) struct Cql {
-    session: TcpSession,
+    session: AnySession,
     prepared: Mutex<HashMap<String, Arc<Prepared>>>,
     consistency: DriverConsistency,
     timeout: Duration,
@@ -108,6 +183,8 @@ fn authenticator(c: &CassaConfig) -> Arc<dyn SaslAuthenticatorProvider + Send + 
 enum Refusal {
     Authentication(String),
     MissingKeyspace,
+    /// The server's certificate was not accepted.
+    Certificate(String),
     Other(String),
 }
 
@@ -116,6 +193,7 @@ enum Refusal {
 async fn probe(
     c: &CassaConfig,
     auth: Arc<dyn SaslAuthenticatorProvider + Send + Sync>,
+    tls: Option<&TlsSetup>,
     node: &str,
 ) -> Result<(), Refusal> {
     let addrs: Vec<SocketAddr> =
@@ -130,21 +208,45 @@ async fn probe(
     let (tx, _rx) = tokio::sync::watch::channel(None);
     let holder = Arc::new(KeyspaceHolder::new(tx));
     holder.update_current_keyspace_without_notification(c.keyspace.clone());
-    let manager = TcpConnectionManager::new(
-        auth,
-        holder,
-        Box::new(ProtocolFrameEncodingFactory),
-        Compression::None,
-        DEFAULT_TRANSPORT_BUFFER_SIZE,
-        true,
-        Version::V4,
-    );
-    match tokio::time::timeout(c.connect_timeout, manager.connection(None, None, addr)).await {
+    let connect = async {
+        match tls {
+            None => TcpConnectionManager::new(
+                auth,
+                holder,
+                Box::new(ProtocolFrameEncodingFactory),
+                Compression::None,
+                DEFAULT_TRANSPORT_BUFFER_SIZE,
+                true,
+                Version::V4,
+            )
+            .connection(None, None, addr)
+            .await
+            .map(drop),
+            #[cfg(feature = "tls")]
+            Some(t) => tls::RustlsConnectionManager::new(
+                t.name.clone(),
+                auth,
+                Arc::clone(&t.config),
+                holder,
+                Box::new(ProtocolFrameEncodingFactory),
+                Compression::None,
+                DEFAULT_TRANSPORT_BUFFER_SIZE,
+                true,
+                Version::V4,
+            )
+            .connection(None, None, addr)
+            .await
+            .map(drop),
+            #[cfg(not(feature = "tls"))]
+            Some(TlsSetup) => Ok(()),
+        }
+    };
+    match tokio::time::timeout(c.connect_timeout, connect).await {
         Err(_) => Err(Refusal::Other(format!(
             "no answer within {:?}",
             c.connect_timeout
         ))),
-        Ok(Ok(_transport)) => Ok(()),
+        Ok(Ok(())) => Ok(()),
         Ok(Err(cdrs_tokio::error::Error::Server { body, .. })) => match body.ty {
             ErrorType::Authentication => Err(Refusal::Authentication(body.message)),
             ErrorType::Invalid if body.message.to_lowercase().contains("keyspace") => {
@@ -152,7 +254,113 @@ async fn probe(
             }
             _ => Err(Refusal::Other(body.message)),
         },
-        Ok(Err(e)) => Err(Refusal::Other(e.to_string())),
+        Ok(Err(e)) => {
+            let text = describe(&e, tls.is_some());
+            // rustls' words for a certificate it does not accept.
+            if tls.is_some() && text.contains("certificate") {
+                Err(Refusal::Certificate(text))
+            } else {
+                Err(Refusal::Other(text))
+            }
+        }
+    }
+}
+
+/// The driver's error in words; a connection the server just closed says
+/// so (the driver's own text is empty then), with the likely reason.
+fn describe(e: &cdrs_tokio::error::Error, tls: bool) -> String {
+    use std::io::ErrorKind as Io;
+    match e {
+        cdrs_tokio::error::Error::Io(io) if io.to_string().is_empty() => {
+            let closed = matches!(io.kind(), Io::UnexpectedEof | Io::ConnectionReset);
+            match (closed, tls) {
+                (true, false) => "the server closed the connection (does it take TLS only? \
+                                  then set ssl = true)"
+                    .to_owned(),
+                (true, true) => {
+                    "the server closed the connection during the TLS handshake".to_owned()
+                }
+                (false, _) => format!("I/O error: {:?}", io.kind()),
+            }
+        }
+        e if tls && e.to_string().contains("corrupt message") => {
+            format!("{e} (no TLS on this port?)")
+        }
+        e => e.to_string(),
+    }
+}
+
+/// The session settings both transports share.
+fn configure<T, CM, LB, B>(builder: B, c: &CassaConfig) -> B
+where
+    T: CdrsTransport + 'static,
+    CM: ConnectionManager<T>,
+    LB: LoadBalancingStrategy<T, CM> + Send + Sync + 'static,
+    B: SessionBuilder<T, CM, LB>,
+{
+    let pool = ConnectionPoolConfigBuilder::new()
+        .with_local_size(c.size)
+        .with_remote_size(c.size)
+        .with_connect_timeout(Some(c.connect_timeout))
+        .build();
+    let builder = builder
+        .with_keyspace(c.keyspace.clone())
+        .with_connection_pool_config(pool);
+    if c.auto_reconnect {
+        builder.with_reconnection_policy(Arc::new(ConstantReconnectionPolicy::new(
+            Duration::from_secs(1),
+        )))
+    } else {
+        builder.with_reconnection_policy(Arc::new(NeverReconnectionPolicy))
+    }
+}
+
+/// Builds the session (no deadline here: the caller sets it).
+async fn build_session(
+    c: &CassaConfig,
+    nodes: &[String],
+    auth: Arc<dyn SaslAuthenticatorProvider + Send + Sync>,
+    tls: Option<&TlsSetup>,
+) -> Result<AnySession, String> {
+    let contact_points: Vec<NodeAddress> = nodes
+        .iter()
+        .map(|n| NodeAddress::from(n.as_str()))
+        .collect();
+    match tls {
+        None => {
+            let node_config = NodeTcpConfigBuilder::new()
+                .with_contact_points(contact_points)
+                .with_authenticator_provider(auth)
+                .build()
+                .await
+                .map_err(|e| e.to_string())?;
+            let builder =
+                TcpSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), node_config);
+            let session = configure(builder, c)
+                .build()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(AnySession::Tcp(session))
+        }
+        #[cfg(feature = "tls")]
+        Some(t) => {
+            let node_config =
+                tls::NodeRustlsConfigBuilder::new(t.name.clone(), Arc::clone(&t.config))
+                    .with_contact_points(contact_points)
+                    .with_authenticator_provider(auth)
+                    .build()
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let builder =
+                tls::RustlsSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), node_config);
+            let session = configure(builder, c)
+                .build()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(AnySession::Tls(session))
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(TlsSetup) => Err("TLS needs the `tls` feature".into()),
     }
 }
 
@@ -163,10 +371,11 @@ impl Cql {
         let label = c.label();
         let nodes: Vec<String> = c.nodes.iter().map(ToString::to_string).collect();
         let auth = authenticator(c);
+        let tls = tls_setup(c)?;
         let mut reasons = Vec::new();
         let mut reachable = false;
         for node in &nodes {
-            match probe(c, Arc::clone(&auth), node).await {
+            match probe(c, Arc::clone(&auth), tls.as_ref(), node).await {
                 Ok(()) => {
                     reachable = true;
                     break;
@@ -184,6 +393,13 @@ impl Cql {
                         nodes: nodes.join(","),
                     })
                 }
+                Err(Refusal::Certificate(reason)) => {
+                    return Err(backend_core::CommonError::tls(
+                        &c.pool_name,
+                        format!("{node} (verified as `{}`): {reason}", c.tls_server_name()),
+                    )
+                    .into())
+                }
                 Err(Refusal::Other(reason)) => reasons.push(format!("{node}: {reason}")),
             }
         }
@@ -193,36 +409,7 @@ impl Cql {
                 reason: reasons.join("; "),
             });
         }
-        let build = async {
-            let node_config = NodeTcpConfigBuilder::new()
-                .with_contact_points(
-                    nodes
-                        .iter()
-                        .map(|n| NodeAddress::from(n.as_str()))
-                        .collect(),
-                )
-                .with_authenticator_provider(auth)
-                .build()
-                .await
-                .map_err(|e| e.to_string())?;
-            let pool = ConnectionPoolConfigBuilder::new()
-                .with_local_size(c.size)
-                .with_remote_size(c.size)
-                .with_connect_timeout(Some(c.connect_timeout))
-                .build();
-            let builder =
-                TcpSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), node_config)
-                    .with_keyspace(c.keyspace.clone())
-                    .with_connection_pool_config(pool);
-            let builder = if c.auto_reconnect {
-                builder.with_reconnection_policy(Arc::new(ConstantReconnectionPolicy::new(
-                    Duration::from_secs(1),
-                )))
-            } else {
-                builder.with_reconnection_policy(Arc::new(NeverReconnectionPolicy))
-            };
-            builder.build().await.map_err(|e| e.to_string())
-        };
+        let build = build_session(c, &nodes, auth, tls.as_ref());
         let session = match tokio::time::timeout(c.connect_timeout, build).await {
             Ok(Ok(s)) => s,
             Ok(Err(reason)) => {
@@ -292,16 +479,15 @@ impl Cql {
         {
             return Ok(Arc::clone(p));
         }
-        let raw = self
-            .within(operation, self.session.prepare_raw(cql))
-            .await?;
+        let raw =
+            on_session!(&self.session, s => self.within(operation, s.prepare_raw(cql)).await)?;
         let params = raw
             .metadata
             .col_specs
             .iter()
             .map(|c| c.col_type.id)
             .collect();
-        let query = self.within(operation, self.session.prepare(cql)).await?;
+        let query = on_session!(&self.session, s => self.within(operation, s.prepare(cql)).await)?;
         let prepared = Arc::new(Prepared { query, params });
         let mut cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
         // Raw statements are user templates: a bounded set in practice,
@@ -336,12 +522,10 @@ impl Cql {
             .with_values(QueryValues::SimpleValues(values))
             .with_consistency(self.consistency)
             .build();
-        let envelope = self
-            .within(
-                operation,
-                self.session.exec_with_params(&prepared.query, &params),
-            )
-            .await?;
+        let envelope = on_session!(&self.session, s => {
+            self.within(operation, s.exec_with_params(&prepared.query, &params))
+                .await
+        })?;
         let body = envelope.response_body().map_err(self.failed(operation))?;
         let types = body
             .as_rows_metadata()
@@ -355,9 +539,10 @@ impl Cql {
         let params = StatementParamsBuilder::new()
             .with_consistency(self.consistency)
             .build();
-        self.within(operation, self.session.query_with_params(cql, params))
-            .await
-            .map(drop)
+        on_session!(&self.session, s => {
+            self.within(operation, s.query_with_params(cql, params)).await
+        })
+        .map(drop)
     }
 
     /// Runs prepared statements as one unlogged batch: one round trip.
@@ -387,8 +572,6 @@ impl Cql {
                 builder.add_query_prepared(&prepared.query, QueryValues::SimpleValues(values));
         }
         let batch = builder.build().map_err(self.failed(operation))?;
-        self.within(operation, self.session.batch(batch))
-            .await
-            .map(drop)
+        on_session!(&self.session, s => self.within(operation, s.batch(batch)).await).map(drop)
     }
 }

@@ -4,6 +4,9 @@ Usage:
   probe.py cassandra HOST PORT USER PASSWORD [CQL ...]
       Log in, run SELECT release_version FROM system.local, then each CQL
       statement given. Prints the release version. Exit 1 if not ready.
+  probe.py cassandra-tls HOST PORT USER PASSWORD CA_FILE
+      The same login and query over TLS, verifying the server's certificate
+      (chain and host name) against CA_FILE.
   probe.py mongo URI [CA_FILE [CLIENT_PEM]]
       ping, then insert, read back and delete one document in the database
       services_probe. Prints the server's version. Exit 1 if not ready.
@@ -19,7 +22,7 @@ import sys
 import uuid
 
 
-def cassandra(host, port, user, password, *statements):
+def cassandra(host, port, user, password, *statements, ssl_context=None):
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import Cluster
 
@@ -30,6 +33,8 @@ def cassandra(host, port, user, password, *statements):
         auth_provider=PlainTextAuthProvider(username=user, password=password),
         connect_timeout=5,
         control_connection_timeout=5,
+        ssl_context=ssl_context,
+        ssl_options={"server_hostname": host} if ssl_context else None,
     )
     try:
         session = cluster.connect()
@@ -74,6 +79,11 @@ def main(argv):
     try:
         if argv[1] == "cassandra" and len(argv) >= 6:
             cassandra(*argv[2:])
+        elif argv[1] == "cassandra-tls" and len(argv) == 7:
+            import ssl
+
+            context = ssl.create_default_context(cafile=argv[6])
+            cassandra(*argv[2:6], ssl_context=context)
         elif argv[1] == "mongo" and 3 <= len(argv) <= 5:
             mongo(*argv[2:])
         else:

@@ -129,6 +129,7 @@ impl BackendKind {
                     "each_quorum", "local_one",
                 ]),
                 "connect_timeout" => Millis, "request_timeout" => Millis,
+                "server_name_indication" => Text,
             },
         }
     }
