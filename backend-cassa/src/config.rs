@@ -209,11 +209,7 @@ impl CassaConfig {
         }
         c.tls = pool.tls_files().map_err(|(k, p)| bad(k, p))?;
         if c.tls.is_some() && !cfg!(feature = "tls") {
-            return Err(bad(
-                "ssl",
-                "this build of mqtt-storage-cassa has no TLS: enable its `tls` feature".into(),
-            )
-            .into());
+            return Err(CommonError::feature_off(pool, "ssl", "mqtt-storage-cassa", "tls").into());
         }
         if let Some(name) = pool
             .text("server_name_indication")
@@ -263,6 +259,17 @@ mod tests {
 
     fn pool(lines: &[(&str, &str)]) -> PoolConfig {
         PoolConfig::from_settings(BackendKind::Cassa, "pool1", lines).expect("valid settings")
+    }
+
+    /// Built without `tls`, `ssl = true` is a configuration error saying
+    /// which feature to enable.
+    #[test]
+    fn the_tls_feature_decides_ssl() {
+        let c = CassaConfig::from_pool(&pool(&[("ssl", "true")]));
+        assert_eq!(c.is_ok(), cfg!(feature = "tls"));
+        if let Err(e) = c {
+            assert!(e.to_string().contains("no `tls` feature"), "{e}");
+        }
     }
 
     #[test]
@@ -326,6 +333,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "tls")]
     #[test]
     fn tls_keys_are_read() {
         let c = CassaConfig::from_pool(&pool(&[

@@ -138,6 +138,16 @@ impl CommonError {
         }
     }
 
+    /// The [`CommonError::Config`] for a key this build cannot honour: the
+    /// crate (`krate`) was built without its cargo feature `feature`.
+    pub fn feature_off(pool: &PoolConfig, key: &'static str, krate: &str, feature: &str) -> Self {
+        CommonError::config(
+            pool,
+            key,
+            format!("this build of {krate} has no `{feature}` feature: enable it in Cargo.toml"),
+        )
+    }
+
     /// A [`CommonError::Tls`] for `pool`, saying what is wrong.
     pub fn tls(pool: &str, problem: impl std::fmt::Display) -> Self {
         CommonError::Tls {

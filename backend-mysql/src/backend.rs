@@ -150,7 +150,19 @@ impl MysqlBackend {
                 .prefer_socket(false);
         }
         if let Some(tls) = &db.tls {
-            opts = opts.ssl_opts(Some(crate::tls::ssl_opts(&db.pool_name, tls)?));
+            #[cfg(feature = "tls")]
+            {
+                opts = opts.ssl_opts(Some(crate::tls::ssl_opts(&db.pool_name, tls)?));
+            }
+            #[cfg(not(feature = "tls"))]
+            {
+                let _ = tls;
+                return Err(backend_core::CommonError::tls(
+                    &db.pool_name,
+                    "this build has no `tls` feature",
+                )
+                .into());
+            }
         }
         let label = config.server_label();
         let pool = Pool::new(opts);

@@ -72,6 +72,9 @@ impl MysqlConfig {
     /// Reads `backend.mysql.<pool>.*`; errors name the key and its line.
     pub fn from_pool(pool: &PoolConfig) -> Result<Self, MysqlError> {
         let db = DbSettings::from_pool(pool, DEFAULTS)?;
+        if db.tls.is_some() && !cfg!(feature = "tls") {
+            return Err(CommonError::feature_off(pool, "ssl", "mqtt-storage-mysql", "tls").into());
+        }
         if db.tls.is_some() && db.is_socket() {
             return Err(CommonError::config(
                 pool,
@@ -102,6 +105,17 @@ mod tests {
         PoolConfig::from_settings(BackendKind::Mysql, "pool1", lines).expect("valid settings")
     }
 
+    /// Built without `tls`, `ssl = true` is a configuration error saying
+    /// which feature to enable.
+    #[test]
+    fn the_tls_feature_decides_ssl() {
+        let c = MysqlConfig::from_pool(&pool(&[("ssl", "true")]));
+        assert_eq!(c.is_ok(), cfg!(feature = "tls"));
+        if let Err(e) = c {
+            assert!(e.to_string().contains("no `tls` feature"), "{e}");
+        }
+    }
+
     #[test]
     fn the_user_key_is_user() {
         let c = MysqlConfig::from_pool(&pool(&[("user", "app")])).expect("valid");
@@ -109,6 +123,7 @@ mod tests {
         assert_eq!(c.stmt_cache_size, DEFAULT_STMT_CACHE_SIZE);
     }
 
+    #[cfg(feature = "tls")]
     #[test]
     fn tls_needs_tcp() {
         let e = MysqlConfig::from_pool(&pool(&[("ssl", "true"), ("server", "/tmp/my.sock")]))

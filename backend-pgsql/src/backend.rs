@@ -94,11 +94,18 @@ impl PgsqlBackend {
         };
         let db = &config.db;
         let manager = match &db.tls {
+            #[cfg(feature = "tls")]
             Some(tls) => Manager::from_config(
                 pg,
                 crate::tls::connector(&db.pool_name, tls)?,
                 manager_config,
             ),
+            #[cfg(not(feature = "tls"))]
+            Some(_) => {
+                return Err(
+                    CommonError::tls(&db.pool_name, "this build has no `tls` feature").into(),
+                )
+            }
             None => Manager::from_config(pg, NoTls, manager_config),
         };
         let pool = Pool::builder(manager)

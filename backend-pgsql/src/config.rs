@@ -28,7 +28,7 @@
 use std::time::Duration;
 
 use backend_core::config::{DbDefaults, DbSettings, PoolConfig};
-use backend_core::BackendKind;
+use backend_core::{BackendKind, CommonError};
 
 use crate::error::PgsqlError;
 
@@ -64,9 +64,11 @@ impl PgsqlConfig {
 
     /// Reads `backend.pgsql.<pool>.*`; errors name the key and its line.
     pub fn from_pool(pool: &PoolConfig) -> Result<Self, PgsqlError> {
-        Ok(PgsqlConfig {
-            db: DbSettings::from_pool(pool, DEFAULTS)?,
-        })
+        let db = DbSettings::from_pool(pool, DEFAULTS)?;
+        if db.tls.is_some() && !cfg!(feature = "tls") {
+            return Err(CommonError::feature_off(pool, "ssl", "mqtt-storage-pgsql", "tls").into());
+        }
+        Ok(PgsqlConfig { db })
     }
 
     /// `host:port/database`, for errors and logs (no user, no password).
@@ -105,6 +107,17 @@ mod tests {
 
     fn pool(lines: &[(&str, &str)]) -> PoolConfig {
         PoolConfig::from_settings(BackendKind::Pgsql, "pool1", lines).expect("valid settings")
+    }
+
+    /// Built without `tls`, `ssl = true` is a configuration error saying
+    /// which feature to enable.
+    #[test]
+    fn the_tls_feature_decides_ssl() {
+        let c = PgsqlConfig::from_pool(&pool(&[("ssl", "true")]));
+        assert_eq!(c.is_ok(), cfg!(feature = "tls"));
+        if let Err(e) = c {
+            assert!(e.to_string().contains("no `tls` feature"), "{e}");
+        }
     }
 
     #[test]

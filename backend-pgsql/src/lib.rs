@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod schema;
 #[doc(hidden)]
 pub mod statements;
+#[cfg(feature = "tls")]
 mod tls;
 
 pub use backend::{connect_pools, PgsqlBackend};

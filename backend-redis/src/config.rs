@@ -41,6 +41,9 @@ use crate::error::RedisError;
 
 /// The port of a `server` written without one.
 pub const DEFAULT_PORT: u16 = 6379;
+/// The published crate's name, for errors about its features.
+const CRATE: &str = "mqtt-storage-redis";
+
 /// The port of a Sentinel `server` written without one.
 pub const DEFAULT_SENTINEL_PORT: u16 = 26379;
 /// Connections per pool when `pool_size` is not set (the seed's value).
@@ -138,6 +141,10 @@ impl RedisSettings {
         if sentinel.as_deref() == Some("") {
             return Err(err("sentinel", "the master name is empty".into()));
         }
+        if sentinel.is_some() && !cfg!(feature = "sentinel") {
+            let off = CommonError::feature_off(pool, "sentinel", CRATE, "sentinel");
+            return Err(off.into());
+        }
         let default_port = if sentinel.is_some() {
             DEFAULT_SENTINEL_PORT
         } else {
@@ -210,6 +217,14 @@ impl RedisSettings {
             }
             None
         };
+        if tls.is_some() && !cfg!(feature = "tls") {
+            let key = if pool.bool("ssl").is_some() {
+                "ssl"
+            } else {
+                "server"
+            };
+            return Err(CommonError::feature_off(pool, key, CRATE, "tls").into());
+        }
         Ok(RedisSettings {
             pool: name.clone(),
             servers,
@@ -304,6 +319,22 @@ mod tests {
         RedisSettings::from_pool(&pool(lines), &Config::new(BackendKind::Redis))
     }
 
+    /// Built without a feature, its keys are configuration errors that
+    /// say which feature to enable (the other way round, they are read).
+    #[test]
+    fn features_decide_ssl_and_sentinel() {
+        let ssl = settings(&[("ssl", "true")]);
+        assert_eq!(ssl.is_ok(), cfg!(feature = "tls"));
+        if let Err(e) = ssl {
+            assert!(e.to_string().contains("no `tls` feature"), "{e}");
+        }
+        let sentinel = settings(&[("server", "127.0.0.1:26379"), ("sentinel", "mymaster")]);
+        assert_eq!(sentinel.is_ok(), cfg!(feature = "sentinel"));
+        if let Err(e) = sentinel {
+            assert!(e.to_string().contains("no `sentinel` feature"), "{e}");
+        }
+    }
+
     #[test]
     fn defaults() {
         let s = settings(&[]).expect("defaults");
@@ -357,6 +388,7 @@ mod tests {
         assert_eq!(ServerAddr::new("::1", 1).to_string(), "[::1]:1");
     }
 
+    #[cfg(feature = "sentinel")]
     #[test]
     fn sentinel() {
         let s = settings(&[
@@ -376,6 +408,7 @@ mod tests {
         assert!(e.to_string().contains("sentinel"), "{e}");
     }
 
+    #[cfg(feature = "tls")]
     #[test]
     fn tls() {
         let s = settings(&[

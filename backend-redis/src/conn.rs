@@ -10,31 +10,37 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use redis::aio::MultiplexedConnection;
+#[cfg(feature = "sentinel")]
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo,
-    IntoConnectionInfo, RedisConnectionInfo, TlsCertificates, TlsMode,
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
+    RedisConnectionInfo,
 };
 use tracing::{debug, info, warn};
 
 use crate::config::{RedisSettings, ServerAddr, TlsSettings};
 use crate::error::{breaks_connection, RedisError};
 
+/// The certificates a TLS client gets; nothing can be one without the
+/// `tls` feature (the settings never ask for TLS then).
+#[cfg(feature = "tls")]
+type Certificates = redis::TlsCertificates;
+#[cfg(not(feature = "tls"))]
+type Certificates = std::convert::Infallible;
+
 /// Reaches the server a pool talks to.
 pub(crate) enum Connector {
     /// One server.
     Direct(Client),
     /// The master of a Sentinel group, looked up again on every connect.
+    #[cfg(feature = "sentinel")]
     Sentinel(tokio::sync::Mutex<SentinelClient>),
 }
 
 impl Connector {
     pub(crate) fn new(s: &RedisSettings) -> Result<Self, RedisError> {
-        let certs = match &s.tls {
-            Some(t) => {
-                ensure_crypto_provider();
-                Some(read_certificates(&s.pool, t)?)
-            }
+        let certs: Option<Certificates> = match &s.tls {
+            Some(t) => Some(certificates(&s.pool, t)?),
             None => None,
         };
         let config_err = |key: &'static str, e: redis::RedisError| RedisError::Config {
@@ -61,11 +67,21 @@ impl Connector {
                     .map_err(|e| config_err("server", e))?
                     .set_redis_settings(redis_info);
                 let client = match certs {
+                    #[cfg(feature = "tls")]
                     Some(c) => Client::build_with_tls(info, c).map_err(|e| config_err("ssl", e))?,
+                    #[cfg(not(feature = "tls"))]
+                    Some(never) => match never {},
                     None => Client::open(info).map_err(|e| config_err("server", e))?,
                 };
                 Ok(Connector::Direct(client))
             }
+            #[cfg(not(feature = "sentinel"))]
+            Some(_) => Err(RedisError::Config {
+                pool: s.pool.clone(),
+                key: "sentinel",
+                message: "this build has no `sentinel` feature".into(),
+            }),
+            #[cfg(feature = "sentinel")]
             Some(master) => {
                 let nodes = s.servers.iter().map(|a| address(a, certs.is_some()));
                 let mut b = SentinelClientBuilder::new(nodes, master, SentinelServerType::Master)
@@ -78,10 +94,7 @@ impl Connector {
                     b = b.set_client_to_redis_password(p.expose());
                 }
                 if let Some(c) = certs {
-                    b = b
-                        .set_client_to_redis_tls_mode(TlsMode::Secure)
-                        .set_client_to_redis_certificates(c.clone())
-                        .set_client_to_sentinel_certificates(c);
+                    b = sentinel_tls(b, c);
                 }
                 let client = b.build().map_err(|e| config_err("sentinel", e))?;
                 Ok(Connector::Sentinel(tokio::sync::Mutex::new(client)))
@@ -93,6 +106,7 @@ impl Connector {
     pub(crate) async fn client(&self) -> redis::RedisResult<Client> {
         match self {
             Connector::Direct(c) => Ok(c.clone()),
+            #[cfg(feature = "sentinel")]
             Connector::Sentinel(s) => s.lock().await.async_get_client().await,
         }
     }
@@ -114,12 +128,17 @@ impl Connector {
     pub(crate) async fn sentinel_client(&self) -> redis::RedisResult<Option<Client>> {
         match self {
             Connector::Direct(_) => Ok(None),
+            #[cfg(feature = "sentinel")]
             Connector::Sentinel(s) => s.lock().await.async_get_sentinel_client().await.map(Some),
         }
     }
 
     pub(crate) fn is_sentinel(&self) -> bool {
-        matches!(self, Connector::Sentinel(_))
+        match self {
+            Connector::Direct(_) => false,
+            #[cfg(feature = "sentinel")]
+            Connector::Sentinel(_) => true,
+        }
     }
 }
 
@@ -164,8 +183,38 @@ fn address(a: &ServerAddr, tls: bool) -> ConnectionAddr {
     }
 }
 
+/// TLS to the master and to the Sentinels, with the same certificates.
+#[cfg(all(feature = "sentinel", feature = "tls"))]
+fn sentinel_tls(b: SentinelClientBuilder, c: Certificates) -> SentinelClientBuilder {
+    b.set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+        .set_client_to_redis_certificates(c.clone())
+        .set_client_to_sentinel_certificates(c)
+}
+
+#[cfg(all(feature = "sentinel", not(feature = "tls")))]
+fn sentinel_tls(_: SentinelClientBuilder, c: Certificates) -> SentinelClientBuilder {
+    match c {}
+}
+
+/// The TLS certificates of a pool (`ssl = true`).
+#[cfg(feature = "tls")]
+fn certificates(pool: &str, t: &TlsSettings) -> Result<Certificates, RedisError> {
+    ensure_crypto_provider();
+    read_certificates(pool, t)
+}
+
+#[cfg(not(feature = "tls"))]
+fn certificates(pool: &str, _: &TlsSettings) -> Result<Certificates, RedisError> {
+    Err(RedisError::Config {
+        pool: pool.to_owned(),
+        key: "ssl",
+        message: "this build has no `tls` feature".into(),
+    })
+}
+
 /// rustls needs a process-wide crypto provider; install ring's unless the
 /// application installed one already.
+#[cfg(feature = "tls")]
 fn ensure_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Losing a race with another installer is fine: one is installed.
@@ -176,7 +225,8 @@ fn ensure_crypto_provider() {
 /// backend-core's one trust policy ([`backend_core::tls`]) in the redis
 /// crate's terms: the roots are always given (the CA file's, or the
 /// system's), so no other list is ever trusted.
-fn read_certificates(pool: &str, t: &TlsSettings) -> Result<TlsCertificates, RedisError> {
+#[cfg(feature = "tls")]
+fn read_certificates(pool: &str, t: &TlsSettings) -> Result<Certificates, RedisError> {
     use backend_core::tls::{TlsError, TlsMaterial};
     let files = backend_core::config::TlsFiles {
         ca_cert_file: t.cacertfile.clone(),
@@ -202,8 +252,8 @@ fn read_certificates(pool: &str, t: &TlsSettings) -> Result<TlsCertificates, Red
             message: other.to_string(),
         },
     })?;
-    Ok(TlsCertificates {
-        client_tls: material.identity().map(|id| ClientTlsConfig {
+    Ok(redis::TlsCertificates {
+        client_tls: material.identity().map(|id| redis::ClientTlsConfig {
             client_cert: id.cert_pem.clone(),
             client_key: id.key_pem.clone(),
         }),
