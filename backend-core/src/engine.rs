@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use backend_core::{Config, Engine, MemoryBackend, Message, QoS, SessionSubscribed};
+//! use backend_core::{ClientInfo, Config, Engine, MemoryBackend, Message, QoS, SessionSubscribed};
 //! # tokio_test_block_on(async {
 //! let conf = Config::parse(r##"
 //! backend.redis.pool1.server = 127.0.0.1:6379
@@ -12,7 +12,7 @@
 //! "##).unwrap();
 //! let engine = Engine::with_backend(&conf, Arc::new(MemoryBackend::new())).unwrap();
 //! engine.on_message_publish(&Message::new("pub", "queue/a", QoS::AtLeastOnce, "hi")).await;
-//! let sub = SessionSubscribed { client_id: "sub".into(), username: None, filter: "queue/#".into(), qos: QoS::AtLeastOnce };
+//! let sub = SessionSubscribed { client: ClientInfo::new("sub", "node1"), filter: "queue/#".into(), qos: QoS::AtLeastOnce };
 //! let out = engine.on_session_subscribed(&sub).await;
 //! assert!(out.errors.is_empty());
 //! assert_eq!(&out.output.offline[0].payload[..], b"hi");
@@ -633,7 +633,7 @@ impl Engine {
             let result = match &rule.rule.action {
                 Action::Function(Function::MessageFetch(mode)) if ev.qos > QoS::AtMostOnce => {
                     let request = FetchRequest {
-                        client_id: ev.client_id.clone(),
+                        client_id: ev.client.client_id.clone(),
                         filter: filter.to_owned(),
                         mode: *mode,
                         max_count: self.limits.max_returned_count,
@@ -731,7 +731,7 @@ impl Engine {
             let result = match &rule.rule.action {
                 Action::Function(Function::MessageAcked(mode)) => {
                     let ack = Ack {
-                        client_id: ev.client_id.clone(),
+                        client_id: ev.client.client_id.clone(),
                         topic: ev.topic.clone(),
                         message_id: ev.message_id.clone(),
                     };

@@ -122,7 +122,11 @@ impl fmt::Display for Hook {
     }
 }
 
-/// Who a client is: what the client hooks carry.
+/// Who a client is. Every event about a client carries one as `client`
+/// (connected, disconnected, subscribed, unsubscribed, acked, delivered),
+/// so `${clientid}`, `${username}`, `${node}` and `${peerhost}` mean the
+/// same in each of their templates. A broker that does not know the node
+/// leaves it empty, and `${node}` is then NULL.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClientInfo {
     /// The MQTT client id.
@@ -170,9 +174,7 @@ pub struct ClientDisconnected {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSubscribed {
     /// The subscribing client.
-    pub client_id: String,
-    /// Its username, if any.
-    pub username: Option<String>,
+    pub client: ClientInfo,
     /// The filter subscribed to, as the client sent it (`$share/...` included).
     pub filter: String,
     /// The granted QoS.
@@ -183,9 +185,7 @@ pub struct SessionSubscribed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionUnsubscribed {
     /// The client.
-    pub client_id: String,
-    /// Its username, if any.
-    pub username: Option<String>,
+    pub client: ClientInfo,
     /// The filter unsubscribed from.
     pub filter: String,
 }
@@ -195,9 +195,7 @@ pub struct SessionUnsubscribed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageDelivery {
     /// The client that received (or acknowledged) the message.
-    pub client_id: String,
-    /// Its username, if any.
-    pub username: Option<String>,
+    pub client: ClientInfo,
     /// The message id, as stored by the backend.
     pub message_id: String,
     /// The message's topic.
@@ -207,11 +205,11 @@ pub struct MessageDelivery {
 }
 
 impl MessageDelivery {
-    /// The delivery of `message` to `client_id`.
+    /// The delivery of `message` to `client_id` (no username; node
+    /// unknown).
     pub fn of(message: &Message, client_id: impl Into<String>) -> Self {
         MessageDelivery {
-            client_id: client_id.into(),
-            username: None,
+            client: ClientInfo::new(client_id, ""),
             message_id: message.id.clone(),
             topic: message.topic.clone(),
             qos: message.qos,
@@ -252,15 +250,25 @@ impl Event<'_> {
         }
     }
 
+    /// The client the event is about; `None` for `publish`, whose message
+    /// names its sender (and username) itself.
+    pub fn client(&self) -> Option<&ClientInfo> {
+        match self {
+            Event::Connected(c) => Some(&c.client),
+            Event::Disconnected(c) => Some(&c.client),
+            Event::Subscribed(s) => Some(&s.client),
+            Event::Unsubscribed(u) => Some(&u.client),
+            Event::Publish(_) => None,
+            Event::Acked(d) | Event::Delivered(d) => Some(&d.client),
+        }
+    }
+
     /// The client the event is about (a message's sender for `publish`).
     pub fn client_id(&self) -> &str {
-        match self {
-            Event::Connected(c) => &c.client.client_id,
-            Event::Disconnected(c) => &c.client.client_id,
-            Event::Subscribed(s) => &s.client_id,
-            Event::Unsubscribed(u) => &u.client_id,
-            Event::Publish(m) => &m.sender,
-            Event::Acked(d) | Event::Delivered(d) => &d.client_id,
+        match (self, self.client()) {
+            (Event::Publish(m), _) => &m.sender,
+            (_, Some(c)) => &c.client_id,
+            (_, None) => "",
         }
     }
 
@@ -295,12 +303,12 @@ mod tests {
     #[test]
     fn event_topics() {
         let s = SessionSubscribed {
-            client_id: "c".into(),
-            username: None,
+            client: ClientInfo::new("c", "n"),
             filter: "$share/g/a/+".into(),
             qos: QoS::AtLeastOnce,
         };
         assert_eq!(Event::Subscribed(&s).topic(), Some("a/+"));
+        assert_eq!(Event::Subscribed(&s).client_id(), "c");
         assert_eq!(Event::Subscribed(&s).hook(), Hook::SessionSubscribed);
         let c = ClientConnected {
             client: ClientInfo::new("c", "n"),

@@ -101,12 +101,14 @@ impl Var {
         match hook {
             Hook::ClientConnected => &[ClientId, Username, Node, PeerHost, Timestamp],
             Hook::ClientDisconnected => &[ClientId, Username, Node, Reason, Timestamp],
-            Hook::SessionSubscribed => &[ClientId, Username, Topic, Qos],
-            Hook::SessionUnsubscribed => &[ClientId, Username, Topic],
+            Hook::SessionSubscribed => &[ClientId, Username, Node, PeerHost, Topic, Qos],
+            Hook::SessionUnsubscribed => &[ClientId, Username, Node, PeerHost, Topic],
             Hook::MessagePublish => &[
                 MsgId, ClientId, Username, Topic, Qos, Retain, Payload, Timestamp, Message,
             ],
-            Hook::MessageAcked | Hook::MessageDelivered => &[MsgId, ClientId, Username, Topic, Qos],
+            Hook::MessageAcked | Hook::MessageDelivered => {
+                &[MsgId, ClientId, Username, Node, PeerHost, Topic, Qos]
+            }
         }
     }
 
@@ -114,22 +116,19 @@ impl Var {
     pub fn value(self, event: &Event<'_>) -> Value {
         use crate::topic::strip_shared;
         match (self, event) {
-            (Var::ClientId, Event::Connected(e)) => e.client.client_id.as_str().into(),
-            (Var::ClientId, Event::Disconnected(e)) => e.client.client_id.as_str().into(),
-            (Var::ClientId, Event::Subscribed(e)) => e.client_id.as_str().into(),
-            (Var::ClientId, Event::Unsubscribed(e)) => e.client_id.as_str().into(),
             (Var::ClientId, Event::Publish(m)) => m.sender.as_str().into(),
-            (Var::ClientId, Event::Acked(d) | Event::Delivered(d)) => d.client_id.as_str().into(),
-            (Var::Username, Event::Connected(e)) => e.client.username.as_deref().into(),
-            (Var::Username, Event::Disconnected(e)) => e.client.username.as_deref().into(),
-            (Var::Username, Event::Subscribed(e)) => e.username.as_deref().into(),
-            (Var::Username, Event::Unsubscribed(e)) => e.username.as_deref().into(),
             (Var::Username, Event::Publish(m)) => m.username.as_deref().into(),
-            (Var::Username, Event::Acked(d) | Event::Delivered(d)) => d.username.as_deref().into(),
-            (Var::Node, Event::Connected(e)) => e.client.node.as_str().into(),
-            (Var::Node, Event::Disconnected(e)) => e.client.node.as_str().into(),
-            (Var::PeerHost, Event::Connected(e)) => e.client.peer_host.as_deref().into(),
-            (Var::PeerHost, Event::Disconnected(e)) => e.client.peer_host.as_deref().into(),
+            (Var::ClientId | Var::Username | Var::Node | Var::PeerHost, e) => match e.client() {
+                Some(c) => match self {
+                    Var::ClientId => c.client_id.as_str().into(),
+                    Var::Username => c.username.as_deref().into(),
+                    // An adapter that does not know the node leaves it empty.
+                    Var::Node if c.node.is_empty() => Value::Null,
+                    Var::Node => c.node.as_str().into(),
+                    _ => c.peer_host.as_deref().into(),
+                },
+                None => Value::Null,
+            },
             (Var::Timestamp, Event::Connected(e)) => Value::Time(e.timestamp),
             (Var::Timestamp, Event::Disconnected(e)) => Value::Time(e.timestamp),
             (Var::Timestamp, Event::Publish(m)) => Value::Time(m.timestamp),
@@ -441,9 +440,9 @@ impl CommandTemplate {
     /// The command for one event: one byte string per argument.
     ///
     /// ```
-    /// use backend_core::{template::Template, Hook, Statement, SessionSubscribed, QoS, Event};
+    /// use backend_core::{template::Template, ClientInfo, Hook, Statement, SessionSubscribed, QoS, Event};
     /// let t = Template::parse("HSET sub:${clientid} ${topic} ${qos}", Hook::SessionSubscribed)?.to_command()?;
-    /// let ev = SessionSubscribed { client_id: "a b\r\nDEL x".into(), username: None, filter: "t".into(), qos: QoS::AtLeastOnce };
+    /// let ev = SessionSubscribed { client: ClientInfo::new("a b\r\nDEL x", "node1"), filter: "t".into(), qos: QoS::AtLeastOnce };
     /// let Statement::Command { args } = t.render(&Event::Subscribed(&ev)) else { unreachable!() };
     /// assert_eq!(args.len(), 4);
     /// assert_eq!(&args[1][..], b"sub:a b\r\nDEL x");
@@ -585,6 +584,26 @@ mod tests {
         for v in Var::available_in(Hook::ClientConnected) {
             assert!(!v.value(&Event::Connected(&c)).is_null(), "{v}");
         }
+        // Every client hook carries the same ClientInfo.
+        let s = SessionSubscribed {
+            client: c.client.clone(),
+            filter: "a/+".into(),
+            qos: QoS::AtLeastOnce,
+        };
+        for v in Var::available_in(Hook::SessionSubscribed) {
+            assert!(!v.value(&Event::Subscribed(&s)).is_null(), "{v}");
+        }
+        let d = MessageDelivery {
+            client: c.client.clone(),
+            ..MessageDelivery::of(&m, "x")
+        };
+        for v in Var::available_in(Hook::MessageAcked) {
+            assert!(!v.value(&Event::Acked(&d)).is_null(), "{v}");
+        }
+        assert_eq!(Var::Node.value(&Event::Acked(&d)), Value::from("n"));
+        // A node the adapter does not know is NULL, not an empty string.
+        let unknown = MessageDelivery::of(&m, "x");
+        assert!(Var::Node.value(&Event::Delivered(&unknown)).is_null());
     }
 
     #[test]

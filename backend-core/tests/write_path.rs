@@ -468,8 +468,7 @@ async fn async_mode_returns_before_the_write_lands_and_reads_still_see_it() {
     assert_eq!(e.pending_writes(), 1, "still in the buffer");
     // A subscribe's fetch waits for the write before it.
     let sub = backend_core::SessionSubscribed {
-        client_id: "s".into(),
-        username: None,
+        client: backend_core::ClientInfo::new("s", "node1"),
         filter: "t/async".into(),
         qos: QoS::AtLeastOnce,
     };

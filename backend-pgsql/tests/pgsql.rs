@@ -211,8 +211,7 @@ fn the_seeds_delete_ack_rule_resets_the_read_position() {
         let client = unique("unsub");
         let topic = unique("unsub-topic");
         let sub = SessionSubscribed {
-            client_id: client.clone(),
-            username: None,
+            client: backend_core::ClientInfo::new(client.as_str(), "node1"),
             filter: topic.clone(),
             qos: QoS::AtLeastOnce,
         };
@@ -246,8 +245,7 @@ fn the_seeds_delete_ack_rule_resets_the_read_position() {
 
         let out = engine
             .on_session_unsubscribed(&SessionUnsubscribed {
-                client_id: client.clone(),
-                username: None,
+                client: backend_core::ClientInfo::new(client.as_str(), "node1"),
                 filter: topic.clone(),
             })
             .await;

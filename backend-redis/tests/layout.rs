@@ -532,8 +532,7 @@ backend.redis.hook.client.connected.3 = {"action": {"commands": ["SET conn:${cli
     assert_eq!(conn, client);
 
     let subscribe = |filter: String| SessionSubscribed {
-        client_id: client.clone(),
-        username: None,
+        client: backend_core::ClientInfo::new(client.as_str(), "node1"),
         filter,
         qos: QoS::AtLeastOnce,
     };
@@ -587,8 +586,7 @@ backend.redis.hook.client.connected.3 = {"action": {"commands": ["SET conn:${cli
     // starts afresh at the next subscription.
     let out = engine
         .on_session_unsubscribed(&SessionUnsubscribed {
-            client_id: client.clone(),
-            username: None,
+            client: backend_core::ClientInfo::new(client.as_str(), "node1"),
             filter: pubsub_filter.clone(),
         })
         .await;

@@ -233,8 +233,7 @@ impl StorageHooks {
             .remove(&(client_id.clone(), sub.topic_filter.to_string()));
         let granted = sub.opts.qos();
         let ev = SessionSubscribed {
-            client_id: client_id.clone(),
-            username: s.id.username.as_ref().map(|u| u.to_string()),
+            client: self.client_info(s),
             filter: sub.topic_filter.to_string(),
             qos: from_rmqtt_qos(granted),
         };
@@ -274,8 +273,7 @@ impl StorageHooks {
 
     async fn unsubscribed(&self, s: &Session, unsub: &Unsubscribe) {
         let ev = SessionUnsubscribed {
-            client_id: s.id.client_id.to_string(),
-            username: s.id.username.as_ref().map(|u| u.to_string()),
+            client: self.client_info(s),
             filter: unsub.topic_filter.to_string(),
         };
         // Failed rules were logged and counted by the engine: nothing to act on.
@@ -323,7 +321,7 @@ impl StorageHooks {
                 .delivered(&s.id.client_id, packet_id.get(), &id);
         }
         if self.engine.has_rules(backend_core::Hook::MessageDelivered) {
-            let ev = delivery(s, p, id);
+            let ev = delivery(self.client_info(s), p, id);
             // Failed rules were logged and counted by the engine: nothing to act on.
             let _ = self.engine.on_message_delivered(&ev).await;
         }
@@ -335,7 +333,7 @@ impl StorageHooks {
             return;
         };
         if let Some(id) = self.tracker.acked(&s.id.client_id, packet_id.get()) {
-            let ev = delivery(s, p, id);
+            let ev = delivery(self.client_info(s), p, id);
             // Failed rules were logged and counted by the engine: nothing to act on.
             let _ = self.engine.on_message_acked(&ev).await;
         }
@@ -459,10 +457,9 @@ fn shared_subscriptions() -> bool {
     false
 }
 
-fn delivery(s: &Session, p: &Publish, message_id: String) -> MessageDelivery {
+fn delivery(client: ClientInfo, p: &Publish, message_id: String) -> MessageDelivery {
     MessageDelivery {
-        client_id: s.id.client_id.to_string(),
-        username: s.id.username.as_ref().map(|u| u.to_string()),
+        client,
         message_id,
         topic: p.topic.to_string(),
         qos: from_rmqtt_qos(p.qos),

@@ -335,19 +335,21 @@ fn template(data: &[u8]) {
         timestamp: Timestamp::now(),
     };
     let disconnected = ClientDisconnected {
-        client,
+        client: client.clone(),
         reason: nasty.into(),
         timestamp: Timestamp::now(),
     };
     let subscribed = SessionSubscribed {
-        client_id: nasty.into(),
-        username: Some(nasty.into()),
+        client: ClientInfo {
+            username: Some(nasty.into()),
+            peer_host: Some(nasty.into()),
+            ..client.clone()
+        },
         filter: "a/+".into(),
         qos: QoS::ExactlyOnce,
     };
     let unsubscribed = SessionUnsubscribed {
-        client_id: nasty.into(),
-        username: None,
+        client: client.clone(),
         filter: "a/#".into(),
     };
     let delivery = MessageDelivery::of(&message, nasty);

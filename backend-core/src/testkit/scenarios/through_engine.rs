@@ -16,8 +16,7 @@ pub async fn engine_stores_only_qos_1_and_2(ctx: Ctx) {
         assert!(out.errors.is_empty(), "publish: {:?}", out.errors);
     }
     let sub = |qos| SessionSubscribed {
-        client_id: "eng-sub".into(),
-        username: None,
+        client: ClientInfo::new("eng-sub", "node1"),
         filter: topic.clone(),
         qos,
     };
@@ -43,8 +42,7 @@ pub async fn engine_retain_and_delete(ctx: Ctx) {
     let kept = msg("p", &topic, QoS::AtLeastOnce, "keep").retained(true);
     assert!(engine.on_message_publish(&kept).await.errors.is_empty());
     let sub = SessionSubscribed {
-        client_id: "r-sub".into(),
-        username: None,
+        client: ClientInfo::new("r-sub", "node1"),
         filter: format!("{root}/queue/+"),
         qos: QoS::AtLeastOnce,
     };
