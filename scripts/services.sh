@@ -5,13 +5,13 @@
 # artifacts, Go modules, two Python clients), caches builds, and is idempotent:
 # a second run finds the servers up and returns in seconds.
 #
-#   scripts/services.sh                  start all (redis mariadb mariadb-tls postgres
-#                                        cassandra ferretdb ferretdb-tls)
+#   scripts/services.sh                  start all (redis redis-cluster mariadb mariadb-tls
+#                                        postgres cassandra ferretdb ferretdb-tls)
 #   scripts/services.sh redis postgres   start some
 #   scripts/services.sh status           show which are up
 #   scripts/services.sh stop [names]     stop all, or some
 #
-# Names: redis, mariadb (alias mysql), mariadb-tls (alias mysql-tls),
+# Names: redis, redis-cluster (alias cluster), mariadb (alias mysql), mariadb-tls (alias mysql-tls),
 #        postgres (alias pgsql), cassandra (alias cassa), ferretdb (alias mongo),
 #        ferretdb-tls (alias mongo-tls).
 #
@@ -43,7 +43,7 @@ SCRIPTS=$ROOT/scripts
 SVC=$ROOT/target/services
 BIN=$SVC/bin
 
-ALL_SERVICES=(redis mariadb mariadb-tls postgres cassandra ferretdb ferretdb-tls)
+ALL_SERVICES=(redis redis-cluster mariadb mariadb-tls postgres cassandra ferretdb ferretdb-tls)
 TIMEOUT=${SERVICES_TIMEOUT:-60}
 CASSANDRA_TIMEOUT=${SERVICES_CASSANDRA_TIMEOUT:-300}
 CASSANDRA_HEAP=${CASSANDRA_HEAP:-1g}
@@ -80,13 +80,14 @@ fail() {
 canonical() {
     case $1 in
     redis) echo redis ;;
+    redis-cluster | cluster) echo redis-cluster ;;
     mariadb | mysql) echo mariadb ;;
     postgres | postgresql | pgsql | pg) echo postgres ;;
     cassandra | cassa) echo cassandra ;;
     ferretdb | mongo | mongodb) echo ferretdb ;;
     mariadb-tls | mysql-tls) echo mariadb-tls ;;
     ferretdb-tls | mongo-tls | mongodb-tls) echo ferretdb-tls ;;
-    *) die "unknown service '$1' (known: redis, mariadb|mysql, mariadb-tls|mysql-tls, postgres|pgsql, cassandra|cassa, ferretdb|mongo, ferretdb-tls|mongo-tls)" ;;
+    *) die "unknown service '$1' (known: redis, redis-cluster|cluster, mariadb|mysql, mariadb-tls|mysql-tls, postgres|pgsql, cassandra|cassa, ferretdb|mongo, ferretdb-tls|mongo-tls)" ;;
     esac
 }
 
@@ -152,6 +153,7 @@ ensure_packages() {
     for s in "$@"; do
         case $s in
         redis) want+=(redis-server redis-tools redis-sentinel) ;;
+        redis-cluster) want+=(redis-server redis-tools) ;;
         mariadb) want+=(mariadb-server mariadb-client) ;;
         mariadb-tls) want+=(mariadb-server mariadb-client openssl) ;;
         postgres) want+=(postgresql-15 postgresql-client-15) ;;
@@ -299,6 +301,85 @@ redis_stop() {
         redis-cli -h 127.0.0.1 -p 6379 shutdown nosave >/dev/null 2>&1 || kill "$(cat "$REDIS_DIR/redis.pid")" || true
         wait_pid_gone "$REDIS_DIR/redis.pid" 30
     fi
+}
+
+# ---------------------------------------------------------------------------
+# Redis Cluster: six nodes on 30001-30006 (three masters, three replicas),
+# made once with redis-cli --cluster create. Each node keeps an append-only
+# file (fsync every second) and its nodes.conf under its own folder, so a
+# node killed and started again rejoins with its data and its role.
+
+RCLUSTER_DIR=$SVC/redis-cluster
+RCLUSTER_PORTS=(30001 30002 30003 30004 30005 30006)
+
+rcluster_node_ready() { [[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]; }
+
+# Every node up, sees the cluster as ok, all slots assigned, six nodes known.
+redis_cluster_ready() {
+    local p info
+    for p in "${RCLUSTER_PORTS[@]}"; do
+        info=$(redis-cli -h 127.0.0.1 -p "$p" cluster info 2>/dev/null | tr -d '\r') || return 1
+        [[ $info == *"cluster_state:ok"* && $info == *"cluster_slots_assigned:16384"* &&
+            $info == *"cluster_known_nodes:6"* ]] || return 1
+    done
+}
+
+rcluster_node_start() { # port
+    local p=$1 d=$RCLUSTER_DIR/$1
+    mkdir -p "$d"
+    rcluster_node_ready "$p" && return 0
+    redis-server --port "$p" --bind 127.0.0.1 --daemonize yes \
+        --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+        --save '' --appendonly yes --appendfsync everysec --dir "$d" \
+        --pidfile "$d/redis.pid" --logfile "$d/redis.log"
+}
+
+redis_cluster_start() {
+    redis_cluster_ready && { log "redis-cluster: already up"; return 0; }
+    log "redis-cluster: starting 6 nodes on ${RCLUSTER_PORTS[0]}-${RCLUSTER_PORTS[5]}"
+    local p
+    for p in "${RCLUSTER_PORTS[@]}"; do rcluster_node_start "$p"; done
+}
+
+redis_cluster_wait() {
+    local p logs=()
+    for p in "${RCLUSTER_PORTS[@]}"; do logs+=("$RCLUSTER_DIR/$p/redis.log"); done
+    for p in "${RCLUSTER_PORTS[@]}"; do
+        wait_until "$TIMEOUT" "" rcluster_node_ready "$p" || { fail redis-cluster "${logs[@]}"; return 0; }
+    done
+    # Nodes that knew their cluster (nodes.conf) find each other again.
+    if [[ -f $RCLUSTER_DIR/created ]] && wait_until 30 "" redis_cluster_ready; then
+        log "redis-cluster: up (3 masters, 3 replicas)"
+        return 0
+    fi
+    log "redis-cluster: creating the cluster"
+    for p in "${RCLUSTER_PORTS[@]}"; do
+        redis-cli -h 127.0.0.1 -p "$p" flushall >/dev/null 2>&1 || true
+        redis-cli -h 127.0.0.1 -p "$p" cluster reset hard >/dev/null 2>&1 || true
+    done
+    local nodes=()
+    for p in "${RCLUSTER_PORTS[@]}"; do nodes+=("127.0.0.1:$p"); done
+    if ! redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+        >"$RCLUSTER_DIR/create.log" 2>&1; then
+        fail redis-cluster "$RCLUSTER_DIR/create.log" "${logs[@]}"
+        return 0
+    fi
+    wait_until "$TIMEOUT" "" redis_cluster_ready || { fail redis-cluster "$RCLUSTER_DIR/create.log" "${logs[@]}"; return 0; }
+    touch "$RCLUSTER_DIR/created"
+    log "redis-cluster: up (3 masters, 3 replicas, created)"
+}
+
+redis_cluster_stop() {
+    local p
+    for p in "${RCLUSTER_PORTS[@]}"; do
+        if pid_alive "$RCLUSTER_DIR/$p/redis.pid"; then
+            redis-cli -h 127.0.0.1 -p "$p" shutdown >/dev/null 2>&1 || kill "$(cat "$RCLUSTER_DIR/$p/redis.pid")" || true
+        fi
+    done
+    for p in "${RCLUSTER_PORTS[@]}"; do
+        [[ -f $RCLUSTER_DIR/$p/redis.pid ]] && wait_pid_gone "$RCLUSTER_DIR/$p/redis.pid" 30
+    done
+    log "redis-cluster: stopped"
 }
 
 # ---------------------------------------------------------------------------
@@ -741,6 +822,7 @@ env_lines() {
     for s in "$@"; do
         case $s in
         redis) echo "REDIS_URL=redis://127.0.0.1:6379" ;;
+        redis-cluster) echo "REDIS_CLUSTER_NODES=127.0.0.1:30001,127.0.0.1:30002,127.0.0.1:30003,127.0.0.1:30004,127.0.0.1:30005,127.0.0.1:30006" ;;
         mariadb) echo "MYSQL_URL=mysql://root:public@127.0.0.1:3306/mqtt" ;;
         postgres) echo "PGSQL_URL=postgres://root:public@127.0.0.1:5432/mqtt" ;;
         cassandra)
@@ -763,6 +845,7 @@ status() {
         local up=down
         case $s in
         redis) command -v redis-cli >/dev/null && redis_ready && up=up ;;
+        redis-cluster) command -v redis-cli >/dev/null && redis_cluster_ready && up=up ;;
         mariadb) command -v mariadb >/dev/null && mariadb_ready && up=up ;;
         postgres) command -v psql >/dev/null && pg_ready && up=up ;;
         cassandra) [[ -x $VENV/bin/python ]] && cassandra_ready && up=up ;;
@@ -814,7 +897,7 @@ main() {
     fi
     # Cassandra first: it takes longest, and boots while the others start.
     local s
-    for s in cassandra redis mariadb mariadb-tls postgres ferretdb ferretdb-tls; do
+    for s in cassandra redis redis-cluster mariadb mariadb-tls postgres ferretdb ferretdb-tls; do
         if [[ " ${selected[*]} " == *" $s "* ]]; then "${s//-/_}_start"; fi
     done
     for s in "${selected[@]}"; do

@@ -33,6 +33,7 @@ summary() {
 services=()
 non_default() { [[ -n ${!1:-} && ${!1} != "$2" ]]; }
 non_default REDIS_URL redis://127.0.0.1:6379 || services+=(redis)
+[[ -n ${REDIS_CLUSTER_NODES:-} ]] || services+=(redis-cluster)
 non_default MYSQL_URL mysql://root:public@127.0.0.1:3306/mqtt || services+=(mariadb)
 non_default PGSQL_URL postgres://root:public@127.0.0.1:5432/mqtt || services+=(postgres)
 non_default CASSA_NODES 127.0.0.1:9042 || services+=(cassandra)

@@ -21,7 +21,7 @@ use tracing::warn;
 
 use crate::channel::ChannelListener;
 use crate::config::RedisSettings;
-use crate::conn::Connections;
+use crate::conn::{AnyConn, Connections};
 use crate::error::RedisError;
 use crate::keys::{self, MESSAGE_FIELDS};
 use crate::scripts;
@@ -38,6 +38,10 @@ mod storage;
 #[derive(Clone)]
 pub struct RedisBackend {
     inner: Arc<Connections>,
+    /// With `type = cluster`: the cluster, which every command goes to
+    /// (`inner` then serves only the channel listener, on a seed node).
+    #[cfg(feature = "cluster")]
+    cluster: Option<Arc<crate::cluster::ClusterStore>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -62,6 +66,19 @@ impl RedisBackend {
 
     /// Connects with settings built in code.
     pub async fn connect_with(settings: RedisSettings) -> Result<RedisBackend, RedisError> {
+        #[cfg(feature = "cluster")]
+        if settings.cluster {
+            let store = crate::cluster::ClusterStore::connect(settings.clone()).await?;
+            let b = RedisBackend {
+                inner: Arc::new(Connections::new(settings)?),
+                cluster: Some(Arc::new(store)),
+            };
+            b.run("connect", false, |mut c| async move {
+                redis::cmd("PING").query_async::<()>(&mut c).await
+            })
+            .await?;
+            return Ok(b);
+        }
         let conns = Arc::new(Connections::new(settings)?);
         let mut first = conns.lease_slot(0).await?.conn;
         // Connecting sends no command that needs access when the database
@@ -75,7 +92,11 @@ impl RedisBackend {
                 source,
             })?;
         conns.start_watcher();
-        Ok(RedisBackend { inner: conns })
+        Ok(RedisBackend {
+            inner: conns,
+            #[cfg(feature = "cluster")]
+            cluster: None,
+        })
     }
 
     /// The pool's settings.
@@ -87,8 +108,31 @@ impl RedisBackend {
     /// Sentinel), for commands of the broker's own. Cheap to clone; do not
     /// `SELECT` another database or enter `MULTI` on it, since other users
     /// share it.
+    /// With `type = cluster` there is no such connection: use
+    /// [`RedisBackend::cluster_connection`].
     pub async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
+        #[cfg(feature = "cluster")]
+        if self.cluster.is_some() {
+            return Err(RedisError::Unsupported {
+                pool: self.pool().to_owned(),
+                message: "type = cluster: use cluster_connection()".into(),
+            });
+        }
         Ok(self.inner.lease().await?.conn)
+    }
+
+    /// With `type = cluster`: a handle on the pool's cluster connection
+    /// (it routes each command to the node of its key and follows moved
+    /// slots). `None` for a single server or Sentinel.
+    #[cfg(feature = "cluster")]
+    pub fn cluster_connection(&self) -> Option<redis::cluster_async::ClusterConnection> {
+        self.cluster.as_ref().map(|c| c.connection())
+    }
+
+    /// The cluster this pool runs on, if `type = cluster`.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn cluster(&self) -> Option<&crate::cluster::ClusterStore> {
+        self.cluster.as_deref()
     }
 
     /// Starts listening to the pool's `channel` for SUB/UNSUB commands
@@ -121,6 +165,13 @@ impl RedisBackend {
     /// Topic sets written with the seed's constant score 1 keep it: their
     /// messages come back in id order.
     pub async fn rebuild_indexes(&self) -> Result<IndexRebuild, RedisError> {
+        #[cfg(feature = "cluster")]
+        if self.cluster.is_some() {
+            return Err(RedisError::Unsupported {
+                pool: self.pool().to_owned(),
+                message: "rebuild_indexes walks one server's keys; not with type = cluster".into(),
+            });
+        }
         let mut out = IndexRebuild::default();
         for (pattern, want, index) in [
             ("mqtt:retain:*", "hash", keys::retain_topics()),
@@ -207,11 +258,19 @@ impl RedisBackend {
         f: F,
     ) -> Result<T, RedisError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(AnyConn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        #[cfg(feature = "cluster")]
+        if let Some(c) = &self.cluster {
+            // The cluster connection reconnects and follows moved slots
+            // itself.
+            return f(AnyConn::Cluster(c.connection()))
+                .await
+                .map_err(|e| self.command_error(operation, e));
+        }
         let lease = self.inner.lease().await?;
-        let err = match f(lease.conn.clone()).await {
+        let err = match f(AnyConn::Server(lease.conn.clone())).await {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
@@ -220,7 +279,7 @@ impl RedisBackend {
         }
         // The same slot, now reconnecting (another slot may be stale too).
         let lease = self.inner.lease_slot(lease.slot).await?;
-        match f(lease.conn.clone()).await {
+        match f(AnyConn::Server(lease.conn.clone())).await {
             Ok(v) => Ok(v),
             Err(e) => {
                 self.inner.discard_if_broken(&lease, &e);
@@ -283,7 +342,7 @@ pub struct IndexRebuild {
 }
 
 /// Reads a reply element as bytes (`Nil` as empty).
-fn bytes_of(v: redis::Value) -> Vec<u8> {
+pub(crate) fn bytes_of(v: redis::Value) -> Vec<u8> {
     match v {
         redis::Value::BulkString(b) => b,
         redis::Value::SimpleString(s) => s.into_bytes(),
@@ -345,8 +404,37 @@ pub(crate) fn decode_message(
     })
 }
 
+/// Retained messages from their topics' `HMGET` replies; returns them and
+/// the topics whose hash is gone. A hash that cannot be read is logged and
+/// skipped.
+pub(crate) fn decode_retained(
+    pool: &str,
+    topics: Vec<String>,
+    replies: Vec<Vec<Option<Vec<u8>>>>,
+) -> (Vec<Message>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut gone = Vec::new();
+    for (t, fields) in topics.into_iter().zip(replies) {
+        if fields.iter().all(Option::is_none) {
+            gone.push(t);
+            continue;
+        }
+        let fields = fields.into_iter().map(Option::unwrap_or_default).collect();
+        match decode_message(None, fields) {
+            Ok(m) => out.push(m),
+            Err(e) => warn!(
+                pool = %pool,
+                key = %keys::retain(&t),
+                error = %e,
+                "redis: skipping a retained message that cannot be read"
+            ),
+        }
+    }
+    (out, gone)
+}
+
 /// The hash field/value pairs of a message, as arguments.
-fn hash_args(m: &Message) -> Vec<(&'static str, Bytes)> {
+pub(crate) fn hash_args(m: &Message) -> Vec<(&'static str, Bytes)> {
     message_fields(m).into_iter().collect()
 }
 

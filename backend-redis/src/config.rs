@@ -4,8 +4,10 @@
 //!
 //! | key | meaning | default |
 //! |---|---|---|
-//! | `server` | `host:port`; with `sentinel`, the Sentinel address(es), comma-separated | `127.0.0.1:6379` (Sentinel: port 26379) |
+//! | `type` | `single`, `sentinel` or `cluster` (Redis Cluster, feature `cluster`) | `sentinel` when `sentinel` is set, else `single` |
+//! | `server` | `host:port`; with `sentinel`, the Sentinel address(es); with `cluster`, seed nodes; comma-separated | `127.0.0.1:6379` (Sentinel: port 26379) |
 //! | `sentinel` | the Sentinel master name (`mymaster`) | none: a single server |
+//! | `replica_acks` | with `cluster`: each write waits until this many replicas have it (`WAIT`), so a master failover loses no acknowledged write | 0 |
 //! | `pool_size` | multiplexed connections, used round robin | 8 |
 //! | `database` | the database number | 0 |
 //! | `username`, `password` | ACL user / `AUTH` password (never printed) | none |
@@ -80,6 +82,11 @@ pub struct RedisSettings {
     pub servers: Vec<ServerAddr>,
     /// The Sentinel master name; `None` for a single server.
     pub sentinel: Option<String>,
+    /// Redis Cluster (`type = cluster`): `servers` are seed nodes.
+    pub cluster: bool,
+    /// With `cluster`: replicas each write waits for (`WAIT`); 0 waits for
+    /// none.
+    pub replica_acks: u32,
     /// How many multiplexed connections the pool keeps (at least 1).
     pub pool_size: usize,
     /// The database number.
@@ -117,6 +124,8 @@ impl RedisSettings {
             pool: pool.into(),
             servers: vec![server],
             sentinel: None,
+            cluster: false,
+            replica_acks: 0,
             pool_size: DEFAULT_POOL_SIZE,
             database: 0,
             username: None,
@@ -141,6 +150,41 @@ impl RedisSettings {
         if sentinel.as_deref() == Some("") {
             return Err(err("sentinel", "the master name is empty".into()));
         }
+        let kind = pool.text("type").unwrap_or(if sentinel.is_some() {
+            "sentinel"
+        } else {
+            "single"
+        });
+        let cluster = kind == "cluster";
+        match (kind, &sentinel) {
+            ("sentinel", None) => {
+                return Err(err(
+                    "sentinel",
+                    "is required with type = sentinel (the master name)".into(),
+                ))
+            }
+            ("single" | "cluster", Some(_)) => {
+                return Err(err(
+                    "sentinel",
+                    format!("is set, but type is {kind}: remove one of them"),
+                ))
+            }
+            _ => {}
+        }
+        if cluster && !cfg!(feature = "cluster") {
+            return Err(CommonError::feature_off(pool, "type", CRATE, "cluster").into());
+        }
+        let replica_acks = match pool.int("replica_acks") {
+            None => 0,
+            Some(n) if !cluster && n > 0 => {
+                return Err(err(
+                    "replica_acks",
+                    format!("{n}: only type = cluster waits for replicas"),
+                ))
+            }
+            Some(n) => u32::try_from(n)
+                .map_err(|_| err("replica_acks", format!("{n} is not a replica count")))?,
+        };
         if sentinel.is_some() && !cfg!(feature = "sentinel") {
             let off = CommonError::feature_off(pool, "sentinel", CRATE, "sentinel");
             return Err(off.into());
@@ -154,11 +198,10 @@ impl RedisSettings {
             Some(s) => parse_servers(s, default_port).map_err(|m| err("server", m))?,
             None => (vec![ServerAddr::new("127.0.0.1", default_port)], false),
         };
-        if sentinel.is_none() && servers.len() > 1 {
+        if sentinel.is_none() && !cluster && servers.len() > 1 {
             return Err(err(
                 "server",
-                "several servers are only accepted with `sentinel` (Redis Cluster is not supported)"
-                    .into(),
+                "several servers are only accepted with `sentinel` or type = cluster".into(),
             ));
         }
         let pool_size = match pool.int("pool_size") {
@@ -173,6 +216,12 @@ impl RedisSettings {
             return Err(err(
                 "database",
                 format!("{database} is negative; databases are numbered from 0"),
+            ));
+        }
+        if cluster && database != 0 {
+            return Err(err(
+                "database",
+                format!("{database}: Redis Cluster has database 0 only"),
             ));
         }
         let channel = pool.text("channel").map(str::to_owned);
@@ -229,6 +278,8 @@ impl RedisSettings {
             pool: name.clone(),
             servers,
             sentinel,
+            cluster,
+            replica_acks,
             pool_size,
             database,
             username: pool.text("username").map(str::to_owned),
@@ -256,6 +307,9 @@ impl RedisSettings {
         } else {
             "redis"
         };
+        if self.cluster {
+            return format!("cluster {scheme}://{list}");
+        }
         match &self.sentinel {
             Some(master) => format!("master `{master}` via sentinel(s) {scheme}://{list}"),
             None => format!("{scheme}://{list}/{}", self.database),

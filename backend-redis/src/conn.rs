@@ -198,7 +198,7 @@ fn sentinel_tls(_: SentinelClientBuilder, c: Certificates) -> SentinelClientBuil
 
 /// The TLS certificates of a pool (`ssl = true`).
 #[cfg(feature = "tls")]
-fn certificates(pool: &str, t: &TlsSettings) -> Result<Certificates, RedisError> {
+pub(crate) fn certificates(pool: &str, t: &TlsSettings) -> Result<Certificates, RedisError> {
     ensure_crypto_provider();
     read_certificates(pool, t)
 }
@@ -259,6 +259,50 @@ fn read_certificates(pool: &str, t: &TlsSettings) -> Result<Certificates, RedisE
         }),
         root_cert: Some(material.roots_pem()),
     })
+}
+
+/// A connection the backend's commands run on: one multiplexed connection
+/// to a server, or the cluster connection (which routes each command to
+/// the node of its key).
+#[derive(Clone)]
+pub(crate) enum AnyConn {
+    Server(MultiplexedConnection),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for AnyConn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            AnyConn::Server(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "cluster")]
+            AnyConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            AnyConn::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            #[cfg(feature = "cluster")]
+            AnyConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            AnyConn::Server(c) => c.get_db(),
+            #[cfg(feature = "cluster")]
+            AnyConn::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 /// One multiplexed connection, replaced lazily after it breaks.

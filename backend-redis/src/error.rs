@@ -16,6 +16,21 @@ pub enum RedisError {
     /// A failure every backend shares (the wrong kind of configuration).
     #[error(transparent)]
     Common(#[from] CommonError),
+    /// With `replica_acks` (Redis Cluster): fewer replicas than asked had
+    /// a write when the wait ended. Retryable: the write is idempotent.
+    #[error(
+        "redis pool `{pool}`: {operation}: {replicas} of {wanted} replicas had the write in time"
+    )]
+    Replication {
+        /// The pool.
+        pool: String,
+        /// The backend operation.
+        operation: &'static str,
+        /// Replicas that acknowledged.
+        replicas: i64,
+        /// Replicas asked for.
+        wanted: u32,
+    },
     /// A pool setting is missing or wrong.
     #[error("redis pool `{pool}`: {key}: {message}")]
     Config {
@@ -109,6 +124,7 @@ impl RedisError {
             },
             RedisError::Command { source, .. } => classify(source),
             RedisError::Data { .. } => ErrorKind::Data,
+            RedisError::Replication { .. } => ErrorKind::Connection,
             RedisError::Unsupported { .. } => ErrorKind::Unsupported,
         }
     }
@@ -129,9 +145,11 @@ pub(crate) fn classify(e: &redis::RedisError) -> ErrorKind {
         return ErrorKind::Connection;
     }
     match e.kind() {
-        redis::ErrorKind::Server(S::BusyLoading | S::TryAgain | S::ClusterDown) => {
-            ErrorKind::Connection
-        }
+        // A cluster moving slots or failing over: the same call succeeds
+        // once the connection has the new slot map.
+        redis::ErrorKind::Server(
+            S::BusyLoading | S::TryAgain | S::ClusterDown | S::Moved | S::Ask,
+        ) => ErrorKind::Connection,
         redis::ErrorKind::Io => ErrorKind::Connection,
         redis::ErrorKind::UnexpectedReturnType | redis::ErrorKind::Parse => ErrorKind::Data,
         redis::ErrorKind::InvalidClientConfig | redis::ErrorKind::AuthenticationFailed => {

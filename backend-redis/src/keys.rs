@@ -1,4 +1,5 @@
-//! The key layout: one function per key. The names are the seed's (EMQX's
+//! The key layout: one function per key (with `type = cluster`, the
+//! hash-tagged names of [`cluster`] for messages). The names are the seed's (EMQX's
 //! `emqx_backend_redis`), so existing tools and queries keep working; the
 //! three keys this crate adds ([`msg_seq`], [`msg_topics`],
 //! [`retain_topics`]) are outside every seed prefix, so no client id, topic
@@ -113,6 +114,66 @@ pub(crate) fn lex_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
         None => b"+".to_vec(),
     };
     (min, max)
+}
+
+/// The layout with `type = cluster`. A Lua script or a transaction may
+/// only touch keys of one hash slot, so everything one operation on a
+/// topic's messages touches carries the topic as its hash tag (`{t:<topic>}`;
+/// the `t:` keeps the tag non-empty whatever the topic): the topic's sorted
+/// set, its messages' hashes and the read positions on it. The keys one
+/// command touches alone keep the seed's names (`mqtt:client:`, `mqtt:sub:`,
+/// `mqtt:node:`, `mqtt:retain:`, the two indexes, a filter's pubsub start).
+///
+/// | single server and Sentinel | Redis Cluster |
+/// |---|---|
+/// | `mqtt:msg:<topic>` | `mqtt:msg:{t:<topic>}` |
+/// | `mqtt:msg:<msgid>` | `mqtt:msg:{t:<topic>}:<msgid>` |
+/// | `mqtt:acked:<clientid>:<topic>` | `mqtt:acked:{t:<topic>}:<clientid>` |
+/// | scores from the counter `mqtt:msg_seq` | scores in microseconds of the topic's master's clock, rising per topic |
+///
+/// ```
+/// use backend_redis::keys::cluster;
+/// assert_eq!(cluster::msg_topic("a/b"), "mqtt:msg:{t:a/b}");
+/// assert_eq!(cluster::msg("a/b", "ID"), "mqtt:msg:{t:a/b}:ID");
+/// assert_eq!(cluster::acked("c1", "a/b"), "mqtt:acked:{t:a/b}:c1");
+/// // A topic with a `}` still gives all its keys one tag.
+/// assert_eq!(cluster::tag("x}y"), cluster::tag("x}z"));
+/// assert_ne!(cluster::tag("x"), cluster::tag("y"));
+/// ```
+pub mod cluster {
+    /// `mqtt:msg:{t:<topic>}`: sorted set of the topic's message ids,
+    /// scored in microseconds (rising per topic).
+    pub fn msg_topic(topic: &str) -> String {
+        format!("mqtt:msg:{{t:{topic}}}")
+    }
+
+    /// `mqtt:msg:{t:<topic>}:<msgid>`: hash of one stored message (the
+    /// seed's fields), expiring after `msg.expired_after`; the set's name
+    /// and `:` then the id, which the scripts rely on.
+    pub fn msg(topic: &str, message_id: &str) -> String {
+        format!("mqtt:msg:{{t:{topic}}}:{message_id}")
+    }
+
+    /// `mqtt:acked:{t:<topic>}:<clientid>`: a client's pubsub read position
+    /// on a topic (the score of the newest message it acknowledged).
+    pub fn acked(client_id: &str, topic: &str) -> String {
+        format!("mqtt:acked:{{t:{topic}}}:{client_id}")
+    }
+
+    /// `{mqtt:msg_topics}:swept`: the topics the sweeper found without
+    /// messages once (a second time, they leave [`super::msg_topics`]).
+    /// Its hash tag is the index's whole name, so both share a slot.
+    pub fn swept_topics() -> &'static str {
+        "{mqtt:msg_topics}:swept"
+    }
+
+    /// What decides a topic's hash slot: Redis hashes the text between
+    /// the first `{` and the next `}`, so `t:` and the topic up to its
+    /// first `}`. Topics with equal tags share a slot, and the backend
+    /// groups a batch's writes by it (returned without the `t:`).
+    pub fn tag(topic: &str) -> &str {
+        topic.find('}').map_or(topic, |end| &topic[..end])
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ pub mod config;
 pub mod error;
 pub mod keys;
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod conn;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -6,8 +6,8 @@
 //! The sources are the `.lua` files beside this one.
 //!
 //! Scripts derive a few keys from values (`mqtt:msg:<msgid>` from a sorted
-//! set member): fine on a single server or a Sentinel group, which is what
-//! this crate supports (the seed's layout has no Cluster hash tags).
+//! set member): fine on a single server or a Sentinel group. A cluster
+//! runs the scripts of [`cluster`] on its hash-tagged layout instead.
 
 use std::sync::LazyLock;
 
@@ -95,3 +95,39 @@ pub(crate) static CLIENT_ONLINE: LazyLock<Script> =
 /// ARGV: the topics.
 pub(crate) static CLEAN_RETAIN_INDEX: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/clean_retain_index.lua")));
+
+/// The scripts of `type = cluster` (`lua/cluster/`): each touches the keys
+/// of one hash slot only (see [`crate::keys::cluster`]), so a batch is cut
+/// into one call per slot group.
+#[cfg(feature = "cluster")]
+pub(crate) mod cluster {
+    use super::*;
+
+    /// Stores messages of one slot; scores from the master's clock.
+    pub(crate) static STORE: LazyLock<Script> =
+        LazyLock::new(|| Script::new(include_str!("lua/cluster/store.lua")));
+    /// Fetches offline messages of topics of one slot.
+    pub(crate) static FETCH: LazyLock<Script> =
+        LazyLock::new(|| Script::new(include_str!("lua/cluster/fetch.lua")));
+    /// Sets (once) and reads a pubsub subscription's start.
+    pub(crate) static START: LazyLock<Script> =
+        LazyLock::new(|| Script::new(include_str!("lua/cluster/start.lua")));
+    /// Queue acks of one slot.
+    pub(crate) static ACK_QUEUE: LazyLock<Script> =
+        LazyLock::new(|| Script::new(include_str!("lua/cluster/ack_queue.lua")));
+    /// The sweeper, on the sets of one slot.
+    pub(crate) static SWEEP: LazyLock<Script> =
+        LazyLock::new(|| Script::new(include_str!("lua/cluster/sweep.lua")));
+    /// Replaces a hash (client status, retained message).
+    pub(crate) static REPLACE_HASH: LazyLock<Script> =
+        LazyLock::new(|| Script::new(include_str!("lua/cluster/replace_hash.lua")));
+    /// A client's hash when it goes offline.
+    pub(crate) static CLIENT_OFFLINE: LazyLock<Script> =
+        LazyLock::new(|| Script::new(include_str!("lua/cluster/client_offline.lua")));
+    /// Topics join an index (and leave the sweeper's first-sighting set).
+    pub(crate) static INDEX: LazyLock<Script> =
+        LazyLock::new(|| Script::new(include_str!("lua/cluster/index.lua")));
+    /// Drops topics found empty in two sweeps from the message index.
+    pub(crate) static UNINDEX: LazyLock<Script> =
+        LazyLock::new(|| Script::new(include_str!("lua/cluster/unindex.lua")));
+}

@@ -103,6 +103,7 @@ impl BackendKind {
             BackendKind::Redis => keys! {
                 "server" => Text, "sentinel" => Text, "pool_size" => Count,
                 "database" => Int, "username" => Text, "password" => Secret, "channel" => Text,
+                "type" => OneOf(&["single", "sentinel", "cluster"]), "replica_acks" => Natural,
             },
             BackendKind::Mysql => keys! {
                 "server" => Text, "pool_size" => Count, "user" => Text,

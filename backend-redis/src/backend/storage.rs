@@ -16,6 +16,10 @@ impl Backend for RedisBackend {
     }
 
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        #[cfg(feature = "cluster")]
+        if let Some(c) = self.cluster() {
+            return Ok(c.client_online(client, at).await?);
+        }
         let mut inv = scripts::CLIENT_ONLINE.prepare_invoke();
         inv.key(keys::client(&client.client_id))
             .key(keys::node(&client.node))
@@ -32,6 +36,10 @@ impl Backend for RedisBackend {
     }
 
     async fn client_offline(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
+        #[cfg(feature = "cluster")]
+        if let Some(c) = self.cluster() {
+            return Ok(c.client_offline(client, at).await?);
+        }
         let key = keys::client(&client.client_id);
         let mut p = redis::pipe();
         p.atomic()
@@ -177,6 +185,10 @@ impl Backend for RedisBackend {
         if messages.is_empty() {
             return Ok(());
         }
+        #[cfg(feature = "cluster")]
+        if let Some(c) = self.cluster() {
+            return Ok(c.store_messages(messages).await?);
+        }
         let mut inv = scripts::STORE_MESSAGES.prepare_invoke();
         inv.key(keys::msg_seq())
             .key(keys::msg_topics())
@@ -235,6 +247,25 @@ impl Backend for RedisBackend {
             let Some(last) = page.last() else {
                 return Ok(removed);
             };
+            #[cfg(feature = "cluster")]
+            if let Some(c) = self.cluster() {
+                let topics: Vec<String> = page
+                    .iter()
+                    .map(|t| String::from_utf8_lossy(t).into_owned())
+                    .collect();
+                loop {
+                    let (n, more) = c.sweep_page(&topics, cut, BUDGET).await?;
+                    removed += n;
+                    if !more {
+                        break;
+                    }
+                }
+                if page.len() < PAGE {
+                    return Ok(removed);
+                }
+                from = [b"(", last.as_slice()].concat();
+                continue;
+            }
             loop {
                 let mut inv = scripts::SWEEP_MESSAGES.prepare_invoke();
                 inv.key(keys::msg_topics())
@@ -266,6 +297,10 @@ impl Backend for RedisBackend {
 
     async fn fetch_messages(&self, req: &FetchRequest) -> BackendResult<Vec<Message>> {
         let topics = self.message_topics(&req.filter).await?;
+        #[cfg(feature = "cluster")]
+        if let Some(c) = self.cluster() {
+            return Ok(c.fetch_messages(req, topics).await?);
+        }
         let filter = strip_shared(&req.filter);
         let mut inv = scripts::FETCH_MESSAGES.prepare_invoke();
         inv.key(keys::acked(&req.client_id, filter))
@@ -318,6 +353,10 @@ impl Backend for RedisBackend {
         if acks.is_empty() {
             return Ok(());
         }
+        #[cfg(feature = "cluster")]
+        if let Some(c) = self.cluster() {
+            return Ok(c.ack_messages(mode, acks).await?);
+        }
         let inv = match mode {
             OfflineMode::Pubsub => {
                 let mut inv = scripts::ACK_PUBSUB.prepare_invoke();
@@ -352,6 +391,10 @@ impl Backend for RedisBackend {
         if messages.is_empty() {
             return Ok(());
         }
+        #[cfg(feature = "cluster")]
+        if let Some(c) = self.cluster() {
+            return Ok(c.store_retained(messages).await?);
+        }
         let mut p = redis::pipe();
         p.atomic();
         for m in messages {
@@ -377,6 +420,10 @@ impl Backend for RedisBackend {
         if topics.is_empty() {
             return Ok(());
         }
+        #[cfg(feature = "cluster")]
+        if let Some(c) = self.cluster() {
+            return Ok(c.delete_retained(topics).await?);
+        }
         let mut p = redis::pipe();
         p.atomic();
         for t in topics {
@@ -398,6 +445,10 @@ impl Backend for RedisBackend {
         if topics.is_empty() {
             return Ok(Vec::new());
         }
+        #[cfg(feature = "cluster")]
+        if let Some(c) = self.cluster() {
+            return Ok(c.read_retained(topics).await?);
+        }
         let mut p = redis::pipe();
         for t in &topics {
             p.cmd("HMGET").arg(keys::retain(t)).arg(&MESSAGE_FIELDS[..]);
@@ -408,24 +459,7 @@ impl Backend for RedisBackend {
                 p.query_async(&mut c).await
             })
             .await?;
-        let mut out = Vec::new();
-        let mut gone = Vec::new();
-        for (t, fields) in topics.into_iter().zip(replies) {
-            if fields.iter().all(Option::is_none) {
-                gone.push(t);
-                continue;
-            }
-            let fields = fields.into_iter().map(Option::unwrap_or_default).collect();
-            match decode_message(None, fields) {
-                Ok(m) => out.push(m),
-                Err(e) => warn!(
-                    pool = %self.pool(),
-                    key = %keys::retain(&t),
-                    error = %e,
-                    "redis: skipping a retained message that cannot be read"
-                ),
-            }
-        }
+        let (out, gone) = decode_retained(self.pool(), topics, replies);
         if has_wildcards(filter) && !gone.is_empty() {
             // Index entries whose hash was deleted by hand: drop them.
             let mut inv = scripts::CLEAN_RETAIN_INDEX.prepare_invoke();

@@ -1,0 +1,189 @@
+//! A master of the Redis Cluster of `scripts/services.sh redis-cluster`
+//! killed with SIGKILL under load (its own test binary: cargo runs test
+//! binaries one after another, so no other test sees the failover).
+
+#![cfg(feature = "cluster")]
+
+#[path = "common/cluster.rs"]
+mod cluster;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backend_core::testkit::unique;
+use backend_core::{Backend, FetchRequest, Message, OfflineMode, QoS, WriteOptions};
+use backend_redis::keys::cluster as layout;
+use cluster::{connect, master_of, nodes, DEFAULT_NODES};
+
+/// `connected_slaves` of the node at `addr` (`host:port`).
+fn replicas_of(addr: &str) -> u32 {
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "6379"));
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", host, "-p", port, "info", "replication"])
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("connected_slaves:"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn pid_of(port: &str) -> i32 {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/services/redis-cluster")
+        .join(port)
+        .join("redis.pid");
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e} (a node of scripts/services.sh?)", file.display()));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}: `{text}` is not a pid", file.display()))
+}
+
+/// Kills one master with SIGKILL while writers store messages with
+/// `replica_acks = 1`, starts it again once its replica took over, and
+/// checks that every write the backend acknowledged is stored, once.
+#[test]
+fn a_master_killed_under_load_loses_no_acknowledged_write() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async {
+        assert_eq!(
+            nodes(),
+            DEFAULT_NODES,
+            "the failover test kills a node of scripts/services.sh's cluster"
+        );
+        let b = Arc::new(connect(&[("replica_acks", "1")]).await);
+        let root = unique("cl-failover");
+        let topics: Vec<String> = (0..12).map(|i| format!("{root}/{i}")).collect();
+        let victim = master_of(&b, &layout::msg_topic(&topics[0])).await;
+        let port = victim.rsplit(':').next().unwrap_or_default().to_owned();
+        let acked = Arc::new(Mutex::new(Vec::<Message>::new()));
+        let failures = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let (b, topics, acked, failures, stop) = (
+                Arc::clone(&b),
+                topics.clone(),
+                Arc::clone(&acked),
+                Arc::clone(&failures),
+                Arc::clone(&stop),
+            );
+            writers.push(tokio::spawn(async move {
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let topic = &topics[(w + n) % topics.len()];
+                    let m = Message::new("p", topic.as_str(), QoS::AtLeastOnce, format!("{w}-{n}"));
+                    n += 1;
+                    match b
+                        .store_messages(std::slice::from_ref(&m), WriteOptions::default())
+                        .await
+                    {
+                        Ok(()) => acked.lock().unwrap_or_else(|p| p.into_inner()).push(m),
+                        Err(e) => {
+                            assert!(e.is_retryable(), "a failover error is retryable: {e}");
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = acked.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let killed = Instant::now();
+        let status = std::process::Command::new("kill")
+            .arg("-9")
+            .arg(pid_of(&port).to_string())
+            .status()
+            .expect("kill -9");
+        assert!(status.success(), "kill -9 the master on {victim}");
+        // The replica takes over after the node timeout (2 s).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let new_master = loop {
+            let now_master = master_of(&b, &layout::msg_topic(&topics[0])).await;
+            if now_master != victim {
+                println!(
+                    "failover: {victim} -> {now_master} after {:?}",
+                    killed.elapsed()
+                );
+                break now_master;
+            }
+            assert!(Instant::now() < deadline, "no failover within 30 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        // The killed node comes back as a replica of the new master, so
+        // writes there can be replicated again.
+        tokio::task::spawn_blocking(|| {
+            backend_core::testkit::services(env!("CARGO_MANIFEST_DIR"), &["redis-cluster"])
+        })
+        .await
+        .expect("restart the killed node");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while replicas_of(&new_master) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{victim} did not rejoin as a replica of {new_master} within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        println!("{victim} is a replica again after {:?}", killed.elapsed());
+        let recovered = acked.lock().unwrap_or_else(|p| p.into_inner()).len();
+        // Writes flow again, on every master: the writers that waited on
+        // the failed master's slots (for its replica to take over, then
+        // for a replica of the new master to have their writes) go on.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked.lock().unwrap_or_else(|p| p.into_inner()).len() < recovered + 200 {
+            assert!(
+                Instant::now() < deadline,
+                "writes did not resume within 60 s of the node rejoining"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!(
+            "200 more writes acknowledged {:?} after the kill",
+            killed.elapsed()
+        );
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            w.await.expect("a writer");
+        }
+        let acked = std::mem::take(&mut *acked.lock().unwrap_or_else(|p| p.into_inner()));
+        let failed = failures.load(Ordering::Relaxed);
+        let got = b
+            .fetch_messages(&FetchRequest {
+                client_id: "cl".into(),
+                filter: format!("{root}/#"),
+                mode: OfflineMode::Queue,
+                max_count: None,
+                since: None,
+            })
+            .await
+            .expect("fetch after the failover");
+        let stored: HashSet<&str> = got.iter().map(|m| m.id.as_str()).collect();
+        let lost: Vec<&str> = acked
+            .iter()
+            .map(|m| m.id.as_str())
+            .filter(|id| !stored.contains(id))
+            .collect();
+        println!(
+            "failover under load: {} writes acknowledged ({before} before the kill, {} after the \
+             node rejoined), {failed} failed and were retried, {} stored, {} acknowledged but lost",
+            acked.len(),
+            acked.len() - recovered,
+            got.len(),
+            lost.len()
+        );
+        assert!(acked.len() > recovered, "writes went on after the failover");
+        assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+        assert_eq!(got.len(), stored.len(), "each message once");
+    });
+}
