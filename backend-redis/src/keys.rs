@@ -129,7 +129,7 @@ pub(crate) fn lex_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
 /// | `mqtt:msg:<topic>` | `mqtt:msg:{t:<topic>}` |
 /// | `mqtt:msg:<msgid>` | `mqtt:msg:{t:<topic>}:<msgid>` |
 /// | `mqtt:acked:<clientid>:<topic>` | `mqtt:acked:{t:<topic>}:<clientid>` |
-/// | scores from the counter `mqtt:msg_seq` | scores in microseconds of the topic's master's clock, rising per topic |
+/// | scores from the counter `mqtt:msg_seq` | microseconds of the writer's clock, never below a topic's last score plus one |
 ///
 /// ```
 /// use backend_redis::keys::cluster;
