@@ -24,6 +24,7 @@ macro_rules! broker_scenarios {
             retained_messages_come_once,
             a_message_after_the_suback_comes_once,
             retain_handling_holds_for_stored_retained_messages,
+            user_properties_arrive_once,
         );
     };
     (@each $db:expr; $($name:ident),* $(,)?) => {

@@ -575,6 +575,91 @@ pub async fn persistent_v5_session_gets_each_message_once(db: &Db) {
     let _ = client.disconnect().await;
 }
 
+/// Every v5 publish received until `quiet` passes: payload and user
+/// properties.
+async fn v5_received_props(
+    el: &mut rumqttc::v5::EventLoop,
+    quiet: Duration,
+) -> Vec<(String, Vec<(String, String)>)> {
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::Event;
+    let mut got = Vec::new();
+    while let Ok(ev) = tokio::time::timeout(quiet, el.poll()).await {
+        match ev {
+            Ok(Event::Incoming(Packet::Publish(p))) => got.push((
+                String::from_utf8_lossy(&p.payload).into_owned(),
+                p.properties
+                    .map(|pp| pp.user_properties)
+                    .unwrap_or_default(),
+            )),
+            Ok(_) => {}
+            Err(e) => panic!("event loop: {e}"),
+        }
+    }
+    got
+}
+
+/// MQTT 5 user properties, with storage on: a message published with user
+/// properties reaches an online subscriber once, with its properties; and
+/// a persistent subscriber that was away, back and subscribing again, gets
+/// the one published meanwhile once, with its properties (the broker's
+/// session holds it, so the backend's copy, which keeps no properties, is
+/// not sent as well).
+pub async fn user_properties_arrive_once(db: &Db) {
+    use rumqttc::v5::mqttbytes::v5::PublishProperties;
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    let broker = start(db, &unique("v5props"), &[]).await;
+    let topic = format!("pubsub/{}/up", unique("v5p"));
+    let id = unique("v5psub");
+    let (sub, mut sub_el) = v5_client(broker.port, &id, false);
+    sub.subscribe(topic.clone(), Q5::AtLeastOnce)
+        .await
+        .expect("SUBSCRIBE");
+    let _ = v5_received_props(&mut sub_el, Duration::from_millis(500)).await;
+    let (publisher, mut pub_el) = v5_client(broker.port, &unique("v5ppub"), true);
+    let props = |v: &str| PublishProperties {
+        user_properties: vec![("k".to_owned(), v.to_owned())],
+        ..PublishProperties::default()
+    };
+    let pump = tokio::spawn(async move {
+        // The publisher's event loop sends and acknowledges.
+        while pub_el.poll().await.is_ok() {}
+    });
+    publisher
+        .publish_with_properties(topic.clone(), Q5::AtLeastOnce, false, "live", props("1"))
+        .await
+        .expect("PUBLISH");
+    let got = v5_received_props(&mut sub_el, Duration::from_millis(1500)).await;
+    assert_eq!(
+        got,
+        vec![("live".to_owned(), vec![("k".to_owned(), "1".to_owned())])],
+        "online: once, with its user property\n{}",
+        broker.log_text()
+    );
+    sub.disconnect().await.expect("DISCONNECT");
+    let _ = v5_received_props(&mut sub_el, Duration::from_millis(300)).await;
+    drop((sub, sub_el));
+    publisher
+        .publish_with_properties(topic.clone(), Q5::AtLeastOnce, false, "away", props("2"))
+        .await
+        .expect("PUBLISH");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (sub, mut sub_el) = v5_client(broker.port, &id, false);
+    // Subscribing again, as devices do, makes the backend fetch too.
+    sub.subscribe(topic.clone(), Q5::AtLeastOnce)
+        .await
+        .expect("SUBSCRIBE");
+    let got = v5_received_props(&mut sub_el, Duration::from_millis(2000)).await;
+    assert_eq!(
+        got,
+        vec![("away".to_owned(), vec![("k".to_owned(), "2".to_owned())])],
+        "back from away: once, with its user property\n{}",
+        broker.log_text()
+    );
+    let _ = sub.disconnect().await;
+    pump.abort();
+}
+
 /// A client publishes three retained messages, then subscribes to a
 /// wildcard covering them: it gets each once.
 pub async fn retained_messages_come_once(db: &Db) {
