@@ -32,6 +32,13 @@ type Certificates = std::convert::Infallible;
 pub(crate) enum Connector {
     /// One server.
     Direct(Client),
+    /// Redis Cluster: the seed nodes, tried in turn on each connect (for
+    /// the channel listener: a `PUBLISH` reaches every node, so any node
+    /// that answers will do).
+    Seeds {
+        clients: Vec<Client>,
+        next: AtomicUsize,
+    },
     /// The master of a Sentinel group, looked up again on every connect.
     #[cfg(feature = "sentinel")]
     Sentinel(tokio::sync::Mutex<SentinelClient>),
@@ -48,6 +55,37 @@ impl Connector {
             key,
             message: e.to_string(),
         };
+        let direct = |server: &ServerAddr, certs: Option<Certificates>| {
+            let mut redis_info = RedisConnectionInfo::default().set_db(s.database);
+            if let Some(u) = &s.username {
+                redis_info = redis_info.set_username(u);
+            }
+            if let Some(p) = &s.password {
+                redis_info = redis_info.set_password(p.expose());
+            }
+            let info: ConnectionInfo = address(server, certs.is_some())
+                .into_connection_info()
+                .map_err(|e| config_err("server", e))?
+                .set_redis_settings(redis_info);
+            match certs {
+                #[cfg(feature = "tls")]
+                Some(c) => Client::build_with_tls(info, c).map_err(|e| config_err("ssl", e)),
+                #[cfg(not(feature = "tls"))]
+                Some(never) => match never {},
+                None => Client::open(info).map_err(|e| config_err("server", e)),
+            }
+        };
+        if s.cluster {
+            let clients = s
+                .servers
+                .iter()
+                .map(|server| direct(server, certs.clone()))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Connector::Seeds {
+                clients,
+                next: AtomicUsize::new(0),
+            });
+        }
         match &s.sentinel {
             None => {
                 let server = s.servers.first().ok_or_else(|| RedisError::Config {
@@ -55,25 +93,7 @@ impl Connector {
                     key: "server",
                     message: "no server given".into(),
                 })?;
-                let mut redis_info = RedisConnectionInfo::default().set_db(s.database);
-                if let Some(u) = &s.username {
-                    redis_info = redis_info.set_username(u);
-                }
-                if let Some(p) = &s.password {
-                    redis_info = redis_info.set_password(p.expose());
-                }
-                let info: ConnectionInfo = address(server, certs.is_some())
-                    .into_connection_info()
-                    .map_err(|e| config_err("server", e))?
-                    .set_redis_settings(redis_info);
-                let client = match certs {
-                    #[cfg(feature = "tls")]
-                    Some(c) => Client::build_with_tls(info, c).map_err(|e| config_err("ssl", e))?,
-                    #[cfg(not(feature = "tls"))]
-                    Some(never) => match never {},
-                    None => Client::open(info).map_err(|e| config_err("server", e))?,
-                };
-                Ok(Connector::Direct(client))
+                Ok(Connector::Direct(direct(server, certs)?))
             }
             #[cfg(not(feature = "sentinel"))]
             Some(_) => Err(RedisError::Config {
@@ -106,6 +126,18 @@ impl Connector {
     pub(crate) async fn client(&self) -> redis::RedisResult<Client> {
         match self {
             Connector::Direct(c) => Ok(c.clone()),
+            Connector::Seeds { clients, next } => {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                clients
+                    .get(i % clients.len().max(1))
+                    .cloned()
+                    .ok_or_else(|| {
+                        redis::RedisError::from((
+                            redis::ErrorKind::InvalidClientConfig,
+                            "no seed node",
+                        ))
+                    })
+            }
             #[cfg(feature = "sentinel")]
             Connector::Sentinel(s) => s.lock().await.async_get_client().await,
         }
@@ -127,7 +159,7 @@ impl Connector {
     /// A client for one of the Sentinels (for their event channels).
     pub(crate) async fn sentinel_client(&self) -> redis::RedisResult<Option<Client>> {
         match self {
-            Connector::Direct(_) => Ok(None),
+            Connector::Direct(_) | Connector::Seeds { .. } => Ok(None),
             #[cfg(feature = "sentinel")]
             Connector::Sentinel(s) => s.lock().await.async_get_sentinel_client().await.map(Some),
         }
@@ -135,7 +167,7 @@ impl Connector {
 
     pub(crate) fn is_sentinel(&self) -> bool {
         match self {
-            Connector::Direct(_) => false,
+            Connector::Direct(_) | Connector::Seeds { .. } => false,
             #[cfg(feature = "sentinel")]
             Connector::Sentinel(_) => true,
         }

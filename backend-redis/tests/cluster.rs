@@ -58,3 +58,43 @@ async fn a_topics_keys_share_its_slot_and_batches_span_masters() {
     assert_eq!(ids.len(), messages.len());
     assert!(messages.iter().all(|m| ids.contains(m.id.as_str())));
 }
+
+/// The SUB/UNSUB channel on a cluster: the listener subscribes on a seed
+/// node, and a command published on any node reaches it.
+#[tokio::test]
+async fn a_channel_command_published_on_any_node_reaches_the_listener() {
+    use backend_redis::ChannelCommand;
+    let channel = unique("cl-chan");
+    let b = connect(&[]).await;
+    let mut listener = b.listen_to(&channel).expect("listen");
+    assert!(
+        listener
+            .wait_subscribed(std::time::Duration::from_secs(10))
+            .await,
+        "subscribed on a seed node"
+    );
+    for port in [30002, 30003] {
+        let client = backend_redis::redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .expect("a node's address");
+        let mut c = client
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("node {port}: {e}"));
+        let json =
+            format!(r#"{{"type": "subscribe", "topic": "t/{port}", "clientid": "c", "qos": "1"}}"#);
+        let _: i64 = backend_redis::redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(&json)
+            .query_async(&mut c)
+            .await
+            .expect("PUBLISH");
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv())
+            .await
+            .expect("a command within 10 s")
+            .expect("the listener runs");
+        match got {
+            ChannelCommand::Subscribe { topic, .. } => assert_eq!(topic, format!("t/{port}")),
+            other => panic!("{other:?}"),
+        }
+    }
+}
