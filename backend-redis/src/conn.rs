@@ -76,6 +76,8 @@ impl Connector {
             }
         };
         if s.cluster {
+            // Without the `tls` feature `Certificates` is a Copy type.
+            #[allow(clippy::clone_on_copy)]
             let clients = s
                 .servers
                 .iter()
