@@ -37,7 +37,7 @@ use cdrs_tokio::frame::message_error::ErrorType;
 use cdrs_tokio::frame::message_result::ColType;
 use cdrs_tokio::frame::Version;
 use cdrs_tokio::frame_encoding::ProtocolFrameEncodingFactory;
-use cdrs_tokio::load_balancing::{LoadBalancingStrategy, RoundRobinLoadBalancingStrategy};
+use cdrs_tokio::load_balancing::{LoadBalancingStrategy, TopologyAwareLoadBalancingStrategy};
 use cdrs_tokio::query::{BatchQueryBuilder, PreparedQuery, QueryValues};
 use cdrs_tokio::retry::{ConstantReconnectionPolicy, NeverReconnectionPolicy};
 use cdrs_tokio::statement::StatementParamsBuilder;
@@ -52,7 +52,7 @@ use crate::error::CassaError;
 type TcpSession = Session<
     TransportTcp,
     TcpConnectionManager,
-    RoundRobinLoadBalancingStrategy<TransportTcp, TcpConnectionManager>,
+    TopologyAwareLoadBalancingStrategy<TransportTcp, TcpConnectionManager>,
 >;
 
 #[cfg(feature = "tls")]
@@ -66,7 +66,7 @@ mod tls {
     pub(super) type TlsSession = cdrs_tokio::cluster::session::Session<
         TransportRustls,
         RustlsConnectionManager,
-        cdrs_tokio::load_balancing::RoundRobinLoadBalancingStrategy<
+        cdrs_tokio::load_balancing::TopologyAwareLoadBalancingStrategy<
             TransportRustls,
             RustlsConnectionManager,
         >,
@@ -290,6 +290,19 @@ fn describe(e: &cdrs_tokio::error::Error, tls: bool) -> String {
     }
 }
 
+/// Token-aware routing: a prepared statement goes first to a replica of
+/// its partition (the driver hashes the partition key's bound values with
+/// Murmur3 and looks the token up in the ring it follows); a statement
+/// without one (a batch, a schema statement) goes round robin over the
+/// local data centre's nodes.
+fn token_aware<T, CM>() -> TopologyAwareLoadBalancingStrategy<T, CM>
+where
+    T: CdrsTransport,
+    CM: ConnectionManager<T>,
+{
+    TopologyAwareLoadBalancingStrategy::new(None, false)
+}
+
 /// The session settings both transports share.
 fn configure<T, CM, LB, B>(builder: B, c: &CassaConfig) -> B
 where
@@ -334,8 +347,7 @@ async fn build_session(
                 .build()
                 .await
                 .map_err(|e| e.to_string())?;
-            let builder =
-                TcpSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), node_config);
+            let builder = TcpSessionBuilder::new(token_aware(), node_config);
             let session = configure(builder, c)
                 .build()
                 .await
@@ -351,8 +363,7 @@ async fn build_session(
                     .build()
                     .await
                     .map_err(|e| e.to_string())?;
-            let builder =
-                tls::RustlsSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), node_config);
+            let builder = tls::RustlsSessionBuilder::new(token_aware(), node_config);
             let session = configure(builder, c)
                 .build()
                 .await
