@@ -6,12 +6,15 @@
 # a second run finds the servers up and returns in seconds.
 #
 #   scripts/services.sh                  start all (redis redis-cluster mariadb mariadb-tls
-#                                        postgres cassandra ferretdb ferretdb-tls)
+#                                        postgres cassandra cassandra-cluster ferretdb
+#                                        ferretdb-tls)
 #   scripts/services.sh redis postgres   start some
 #   scripts/services.sh status           show which are up
 #   scripts/services.sh stop [names]     stop all, or some
 #
-# Names: redis, redis-cluster (alias cluster), mariadb (alias mysql), mariadb-tls (alias mysql-tls),
+# Names: redis, redis-cluster (alias cluster), cassandra-cluster (alias
+#        cassa-cluster: three nodes on 127.0.0.2-4, keyspace mqtt with RF 3),
+#        mariadb (alias mysql), mariadb-tls (alias mysql-tls),
 #        postgres (alias pgsql), cassandra (alias cassa), ferretdb (alias mongo),
 #        ferretdb-tls (alias mongo-tls).
 #
@@ -43,7 +46,7 @@ SCRIPTS=$ROOT/scripts
 SVC=$ROOT/target/services
 BIN=$SVC/bin
 
-ALL_SERVICES=(redis redis-cluster mariadb mariadb-tls postgres cassandra ferretdb ferretdb-tls)
+ALL_SERVICES=(redis redis-cluster mariadb mariadb-tls postgres cassandra cassandra-cluster ferretdb ferretdb-tls)
 TIMEOUT=${SERVICES_TIMEOUT:-60}
 CASSANDRA_TIMEOUT=${SERVICES_CASSANDRA_TIMEOUT:-300}
 CASSANDRA_HEAP=${CASSANDRA_HEAP:-1g}
@@ -84,10 +87,11 @@ canonical() {
     mariadb | mysql) echo mariadb ;;
     postgres | postgresql | pgsql | pg) echo postgres ;;
     cassandra | cassa) echo cassandra ;;
+    cassandra-cluster | cassa-cluster) echo cassandra-cluster ;;
     ferretdb | mongo | mongodb) echo ferretdb ;;
     mariadb-tls | mysql-tls) echo mariadb-tls ;;
     ferretdb-tls | mongo-tls | mongodb-tls) echo ferretdb-tls ;;
-    *) die "unknown service '$1' (known: redis, redis-cluster|cluster, mariadb|mysql, mariadb-tls|mysql-tls, postgres|pgsql, cassandra|cassa, ferretdb|mongo, ferretdb-tls|mongo-tls)" ;;
+    *) die "unknown service '$1' (known: redis, redis-cluster|cluster, cassandra-cluster|cassa-cluster, mariadb|mysql, mariadb-tls|mysql-tls, postgres|pgsql, cassandra|cassa, ferretdb|mongo, ferretdb-tls|mongo-tls)" ;;
     esac
 }
 
@@ -120,6 +124,7 @@ wait_until() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_open_on() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 hash_files() { cat "$@" | sha256sum | cut -c1-16; }
 
@@ -157,7 +162,7 @@ ensure_packages() {
         mariadb) want+=(mariadb-server mariadb-client) ;;
         mariadb-tls) want+=(mariadb-server mariadb-client openssl) ;;
         postgres) want+=(postgresql-15 postgresql-client-15) ;;
-        cassandra)
+        cassandra | cassandra-cluster)
             java17 >/dev/null || want+=(openjdk-17-jre-headless)
             command -v mvn >/dev/null || want+=(maven)
             python_ok || want+=(python3 python3-venv)
@@ -704,6 +709,116 @@ cassandra_stop() {
 }
 
 # ---------------------------------------------------------------------------
+# A three-node Apache Cassandra cluster on loopback aliases 127.0.0.2-4
+# (127.0.0.1 is the single node above), the same jars and settings, each
+# node with its own folder under target/services/cassandra-cluster/, a heap
+# of CASSANDRA_CLUSTER_HEAP (512m), one token each spread over the ring (a
+# new cluster: no bootstrap), and the keyspace mqtt with replication
+# factor 3.
+
+CCLUSTER_DIR=$SVC/cassandra-cluster
+CCLUSTER_NODES=(127.0.0.2 127.0.0.3 127.0.0.4)
+CCLUSTER_TOKENS=(-9223372036854775808 -3074457345618258603 3074457345618258602)
+CASSANDRA_CLUSTER_HEAP=${CASSANDRA_CLUSTER_HEAP:-512m}
+
+ccluster_node_ready() { port_open_on "$1" 9042 && probe cassandra "$1" 9042 cassandra cassandra >/dev/null 2>&1; }
+
+# All three answer, and the first sees the other two as peers that are up.
+cassandra_cluster_ready() {
+    local n
+    for n in "${CCLUSTER_NODES[@]}"; do ccluster_node_ready "$n" || return 1; done
+    [[ $(probe cassandra-peers "${CCLUSTER_NODES[0]}" 9042 cassandra cassandra 2>/dev/null) == 2 ]]
+}
+
+# ccluster_node_start INDEX: node INDEX (0-2) with its own yaml.
+ccluster_node_start() {
+    local i=$1 ip=${CCLUSTER_NODES[$1]}
+    local d=$CCLUSTER_DIR/node$((i + 1))
+    pid_alive "$d/cassandra.pid" && return 0
+    ccluster_node_ready "$ip" && return 0
+    mkdir -p "$d/data" "$d/logs" "$d/tmp" "$d/triggers"
+    # The single node's file, for this address, without its TLS port.
+    sed -e "s/^listen_address: .*/listen_address: $ip/" \
+        -e "s/^rpc_address: .*/rpc_address: $ip/" \
+        -e "s/- seeds: .*/- seeds: \"${CCLUSTER_NODES[0]}:7000\"/" \
+        -e "s/^cluster_name: .*/cluster_name: mqtt-storage-test-cluster/" \
+        -e '/^native_transport_port_ssl:/d' \
+        -e '/^client_encryption_options:/,/^  keystore:/d' \
+        "$SCRIPTS/cassandra/cassandra.yaml" >"$d/cassandra.yaml"
+    printf '%s\n' "initial_token: ${CCLUSTER_TOKENS[$i]}" "auto_bootstrap: false" >>"$d/cassandra.yaml"
+    local java jamm opts=()
+    java=$(java17) || die "cassandra-cluster: no Java 17 found under /usr/lib/jvm"
+    jamm=$(ls "$CASSA_LIB"/jamm-*.jar 2>/dev/null | head -n 1) || true
+    [[ -n $jamm ]] || die "cassandra-cluster: no jamm jar in $CASSA_LIB"
+    mapfile -t opts < <(grep -E '^-' "$SCRIPTS/cassandra/jvm.options")
+    (
+        cd "$d"
+        exec setsid nohup "$java" \
+            "-Xms$CASSANDRA_CLUSTER_HEAP" "-Xmx$CASSANDRA_CLUSTER_HEAP" \
+            "${opts[@]}" \
+            "-javaagent:$jamm" \
+            "-XX:HeapDumpPath=$d/tmp" \
+            "-Djava.io.tmpdir=$d/tmp" \
+            "-Djna.tmpdir=$d/tmp" \
+            "-Dcassandra.config=file://$d/cassandra.yaml" \
+            "-Dlogback.configurationFile=$SCRIPTS/cassandra/logback.xml" \
+            "-Dcassandra.storagedir=$d/data" \
+            "-Dcassandra.logdir=$d/logs" \
+            "-Dcassandra-pidfile=$d/cassandra.pid" \
+            "-Dcassandra.triggers_dir=$d/triggers" \
+            "-Dcassandra.ring_delay_ms=1000" \
+            -cp "$CASSA_LIB/*" \
+            org.apache.cassandra.service.CassandraDaemon \
+            </dev/null >"$d/cassandra.out" 2>&1
+    ) &
+    echo $! >"$d/cassandra.pid"
+}
+
+cassandra_cluster_start() {
+    cassandra_cluster_ready && { log "cassandra-cluster: already up"; return 0; }
+    cassandra_lib
+    log "cassandra-cluster: starting 3 nodes on ${CCLUSTER_NODES[*]} (heap $CASSANDRA_CLUSTER_HEAP each)"
+    # The seed first: a node that finds no seed to gossip with gives up.
+    ccluster_node_start 0
+    wait_until "$CASSANDRA_TIMEOUT" "$CCLUSTER_DIR/node1/cassandra.pid" port_open_on "${CCLUSTER_NODES[0]}" 7000 ||
+        { fail cassandra-cluster "$CCLUSTER_DIR/node1/cassandra.out" "$CCLUSTER_DIR/node1/logs/system.log"; return 0; }
+    ccluster_node_start 1
+    ccluster_node_start 2
+}
+
+cassandra_cluster_wait() {
+    local i logs=()
+    for i in 1 2 3; do logs+=("$CCLUSTER_DIR/node$i/cassandra.out" "$CCLUSTER_DIR/node$i/logs/system.log"); done
+    wait_until "$CASSANDRA_TIMEOUT" "" cassandra_cluster_ready || { fail cassandra-cluster "${logs[@]}"; return 0; }
+    local out
+    # system_auth replicated like the data (its default, one replica, makes
+    # logins fail while that replica's node is down); rewriting the role
+    # puts it on every replica.
+    if ! out=$(probe cassandra "${CCLUSTER_NODES[0]}" 9042 cassandra cassandra \
+        "ALTER KEYSPACE system_auth WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}" \
+        "ALTER ROLE cassandra WITH PASSWORD = 'cassandra'" \
+        "CREATE KEYSPACE IF NOT EXISTS mqtt WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}" 2>&1); then
+        log "$out"
+        fail cassandra-cluster "${logs[@]}"
+        return 0
+    fi
+    log "cassandra-cluster: up ($out), 3 nodes, keyspace mqtt (RF 3)"
+}
+
+cassandra_cluster_stop() {
+    local i d
+    for i in 1 2 3; do
+        d=$CCLUSTER_DIR/node$i
+        pid_alive "$d/cassandra.pid" && kill "$(cat "$d/cassandra.pid")" || true
+    done
+    for i in 1 2 3; do
+        d=$CCLUSTER_DIR/node$i
+        [[ -f $d/cassandra.pid ]] && wait_pid_gone "$d/cassandra.pid" 90
+    done
+    log "cassandra-cluster: stopped"
+}
+
+# ---------------------------------------------------------------------------
 # FerretDB (MongoDB wire protocol) over SQLite
 
 FERRET_DIR=$SVC/ferretdb
@@ -829,6 +944,7 @@ env_lines() {
             printf '%s\n' "CASSA_NODES=127.0.0.1:9042" "CASSA_TLS_NODES=127.0.0.1:9142" \
                 "CASSA_USER=cassandra" "CASSA_PASSWORD=cassandra"
             ;;
+        cassandra-cluster) echo "CASSA_CLUSTER_NODES=127.0.0.2:9042,127.0.0.3:9042,127.0.0.4:9042" ;;
         ferretdb) echo "MONGO_URL=mongodb://127.0.0.1:27017" ;;
         mariadb-tls)
             printf '%s\n' "MYSQL_TLS_URL=mysql://root:public@127.0.0.1:3307/mqtt" \
@@ -849,6 +965,7 @@ status() {
         mariadb) command -v mariadb >/dev/null && mariadb_ready && up=up ;;
         postgres) command -v psql >/dev/null && pg_ready && up=up ;;
         cassandra) [[ -x $VENV/bin/python ]] && cassandra_ready && up=up ;;
+        cassandra-cluster) [[ -x $VENV/bin/python ]] && cassandra_cluster_ready && up=up ;;
         ferretdb) [[ -x $VENV/bin/python ]] && ferretdb_ready && up=up ;;
         mariadb-tls) command -v mariadb >/dev/null && [[ -f $TLS_DIR/ca.pem ]] && mariadb_tls_ready && up=up ;;
         ferretdb-tls) [[ -x $VENV/bin/python && -f $TLS_DIR/ca.pem ]] && ferretdb_tls_ready && up=up ;;
@@ -889,7 +1006,7 @@ main() {
     local t0=$SECONDS
     mkdir -p "$SVC"
     ensure_packages "${selected[@]}"
-    if [[ " ${selected[*]} " == *" cassandra "* || " ${selected[*]} " == *" ferretdb"* ]]; then
+    if [[ " ${selected[*]} " == *" cassandra"* || " ${selected[*]} " == *" ferretdb"* ]]; then
         ensure_venv
     fi
     if [[ " ${selected[*]} " == *"-tls "* || " ${selected[*]} " == *" cassandra "* ]]; then
@@ -897,7 +1014,7 @@ main() {
     fi
     # Cassandra first: it takes longest, and boots while the others start.
     local s
-    for s in cassandra redis redis-cluster mariadb mariadb-tls postgres ferretdb ferretdb-tls; do
+    for s in cassandra redis redis-cluster mariadb mariadb-tls postgres ferretdb ferretdb-tls cassandra-cluster; do
         if [[ " ${selected[*]} " == *" $s "* ]]; then "${s//-/_}_start"; fi
     done
     for s in "${selected[@]}"; do

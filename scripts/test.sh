@@ -37,6 +37,7 @@ non_default REDIS_URL redis://127.0.0.1:6379 || services+=(redis)
 non_default MYSQL_URL mysql://root:public@127.0.0.1:3306/mqtt || services+=(mariadb)
 non_default PGSQL_URL postgres://root:public@127.0.0.1:5432/mqtt || services+=(postgres)
 non_default CASSA_NODES 127.0.0.1:9042 || services+=(cassandra)
+[[ -n ${CASSA_CLUSTER_NODES:-} ]] || services+=(cassandra-cluster)
 non_default MONGO_URL mongodb://127.0.0.1:27017 || services+=(ferretdb)
 # The TLS-only servers of the TLS tests (certificates under target/services/tls).
 non_default MYSQL_TLS_URL mysql://root:public@127.0.0.1:3307/mqtt || services+=(mariadb-tls)

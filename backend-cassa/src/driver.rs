@@ -139,6 +139,7 @@ pub(crate) struct Cql {
     prepared: Mutex<HashMap<String, Arc<Prepared>>>,
     consistency: DriverConsistency,
     timeout: Duration,
+    connect_timeout: Duration,
     label: String,
 }
 
@@ -441,8 +442,14 @@ impl Cql {
             prepared: Mutex::new(HashMap::new()),
             consistency: driver_consistency(c.consistency),
             timeout: c.request_timeout,
+            connect_timeout: c.connect_timeout,
             label,
         })
+    }
+
+    /// How long connecting may take (`connect_timeout`).
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     /// `nodes/keyspace`, for errors and logs.

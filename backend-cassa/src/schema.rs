@@ -113,7 +113,47 @@ pub(crate) async fn prepare(
         cql.ddl("create_tables", &statement).await?;
     }
     tracing::info!(pool = %target.pool, server = cql.label(), "created the missing tables");
-    check(cql, keyspace, target).await
+    // On a cluster the new tables reach the other nodes by gossip: wait
+    // until the nodes agree on the schema and the check (which any node
+    // may answer) sees every table, within the connect timeout.
+    let deadline = tokio::time::Instant::now() + cql.connect_timeout();
+    loop {
+        let agreed = schema_agreed(cql).await.unwrap_or(false);
+        match check(cql, keyspace, target).await {
+            Ok(()) if agreed => return Ok(()),
+            Ok(()) | Err(CassaError::Common(CommonError::MissingTable { .. }))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether the node answering sees every node on its own schema version.
+async fn schema_agreed(cql: &Cql) -> Result<bool, CassaError> {
+    let (_, local) = cql
+        .exec(
+            "schema agreement",
+            "SELECT CAST(schema_version AS text) FROM system.local",
+            vec![],
+        )
+        .await?;
+    let (_, peers) = cql
+        .exec(
+            "schema agreement",
+            "SELECT CAST(schema_version AS text) FROM system.peers_v2",
+            vec![],
+        )
+        .await?;
+    let version = |row: &crate::driver::CqlRow| -> Option<String> {
+        IntoRustByIndex::get_by_index(row, 0).ok().flatten()
+    };
+    let Some(mine) = local.first().and_then(version) else {
+        return Ok(false);
+    };
+    Ok(peers.iter().all(|p| version(p).as_ref() == Some(&mine)))
 }
 
 async fn check(cql: &Cql, keyspace: &str, target: &SchemaTarget) -> Result<(), CassaError> {

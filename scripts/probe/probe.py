@@ -4,6 +4,8 @@ Usage:
   probe.py cassandra HOST PORT USER PASSWORD [CQL ...]
       Log in, run SELECT release_version FROM system.local, then each CQL
       statement given. Prints the release version. Exit 1 if not ready.
+  probe.py cassandra-peers HOST PORT USER PASSWORD
+      Prints how many peers the node knows (rows of system.peers_v2).
   probe.py cassandra-tls HOST PORT USER PASSWORD CA_FILE
       The same login and query over TLS, verifying the server's certificate
       (chain and host name) against CA_FILE.
@@ -47,6 +49,28 @@ def cassandra(host, port, user, password, *statements, ssl_context=None):
         cluster.shutdown()
 
 
+def cassandra_peers(host, port, user, password):
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import Cluster
+    from cassandra.policies import WhiteListRoundRobinPolicy
+
+    logging.getLogger("cassandra").setLevel(logging.CRITICAL)
+    cluster = Cluster(
+        [host],
+        port=int(port),
+        auth_provider=PlainTextAuthProvider(username=user, password=password),
+        connect_timeout=5,
+        control_connection_timeout=5,
+        load_balancing_policy=WhiteListRoundRobinPolicy([host]),
+    )
+    try:
+        session = cluster.connect()
+        rows = session.execute("SELECT peer FROM system.peers_v2").all()
+        print(len(rows))
+    finally:
+        cluster.shutdown()
+
+
 def mongo(uri, ca_file=None, client_pem=None):
     from pymongo import MongoClient
 
@@ -79,6 +103,8 @@ def main(argv):
     try:
         if argv[1] == "cassandra" and len(argv) >= 6:
             cassandra(*argv[2:])
+        elif argv[1] == "cassandra-peers" and len(argv) == 6:
+            cassandra_peers(*argv[2:])
         elif argv[1] == "cassandra-tls" and len(argv) == 7:
             import ssl
 

@@ -70,3 +70,30 @@ pub async fn connect() -> CassaBackend {
 pub async fn factory() -> Arc<dyn Backend> {
     Arc::new(connect().await)
 }
+
+/// The default of `CASSA_CLUSTER_NODES`: the three-node cluster of
+/// `scripts/services.sh cassandra-cluster`.
+pub const DEFAULT_CLUSTER_NODES: &str = "127.0.0.2:9042,127.0.0.3:9042,127.0.0.4:9042";
+
+/// The cluster's contact points.
+pub fn cluster_nodes() -> String {
+    std::env::var("CASSA_CLUSTER_NODES").unwrap_or_else(|_| DEFAULT_CLUSTER_NODES.to_owned())
+}
+
+/// A backend on the three-node cluster, with `extra` pool settings.
+pub async fn connect_cluster(extra: &[(&str, &str)]) -> CassaBackend {
+    let mut p = pool("pool1");
+    p.set("nodes", &cluster_nodes()).expect("nodes");
+    for (k, v) in extra {
+        p.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
+    }
+    let conf = Config::new(BackendKind::Cassa).with_pool(p.clone());
+    match CassaBackend::connect(&p, &conf).await {
+        Ok(b) => b,
+        Err(e) => panic!(
+            "cannot reach the Cassandra cluster at {} (set CASSA_CLUSTER_NODES, or run \
+             `scripts/services.sh cassandra-cluster`): {e}",
+            cluster_nodes()
+        ),
+    }
+}
