@@ -766,7 +766,6 @@ ccluster_node_start() {
             "-Dcassandra.logdir=$d/logs" \
             "-Dcassandra-pidfile=$d/cassandra.pid" \
             "-Dcassandra.triggers_dir=$d/triggers" \
-            "-Dcassandra.ring_delay_ms=1000" \
             -cp "$CASSA_LIB/*" \
             org.apache.cassandra.service.CassandraDaemon \
             </dev/null >"$d/cassandra.out" 2>&1
@@ -786,22 +785,31 @@ cassandra_cluster_start() {
     ccluster_node_start 2
 }
 
+# The keyspace mqtt and system_auth at RF 3, the role on every replica.
+ccluster_setup() {
+    probe cassandra "${CCLUSTER_NODES[0]}" 9042 cassandra cassandra \
+        "ALTER KEYSPACE system_auth WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}" \
+        "ALTER ROLE cassandra WITH PASSWORD = 'cassandra'" \
+        "CREATE KEYSPACE IF NOT EXISTS mqtt WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}"
+}
+
 cassandra_cluster_wait() {
     local i logs=()
     for i in 1 2 3; do logs+=("$CCLUSTER_DIR/node$i/cassandra.out" "$CCLUSTER_DIR/node$i/logs/system.log"); done
     wait_until "$CASSANDRA_TIMEOUT" "" cassandra_cluster_ready || { fail cassandra-cluster "${logs[@]}"; return 0; }
-    local out
     # system_auth replicated like the data (its default, one replica, makes
     # logins fail while that replica's node is down); rewriting the role
-    # puts it on every replica.
-    if ! out=$(probe cassandra "${CCLUSTER_NODES[0]}" 9042 cassandra cassandra \
-        "ALTER KEYSPACE system_auth WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}" \
-        "ALTER ROLE cassandra WITH PASSWORD = 'cassandra'" \
-        "CREATE KEYSPACE IF NOT EXISTS mqtt WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}" 2>&1); then
+    # puts it on every replica. Cassandra refuses a password change within
+    # 5 s of the last (the role is created at start), so retry for a while:
+    # every statement here may run again.
+    local out
+    if ! wait_until 60 "" ccluster_setup; then
+        out=$(ccluster_setup 2>&1) || true
         log "$out"
         fail cassandra-cluster "${logs[@]}"
         return 0
     fi
+    out=$(probe cassandra "${CCLUSTER_NODES[0]}" 9042 cassandra cassandra 2>&1) || out="?"
     log "cassandra-cluster: up ($out), 3 nodes, keyspace mqtt (RF 3)"
 }
 
