@@ -809,6 +809,27 @@ cassandra_cluster_wait() {
         fail cassandra-cluster "${logs[@]}"
         return 0
     fi
+    # Each node's own view of the schema: after a restart a node has been
+    # seen to come up without a keyspace the others have (and refuse
+    # `USE mqtt`). The cluster is a test fixture: start it afresh, once.
+    local n stale=""
+    for n in "${CCLUSTER_NODES[@]}"; do
+        probe cassandra-keyspace "$n" 9042 cassandra cassandra mqtt >/dev/null 2>&1 || stale+=" $n"
+    done
+    if [[ -n $stale ]]; then
+        if [[ -n ${CCLUSTER_AFRESH:-} ]]; then
+            log "cassandra-cluster: keyspace mqtt missing on$stale even on a new cluster"
+            fail cassandra-cluster "${logs[@]}"
+            return 0
+        fi
+        log "cassandra-cluster: keyspace mqtt missing on$stale; starting a new cluster"
+        cassandra_cluster_stop
+        rm -rf "$CCLUSTER_DIR"
+        CCLUSTER_AFRESH=1
+        cassandra_cluster_start
+        cassandra_cluster_wait
+        return 0
+    fi
     out=$(probe cassandra "${CCLUSTER_NODES[0]}" 9042 cassandra cassandra 2>&1) || out="?"
     log "cassandra-cluster: up ($out), 3 nodes, keyspace mqtt (RF 3)"
 }

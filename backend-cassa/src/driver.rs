@@ -183,7 +183,7 @@ fn authenticator(c: &CassaConfig) -> Arc<dyn SaslAuthenticatorProvider + Send + 
 /// Why one contact point did not accept a connection.
 enum Refusal {
     Authentication(String),
-    MissingKeyspace,
+    MissingKeyspace(String),
     /// The server's certificate was not accepted.
     Certificate(String),
     Other(String),
@@ -251,7 +251,7 @@ async fn probe(
         Ok(Err(cdrs_tokio::error::Error::Server { body, .. })) => match body.ty {
             ErrorType::Authentication => Err(Refusal::Authentication(body.message)),
             ErrorType::Invalid if body.message.to_lowercase().contains("keyspace") => {
-                Err(Refusal::MissingKeyspace)
+                Err(Refusal::MissingKeyspace(body.message))
             }
             _ => Err(Refusal::Other(body.message)),
         },
@@ -399,10 +399,11 @@ impl Cql {
                         message,
                     })
                 }
-                Err(Refusal::MissingKeyspace) => {
+                Err(Refusal::MissingKeyspace(message)) => {
                     return Err(CassaError::MissingKeyspace {
                         keyspace: c.keyspace.clone(),
                         nodes: nodes.join(","),
+                        message,
                     })
                 }
                 Err(Refusal::Certificate(reason)) => {

@@ -43,15 +43,17 @@ pub enum CassaError {
     /// The configured keyspace does not exist (the backend creates tables,
     /// never keyspaces: replication is the operator's choice).
     #[error(
-        "keyspace `{keyspace}` does not exist on {nodes}: create it, e.g. CREATE KEYSPACE \
-         {keyspace} WITH replication = {{'class': 'NetworkTopologyStrategy', \
-         'replication_factor': 3}}"
+        "keyspace `{keyspace}` does not exist on {nodes} (the server says: {message}): create \
+         it, e.g. CREATE KEYSPACE {keyspace} WITH replication = {{'class': \
+         'NetworkTopologyStrategy', 'replication_factor': 3}}"
     )]
     MissingKeyspace {
         /// The keyspace.
         keyspace: String,
         /// The contact points.
         nodes: String,
+        /// The server's words.
+        message: String,
     },
 
     /// A request got no answer within the request timeout.

@@ -6,6 +6,9 @@ Usage:
       statement given. Prints the release version. Exit 1 if not ready.
   probe.py cassandra-peers HOST PORT USER PASSWORD
       Prints how many peers the node knows (rows of system.peers_v2).
+  probe.py cassandra-keyspace HOST PORT USER PASSWORD KEYSPACE
+      Uses KEYSPACE on that node alone (its own view of the schema, which
+      after a restart can lack what the other nodes have).
   probe.py cassandra-tls HOST PORT USER PASSWORD CA_FILE
       The same login and query over TLS, verifying the server's certificate
       (chain and host name) against CA_FILE.
@@ -49,13 +52,14 @@ def cassandra(host, port, user, password, *statements, ssl_context=None):
         cluster.shutdown()
 
 
-def cassandra_peers(host, port, user, password):
+def pinned(host, port, user, password):
+    """A cluster object that sends every request to `host` alone."""
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import Cluster
     from cassandra.policies import WhiteListRoundRobinPolicy
 
     logging.getLogger("cassandra").setLevel(logging.CRITICAL)
-    cluster = Cluster(
+    return Cluster(
         [host],
         port=int(port),
         auth_provider=PlainTextAuthProvider(username=user, password=password),
@@ -63,10 +67,23 @@ def cassandra_peers(host, port, user, password):
         control_connection_timeout=5,
         load_balancing_policy=WhiteListRoundRobinPolicy([host]),
     )
+
+
+def cassandra_peers(host, port, user, password):
+    cluster = pinned(host, port, user, password)
     try:
         session = cluster.connect()
         rows = session.execute("SELECT peer FROM system.peers_v2").all()
         print(len(rows))
+    finally:
+        cluster.shutdown()
+
+
+def cassandra_keyspace(host, port, user, password, keyspace):
+    cluster = pinned(host, port, user, password)
+    try:
+        cluster.connect(keyspace)
+        print(keyspace)
     finally:
         cluster.shutdown()
 
@@ -105,6 +122,8 @@ def main(argv):
             cassandra(*argv[2:])
         elif argv[1] == "cassandra-peers" and len(argv) == 6:
             cassandra_peers(*argv[2:])
+        elif argv[1] == "cassandra-keyspace" and len(argv) == 7:
+            cassandra_keyspace(*argv[2:])
         elif argv[1] == "cassandra-tls" and len(argv) == 7:
             import ssl
 
