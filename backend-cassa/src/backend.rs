@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    apply_limits, Ack, Backend, BackendError, BackendResult, ClientStatus, ErrorKind, FetchRequest,
-    WriteOptions,
+    apply_limits, Ack, Backend, BackendResult, ClientStatus, FetchRequest, WriteOptions,
 };
 use backend_core::config::PoolConfig;
 use backend_core::hook::ClientInfo;

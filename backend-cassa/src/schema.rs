@@ -2,39 +2,27 @@
 //! at start. With `create_tables = true` the missing tables are created
 //! first (`CREATE TABLE IF NOT EXISTS`); the keyspace must exist.
 
-use backend_core::schema::{check_table, PayloadType, SchemaTarget, TableSpec};
+use backend_core::schema::{Catalog, PayloadType, Schema, SchemaTarget, TableSpec};
 use backend_core::{BackendKind, CommonError};
 use cdrs_tokio::types::IntoRustByIndex;
 
 use crate::driver::{Cql, CqlValue};
 use crate::error::CassaError;
 
-/// The schema file (`cql/emqx_backend_cassa.cql` in this crate, the same as
-/// `etc/emqx_backend_cassa.cql` in the repository).
-pub const SCHEMA_CQL: &str = include_str!("../cql/emqx_backend_cassa.cql");
-
-/// Where users find the schema to load by hand.
-pub const SCHEMA_FILE: &str = "etc/emqx_backend_cassa.cql";
-
-/// Payload columns are `blob`.
-const PAYLOAD: PayloadType = PayloadType {
-    name: "blob",
-    why: "MQTT payloads are bytes; text refuses what is not UTF-8",
-    fix: "recreate {table} from etc/emqx_backend_cassa.cql (CQL cannot change {col}'s type)",
+/// The schema: the file this crate carries (`cql/emqx_backend_cassa.cql`,
+/// the same as `etc/emqx_backend_cassa.cql` in the repository) and what
+/// the statements need of its tables: the seed's five, then the backend's
+/// own. Payload columns are `blob`.
+pub const SCHEMA: Schema = Schema {
+    text: include_str!("../cql/emqx_backend_cassa.cql"),
+    file: "etc/emqx_backend_cassa.cql",
+    payload: PayloadType {
+        name: "blob",
+        why: "MQTT payloads are bytes; text refuses what is not UTF-8",
+        fix: "recreate {table} from etc/emqx_backend_cassa.cql (CQL cannot change {col}'s type)",
+    },
+    tables: &SPECS,
 };
-
-/// The tables: the seed's five, then the backend's own.
-pub const TABLES: [&str; 9] = [
-    "client",
-    "sub",
-    "msg",
-    "retain",
-    "acked",
-    "msg_seq",
-    "msg_topic",
-    "retain_topic",
-    "sub_start",
-];
 
 const fn spec(
     name: &'static str,
@@ -80,19 +68,6 @@ const SPECS: [TableSpec; 9] = [
     spec("sub_start", &["client_id", "filter", "seq"], &[]),
 ];
 
-/// The statements of [`SCHEMA_CQL`], without comments.
-pub fn schema_statements() -> Vec<String> {
-    let code: String = SCHEMA_CQL
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    code.split(';')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
 const COLUMNS: &str =
     "SELECT table_name, column_name, type FROM system_schema.columns WHERE keyspace_name = ?";
 
@@ -109,7 +84,7 @@ pub(crate) async fn prepare(
         Err(CassaError::Common(CommonError::MissingTable { .. })) if create => {}
         Err(e) => return Err(e),
     }
-    for statement in schema_statements() {
+    for statement in SCHEMA.statements() {
         cql.ddl("create_tables", &statement).await?;
     }
     tracing::info!(pool = %target.pool, server = cql.label(), "created the missing tables");
@@ -164,7 +139,7 @@ async fn check(cql: &Cql, keyspace: &str, target: &SchemaTarget) -> Result<(), C
             vec![CqlValue::from(keyspace.to_owned())],
         )
         .await?;
-    let mut columns: Vec<(String, String, String)> = Vec::with_capacity(rows.len());
+    let mut catalog = Catalog::default();
     for row in rows {
         let text = |i: usize| -> Result<String, CassaError> {
             IntoRustByIndex::<String>::get_by_index(&row, i)
@@ -174,20 +149,9 @@ async fn check(cql: &Cql, keyspace: &str, target: &SchemaTarget) -> Result<(), C
                     CommonError::data("system_schema.columns", "an unreadable row").into()
                 })
         };
-        columns.push((text(0)?, text(1)?, text(2)?));
+        catalog.columns.push((text(0)?, text(1)?, text(2)?));
     }
-    for spec in &SPECS {
-        let cols: Vec<(&str, &str)> = columns
-            .iter()
-            .filter(|(t, _, _)| t == spec.name)
-            .map(|(_, c, ty)| (c.as_str(), ty.as_str()))
-            .collect();
-        if cols.is_empty() {
-            return Err(target.missing(spec.name).into());
-        }
-        check_table(spec, &cols, &[], &PAYLOAD).map_err(|p| target.wrong(spec.name, p))?;
-    }
-    Ok(())
+    Ok(SCHEMA.check(&catalog, target)?)
 }
 
 /// The target of the check, for its errors.
@@ -198,25 +162,18 @@ pub(crate) fn target(pool: &str, nodes: &str, keyspace: &str, label: &str) -> Sc
         host_port: nodes.to_owned(),
         database: keyspace.to_owned(),
         label: label.to_owned(),
-        schema_file: SCHEMA_FILE,
+        schema_file: SCHEMA.file,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use backend_core::schema::check_table;
 
     #[test]
-    fn the_file_creates_every_table() {
-        let stmts = schema_statements();
-        assert_eq!(stmts.len(), TABLES.len());
-        for t in TABLES {
-            let head = format!("CREATE TABLE IF NOT EXISTS {t} (");
-            assert!(stmts.iter().any(|s| s.starts_with(&head)), "{t}");
-        }
-        for (t, spec) in TABLES.iter().zip(&SPECS) {
-            assert_eq!(*t, spec.name);
-        }
+    fn the_file_creates_every_table_and_etc_holds_it() {
+        backend_core::testkit::assert_schema_file(env!("CARGO_MANIFEST_DIR"), &SCHEMA);
     }
 
     #[test]
@@ -232,18 +189,9 @@ mod tests {
             ("payload", "text"),
             ("arrived", "timestamp"),
         ];
-        let e = check_table(&SPECS[2], &seed_msg, &[], &PAYLOAD).expect_err("text payload");
+        let e = check_table(&SPECS[2], &seed_msg, &[], &SCHEMA.payload).expect_err("text payload");
         assert!(e.contains("`payload` of type text, not blob"), "{e}");
-        let e = check_table(&SPECS[2], &seed_msg[..3], &[], &PAYLOAD).expect_err("columns");
+        let e = check_table(&SPECS[2], &seed_msg[..3], &[], &SCHEMA.payload).expect_err("columns");
         assert!(e.contains("lacks the column(s) sender"), "{e}");
-    }
-
-    #[test]
-    fn etc_holds_the_same_schema() {
-        backend_core::testkit::assert_same_schema(
-            env!("CARGO_MANIFEST_DIR"),
-            "../etc/emqx_backend_cassa.cql",
-            SCHEMA_CQL,
-        );
     }
 }

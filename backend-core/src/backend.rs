@@ -214,7 +214,8 @@ pub type BackendResult<T> = Result<T, BackendError>;
 /// observable behaviour; `backend_core::testkit` checks it.
 ///
 /// Write operations take slices so a backend can write a batch in one round
-/// trip (pipeline, multi-row insert, `insert_many`, CQL batch).
+/// trip (pipeline, multi-row insert, `insert_many`, CQL batch). An empty
+/// slice is nothing to do: it succeeds and changes nothing.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// A short name for logs (`redis`, `pgsql`, `memory`).

@@ -35,6 +35,85 @@ pub struct PayloadType {
     pub fix: &'static str,
 }
 
+/// A backend's schema: the file it carries and what its statements need
+/// of each table. One `const` per backend; [`Schema::check`] runs the
+/// start-up check over what the backend read from its catalog.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    /// The schema file's text, embedded in the crate (`include_str!`).
+    pub text: &'static str,
+    /// Where users find the same file in the repository, to load it by
+    /// hand (`etc/sql/emqx_backend_pgsql.sql`); errors name it.
+    pub file: &'static str,
+    /// The type payload columns must have.
+    pub payload: PayloadType,
+    /// The built-in tables, in the file's order.
+    pub tables: &'static [TableSpec],
+}
+
+impl Schema {
+    /// The file's statements, without `--` comment lines, in order.
+    pub fn statements(&self) -> Vec<String> {
+        let code: String = self
+            .text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        code.split(';')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// The built-in tables' names.
+    pub fn table_names(&self) -> Vec<&'static str> {
+        self.tables.iter().map(|t| t.name).collect()
+    }
+
+    /// Checks every table against `catalog`; the first problem found is
+    /// the error: a missing table, or what [`check_table`] finds wanting.
+    pub fn check(&self, catalog: &Catalog, target: &SchemaTarget) -> Result<(), CommonError> {
+        for spec in self.tables {
+            let columns = catalog.columns_of(spec.name);
+            if columns.is_empty() {
+                return Err(target.missing(spec.name));
+            }
+            let uniques: Vec<&str> = catalog
+                .uniques
+                .iter()
+                .filter(|(t, _)| t.eq_ignore_ascii_case(spec.name))
+                .map(|(_, u)| u.as_str())
+                .collect();
+            check_table(spec, &columns, &uniques, &self.payload)
+                .map_err(|problem| target.wrong(spec.name, problem))?;
+        }
+        Ok(())
+    }
+}
+
+/// What a backend read from its catalog about its tables. A table with no
+/// columns listed does not exist.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// `(table, column, type)` rows.
+    pub columns: Vec<(String, String, String)>,
+    /// `(table, columns)` rows, one per unique index: its columns sorted
+    /// and joined by `,`.
+    pub uniques: Vec<(String, String)>,
+}
+
+impl Catalog {
+    /// The `(column, type)` pairs of one table.
+    pub fn columns_of(&self, table: &str) -> Vec<(&str, &str)> {
+        self.columns
+            .iter()
+            .filter(|(t, _, _)| t.eq_ignore_ascii_case(table))
+            .map(|(_, c, ty)| (c.as_str(), ty.as_str()))
+            .collect()
+    }
+}
+
 /// Checks one existing table: `columns` are its `(name, type)` pairs as
 /// the catalog gives them, `uniques` its unique indexes as column lists
 /// sorted and joined by `,`. The error says what is wrong and how to fix it.
@@ -183,6 +262,75 @@ mod tests {
             ("payload", "bytea"),
         ];
         check_table(&MSG, &upper, &["msgid"], &BYTEA).expect("names compare without case");
+    }
+
+    const SCHEMA: Schema = Schema {
+        text: "-- the messages\nCREATE TABLE mqtt_msg (id int);\n\n-- done\nCREATE INDEX i ON mqtt_msg (id);\n",
+        file: "etc/sql/x.sql",
+        payload: BYTEA,
+        tables: &[MSG],
+    };
+
+    #[test]
+    fn statements_drop_comments_and_split() {
+        assert_eq!(
+            SCHEMA.statements(),
+            [
+                "CREATE TABLE mqtt_msg (id int)",
+                "CREATE INDEX i ON mqtt_msg (id)"
+            ]
+        );
+        assert_eq!(SCHEMA.table_names(), ["mqtt_msg"]);
+    }
+
+    #[test]
+    fn the_catalog_check_finds_missing_and_wanting_tables() {
+        let settings = DbSettings::new(
+            "pool1",
+            crate::config::DbDefaults {
+                kind: BackendKind::Pgsql,
+                port: 5432,
+                user_key: "username",
+            },
+        );
+        let target = SchemaTarget::of(BackendKind::Pgsql, &settings, SCHEMA.file);
+        let mut catalog = Catalog::default();
+        let e = SCHEMA.check(&catalog, &target).expect_err("no table");
+        assert!(
+            matches!(
+                e,
+                CommonError::MissingTable {
+                    table: "mqtt_msg",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        for (c, t) in [("id", "integer"), ("msgid", "text"), ("topic", "text")] {
+            catalog
+                .columns
+                .push(("MQTT_MSG".into(), c.into(), t.into()));
+        }
+        catalog
+            .columns
+            .push(("other".into(), "payload".into(), "bytea".into()));
+        let e = SCHEMA
+            .check(&catalog, &target)
+            .expect_err("no payload column");
+        assert!(e.to_string().contains("lacks the column(s) payload"), "{e}");
+        catalog
+            .columns
+            .push(("mqtt_msg".into(), "payload".into(), "bytea".into()));
+        let e = SCHEMA
+            .check(&catalog, &target)
+            .expect_err("no unique index");
+        assert!(e.to_string().contains("no unique index on (msgid)"), "{e}");
+        catalog.uniques.push(("other".into(), "msgid".into()));
+        SCHEMA
+            .check(&catalog, &target)
+            .expect_err("another table's index");
+        catalog.uniques.push(("mqtt_msg".into(), "msgid".into()));
+        SCHEMA.check(&catalog, &target).expect("complete");
     }
 
     #[test]

@@ -524,6 +524,26 @@ pub enum Statement {
     },
 }
 
+impl Statement {
+    /// The text and values of a query, for a backend that runs `language`
+    /// statements (`sql`, `cql`); a Redis command is an
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) error
+    /// naming `backend`.
+    pub fn query(
+        &self,
+        backend: &str,
+        language: &str,
+    ) -> Result<(&str, &[Value]), crate::BackendError> {
+        match self {
+            Statement::Query { text, params } => Ok((text, params)),
+            Statement::Command { .. } => Err(crate::BackendError::new(
+                crate::ErrorKind::Unsupported,
+                format!("the {backend} backend runs `{language}` statements, not Redis commands"),
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

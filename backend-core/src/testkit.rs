@@ -131,18 +131,65 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// Asserts that the schema file a crate embeds (`embedded`) and its copy
-/// under the repository's `etc/` (`etc_path`, relative to the crate's
-/// folder) are the same text: the crate carries its schema so it packages
-/// on its own, and users load the `etc/` copy by hand.
-pub fn assert_same_schema(manifest_dir: &str, etc_path: &str, embedded: &str) {
-    let path = std::path::Path::new(manifest_dir).join(etc_path);
+/// A pool of `kind` named `pool1` with these settings, for configuration
+/// tests. Panics if the settings do not parse.
+pub fn pool_config(kind: crate::BackendKind, lines: &[(&str, &str)]) -> crate::config::PoolConfig {
+    crate::config::PoolConfig::from_settings(kind, "pool1", lines).expect("valid settings")
+}
+
+/// Asserts that reading settings that need a Cargo feature succeeds exactly
+/// when the crate is built with it (`built`, from `cfg!(feature = ...)`),
+/// and that otherwise the error names the feature to enable.
+pub fn assert_feature_decides<T, E: std::fmt::Display>(
+    read: Result<T, E>,
+    feature: &str,
+    built: bool,
+) {
+    match read {
+        Ok(_) => assert!(built, "read without the `{feature}` feature"),
+        Err(e) => {
+            assert!(!built, "built with `{feature}`, yet: {e}");
+            let named = format!("no `{feature}` feature");
+            assert!(e.to_string().contains(&named), "{e}");
+        }
+    }
+}
+
+/// Asserts that the schema file a crate embeds ([`Schema::text`]) creates
+/// each of [`Schema::tables`] once and idempotently, and that it and its
+/// copy in the repository ([`Schema::file`], relative to the folder above
+/// the crate's, `manifest_dir`) are the same text: the crate carries its
+/// schema so it packages on its own, and users load the repository's copy
+/// by hand.
+///
+/// [`Schema::text`]: crate::schema::Schema::text
+/// [`Schema::file`]: crate::schema::Schema::file
+/// [`Schema::tables`]: crate::schema::Schema::tables
+pub fn assert_schema_file(manifest_dir: &str, schema: &crate::schema::Schema) {
+    let path = std::path::Path::new(manifest_dir)
+        .join("..")
+        .join(schema.file);
     let etc = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     assert!(
-        etc == embedded,
+        etc == schema.text,
         "{} differs from the crate's embedded copy: copy one onto the other",
         path.display()
+    );
+    let mut created: Vec<String> = schema
+        .statements()
+        .iter()
+        .filter_map(|s| s.strip_prefix("CREATE TABLE IF NOT EXISTS "))
+        .filter_map(|rest| rest.split([' ', '(']).next())
+        .map(|name| name.trim_matches(['`', '"']).to_owned())
+        .collect();
+    created.sort_unstable();
+    let mut tables = schema.table_names();
+    tables.sort_unstable();
+    assert_eq!(
+        created, tables,
+        "{}: each table once, by an idempotent CREATE TABLE IF NOT EXISTS",
+        schema.file
     );
 }
 
@@ -236,6 +283,7 @@ macro_rules! conformance_tests {
         $crate::__conformance_tests!($factory, $raw;
             status_lifecycle,
             proxy_subscriptions,
+            empty_writes_change_nothing,
             queue_mode,
             pubsub_independent_positions,
             pubsub_first_subscription_gets_only_later_messages,

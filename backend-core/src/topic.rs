@@ -166,6 +166,25 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     matches_valid(strip_shared(filter), topic)
 }
 
+/// Decodes `rows` into messages and keeps those whose topic `filter`
+/// matches: the re-check after a query that may select more than the
+/// filter does (a collation, a range, a prefix, a `LIKE`). The first row
+/// that does not decode is the error.
+pub fn decode_matching<R, E>(
+    filter: &str,
+    rows: impl IntoIterator<Item = R>,
+    mut decode: impl FnMut(R) -> Result<crate::Message, E>,
+) -> Result<Vec<crate::Message>, E> {
+    let mut out = Vec::new();
+    for row in rows {
+        let m = decode(row)?;
+        if matches(filter, &m.topic) {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
 /// [`matches`] for a filter already known to be valid and unshared.
 fn matches_valid(filter: &str, topic: &str) -> bool {
     if topic.starts_with('$') && filter.starts_with(['+', '#']) {
@@ -439,6 +458,26 @@ fn walk<'a, T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_matching_keeps_matches_and_stops_at_the_first_error() {
+        let decode = |t: &str| -> Result<crate::Message, String> {
+            match t {
+                "bad" => Err("bad row".into()),
+                t => Ok(crate::Message::new(
+                    "c",
+                    t,
+                    crate::QoS::AtLeastOnce,
+                    &b""[..],
+                )),
+            }
+        };
+        let kept = decode_matching("a/+", ["a/1", "b/1", "a/2/x", "a/2"], decode).expect("decodes");
+        let topics: Vec<&str> = kept.iter().map(|m| m.topic.as_str()).collect();
+        assert_eq!(topics, ["a/1", "a/2"]);
+        let e = decode_matching("#", ["a", "bad", "c"], decode).expect_err("bad row");
+        assert_eq!(e, "bad row");
+    }
     use proptest::prelude::*;
 
     #[test]

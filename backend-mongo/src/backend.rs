@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use backend_core::backend::{Ack, BackendResult, ClientStatus, FetchRequest, WriteOptions};
 use backend_core::config::PoolConfig;
 use backend_core::hook::ClientInfo;
-use backend_core::topic::{has_wildcards, literal_prefix, matches, prefix_upper_bound};
+use backend_core::topic::{
+    decode_matching, has_wildcards, literal_prefix, matches, prefix_upper_bound,
+};
 use backend_core::value::Row;
 use backend_core::{
     Backend, BackendKind, Bytes, CommonError, Config, Message, OfflineMode, QoS, Statement,

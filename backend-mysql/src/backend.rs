@@ -14,13 +14,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    apply_limits, Ack, Backend, BackendError, BackendResult, ClientStatus, ErrorKind, FetchRequest,
+    apply_limits, Ack, Backend, BackendError, BackendResult, ClientStatus, FetchRequest,
     WriteOptions,
 };
 use backend_core::config::{OfflineMode, PoolConfig};
 use backend_core::hook::ClientInfo;
 use backend_core::schema::SchemaTarget;
-use backend_core::topic::matches;
+use backend_core::topic::{decode_matching, matches};
 use backend_core::value::{Row, Value};
 use backend_core::{
     BackendKind, Bytes, CommonError, Config, Message, QoS, Statement, Subscription, Timestamp,
@@ -185,7 +185,7 @@ impl MysqlBackend {
             tracing::warn!(server = %backend.inner.label, sql_mode, "the server is not in strict mode: a topic longer than its column is truncated instead of refused");
         }
         let c = &backend.inner.config.db;
-        let target = SchemaTarget::of(BackendKind::Mysql, c, schema::SCHEMA_FILE);
+        let target = SchemaTarget::of(BackendKind::Mysql, c, schema::SCHEMA.file);
         schema::prepare(&mut conn, c.create_tables, &target).await?;
         drop(conn);
         if let Some(inner) = Arc::get_mut(&mut backend.inner) {
@@ -307,7 +307,8 @@ impl MysqlBackend {
 
     /// Runs `statement(n)` once per chunk with each chunk's values: one
     /// round trip for one chunk, a transaction for several. With `serial`,
-    /// always a transaction that first takes [`sql::SERIAL_LOCK`].
+    /// always a transaction that first takes [`sql::SERIAL_LOCK`]. No items
+    /// is nothing to do: no connection is taken.
     async fn batch<T>(
         &self,
         operation: &'static str,
@@ -317,6 +318,9 @@ impl MysqlBackend {
         statement: impl Fn(usize) -> String,
         values: impl Fn(&T, &mut Vec<MyValue>) -> Result<(), MysqlError>,
     ) -> Result<(), MysqlError> {
+        if items.is_empty() {
+            return Ok(());
+        }
         let chunks = self.chunks(items, size);
         let mut conn = self.conn(operation).await?;
         let render = |chunk: &[T]| -> Result<(String, Vec<MyValue>), MysqlError> {

@@ -5,40 +5,31 @@
 //! message writers' lock table) exist in its database
 //! with the columns, the payload types and the unique indexes its
 //! statements need. With `create_tables = true` it first runs
-//! [`SCHEMA_SQL`] (idempotent: `CREATE TABLE IF NOT EXISTS`), holding a
+//! [`SCHEMA`] (idempotent: `CREATE TABLE IF NOT EXISTS`), holding a
 //! named lock (`GET_LOCK`) so that pools starting together do not race.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use backend_core::schema::{check_table, PayloadType, SchemaTarget, TableSpec};
+use backend_core::schema::{Catalog, PayloadType, Schema, SchemaTarget, TableSpec};
 
 use crate::error::MysqlError;
 
-/// The schema file (`sql/emqx_backend_mysql.sql` in this crate, the same as
-/// `etc/sql/emqx_backend_mysql.sql` in the repository).
-pub const SCHEMA_SQL: &str = include_str!("../sql/emqx_backend_mysql.sql");
-
-/// Where users find the schema to load by hand.
-pub const SCHEMA_FILE: &str = "etc/sql/emqx_backend_mysql.sql";
-
-/// Payload columns are `longblob`.
-const PAYLOAD: PayloadType = PayloadType {
-    name: "longblob",
-    why: "MQTT payloads reach 256 MiB; blob holds 64 KiB",
-    fix: "ALTER TABLE {table} MODIFY {col} LONGBLOB",
+/// The schema: the file this crate carries (`sql/emqx_backend_mysql.sql`,
+/// the same as `etc/sql/emqx_backend_mysql.sql` in the repository) and
+/// what the statements need of its six tables: the seed's five in its
+/// order, then the message writers' lock table. Payload columns are
+/// `longblob`.
+pub const SCHEMA: Schema = Schema {
+    text: include_str!("../sql/emqx_backend_mysql.sql"),
+    file: "etc/sql/emqx_backend_mysql.sql",
+    payload: PayloadType {
+        name: "longblob",
+        why: "MQTT payloads reach 256 MiB; blob holds 64 KiB",
+        fix: "ALTER TABLE {table} MODIFY {col} LONGBLOB",
+    },
+    tables: &SPECS,
 };
-
-/// The tables: the seed's five in its order, then the message writers'
-/// lock table.
-pub const TABLES: [&str; 6] = [
-    "mqtt_client",
-    "mqtt_sub",
-    "mqtt_msg",
-    "mqtt_retain",
-    "mqtt_acked",
-    "mqtt_msg_lock",
-];
 
 /// Name of the lock held while creating the schema.
 const SCHEMA_LOCK: &str = "backend_mysql_schema";
@@ -102,19 +93,6 @@ WHERE TABLE_SCHEMA = DATABASE() AND NON_UNIQUE = 0 AND SUB_PART IS NULL \
 AND TABLE_NAME IN ('mqtt_client', 'mqtt_sub', 'mqtt_msg', 'mqtt_retain', 'mqtt_acked', 'mqtt_msg_lock') \
 GROUP BY TABLE_NAME, INDEX_NAME";
 
-/// The statements of [`SCHEMA_SQL`], without comments.
-pub fn schema_statements() -> Vec<String> {
-    let code: String = SCHEMA_SQL
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    code.split(';')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
 /// Creates the schema if asked, then checks it.
 pub(crate) async fn prepare(
     conn: &mut Conn,
@@ -132,7 +110,8 @@ pub(crate) async fn prepare(
         // The lock table is the backend's own, not the seed's: create it
         // even when the user manages the schema, so an existing database
         // keeps working after an upgrade.
-        if let Some(stmt) = schema_statements()
+        if let Some(stmt) = SCHEMA
+            .statements()
             .into_iter()
             .find(|s| s.contains("`mqtt_msg_lock`"))
         {
@@ -151,7 +130,7 @@ pub(crate) async fn prepare(
             );
         }
         let mut result = Ok(());
-        for stmt in schema_statements() {
+        for stmt in SCHEMA.statements() {
             if let Err(e) = conn.query_drop(&stmt).await {
                 result = Err(my("create_tables")(e));
                 break;
@@ -164,28 +143,15 @@ pub(crate) async fn prepare(
         released.map_err(my("create_tables"))?;
         tracing::debug!(pool = %target.pool, server = %target.label, "schema created or already present");
     }
-    let columns: Vec<(String, String, String)> =
-        conn.exec(COLUMNS, ()).await.map_err(my("schema check"))?;
-    let uniques: Vec<(String, String)> =
-        conn.exec(UNIQUES, ()).await.map_err(my("schema check"))?;
-    for spec in &SPECS {
-        let cols: Vec<(&str, &str)> = columns
-            .iter()
-            .filter(|(t, _, _)| t == spec.name)
-            .map(|(_, c, ty)| (c.as_str(), ty.as_str()))
-            .collect();
-        if cols.is_empty() {
-            return Err(target.missing(spec.name).into());
-        }
-        let uniq: Vec<&str> = uniques
-            .iter()
-            .filter(|(t, _)| t == spec.name)
-            .map(|(_, c)| c.as_str())
-            .collect();
-        check_table(spec, &cols, &uniq, &PAYLOAD)
-            .map_err(|problem| target.wrong(spec.name, problem))?;
+    let catalog = Catalog {
+        columns: conn.exec(COLUMNS, ()).await.map_err(my("schema check"))?,
+        uniques: conn.exec(UNIQUES, ()).await.map_err(my("schema check"))?,
+    };
+    SCHEMA.check(&catalog, target)?;
+    for spec in SCHEMA.tables {
+        let columns = catalog.columns_of(spec.name);
         for col in spec.exact {
-            if let Some((_, ty)) = cols.iter().find(|(c, _)| c == col) {
+            if let Some((_, ty)) = columns.iter().find(|(c, _)| c == col) {
                 if !matches!(
                     *ty,
                     "varbinary" | "binary" | "blob" | "longblob" | "mediumblob"
@@ -207,17 +173,11 @@ pub(crate) async fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use backend_core::schema::check_table;
 
     #[test]
-    fn the_file_creates_every_table() {
-        let stmts = schema_statements();
-        assert_eq!(stmts.len(), TABLES.len());
-        for (t, s) in TABLES.iter().zip(&stmts) {
-            assert!(
-                s.starts_with(&format!("CREATE TABLE IF NOT EXISTS `{t}` (")),
-                "{s}"
-            );
-        }
+    fn the_file_creates_every_table_and_etc_holds_it() {
+        backend_core::testkit::assert_schema_file(env!("CARGO_MANIFEST_DIR"), &SCHEMA);
     }
 
     #[test]
@@ -233,22 +193,9 @@ mod tests {
             ("payload", "blob"),
             ("arrived", "datetime"),
         ];
-        let e = check_table(&SPECS[2], &seed_msg, &["id"], &PAYLOAD).expect_err("blob payload");
+        let e =
+            check_table(&SPECS[2], &seed_msg, &["id"], &SCHEMA.payload).expect_err("blob payload");
         assert!(e.contains("`payload` of type blob, not longblob"), "{e}");
         assert!(e.contains("MODIFY payload LONGBLOB"), "{e}");
-    }
-}
-
-#[cfg(test)]
-mod copy_tests {
-    /// The crate carries its schema (so it packages on its own); `etc/sql/`
-    /// has the same file for users loading it by hand.
-    #[test]
-    fn etc_holds_the_same_schema() {
-        backend_core::testkit::assert_same_schema(
-            env!("CARGO_MANIFEST_DIR"),
-            "../etc/sql/emqx_backend_mysql.sql",
-            super::SCHEMA_SQL,
-        );
     }
 }

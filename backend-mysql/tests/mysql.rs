@@ -540,7 +540,7 @@ fn the_schema_check_names_missing_tables_and_seed_tables() {
 
         // The seed's own mqtt_msg (blob payload, no unique msgid).
         let mut scratch = s.raw_on(Some(db)).await;
-        for stmt in backend_mysql::schema::schema_statements() {
+        for stmt in backend_mysql::schema::SCHEMA.statements() {
             if !stmt.contains("`mqtt_msg`") {
                 scratch.query_drop(stmt).await.expect("schema");
             }

@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    Ack, Backend, BackendError, BackendResult, ClientStatus, ErrorKind, FetchRequest, WriteOptions,
+    Ack, Backend, BackendError, BackendResult, ClientStatus, FetchRequest, WriteOptions,
 };
 use backend_core::config::{OfflineMode, PoolConfig};
 use backend_core::hook::ClientInfo;
 use backend_core::schema::SchemaTarget;
-use backend_core::topic::matches;
+use backend_core::topic::{decode_matching, matches};
 use backend_core::value::{Row, Value};
 use backend_core::{
     BackendKind, Bytes, CommonError, Config, Message, QoS, Statement, Subscription, Timestamp,
@@ -129,7 +129,7 @@ impl PgsqlBackend {
         };
         let client = backend.client("connect").await?;
         let c = &backend.inner.config.db;
-        let target = SchemaTarget::of(BackendKind::Pgsql, c, schema::SCHEMA_FILE);
+        let target = SchemaTarget::of(BackendKind::Pgsql, c, schema::SCHEMA.file);
         schema::prepare(&client, c.create_tables, &target).await?;
         tracing::info!(
             pool = %c.pool_name,

@@ -106,18 +106,15 @@ mod tests {
     use backend_core::config::Secret;
 
     fn pool(lines: &[(&str, &str)]) -> PoolConfig {
-        PoolConfig::from_settings(BackendKind::Pgsql, "pool1", lines).expect("valid settings")
+        backend_core::testkit::pool_config(BackendKind::Pgsql, lines)
     }
 
-    /// Built without `tls`, `ssl = true` is a configuration error saying
-    /// which feature to enable.
+    /// Built without `tls`, `ssl = true` is a configuration error naming
+    /// the feature.
     #[test]
     fn the_tls_feature_decides_ssl() {
-        let c = PgsqlConfig::from_pool(&pool(&[("ssl", "true")]));
-        assert_eq!(c.is_ok(), cfg!(feature = "tls"));
-        if let Err(e) = c {
-            assert!(e.to_string().contains("no `tls` feature"), "{e}");
-        }
+        let read = PgsqlConfig::from_pool(&pool(&[("ssl", "true")]));
+        backend_core::testkit::assert_feature_decides(read, "tls", cfg!(feature = "tls"));
     }
 
     #[test]

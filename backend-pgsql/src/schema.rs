@@ -3,37 +3,29 @@
 //!
 //! At start a backend checks that the five tables exist with the columns,
 //! the `bytea` payloads and the unique indexes its statements need. With
-//! `create_tables = true` it first runs [`SCHEMA_SQL`] (idempotent: it
+//! `create_tables = true` it first runs [`SCHEMA`] (idempotent: it
 //! creates only what is missing), under an advisory lock so that pools
 //! starting together do not race.
 
-use backend_core::schema::{check_table, PayloadType, SchemaTarget, TableSpec};
+use backend_core::schema::{Catalog, PayloadType, Schema, SchemaTarget, TableSpec};
 use backend_core::CommonError;
 
 use crate::error::PgsqlError;
 
-/// The schema file (`sql/emqx_backend_pgsql.sql` in this crate, the same as
-/// `etc/sql/emqx_backend_pgsql.sql` in the repository).
-pub const SCHEMA_SQL: &str = include_str!("../sql/emqx_backend_pgsql.sql");
-
-/// Where users find the schema to load by hand.
-pub const SCHEMA_FILE: &str = "etc/sql/emqx_backend_pgsql.sql";
-
+/// The schema: the file this crate carries (`sql/emqx_backend_pgsql.sql`,
+/// the same as `etc/sql/emqx_backend_pgsql.sql` in the repository) and
+/// what the statements need of its five tables, in the seed's order.
 /// Payload columns are `bytea`.
-const PAYLOAD: PayloadType = PayloadType {
-    name: "bytea",
-    why: "MQTT payloads are binary",
-    fix: "ALTER TABLE {table} ALTER COLUMN {col} TYPE bytea USING convert_to({col}, 'UTF8')",
+pub const SCHEMA: Schema = Schema {
+    text: include_str!("../sql/emqx_backend_pgsql.sql"),
+    file: "etc/sql/emqx_backend_pgsql.sql",
+    payload: PayloadType {
+        name: "bytea",
+        why: "MQTT payloads are binary",
+        fix: "ALTER TABLE {table} ALTER COLUMN {col} TYPE bytea USING convert_to({col}, 'UTF8')",
+    },
+    tables: &SPECS,
 };
-
-/// The tables, in the seed's order.
-pub const TABLES: [&str; 5] = [
-    "mqtt_client",
-    "mqtt_sub",
-    "mqtt_msg",
-    "mqtt_retain",
-    "mqtt_acked",
-];
 
 /// Key of the advisory lock held while creating the schema.
 const SCHEMA_LOCK: i64 = 0x6d71_7474_7067; // "mqttpg"
@@ -85,12 +77,12 @@ const SPECS: [TableSpec; 5] = [
     },
 ];
 
-/// One query describing every table: whether it exists (in the search
-/// path, as the backend's unqualified statements see it), its columns with
-/// their types, and its unique indexes as sorted column lists.
+/// One query describing every table as the backend's unqualified
+/// statements see it (through the search path): its columns with their
+/// types, and its unique indexes as sorted column lists; a table that does
+/// not exist has no columns.
 const DESCRIBE: &str = r#"
 SELECT t.name,
-       c.oid IS NOT NULL,
        ARRAY(SELECT a.attname::text || ':' || format_type(a.atttypid, NULL)
                FROM pg_attribute a
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
@@ -122,7 +114,8 @@ pub(crate) async fn prepare(
     // lock is held until every statement has run.
     let batch = format!(
         "SET LOCAL client_min_messages = warning; \
-         SELECT pg_advisory_xact_lock({SCHEMA_LOCK}); {SCHEMA_SQL}"
+         SELECT pg_advisory_xact_lock({SCHEMA_LOCK}); {}",
+        SCHEMA.text
     );
     client
         .batch_execute(&batch)
@@ -143,42 +136,36 @@ async fn check(client: &tokio_postgres::Client, target: &SchemaTarget) -> Result
         server: target.label.clone(),
         source,
     };
-    let names: Vec<&str> = TABLES.to_vec();
-    let rows = client.query(DESCRIBE, &[&names]).await.map_err(pg)?;
-    for spec in &SPECS {
-        let row = rows
-            .iter()
-            .find(|r| r.try_get::<_, &str>(0).ok() == Some(spec.name));
-        let Some(row) = row else {
-            continue;
-        };
-        let exists: bool = row.try_get(1).map_err(pg)?;
-        if !exists {
-            return Err(target.missing(spec.name).into());
+    let rows = client
+        .query(DESCRIBE, &[&SCHEMA.table_names()])
+        .await
+        .map_err(pg)?;
+    let mut catalog = Catalog::default();
+    for row in &rows {
+        let table: String = row.try_get(0).map_err(pg)?;
+        let columns: Vec<String> = row.try_get(1).map_err(pg)?;
+        let uniques: Vec<Option<String>> = row.try_get(2).map_err(pg)?;
+        for (column, ty) in columns.iter().filter_map(|c| c.split_once(':')) {
+            catalog
+                .columns
+                .push((table.clone(), column.to_owned(), ty.to_owned()));
         }
-        let columns: Vec<String> = row.try_get(2).map_err(pg)?;
-        let uniques: Vec<Option<String>> = row.try_get(3).map_err(pg)?;
-        let columns: Vec<(&str, &str)> = columns.iter().filter_map(|c| c.split_once(':')).collect();
-        let uniques: Vec<&str> = uniques.iter().flatten().map(String::as_str).collect();
-        check_table(spec, &columns, &uniques, &PAYLOAD)
-            .map_err(|problem| target.wrong(spec.name, problem))?;
+        for unique in uniques.into_iter().flatten() {
+            catalog.uniques.push((table.clone(), unique));
+        }
     }
-    Ok(())
+    Ok(SCHEMA.check(&catalog, target)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use backend_core::schema::check_table;
 
     #[test]
-    fn the_file_creates_every_table() {
-        for t in TABLES {
-            assert!(
-                SCHEMA_SQL.contains(&format!("CREATE TABLE IF NOT EXISTS {t} (")),
-                "{t}"
-            );
-        }
-        assert!(!SCHEMA_SQL.contains("CREATE TABLE mqtt"), "all idempotent");
+    fn the_file_creates_every_table_and_etc_holds_it() {
+        backend_core::testkit::assert_schema_file(env!("CARGO_MANIFEST_DIR"), &SCHEMA);
+        assert!(!SCHEMA.text.contains("CREATE TABLE mqtt"), "all idempotent");
     }
 
     #[test]
@@ -193,22 +180,9 @@ mod tests {
             ("payload", "text"),
             ("arrived", "timestamp without time zone"),
         ];
-        let e = check_table(&SPECS[2], &seed_msg, &["id"], &PAYLOAD).expect_err("text payload");
+        let e =
+            check_table(&SPECS[2], &seed_msg, &["id"], &SCHEMA.payload).expect_err("text payload");
         assert!(e.contains("`payload` of type text, not bytea"), "{e}");
         assert!(e.contains("USING convert_to(payload, 'UTF8')"), "{e}");
-    }
-}
-
-#[cfg(test)]
-mod copy_tests {
-    /// The crate carries its schema (so it packages on its own); `etc/sql/`
-    /// has the same file for users loading it by hand.
-    #[test]
-    fn etc_holds_the_same_schema() {
-        backend_core::testkit::assert_same_schema(
-            env!("CARGO_MANIFEST_DIR"),
-            "../etc/sql/emqx_backend_pgsql.sql",
-            super::SCHEMA_SQL,
-        );
     }
 }

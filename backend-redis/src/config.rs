@@ -366,7 +366,7 @@ mod tests {
     use super::*;
 
     fn pool(lines: &[(&str, &str)]) -> PoolConfig {
-        PoolConfig::from_settings(BackendKind::Redis, "pool1", lines).expect("valid settings")
+        backend_core::testkit::pool_config(BackendKind::Redis, lines)
     }
 
     fn settings(lines: &[(&str, &str)]) -> Result<RedisSettings, RedisError> {
@@ -376,17 +376,14 @@ mod tests {
     /// Built without a feature, its keys are configuration errors that
     /// say which feature to enable (the other way round, they are read).
     #[test]
-    fn features_decide_ssl_and_sentinel() {
+    fn features_decide_ssl_sentinel_and_cluster() {
+        use backend_core::testkit::assert_feature_decides;
         let ssl = settings(&[("ssl", "true")]);
-        assert_eq!(ssl.is_ok(), cfg!(feature = "tls"));
-        if let Err(e) = ssl {
-            assert!(e.to_string().contains("no `tls` feature"), "{e}");
-        }
+        assert_feature_decides(ssl, "tls", cfg!(feature = "tls"));
         let sentinel = settings(&[("server", "127.0.0.1:26379"), ("sentinel", "mymaster")]);
-        assert_eq!(sentinel.is_ok(), cfg!(feature = "sentinel"));
-        if let Err(e) = sentinel {
-            assert!(e.to_string().contains("no `sentinel` feature"), "{e}");
-        }
+        assert_feature_decides(sentinel, "sentinel", cfg!(feature = "sentinel"));
+        let cluster = settings(&[("type", "cluster"), ("server", "127.0.0.1:30001")]);
+        assert_feature_decides(cluster, "cluster", cfg!(feature = "cluster"));
     }
 
     #[test]

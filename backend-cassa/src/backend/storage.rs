@@ -309,13 +309,8 @@ impl Backend for CassaBackend {
     }
 
     async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>> {
-        match statement {
-            Statement::Query { text, params } => Ok(self.execute_cql(text, params).await?),
-            Statement::Command { .. } => Err(BackendError::new(
-                ErrorKind::Unsupported,
-                "the cassa backend runs `cql` statements, not Redis commands",
-            )),
-        }
+        let (text, params) = statement.query("cassa", "cql")?;
+        Ok(self.execute_cql(text, params).await?)
     }
 
     async fn ping(&self) -> BackendResult<()> {

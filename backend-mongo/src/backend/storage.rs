@@ -415,14 +415,9 @@ impl Backend for MongoBackend {
             .try_collect()
             .await
             .map_err(self.err(OP))?;
-        let mut out = Vec::with_capacity(docs.len());
-        for d in &docs {
-            let m = self.message(OP, d, Some(true))?;
-            if matches(filter, &m.topic) {
-                out.push(m);
-            }
-        }
-        Ok(out)
+        Ok(decode_matching(filter, &docs, |d| {
+            self.message(OP, d, Some(true))
+        })?)
     }
 
     /// MongoDB rules take built-in functions only (the configuration

@@ -75,9 +75,6 @@ impl Backend for MysqlBackend {
         client_id: &str,
         subscriptions: &[Subscription],
     ) -> BackendResult<()> {
-        if subscriptions.is_empty() {
-            return Ok(());
-        }
         self.batch(
             "store_subscriptions",
             false,
@@ -112,9 +109,6 @@ impl Backend for MysqlBackend {
     }
 
     async fn store_messages(&self, messages: &[Message], _: WriteOptions) -> BackendResult<()> {
-        if messages.is_empty() {
-            return Ok(());
-        }
         self.batch(
             "store_messages",
             true,
@@ -262,9 +256,6 @@ impl Backend for MysqlBackend {
     }
 
     async fn store_retained(&self, messages: &[Message], _: WriteOptions) -> BackendResult<()> {
-        if messages.is_empty() {
-            return Ok(());
-        }
         // Topic order (stable, so the last of a topic still wins) keeps
         // concurrent batches from deadlocking on each other's rows.
         let mut batch: Vec<&Message> = messages.iter().collect();
@@ -317,26 +308,16 @@ impl Backend for MysqlBackend {
                 values.into_iter().map(MyValue::Bytes).collect(),
             )
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let m = message(row, "mqtt_retain", false)?;
-            if matches(filter, &m.topic) {
-                out.push(m);
-            }
-        }
-        Ok(out)
+        Ok(decode_matching(filter, rows, |row| {
+            message(row, "mqtt_retain", false)
+        })?)
     }
 
     /// Runs a raw `sql` statement with `?` placeholders: prepared once per
     /// connection and cached; each value bound as a parameter; rows read
     /// back as values (see the crate docs for the type mapping).
     async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>> {
-        match statement {
-            Statement::Query { text, params } => Ok(self.execute_sql(text, params).await?),
-            Statement::Command { .. } => Err(BackendError::new(
-                ErrorKind::Unsupported,
-                "the mysql backend runs `sql` statements, not Redis commands",
-            )),
-        }
+        let (text, params) = statement.query("mysql", "sql")?;
+        Ok(self.execute_sql(text, params).await?)
     }
 }

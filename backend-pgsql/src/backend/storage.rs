@@ -74,9 +74,7 @@ impl Backend for PgsqlBackend {
         client_id: &str,
         subscriptions: &[Subscription],
     ) -> BackendResult<()> {
-        if subscriptions.is_empty() {
-            return Ok(());
-        }
+        // No subscriptions insert no rows: `unnest` of empty arrays.
         let subs = last_of(subscriptions, |s| s.filter.as_str());
         let topics: Vec<&str> = subs.iter().map(|s| s.filter.as_str()).collect();
         let qos: Vec<i32> = subs.iter().map(|s| i32::from(s.qos.as_u8())).collect();
@@ -254,26 +252,16 @@ impl Backend for PgsqlBackend {
                     .await?
             }
         };
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let m = message(row, "mqtt_retain", false)?;
-            if matches(filter, &m.topic) {
-                out.push(m);
-            }
-        }
-        Ok(out)
+        Ok(decode_matching(filter, &rows, |row| {
+            message(row, "mqtt_retain", false)
+        })?)
     }
 
     /// Runs a raw `sql` statement: prepared once per connection and cached;
     /// each value converted to its parameter's type; rows read back as
     /// values (see the crate docs for the type mapping).
     async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>> {
-        match statement {
-            Statement::Query { text, params } => Ok(self.execute_sql(text, params).await?),
-            Statement::Command { .. } => Err(BackendError::new(
-                ErrorKind::Unsupported,
-                "the pgsql backend runs `sql` statements, not Redis commands",
-            )),
-        }
+        let (text, params) = statement.query("pgsql", "sql")?;
+        Ok(self.execute_sql(text, params).await?)
     }
 }

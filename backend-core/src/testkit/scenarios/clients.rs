@@ -102,3 +102,70 @@ pub async fn proxy_subscriptions(ctx: Ctx) {
     let other = unique("proxy-none");
     assert_eq!(b.lookup_subscriptions(&other).await.ok(), Some(vec![]));
 }
+
+/// Empty slices are nothing to do: every write succeeds and changes
+/// nothing (the engine never sends one, but a broker's own code may).
+pub async fn empty_writes_change_nothing(ctx: Ctx) {
+    let b = &*ctx.backend;
+    let id = unique("empty");
+    let sub = Subscription::new(format!("{id}/a"), QoS::AtLeastOnce);
+    b.store_subscriptions(&id, std::slice::from_ref(&sub))
+        .await
+        .unwrap_or_else(|e| panic!("store_subscriptions: {e}"));
+    let m = msg(&id, &format!("{id}/a"), QoS::AtLeastOnce, "kept");
+    store(b, std::slice::from_ref(&m)).await;
+    let mut r = m.clone();
+    r.retain = true;
+    b.store_retained(std::slice::from_ref(&r), Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("store_retained: {e}"));
+
+    let results = [
+        ("store_subscriptions", b.store_subscriptions(&id, &[]).await),
+        (
+            "delete_subscriptions",
+            b.delete_subscriptions(&id, &[]).await,
+        ),
+        (
+            "store_messages",
+            b.store_messages(&[], Default::default()).await,
+        ),
+        (
+            "ack_messages queue",
+            b.ack_messages(OfflineMode::Queue, &[]).await,
+        ),
+        (
+            "ack_messages pubsub",
+            b.ack_messages(OfflineMode::Pubsub, &[]).await,
+        ),
+        (
+            "store_retained",
+            b.store_retained(&[], Default::default()).await,
+        ),
+        ("delete_retained", b.delete_retained(&[]).await),
+    ];
+    for (what, result) in results {
+        if let Err(e) = result {
+            panic!("{what} of an empty slice failed: {e}");
+        }
+    }
+
+    let subs = b
+        .lookup_subscriptions(&id)
+        .await
+        .unwrap_or_else(|e| panic!("lookup_subscriptions: {e}"));
+    assert_eq!(subs, [sub], "subscriptions unchanged");
+    let got = fetch(
+        b,
+        &format!("{id}-reader"),
+        &format!("{id}/#"),
+        OfflineMode::Queue,
+    )
+    .await;
+    assert_same(&got, &[&m], "the stored message is still there");
+    let retained = b
+        .lookup_retained(&format!("{id}/a"))
+        .await
+        .unwrap_or_else(|e| panic!("lookup_retained: {e}"));
+    assert_eq!(retained.len(), 1, "the retained message is still there");
+}
