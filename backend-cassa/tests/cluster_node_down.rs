@@ -7,14 +7,12 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backend_core::testkit::unique;
-use backend_core::{Backend, FetchRequest, Message, OfflineMode, QoS, WriteOptions};
+use backend_core::testkit::{unique, WriteLoad};
+use backend_core::{Backend, FetchRequest, OfflineMode};
 
 fn queue(filter: &str) -> FetchRequest {
     FetchRequest {
@@ -46,45 +44,12 @@ fn a_node_stopped_under_load_loses_no_acknowledged_write() {
             common::DEFAULT_CLUSTER_NODES,
             "the test stops a node of scripts/services.sh's cluster"
         );
-        let b = Arc::new(common::connect_cluster(&[]).await);
+        let b: Arc<dyn Backend> = Arc::new(common::connect_cluster(&[]).await);
         let root = unique("node-down");
         let topics: Vec<String> = (0..8).map(|i| format!("{root}/{i}")).collect();
-        let acked = Arc::new(Mutex::new(Vec::<Message>::new()));
-        let failures = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut writers = Vec::new();
-        for w in 0..4 {
-            let (b, topics, acked, failures, stop) = (
-                Arc::clone(&b),
-                topics.clone(),
-                Arc::clone(&acked),
-                Arc::clone(&failures),
-                Arc::clone(&stop),
-            );
-            writers.push(tokio::spawn(async move {
-                let mut n = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    let topic = &topics[(w + n) % topics.len()];
-                    let m = Message::new("p", topic.as_str(), QoS::AtLeastOnce, format!("{w}-{n}"));
-                    n += 1;
-                    match b
-                        .store_messages(std::slice::from_ref(&m), WriteOptions::default())
-                        .await
-                    {
-                        Ok(()) => acked.lock().unwrap_or_else(|p| p.into_inner()).push(m),
-                        Err(e) => {
-                            assert!(e.is_retryable(), "a node down is retryable: {e}");
-                            failures.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                }
-            }));
-        }
-        let count =
-            |a: &Arc<Mutex<Vec<Message>>>| a.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let load = WriteLoad::start(b.clone(), topics, 4, Duration::from_millis(50));
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let before = count(&acked);
+        let before = load.acked();
         // Node 3 (127.0.0.4) goes away: SIGTERM, as services.sh stops it.
         let pid = std::fs::read_to_string(pid_file(3)).expect("node 3's pid file");
         let stopped = Instant::now();
@@ -95,7 +60,7 @@ fn a_node_stopped_under_load_loses_no_acknowledged_write() {
         assert!(status.success(), "stop node 3");
         // Writes and fetches go on while it is down.
         tokio::time::sleep(Duration::from_secs(8)).await;
-        let during = count(&acked) - before;
+        let during = load.acked() - before;
         let fetched = b
             .fetch_messages(&queue(&format!("{root}/#")))
             .await
@@ -112,33 +77,26 @@ fn a_node_stopped_under_load_loses_no_acknowledged_write() {
         .await
         .expect("start node 3 again");
         let rejoined = stopped.elapsed();
-        let back = count(&acked);
+        let back = load.acked();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        stop.store(true, Ordering::Relaxed);
-        for w in writers {
-            w.await.expect("a writer");
-        }
-        let acked = std::mem::take(&mut *acked.lock().unwrap_or_else(|p| p.into_inner()));
-        let got = b
-            .fetch_messages(&queue(&format!("{root}/#")))
-            .await
-            .expect("fetch after the node rejoined");
-        let stored: HashSet<&str> = got.iter().map(|m| m.id.as_str()).collect();
-        let lost = acked
-            .iter()
-            .filter(|m| !stored.contains(m.id.as_str()))
-            .count();
+        let report = load.finish().await;
+        let check = report.check_stored(&*b, &format!("{root}/#")).await;
         println!(
             "node down under load: {} writes acknowledged ({before} before the stop, {during} in \
              the 8 s it was down, {} after it rejoined at {rejoined:?}), {} failed and were \
-             retried, {} stored, {lost} acknowledged but lost",
-            acked.len(),
-            acked.len() - back,
-            failures.load(Ordering::Relaxed),
-            got.len()
+             retried, {} stored, {} acknowledged but lost",
+            report.acked.len(),
+            report.acked.len() - back,
+            report.failures,
+            check.fetched,
+            check.lost.len()
         );
         assert!(during > 0, "writes went on with one node down");
-        assert_eq!(lost, 0, "acknowledged writes lost");
-        assert_eq!(got.len(), stored.len(), "each message once");
+        assert!(
+            check.lost.is_empty(),
+            "acknowledged but lost: {:?}",
+            check.lost
+        );
+        assert_eq!(check.fetched, check.distinct, "each message once");
     });
 }

@@ -324,8 +324,10 @@ macro_rules! __conformance_tests {
 }
 
 pub mod inflight;
+pub mod load;
 pub mod restart;
 pub mod scenarios;
 
 pub use inflight::{reader_never_passes_a_writer_in_flight, InFlightWriter};
+pub use load::{LoadReport, StoredCheck, WriteLoad};
 pub use restart::{restart_under_load, services, RestartReport};

@@ -7,14 +7,12 @@
 #[path = "common/cluster.rs"]
 mod cluster;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backend_core::testkit::unique;
-use backend_core::{Backend, FetchRequest, Message, OfflineMode, QoS, WriteOptions};
+use backend_core::testkit::{unique, WriteLoad};
+use backend_core::Backend;
 use backend_redis::keys::cluster as layout;
 use cluster::{connect, master_of, nodes, DEFAULT_NODES};
 
@@ -65,40 +63,14 @@ fn a_master_killed_under_load_loses_no_acknowledged_write() {
         let topics: Vec<String> = (0..12).map(|i| format!("{root}/{i}")).collect();
         let victim = master_of(&b, &layout::msg_topic(&topics[0])).await;
         let port = victim.rsplit(':').next().unwrap_or_default().to_owned();
-        let acked = Arc::new(Mutex::new(Vec::<Message>::new()));
-        let failures = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut writers = Vec::new();
-        for w in 0..4 {
-            let (b, topics, acked, failures, stop) = (
-                Arc::clone(&b),
-                topics.clone(),
-                Arc::clone(&acked),
-                Arc::clone(&failures),
-                Arc::clone(&stop),
-            );
-            writers.push(tokio::spawn(async move {
-                let mut n = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    let topic = &topics[(w + n) % topics.len()];
-                    let m = Message::new("p", topic.as_str(), QoS::AtLeastOnce, format!("{w}-{n}"));
-                    n += 1;
-                    match b
-                        .store_messages(std::slice::from_ref(&m), WriteOptions::default())
-                        .await
-                    {
-                        Ok(()) => acked.lock().unwrap_or_else(|p| p.into_inner()).push(m),
-                        Err(e) => {
-                            assert!(e.is_retryable(), "a failover error is retryable: {e}");
-                            failures.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                }
-            }));
-        }
+        let load = WriteLoad::start(
+            Arc::clone(&b) as Arc<dyn Backend>,
+            topics.clone(),
+            4,
+            Duration::from_millis(50),
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let before = acked.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let before = load.acked();
         let killed = Instant::now();
         let status = std::process::Command::new("kill")
             .arg("-9")
@@ -136,54 +108,40 @@ fn a_master_killed_under_load_loses_no_acknowledged_write() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         println!("{victim} is a replica again after {:?}", killed.elapsed());
-        let recovered = acked.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let recovered = load.acked();
         // Writes flow again, on every master: the writers that waited on
         // the failed master's slots (for its replica to take over, then
         // for a replica of the new master to have their writes) go on.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while acked.lock().unwrap_or_else(|p| p.into_inner()).len() < recovered + 200 {
-            assert!(
-                Instant::now() < deadline,
-                "writes did not resume within 60 s of the node rejoining"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        load.wait_for_acked(
+            recovered + 200,
+            Duration::from_secs(60),
+            "writes did not resume after the node rejoined",
+        )
+        .await;
         println!(
             "200 more writes acknowledged {:?} after the kill",
             killed.elapsed()
         );
-        stop.store(true, Ordering::Relaxed);
-        for w in writers {
-            w.await.expect("a writer");
-        }
-        let acked = std::mem::take(&mut *acked.lock().unwrap_or_else(|p| p.into_inner()));
-        let failed = failures.load(Ordering::Relaxed);
-        let got = b
-            .fetch_messages(&FetchRequest {
-                client_id: "cl".into(),
-                filter: format!("{root}/#"),
-                mode: OfflineMode::Queue,
-                max_count: None,
-                since: None,
-            })
-            .await
-            .expect("fetch after the failover");
-        let stored: HashSet<&str> = got.iter().map(|m| m.id.as_str()).collect();
-        let lost: Vec<&str> = acked
-            .iter()
-            .map(|m| m.id.as_str())
-            .filter(|id| !stored.contains(id))
-            .collect();
+        let report = load.finish().await;
+        let check = report.check_stored(&*b, &format!("{root}/#")).await;
         println!(
             "failover under load: {} writes acknowledged ({before} before the kill, {} after the \
-             node rejoined), {failed} failed and were retried, {} stored, {} acknowledged but lost",
-            acked.len(),
-            acked.len() - recovered,
-            got.len(),
-            lost.len()
+             node rejoined), {} failed and were retried, {} stored, {} acknowledged but lost",
+            report.acked.len(),
+            report.acked.len() - recovered,
+            report.failures,
+            check.fetched,
+            check.lost.len()
         );
-        assert!(acked.len() > recovered, "writes went on after the failover");
-        assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
-        assert_eq!(got.len(), stored.len(), "each message once");
+        assert!(
+            report.acked.len() > recovered,
+            "writes went on after the failover"
+        );
+        assert!(
+            check.lost.is_empty(),
+            "acknowledged but lost: {:?}",
+            check.lost
+        );
+        assert_eq!(check.fetched, check.distinct, "each message once");
     });
 }

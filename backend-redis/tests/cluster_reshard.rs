@@ -10,14 +10,12 @@
 #[path = "common/cluster.rs"]
 mod cluster;
 
-use std::collections::HashSet;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backend_core::testkit::unique;
-use backend_core::{Backend, FetchRequest, Message, OfflineMode, QoS, WriteOptions};
+use backend_core::testkit::{unique, WriteLoad};
+use backend_core::Backend;
 use backend_redis::keys::cluster as layout;
 use backend_redis::redis;
 use cluster::{connect, nodes, DEFAULT_NODES};
@@ -113,38 +111,12 @@ fn writes_go_on_while_their_slots_move() {
             }
         }
         assert_eq!(topics.len(), 8, "8 topics in slots {lo}..{hi}");
-        let acked = Arc::new(Mutex::new(Vec::<Message>::new()));
-        let failures = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut writers = Vec::new();
-        for w in 0..4 {
-            let (b, topics, acked, failures, stop) = (
-                Arc::clone(&b),
-                topics.clone(),
-                Arc::clone(&acked),
-                Arc::clone(&failures),
-                Arc::clone(&stop),
-            );
-            writers.push(tokio::spawn(async move {
-                let mut n = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    let topic = &topics[(w + n) % topics.len()];
-                    let m = Message::new("p", topic.as_str(), QoS::AtLeastOnce, format!("{w}-{n}"));
-                    n += 1;
-                    match b
-                        .store_messages(std::slice::from_ref(&m), WriteOptions::default())
-                        .await
-                    {
-                        Ok(()) => acked.lock().unwrap_or_else(|p| p.into_inner()).push(m),
-                        Err(e) => {
-                            assert!(e.is_retryable(), "a moving slot is retryable: {e}");
-                            failures.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    }
-                }
-            }));
-        }
+        let load = WriteLoad::start(
+            Arc::clone(&b) as Arc<dyn Backend>,
+            topics.clone(),
+            4,
+            Duration::from_millis(20),
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
         let started = Instant::now();
         let slots = MOVED_SLOTS.to_string();
@@ -167,40 +139,27 @@ fn writes_go_on_while_their_slots_move() {
         );
         let took = started.elapsed();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        stop.store(true, Ordering::Relaxed);
-        for w in writers {
-            w.await.expect("a writer");
-        }
+        let report = load.finish().await;
         let now_master = cluster::master_of(&b, &layout::msg_topic(&topics[0])).await;
         assert!(
             !now_master.ends_with(&format!(":{src_port}")),
             "the topic's slot left 127.0.0.1:{src_port}"
         );
-        let acked = std::mem::take(&mut *acked.lock().unwrap_or_else(|p| p.into_inner()));
-        let got = b
-            .fetch_messages(&FetchRequest {
-                client_id: "cl".into(),
-                filter: format!("{root}/#"),
-                mode: OfflineMode::Queue,
-                max_count: None,
-                since: None,
-            })
-            .await
-            .expect("fetch after the reshard");
-        let stored: HashSet<&str> = got.iter().map(|m| m.id.as_str()).collect();
-        let lost = acked
-            .iter()
-            .filter(|m| !stored.contains(m.id.as_str()))
-            .count();
+        let check = report.check_stored(&*b, &format!("{root}/#")).await;
         println!(
             "reshard of {MOVED_SLOTS} slots (127.0.0.1:{src_port} -> {now_master}) in {took:?} \
-             under load: {} writes acknowledged, {} failed and were retried, {} stored, {lost} \
+             under load: {} writes acknowledged, {} failed and were retried, {} stored, {} \
              acknowledged but lost",
-            acked.len(),
-            failures.load(Ordering::Relaxed),
-            got.len()
+            report.acked.len(),
+            report.failures,
+            check.fetched,
+            check.lost.len()
         );
-        assert_eq!(lost, 0, "acknowledged writes lost");
-        assert_eq!(got.len(), stored.len(), "each message once");
+        assert!(
+            check.lost.is_empty(),
+            "acknowledged but lost: {:?}",
+            check.lost
+        );
+        assert_eq!(check.fetched, check.distinct, "each message once");
     });
 }
