@@ -28,7 +28,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{since_for, Ack, Backend, BackendError, FetchRequest, WriteOptions};
+use crate::backend::{
+    since_for, Ack, Backend, BackendError, ErrorKind, FetchRequest, WriteOptions,
+};
 use crate::config::{Action, BackendKind, Config, Function, Limits, RawStatement, Rule};
 use crate::health::{HealthState, PoolHealth};
 use crate::hook::{
@@ -541,12 +543,15 @@ impl Engine {
                     write(rule, WriteOp::Online(ev.client.clone(), ev.timestamp)).await
                 }
                 Action::Function(Function::SubscribeLookup) => {
-                    rule.writer.barrier(Some(&ev.client.client_id)).await;
-                    match rule
-                        .backend
-                        .lookup_subscriptions(&ev.client.client_id)
-                        .await
-                    {
+                    let read = match before_read(rule, Some(&ev.client.client_id)).await {
+                        Ok(()) => {
+                            rule.backend
+                                .lookup_subscriptions(&ev.client.client_id)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match read {
                         Ok(subs) => {
                             for s in subs {
                                 out.output.retain(|o| o.filter != s.filter);
@@ -639,8 +644,11 @@ impl Engine {
                         max_count: self.limits.max_returned_count,
                         since: since_for(self.limits.time_range),
                     };
-                    rule.writer.barrier(literal(filter)).await;
-                    match rule.backend.fetch_messages(&request).await {
+                    let read = match before_read(rule, literal(filter)).await {
+                        Ok(()) => rule.backend.fetch_messages(&request).await,
+                        Err(e) => Err(e),
+                    };
+                    match read {
                         Ok(msgs) => {
                             for m in msgs {
                                 if !out.output.offline.iter().any(|o| o.id == m.id) {
@@ -653,8 +661,11 @@ impl Engine {
                     }
                 }
                 Action::Function(Function::RetainLookup) => {
-                    rule.writer.barrier(literal(filter)).await;
-                    match rule.backend.lookup_retained(filter).await {
+                    let read = match before_read(rule, literal(filter)).await {
+                        Ok(()) => rule.backend.lookup_retained(filter).await,
+                        Err(e) => Err(e),
+                    };
+                    match read {
                         Ok(msgs) => {
                             for m in msgs {
                                 out.output.retained.retain(|o| o.topic != m.topic);
@@ -798,6 +809,25 @@ type StepResult = Result<Step, (&'static str, BackendError)>;
 type Steps<'a> = Vec<(&'a CompiledRule, StepResult)>;
 
 /// A write through the pool's buffer.
+/// What a rule's read waits for first: the buffered writes it depends on
+/// (see [`PoolWriter::barrier`]). While the pool's server is away (the last
+/// write could not reach it, none has landed since) the read fails at once
+/// with a retryable error, rather than waiting for a timeout of its own: a
+/// client connecting during an outage gets its CONNACK without a wait.
+async fn before_read(rule: &CompiledRule, key: Option<&str>) -> Result<(), BackendError> {
+    if let Some(why) = rule.writer.away() {
+        return Err(BackendError::new(
+            ErrorKind::Connection,
+            format!(
+                "pool {}: the server is away ({why}); not read until a write lands again",
+                rule.rule.pool
+            ),
+        ));
+    }
+    rule.writer.barrier(key).await;
+    Ok(())
+}
+
 async fn write(rule: &CompiledRule, op: WriteOp) -> StepResult {
     let name = op.name();
     let ticket = rule.writer.submit(op, &rule.retry, &rule.tag).await;

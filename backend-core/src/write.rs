@@ -55,7 +55,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -637,6 +637,11 @@ pub(crate) struct PoolWriter {
     /// `buffer = disk`: the file that keeps writes kept for retry.
     disk: Option<DiskBuffer>,
     next_key: AtomicU64,
+    /// Why the server is away: the last flush failed because it could not
+    /// be reached or did not answer, and none has landed since. Reads fail
+    /// at once meanwhile instead of each waiting for its own timeout.
+    away: Mutex<Option<String>>,
+    is_away: AtomicBool,
 }
 
 /// Why a pool's disk buffer could not be opened.
@@ -762,6 +767,8 @@ impl PoolWriter {
             buffered: AtomicUsize::new(0),
             disk: None,
             next_key: AtomicU64::new(1),
+            away: Mutex::new(None),
+            is_away: AtomicBool::new(false),
         })
     }
 
@@ -854,6 +861,17 @@ impl PoolWriter {
             handle.spawn(Arc::clone(self).work(lane));
         }
         ticket
+    }
+
+    /// Why the pool's server is away, while it is: the last write failed
+    /// because the server could not be reached or did not answer, and no
+    /// write has landed since. A read then fails at once (the engine checks
+    /// before each read) rather than waiting for a timeout of its own.
+    pub(crate) fn away(&self) -> Option<String> {
+        if !self.is_away.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.away.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Waits until the writes put in the buffer before this call that a
@@ -1029,10 +1047,18 @@ impl PoolWriter {
                     }
                     self.lane(lane).outage = false;
                     self.left_lane(lane, left, false);
+                    if self.is_away.load(Ordering::Relaxed) {
+                        self.is_away.store(false, Ordering::Relaxed);
+                        *self.away.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    }
                     backoff = self.policy.first_backoff;
                 }
                 Some(e) => {
                     self.retries.fetch_add(1, Ordering::Relaxed);
+                    if matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout) {
+                        *self.away.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                        self.is_away.store(true, Ordering::Relaxed);
+                    }
                     let first = backoff == self.policy.first_backoff;
                     if let Some(disk) = &self.disk {
                         self.persist(disk, &mut keep).await;

@@ -26,6 +26,7 @@ struct Switchable {
     kind: AtomicU8,
     delay_ms: AtomicU64,
     store_calls: AtomicU64,
+    fetch_calls: AtomicU64,
 }
 
 impl Switchable {
@@ -84,6 +85,7 @@ impl Backend for Switchable {
         self.inner.store_messages(m, o).await
     }
     async fn fetch_messages(&self, r: &FetchRequest) -> BackendResult<Vec<Message>> {
+        self.fetch_calls.fetch_add(1, Ordering::SeqCst);
         self.inner.fetch_messages(r).await
     }
     async fn ack_messages(&self, mode: OfflineMode, a: &[Ack]) -> BackendResult<()> {
@@ -224,6 +226,46 @@ async fn writes_during_an_outage_land_in_order_when_the_server_is_back() {
         (6, 6, 0, 0),
         "{m:?}"
     );
+}
+
+#[tokio::test]
+async fn reads_fail_at_once_while_the_server_is_away_and_run_again_once_it_is_back() {
+    let b = Arc::new(Switchable::default());
+    let e = engine(Arc::clone(&b), policy(100));
+    let sub = backend_core::SessionSubscribed {
+        client: ClientInfo::new("s", "node1"),
+        filter: "t/away".into(),
+        qos: QoS::AtLeastOnce,
+    };
+    b.down.store(true, Ordering::SeqCst);
+    let out = e.on_message_publish(&msg("t/away", "kept")).await;
+    assert!(out.errors.is_empty(), "queued: {:?}", out.errors);
+    let got = e.on_session_subscribed(&sub).await;
+    assert_eq!(
+        b.fetch_calls.load(Ordering::SeqCst),
+        0,
+        "no fetch was tried"
+    );
+    let [err] = &got.errors[..] else {
+        panic!("one error: {:?}", got.errors)
+    };
+    assert_eq!(err.source.kind(), ErrorKind::Connection, "{err}");
+    assert!(err.source.is_retryable());
+    assert!(err.to_string().contains("the server is away"), "{err}");
+    b.down.store(false, Ordering::SeqCst);
+    wait_drained(&e).await;
+    let got = e.on_session_subscribed(&sub).await;
+    assert!(got.errors.is_empty(), "{:?}", got.errors);
+    let fetched: Vec<&[u8]> = got.output.offline.iter().map(|m| &m.payload[..]).collect();
+    assert_eq!(fetched, [b"kept"], "the queued write landed, then was read");
+    // A write that fails for good says nothing of the server: reads go on.
+    b.kind.store(1, Ordering::SeqCst);
+    b.down.store(true, Ordering::SeqCst);
+    let out = e.on_message_publish(&msg("t/away", "refused")).await;
+    assert_eq!(out.errors.len(), 1, "a query error is reported");
+    let got = e.on_session_subscribed(&sub).await;
+    assert!(got.errors.is_empty(), "{:?}", got.errors);
+    assert_eq!(b.fetch_calls.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

@@ -3,7 +3,13 @@
 //! binary of its own: it stops the shared servers, which the other
 //! end-to-end tests (run in parallel within their binaries) use. Tests on
 //! one server take turns.
-#![cfg(any(feature = "redis", feature = "pgsql", feature = "mysql"))]
+#![cfg(any(
+    feature = "redis",
+    feature = "pgsql",
+    feature = "mysql",
+    feature = "mongo",
+    feature = "cassa"
+))]
 
 mod common;
 
@@ -17,6 +23,10 @@ static REDIS: Mutex<()> = Mutex::const_new(());
 static PGSQL: Mutex<()> = Mutex::const_new(());
 #[cfg(feature = "mysql")]
 static MYSQL: Mutex<()> = Mutex::const_new(());
+#[cfg(feature = "mongo")]
+static MONGO: Mutex<()> = Mutex::const_new(());
+#[cfg(feature = "cassa")]
+static CASSA: Mutex<()> = Mutex::const_new(());
 
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,6 +49,27 @@ async fn mysql_outage_under_load_loses_nothing() {
     scenarios::database_outage_under_load_loses_nothing(&Db::mysql().await).await;
 }
 
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_outage_under_load_loses_nothing() {
+    let _turn = MONGO.lock().await;
+    scenarios::database_outage_under_load_loses_nothing(&Db::mongo().await).await;
+}
+
+#[cfg(feature = "cassa")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cassa_outage_under_load_loses_nothing() {
+    let _turn = CASSA.lock().await;
+    scenarios::database_outage_under_load_loses_nothing(&Db::cassa().await).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_disk_buffer_survives_a_crash() {
+    let _turn = REDIS.lock().await;
+    scenarios::disk_buffer_survives_a_crash(&Db::redis().await).await;
+}
+
 #[cfg(feature = "pgsql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgsql_disk_buffer_survives_a_crash() {
@@ -51,4 +82,18 @@ async fn pgsql_disk_buffer_survives_a_crash() {
 async fn mysql_disk_buffer_survives_a_crash() {
     let _turn = MYSQL.lock().await;
     scenarios::disk_buffer_survives_a_crash(&Db::mysql().await).await;
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_disk_buffer_survives_a_crash() {
+    let _turn = MONGO.lock().await;
+    scenarios::disk_buffer_survives_a_crash(&Db::mongo().await).await;
+}
+
+#[cfg(feature = "cassa")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cassa_disk_buffer_survives_a_crash() {
+    let _turn = CASSA.lock().await;
+    scenarios::disk_buffer_survives_a_crash(&Db::cassa().await).await;
 }

@@ -183,6 +183,14 @@ impl Db {
         }
     }
 
+    /// Takes the server away ([`Db::stop_server`]) until the returned
+    /// guard ends the outage, or is dropped: a test that fails midway
+    /// leaves the server running for the tests after it.
+    pub fn outage(&self) -> Outage<'_> {
+        self.stop_server();
+        Outage { db: self, on: true }
+    }
+
     /// Brings the server back after [`Db::stop_server`].
     pub fn start_server(&self) {
         match self {
@@ -408,4 +416,28 @@ fn signal_redis(signal: &str) {
         .status()
         .expect("run kill");
     assert!(ok.success(), "kill {signal} {}", pid.trim());
+}
+
+/// A server taken away by [`Db::outage`].
+pub struct Outage<'a> {
+    db: &'a Db,
+    on: bool,
+}
+
+impl Outage<'_> {
+    /// Brings the server back.
+    pub fn end(mut self) {
+        self.on = false;
+        self.db.start_server();
+    }
+}
+
+impl Drop for Outage<'_> {
+    fn drop(&mut self) {
+        if self.on {
+            // Unwinding already: a second panic here would abort.
+            let db = self.db;
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.start_server()));
+        }
+    }
 }
