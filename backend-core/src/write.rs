@@ -27,6 +27,9 @@
 //! **When the database is away**, a failed batch stays in the buffer, in
 //! order, and is retried with a growing backoff; in `sync` mode its hooks
 //! then return ("queued"), and so do later writes while the outage lasts.
+//! While a write has found the server unreachable (a connection error or
+//! a timeout) and none has landed since, the engine's reads fail at once
+//! with a retryable error instead of each waiting for a timeout of its own.
 //! When the buffer is full (`buffer_size` writes), what happens is
 //! `buffer_full`'s choice: `block` (the default) makes the hook wait for
 //! room, so the broker's MQTT flow control slows the publishers and
