@@ -327,6 +327,7 @@ pub mod inflight;
 pub mod load;
 pub mod restart;
 pub mod scenarios;
+pub mod sql;
 
 pub use inflight::{reader_never_passes_a_writer_in_flight, InFlightWriter};
 pub use load::{LoadReport, StoredCheck, WriteLoad};

@@ -11,8 +11,7 @@ use std::time::Instant;
 use backend_core::testkit::unique;
 use backend_core::{
     Ack, Backend, BackendKind, Bytes, ClientInfo, Config, Engine, ErrorKind, FetchRequest, Message,
-    MessageDelivery, OfflineMode, QoS, SessionSubscribed, SessionUnsubscribed, Statement,
-    Subscription, Timestamp, Value,
+    OfflineMode, QoS, Statement, Subscription, Timestamp, Value,
 };
 use backend_mysql::filter::TopicMatch;
 use backend_mysql::mysql_async::prelude::Queryable;
@@ -198,86 +197,32 @@ fn rows_are_readable_with_plain_sql_as_the_seed_shows_them() {
     });
 }
 
-// query_mode = sync: each hook's writes are in the database when it
-// returns (and their errors come back), which these tests read directly.
 fn seed_engine(b: &MysqlBackend, extra: &str) -> Engine {
-    let conf = Config::parse(&format!(
-        r##"
-backend.mysql.pool1.server = 127.0.0.1:3306
-backend.mysql.pool1.query_mode = sync
-backend.mysql.hook.session.subscribed.1  = {{"topic": "#", "action": {{"function": "on_message_fetch"}}, "pool": "pool1"}}
-backend.mysql.hook.session.unsubscribed.1= {{"topic": "#", "action": {{"sql": ["delete from mqtt_acked where clientid = ${{clientid}} and topic = ${{topic}}"]}}, "pool": "pool1"}}
-backend.mysql.hook.message.publish.1     = {{"topic": "#", "action": {{"function": "on_message_publish"}}, "pool": "pool1"}}
-backend.mysql.hook.message.acked.1       = {{"topic": "#", "action": {{"function": "on_message_acked"}}, "pool": "pool1"}}
-{extra}
-"##
-    ))
-    .expect("the seed's rules parse");
-    Engine::with_backend(&conf, Arc::new(b.clone())).expect("engine")
+    backend_core::testkit::sql::seed_engine(Arc::new(b.clone()), BackendKind::Mysql, extra)
 }
 
 #[test]
 fn the_seeds_delete_ack_rule_resets_the_read_position() {
     rt().block_on(async {
-        let s = common::server();
         let b = common::connect().await;
-        let mut sql = s.raw().await;
-        let engine = seed_engine(&b, "");
-        let client = unique("unsub");
-        let topic = unique("unsub-topic");
-        let sub = SessionSubscribed {
-            client: backend_core::ClientInfo::new(client.as_str(), "node1"),
-            filter: topic.clone(),
-            qos: QoS::AtLeastOnce,
-        };
-        let subscribe = || async {
-            let out = engine.on_session_subscribed(&sub).await;
-            assert!(out.errors.is_empty(), "{:?}", out.errors);
-            out.output.offline
-        };
-        let publish = |payload: &'static str| {
-            let m = Message::new("pub", topic.clone(), QoS::AtLeastOnce, payload);
-            let engine = &engine;
+        let acked_rows = |client: String, topic: String| {
+            let s = common::server();
             async move {
-                let out = engine.on_message_publish(&m).await;
-                assert!(out.errors.is_empty(), "{:?}", out.errors);
-                m
+                let mut sql = s.raw().await;
+                one(
+                    &mut sql,
+                    "select count(*) from mqtt_acked where clientid = ? and topic = ?",
+                    (&client, &topic),
+                )
+                .await
             }
         };
-        assert!(
-            subscribe().await.is_empty(),
-            "the first subscription starts now"
-        );
-        let m1 = publish("m1").await;
-        let m2 = publish("m2").await;
-        let ids = |v: Vec<Message>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
-        assert_eq!(ids(subscribe().await), vec![m1.id.clone(), m2.id.clone()]);
-        let out = engine
-            .on_message_acked(&MessageDelivery::of(&m1, client.clone()))
-            .await;
-        assert!(out.errors.is_empty(), "{:?}", out.errors);
-        assert_eq!(ids(subscribe().await), vec![m2.id.clone()]);
-
-        let out = engine
-            .on_session_unsubscribed(&SessionUnsubscribed {
-                client: backend_core::ClientInfo::new(client.as_str(), "node1"),
-                filter: topic.clone(),
-            })
-            .await;
-        assert!(out.errors.is_empty(), "{:?}", out.errors);
-        let left: i64 = one(
-            &mut sql,
-            "select count(*) from mqtt_acked where clientid = ? and topic = ?",
-            (&client, &topic),
+        backend_core::testkit::sql::the_seeds_delete_ack_rule_resets_the_read_position(
+            Arc::new(b),
+            BackendKind::Mysql,
+            acked_rows,
         )
         .await;
-        assert_eq!(left, 0, "the raw rule deleted the position");
-        assert!(
-            subscribe().await.is_empty(),
-            "subscribing again is a first subscription: it starts now, m2 is not returned"
-        );
-        let m3 = publish("m3").await;
-        assert_eq!(ids(subscribe().await), vec![m3.id]);
     });
 }
 

@@ -486,8 +486,7 @@ pub async fn database_outage_under_load_loses_nothing(db: &Db) {
     // or after a minute, when its drain timeout decides.
     let filter = format!("{run}/#");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while db.stored_payloads(&filter).await.len() < finished
-        && std::time::Instant::now() < deadline
+    while db.stored_payloads(&filter).await.len() < finished && std::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
