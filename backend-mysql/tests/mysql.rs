@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Raw;
+
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -12,6 +12,8 @@
 
 mod common;
 
+use common::Raw;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

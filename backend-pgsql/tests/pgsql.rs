@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Raw;
+
 use std::sync::Arc;
 
 use backend_core::testkit::unique;

@@ -13,6 +13,8 @@
 
 mod common;
 
+use common::Raw;
+
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,13 +1,14 @@
-//! Tests the SQL backends (MySQL, PostgreSQL) share: the seed's raw rules
-//! run through an [`Engine`] against the real server, checked with plain
-//! SQL that the backend crate supplies (its placeholders and its driver).
+//! What the SQL backends' (MySQL, PostgreSQL) own tests share: the test
+//! server read from its URL, and the seed's raw rules run through an
+//! [`Engine`] against the real server, checked with plain SQL that the
+//! backend crate supplies (its placeholders and its driver).
 
 use std::future::Future;
 use std::sync::Arc;
 
 use super::unique;
 use crate::backend::Backend;
-use crate::config::{BackendKind, Config};
+use crate::config::{BackendKind, Config, PoolConfig};
 use crate::engine::Engine;
 use crate::hook::{ClientInfo, MessageDelivery, SessionSubscribed, SessionUnsubscribed};
 use crate::message::{Message, QoS};
@@ -104,4 +105,116 @@ pub async fn the_seeds_delete_ack_rule_resets_the_read_position<F>(
     );
     let m3 = publish("m3").await;
     assert_eq!(ids(subscribe().await), vec![m3.id]);
+}
+
+/// A SQL test server, read from a URL such as
+/// `mysql://root:public@127.0.0.1:3306/mqtt` or
+/// `postgres://root:public@127.0.0.1:5432/mqtt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlServer {
+    /// MySQL or PostgreSQL.
+    pub kind: BackendKind,
+    /// The user.
+    pub user: String,
+    /// The password.
+    pub password: String,
+    /// The host.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// The database.
+    pub database: String,
+}
+
+impl SqlServer {
+    /// The server of `url` (`mysql://` or `mariadb://` for MySQL,
+    /// `postgres://` or `postgresql://` for PostgreSQL; the port defaults
+    /// to the server's own, query parameters are ignored), if it has that
+    /// form.
+    pub fn parse(kind: BackendKind, url: &str) -> Option<SqlServer> {
+        let (schemes, default_port): (&[&str], u16) = match kind {
+            BackendKind::Mysql => (&["mysql://", "mariadb://"], 3306),
+            BackendKind::Pgsql => (&["postgres://", "postgresql://"], 5432),
+            _ => return None,
+        };
+        let rest = schemes.iter().find_map(|s| url.strip_prefix(s))?;
+        let (auth, rest) = rest.rsplit_once('@')?;
+        let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
+        let (hostport, database) = rest.split_once('/')?;
+        let database = database.split('?').next().unwrap_or(database);
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().ok()?),
+            None => (hostport, default_port),
+        };
+        Some(SqlServer {
+            kind,
+            user: user.to_owned(),
+            password: password.to_owned(),
+            host: host.to_owned(),
+            port,
+            database: database.to_owned(),
+        })
+    }
+
+    /// `host:port/database`, without credentials.
+    pub fn label(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.database)
+    }
+
+    /// A pool of this server (`create_tables = true`, 4 connections).
+    pub fn pool(&self, name: &str) -> PoolConfig {
+        self.pool_for(name, &self.database)
+    }
+
+    /// A pool of this server on another database.
+    pub fn pool_for(&self, name: &str, database: &str) -> PoolConfig {
+        let user_key = match self.kind {
+            BackendKind::Mysql => "user",
+            _ => "username",
+        };
+        let mut p = PoolConfig::new(self.kind, name);
+        let port = self.port.to_string();
+        let server = format!("{}:{port}", self.host);
+        for (k, v) in [
+            ("server", server.as_str()),
+            (user_key, self.user.as_str()),
+            ("password", self.password.as_str()),
+            ("database", database),
+            ("pool_size", "4"),
+            ("create_tables", "true"),
+        ] {
+            p.set(k, v)
+                .unwrap_or_else(|e| panic!("test pool setting {k}: {e}"));
+        }
+        p
+    }
+
+    /// A configuration with one pool of this server, `pool1`.
+    pub fn config(&self) -> Config {
+        Config::new(self.kind).with_pool(self.pool("pool1"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_read_with_their_defaults() {
+        let s = SqlServer::parse(BackendKind::Mysql, "mysql://root:pw@db:3307/mqtt?ssl=1")
+            .expect("a MySQL URL");
+        assert_eq!((s.user.as_str(), s.password.as_str()), ("root", "pw"));
+        assert_eq!(
+            (s.label(), s.kind),
+            ("db:3307/mqtt".to_owned(), BackendKind::Mysql)
+        );
+        let s = SqlServer::parse(BackendKind::Pgsql, "postgresql://u@h/d").expect("no port");
+        assert_eq!((s.port, s.password.as_str()), (5432, ""));
+        assert!(SqlServer::parse(BackendKind::Pgsql, "mysql://u@h/d").is_none());
+        assert!(SqlServer::parse(BackendKind::Mysql, "mysql://u@h:port/d").is_none());
+        assert!(SqlServer::parse(BackendKind::Redis, "redis://h").is_none());
+        let p = s.pool_for("p", "other");
+        assert_eq!(p.text("username"), Some("u"));
+        assert_eq!(p.text("database"), Some("other"));
+    }
 }

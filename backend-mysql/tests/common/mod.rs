@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backend_core::config::PoolConfig;
+use backend_core::testkit::sql::SqlServer;
 use backend_core::{Backend, BackendKind, Config};
 use backend_mysql::mysql_async::{self, OptsBuilder};
 use backend_mysql::{MysqlBackend, MysqlConfig};
@@ -14,56 +14,26 @@ use backend_mysql::{MysqlBackend, MysqlConfig};
 /// The default of `MYSQL_URL`: what `scripts/services.sh mariadb` starts.
 pub const DEFAULT_URL: &str = "mysql://root:public@127.0.0.1:3306/mqtt";
 
-/// The server's URL parts.
-#[derive(Debug, Clone)]
-pub struct Server {
-    pub user: String,
-    pub password: String,
-    pub host: String,
-    pub port: u16,
-    pub database: String,
+/// The test server.
+pub type Server = SqlServer;
+
+/// What these tests do with the server through the driver.
+#[allow(async_fn_in_trait)]
+pub trait Raw {
+    /// A plain driver connection, for checking rows with SQL.
+    async fn raw(&self) -> mysql_async::Conn;
+    /// A plain driver connection to another database (or none).
+    async fn raw_on(&self, database: Option<&str>) -> mysql_async::Conn;
+    /// Settings of a pool of this server, for code that builds them.
+    fn settings(&self) -> MysqlConfig;
 }
 
-impl Server {
-    /// `host:port/database`, without credentials.
-    pub fn label(&self) -> String {
-        format!("{}:{}/{}", self.host, self.port, self.database)
-    }
-
-    /// A pool of this server (`create_tables = true`).
-    pub fn pool(&self, name: &str) -> PoolConfig {
-        self.pool_for(name, &self.database)
-    }
-
-    /// A pool of this server on another database.
-    pub fn pool_for(&self, name: &str, database: &str) -> PoolConfig {
-        let mut p = PoolConfig::new(BackendKind::Mysql, name);
-        let set = |p: &mut PoolConfig, k: &str, v: &str| {
-            p.set(k, v)
-                .unwrap_or_else(|e| panic!("test pool setting {k}: {e}"));
-        };
-        set(&mut p, "server", &format!("{}:{}", self.host, self.port));
-        set(&mut p, "user", &self.user);
-        set(&mut p, "password", &self.password);
-        set(&mut p, "database", database);
-        set(&mut p, "pool_size", "4");
-        set(&mut p, "create_tables", "true");
-        p
-    }
-
-    /// Settings of a pool of this server, for code that builds them.
-    pub fn settings(&self) -> MysqlConfig {
-        MysqlConfig::from_pool(&self.pool("pool1"))
-            .unwrap_or_else(|e| panic!("test pool settings: {e}"))
-    }
-
-    /// A plain driver connection, for checking rows with SQL.
-    pub async fn raw(&self) -> mysql_async::Conn {
+impl Raw for Server {
+    async fn raw(&self) -> mysql_async::Conn {
         self.raw_on(Some(&self.database)).await
     }
 
-    /// A plain driver connection to another database (or none).
-    pub async fn raw_on(&self, database: Option<&str>) -> mysql_async::Conn {
+    async fn raw_on(&self, database: Option<&str>) -> mysql_async::Conn {
         let opts = OptsBuilder::default()
             .ip_or_hostname(self.host.clone())
             .tcp_port(self.port)
@@ -78,34 +48,18 @@ impl Server {
             Err(_) => unreachable_server(self, &"no answer within 10 s"),
         }
     }
+
+    fn settings(&self) -> MysqlConfig {
+        MysqlConfig::from_pool(&self.pool("pool1"))
+            .unwrap_or_else(|e| panic!("test pool settings: {e}"))
+    }
 }
 
 /// The server of `MYSQL_URL` (or the default).
 pub fn server() -> Server {
     let url = std::env::var("MYSQL_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-    parse_url(&url).unwrap_or_else(|| {
+    SqlServer::parse(BackendKind::Mysql, &url).unwrap_or_else(|| {
         panic!("MYSQL_URL is not of the form mysql://user:password@host:port/database")
-    })
-}
-
-fn parse_url(url: &str) -> Option<Server> {
-    let rest = url
-        .strip_prefix("mysql://")
-        .or_else(|| url.strip_prefix("mariadb://"))?;
-    let (auth, rest) = rest.rsplit_once('@')?;
-    let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
-    let (hostport, database) = rest.split_once('/')?;
-    let database = database.split('?').next().unwrap_or(database);
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().ok()?),
-        None => (hostport, 3306),
-    };
-    Some(Server {
-        user: user.to_owned(),
-        password: password.to_owned(),
-        host: host.to_owned(),
-        port,
-        database: database.to_owned(),
     })
 }
 
@@ -121,7 +75,7 @@ pub fn unreachable_server(s: &Server, e: &dyn std::fmt::Display) -> ! {
 
 /// A configuration with one pool of the test server.
 pub fn config(s: &Server) -> Config {
-    Config::new(BackendKind::Mysql).with_pool(s.pool("pool1"))
+    s.config()
 }
 
 /// A new backend (a new pool) on the test server.

@@ -5,63 +5,33 @@
 
 use std::sync::Arc;
 
-use backend_core::config::PoolConfig;
+use backend_core::testkit::sql::SqlServer;
 use backend_core::{Backend, BackendKind, Config};
 use backend_pgsql::{PgsqlBackend, PgsqlConfig};
 
 /// The default of `PGSQL_URL`: what `scripts/services.sh postgres` starts.
 pub const DEFAULT_URL: &str = "postgres://root:public@127.0.0.1:5432/mqtt";
 
-/// The server's URL parts.
-#[derive(Debug, Clone)]
-pub struct Server {
-    pub user: String,
-    pub password: String,
-    pub host: String,
-    pub port: u16,
-    pub database: String,
+/// The test server.
+pub type Server = SqlServer;
+
+/// What these tests do with the server through the driver.
+#[allow(async_fn_in_trait)]
+pub trait Raw {
+    /// A plain driver connection, for checking rows with SQL.
+    async fn raw(&self) -> tokio_postgres::Client;
+    /// A plain driver connection to another database of the server.
+    async fn raw_on(&self, database: &str) -> tokio_postgres::Client;
+    /// Settings of a pool of this server, for code that builds them.
+    fn settings(&self) -> PgsqlConfig;
 }
 
-impl Server {
-    /// `host:port/database`, without credentials.
-    pub fn label(&self) -> String {
-        format!("{}:{}/{}", self.host, self.port, self.database)
-    }
-
-    /// A pool of this server (`create_tables = true`).
-    pub fn pool(&self, name: &str) -> PoolConfig {
-        self.pool_for(name, &self.database)
-    }
-
-    /// A pool of this server on another database.
-    pub fn pool_for(&self, name: &str, database: &str) -> PoolConfig {
-        let mut p = PoolConfig::new(BackendKind::Pgsql, name);
-        let set = |p: &mut PoolConfig, k: &str, v: &str| {
-            p.set(k, v)
-                .unwrap_or_else(|e| panic!("test pool setting {k}: {e}"));
-        };
-        set(&mut p, "server", &format!("{}:{}", self.host, self.port));
-        set(&mut p, "username", &self.user);
-        set(&mut p, "password", &self.password);
-        set(&mut p, "database", database);
-        set(&mut p, "pool_size", "4");
-        set(&mut p, "create_tables", "true");
-        p
-    }
-
-    /// Settings of a pool of this server, for code that builds them.
-    pub fn settings(&self) -> PgsqlConfig {
-        PgsqlConfig::from_pool(&self.pool("pool1"))
-            .unwrap_or_else(|e| panic!("test pool settings: {e}"))
-    }
-
-    /// A plain driver connection, for checking rows with SQL.
-    pub async fn raw(&self) -> tokio_postgres::Client {
+impl Raw for Server {
+    async fn raw(&self) -> tokio_postgres::Client {
         self.raw_on(&self.database).await
     }
 
-    /// A plain driver connection to another database of the server.
-    pub async fn raw_on(&self, database: &str) -> tokio_postgres::Client {
+    async fn raw_on(&self, database: &str) -> tokio_postgres::Client {
         let mut c = tokio_postgres::Config::new();
         c.host(&self.host)
             .port(self.port)
@@ -77,33 +47,18 @@ impl Server {
         });
         client
     }
+
+    fn settings(&self) -> PgsqlConfig {
+        PgsqlConfig::from_pool(&self.pool("pool1"))
+            .unwrap_or_else(|e| panic!("test pool settings: {e}"))
+    }
 }
 
 /// The server of `PGSQL_URL` (or the default).
 pub fn server() -> Server {
     let url = std::env::var("PGSQL_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-    parse_url(&url).unwrap_or_else(|| {
+    SqlServer::parse(BackendKind::Pgsql, &url).unwrap_or_else(|| {
         panic!("PGSQL_URL is not of the form postgres://user:password@host:port/database")
-    })
-}
-
-fn parse_url(url: &str) -> Option<Server> {
-    let rest = url
-        .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))?;
-    let (auth, rest) = rest.rsplit_once('@')?;
-    let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
-    let (hostport, database) = rest.split_once('/')?;
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().ok()?),
-        None => (hostport, 5432),
-    };
-    Some(Server {
-        user: user.to_owned(),
-        password: password.to_owned(),
-        host: host.to_owned(),
-        port,
-        database: database.to_owned(),
     })
 }
 
@@ -119,7 +74,7 @@ pub fn unreachable_server(s: &Server, e: &dyn std::fmt::Display) -> ! {
 
 /// A configuration with one pool of the test server.
 pub fn config(s: &Server) -> Config {
-    Config::new(BackendKind::Pgsql).with_pool(s.pool("pool1"))
+    s.config()
 }
 
 /// A new backend (a new pool) on the test server.
