@@ -640,10 +640,11 @@ pub(crate) struct PoolWriter {
     /// `buffer = disk`: the file that keeps writes kept for retry.
     disk: Option<DiskBuffer>,
     next_key: AtomicU64,
-    /// Why the server is away: the last flush failed because it could not
-    /// be reached or did not answer, and none has landed since. Reads fail
-    /// at once meanwhile instead of each waiting for its own timeout.
-    away: Mutex<Option<String>>,
+    /// Why the server is away, and when a flush last found it so: the last
+    /// flush failed because it could not be reached or did not answer, and
+    /// none has landed since. Reads fail at once meanwhile instead of each
+    /// waiting for its own timeout.
+    away: Mutex<Option<(String, std::time::Instant)>>,
     is_away: AtomicBool,
 }
 
@@ -870,11 +871,20 @@ impl PoolWriter {
     /// because the server could not be reached or did not answer, and no
     /// write has landed since. A read then fails at once (the engine checks
     /// before each read) rather than waiting for a timeout of its own.
+    ///
+    /// The retries of the kept writes renew the finding at least every
+    /// `max_backoff`; a finding older than twice that (at least a second)
+    /// no longer counts, so reads try the server again even if nothing is
+    /// left to retry.
     pub(crate) fn away(&self) -> Option<String> {
         if !self.is_away.load(Ordering::Relaxed) {
             return None;
         }
-        self.away.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let fresh = (self.policy.max_backoff * 2).max(Duration::from_secs(1));
+        match &*self.away.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((why, at)) if at.elapsed() < fresh => Some(why.clone()),
+            _ => None,
+        }
     }
 
     /// Waits until the writes put in the buffer before this call that a
@@ -1059,7 +1069,8 @@ impl PoolWriter {
                 Some(e) => {
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     if matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout) {
-                        *self.away.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                        *self.away.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some((e.to_string(), std::time::Instant::now()));
                         self.is_away.store(true, Ordering::Relaxed);
                     }
                     let first = backoff == self.policy.first_backoff;
