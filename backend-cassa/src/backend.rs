@@ -15,6 +15,7 @@ use backend_core::backend::{
 };
 use backend_core::config::PoolConfig;
 use backend_core::hook::ClientInfo;
+use backend_core::message::last_of_each;
 use backend_core::topic::{matches, FilterScope};
 use backend_core::value::Row;
 use backend_core::{
@@ -360,8 +361,42 @@ impl CassaBackend {
     }
 
     /// Stores one topic's messages, each with its store sequence number.
-    async fn store_topic(&self, topic: &str, msgs: &[(&Message, i64)]) -> Result<(), CassaError> {
+    /// Stores one topic's messages at their seqs. With `again` (some may
+    /// be stored already: a retry, a replay) each id's earlier row is looked
+    /// up first and removed, so the message is kept once, at its new place.
+    async fn store_topic(
+        &self,
+        topic: &str,
+        msgs: &[(&Message, i64)],
+        again: bool,
+    ) -> Result<(), CassaError> {
         let mut rows: Vec<(&str, Vec<CqlValue>, usize)> = Vec::with_capacity(msgs.len());
+        if again {
+            let earlier = try_join_all(msgs.iter().map(|(m, _)| async move {
+                let (_, found) = self
+                    .cql()
+                    .exec(
+                        "store_messages",
+                        cql::MESSAGE_SEQ,
+                        vec![text(topic), text(&m.id)],
+                    )
+                    .await?;
+                match found.first() {
+                    Some(r) => col::<i64>(r, 0, "msg_seq"),
+                    None => Ok(None),
+                }
+            }))
+            .await?;
+            for ((m, seq), old) in msgs.iter().zip(earlier) {
+                if let Some(old) = old.filter(|old| old != seq) {
+                    rows.push((
+                        cql::DELETE_MESSAGE,
+                        vec![text(topic), CqlValue::from(old), text(&m.id)],
+                        topic.len() + m.id.len() + 16,
+                    ));
+                }
+            }
+        }
         let mut seqs: Vec<(&str, Vec<CqlValue>, usize)> = Vec::with_capacity(msgs.len());
         for (m, seq) in msgs {
             rows.push((

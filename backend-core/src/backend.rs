@@ -61,6 +61,13 @@ pub struct WriteOptions {
     /// The rule's payload format, for a backend whose
     /// [`Capabilities::payload_format`] is on (MongoDB); others ignore it.
     pub payload_format: Option<PayloadFormat>,
+    /// Some of these messages may be stored already: the write path's
+    /// retry of a batch whose earlier attempt failed (it may have landed
+    /// in part), or the disk buffer's replay after a crash. A backend whose
+    /// store is not idempotent by message id by itself (Cassandra, whose
+    /// rows are keyed by their place in the topic) looks first; the others
+    /// ignore it.
+    pub again: bool,
 }
 
 /// What a backend offers beyond the operations every backend has, so that

@@ -59,6 +59,11 @@
 //!   after `msg.expired_after` seconds.
 //! - Message order is store order: a per-topic sequence, never a constant
 //!   score.
+//! - A message stored again with the same id is kept once, with the later
+//!   content: twice in one batch, or in a later call marked
+//!   [`crate::backend::WriteOptions::again`], which the write path sets on
+//!   its retries and on the disk buffer's replay after a crash (both may
+//!   store some messages again).
 //!
 //! # Writes
 //!

@@ -702,6 +702,7 @@ impl Engine {
         for rule in self.matching(&event) {
             let options = WriteOptions {
                 payload_format: rule.rule.payload_format,
+                ..WriteOptions::default()
             };
             let result = match &rule.rule.action {
                 Action::Function(Function::MessagePublish) => {

@@ -232,6 +232,29 @@ impl Subscription {
     }
 }
 
+/// The last occurrence of each key, in slice order: a batch applied in
+/// order, with each key written once (a row twice in one statement is an
+/// error for SQL upserts; a message id twice is one message).
+///
+/// ```
+/// use backend_core::message::last_of_each;
+/// let got: Vec<&&str> = last_of_each(&["a", "b", "a", "c", "b"], |s| s);
+/// assert_eq!(got, [&"a", &"c", &"b"]);
+/// ```
+pub fn last_of_each<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<&T> {
+    let mut last: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(items.len());
+    for (i, it) in items.iter().enumerate() {
+        last.insert(key(it), i);
+    }
+    items
+        .iter()
+        .enumerate()
+        .filter(|(i, it)| last.get(key(it)) == Some(i))
+        .map(|(_, it)| it)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

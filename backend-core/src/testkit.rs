@@ -295,6 +295,7 @@ macro_rules! conformance_tests {
             engine_retain_and_delete,
             limits,
             batch_store_keeps_order,
+            storing_an_id_again_keeps_one_copy,
             acks_are_idempotent,
             hostile_values_in_builtins,
             hostile_values_in_raw_statements,

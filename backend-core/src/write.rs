@@ -295,10 +295,13 @@ impl WriteOp {
         }
     }
 
+    /// Stores merge whatever their `again`: the merged call carries it if
+    /// any of them does.
     fn group(&self) -> Group {
+        let fresh = |o: &WriteOptions| WriteOptions { again: false, ..*o };
         match self {
-            WriteOp::Store(_, o) => Group::Store(*o),
-            WriteOp::StoreRetained(_, o) => Group::StoreRetained(*o),
+            WriteOp::Store(_, o) => Group::Store(fresh(o)),
+            WriteOp::StoreRetained(_, o) => Group::StoreRetained(fresh(o)),
             WriteOp::DeleteRetained(_) => Group::DeleteRetained,
             WriteOp::Ack(mode, _) => Group::Ack(*mode),
             WriteOp::Online(..) => Group::Single(0),
@@ -315,6 +318,14 @@ impl WriteOp {
             WriteOp::StoreRetained(..) | WriteOp::DeleteRetained(..) => Some((0, self.order_key())),
             WriteOp::Online(..) | WriteOp::Offline(..) => Some((1, self.order_key())),
             _ => None,
+        }
+    }
+
+    /// Marks a write whose earlier attempt failed (and may have landed in
+    /// part) as [`WriteOptions::again`].
+    fn mark_again(&mut self) {
+        if let WriteOp::Store(_, o) | WriteOp::StoreRetained(_, o) = self {
+            o.again = true;
         }
     }
 
@@ -339,14 +350,17 @@ async fn run_merged(b: &dyn Backend, ops: &[&WriteOp]) -> BackendResult<()> {
     if let [one] = ops {
         return one.run(b).await;
     }
+    let again = ops
+        .iter()
+        .any(|op| matches!(op, WriteOp::Store(_, o) | WriteOp::StoreRetained(_, o) if o.again));
     match first.group() {
         Group::Store(o) => {
             let all: Vec<Message> = ops.iter().flat_map(messages).cloned().collect();
-            b.store_messages(&all, o).await
+            b.store_messages(&all, WriteOptions { again, ..o }).await
         }
         Group::StoreRetained(o) => {
             let all: Vec<Message> = ops.iter().flat_map(messages).cloned().collect();
-            b.store_retained(&all, o).await
+            b.store_retained(&all, WriteOptions { again, ..o }).await
         }
         Group::DeleteRetained => {
             let all: Vec<String> = ops
@@ -1081,6 +1095,7 @@ impl PoolWriter {
                         let mut st = self.lane(lane);
                         st.outage = true;
                         for mut entry in keep.into_iter().rev() {
+                            entry.op.mark_again();
                             entry.queued();
                             st.waiting.push_front(entry);
                         }

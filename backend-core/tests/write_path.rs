@@ -27,6 +27,9 @@ struct Switchable {
     delay_ms: AtomicU64,
     store_calls: AtomicU64,
     fetch_calls: AtomicU64,
+    /// Stores marked `again`, and stores not.
+    again_stores: AtomicU64,
+    fresh_stores: AtomicU64,
 }
 
 impl Switchable {
@@ -81,6 +84,12 @@ impl Backend for Switchable {
         self.inner.delete_subscriptions(id, f).await
     }
     async fn store_messages(&self, m: &[Message], o: WriteOptions) -> BackendResult<()> {
+        let kind = if o.again {
+            &self.again_stores
+        } else {
+            &self.fresh_stores
+        };
+        kind.fetch_add(1, Ordering::SeqCst);
         self.check_store(m).await?;
         self.inner.store_messages(m, o).await
     }
@@ -266,6 +275,25 @@ async fn reads_fail_at_once_while_the_server_is_away_and_run_again_once_it_is_ba
     let got = e.on_session_subscribed(&sub).await;
     assert!(got.errors.is_empty(), "{:?}", got.errors);
     assert_eq!(b.fetch_calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_retried_store_is_marked_again_and_a_first_attempt_is_not() {
+    let b = Arc::new(Switchable::default());
+    let e = engine(Arc::clone(&b), policy(100));
+    let out = e.on_message_publish(&msg("t/again", "first")).await;
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(b.again_stores.load(Ordering::SeqCst), 0, "a first attempt");
+    b.down.store(true, Ordering::SeqCst);
+    let out = e.on_message_publish(&msg("t/again", "kept")).await;
+    assert!(out.errors.is_empty(), "queued: {:?}", out.errors);
+    b.down.store(false, Ordering::SeqCst);
+    wait_drained(&e).await;
+    assert!(
+        b.again_stores.load(Ordering::SeqCst) >= 1,
+        "the retry of a failed store may repeat what landed: marked again"
+    );
+    assert_eq!(stored(&b, "t/again").await, ["first", "kept"]);
 }
 
 #[tokio::test]

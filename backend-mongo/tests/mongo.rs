@@ -239,6 +239,7 @@ fn payload_formats_keep_the_exact_bytes() {
         ] {
             let options = WriteOptions {
                 payload_format: format,
+                ..WriteOptions::default()
             };
             for (name, p) in hostile_payloads() {
                 let topic = format!("{root}/{format:?}/{name}");
@@ -286,6 +287,7 @@ fn payload_formats_keep_the_exact_bytes() {
         let text = Message::new("p", topic.clone(), QoS::AtLeastOnce, "plain");
         let j = WriteOptions {
             payload_format: Some(PayloadFormat::MongoJson),
+            ..WriteOptions::default()
         };
         b.store_retained(&[json], j)
             .await

@@ -4,7 +4,6 @@
 //! (`prepare_cached`). Batches are one statement over `unnest` of arrays,
 //! so storing many messages is one round trip.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,6 +13,7 @@ use backend_core::backend::{
 };
 use backend_core::config::{OfflineMode, PoolConfig};
 use backend_core::hook::ClientInfo;
+use backend_core::message::last_of_each;
 use backend_core::schema::SchemaTarget;
 use backend_core::topic::{decode_matching, matches};
 use backend_core::value::{Row, Value};
@@ -315,22 +315,6 @@ impl<'m> MessageColumns<'m> {
     }
 }
 
-/// The last occurrence of each key, in slice order: what a batch upsert
-/// may touch (a row twice in one statement is an error) with the meaning
-/// of applying the slice in order.
-fn last_of<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<&T> {
-    let mut last: HashMap<&str, usize> = HashMap::with_capacity(items.len());
-    for (i, it) in items.iter().enumerate() {
-        last.insert(key(it), i);
-    }
-    items
-        .iter()
-        .enumerate()
-        .filter(|(i, it)| last.get(key(it)) == Some(i))
-        .map(|(_, it)| it)
-        .collect()
-}
-
 fn data_error(context: impl Into<String>, problem: impl Into<String>) -> PgsqlError {
     CommonError::data(context, problem).into()
 }
@@ -505,13 +489,6 @@ fn read_rows(text: &str, rows: &[tokio_postgres::Row]) -> Result<Vec<Row>, Pgsql
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn last_occurrence_wins_in_order() {
-        let items = ["a", "b", "a", "c", "b"];
-        let got: Vec<&&str> = last_of(&items, |s| s);
-        assert_eq!(got, vec![&"a", &"c", &"b"]);
-    }
 
     #[test]
     fn chunks_keep_order_and_bounds() {

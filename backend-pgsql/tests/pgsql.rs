@@ -618,49 +618,6 @@ fn raw_statements_bind_and_read_by_type() {
 }
 
 #[test]
-fn storing_an_id_again_replaces_the_message_at_the_end() {
-    rt().block_on(async {
-        let b = common::connect().await;
-        let topic = unique("again");
-        let m1 = Message::new("p", topic.clone(), QoS::AtLeastOnce, "one");
-        let m2 = Message::new("p", topic.clone(), QoS::AtLeastOnce, "two");
-        let mut m1b = m1.clone();
-        m1b.payload = Bytes::from_static(b"one again");
-        b.store_messages(&[m1.clone(), m2.clone()], Default::default())
-            .await
-            .expect("store");
-        b.store_messages(std::slice::from_ref(&m1b), Default::default())
-            .await
-            .expect("again");
-        let got = b
-            .fetch_messages(&request("c", &topic, OfflineMode::Queue))
-            .await
-            .expect("fetch");
-        assert_eq!(
-            got.iter().map(|m| &m.payload[..]).collect::<Vec<_>>(),
-            vec![&b"two"[..], b"one again"]
-        );
-        // Within one batch the last one wins, at its place.
-        let topic = unique("again-batch");
-        let a = Message::new("p", topic.clone(), QoS::AtLeastOnce, "a");
-        let c = Message::new("p", topic.clone(), QoS::AtLeastOnce, "c");
-        let mut a2 = a.clone();
-        a2.payload = Bytes::from_static(b"a2");
-        b.store_messages(&[a, c, a2], Default::default())
-            .await
-            .expect("batch");
-        let got = b
-            .fetch_messages(&request("c", &topic, OfflineMode::Queue))
-            .await
-            .expect("fetch");
-        assert_eq!(
-            got.iter().map(|m| &m.payload[..]).collect::<Vec<_>>(),
-            vec![&b"c"[..], b"a2"]
-        );
-    });
-}
-
-#[test]
 fn topics_with_like_and_regex_characters_are_literal() {
     rt().block_on(async {
         let b = common::connect().await;

@@ -114,8 +114,11 @@ impl Backend for CassaBackend {
     async fn store_messages(
         &self,
         messages: &[Message],
-        _options: WriteOptions,
+        options: WriteOptions,
     ) -> BackendResult<()> {
+        // Rows are keyed by their place in the topic: an id twice in the
+        // batch is stored once, at its last place.
+        let messages = last_of_each(messages, |m| m.id.as_str());
         // Numbers in slice order, so a batch keeps its order across topics;
         // registered in flight until every write has returned.
         let in_flight = sequence::allocate(messages.iter().map(|m| m.topic.as_str()));
@@ -125,7 +128,12 @@ impl Backend for CassaBackend {
         }
         let topics: Vec<&str> = by_topic.keys().copied().collect();
         self.index(false, &topics).await?;
-        try_join_all(by_topic.iter().map(|(t, msgs)| self.store_topic(t, msgs))).await?;
+        try_join_all(
+            by_topic
+                .iter()
+                .map(|(t, msgs)| self.store_topic(t, msgs, options.again)),
+        )
+        .await?;
         drop(in_flight);
         Ok(())
     }

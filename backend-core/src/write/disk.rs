@@ -199,6 +199,7 @@ fn format_code(o: WriteOptions) -> Option<u8> {
     })
 }
 
+/// A replayed write may have landed before the crash: `again`.
 fn options(code: Option<u8>) -> WriteOptions {
     WriteOptions {
         payload_format: code.map(|c| {
@@ -208,6 +209,7 @@ fn options(code: Option<u8>) -> WriteOptions {
                 PayloadFormat::PlainText
             }
         }),
+        again: true,
     }
 }
 

@@ -75,7 +75,7 @@ impl Backend for PgsqlBackend {
         subscriptions: &[Subscription],
     ) -> BackendResult<()> {
         // No subscriptions insert no rows: `unnest` of empty arrays.
-        let subs = last_of(subscriptions, |s| s.filter.as_str());
+        let subs = last_of_each(subscriptions, |s| s.filter.as_str());
         let topics: Vec<&str> = subs.iter().map(|s| s.filter.as_str()).collect();
         let qos: Vec<i32> = subs.iter().map(|s| i32::from(s.qos.as_u8())).collect();
         self.run(
@@ -106,7 +106,7 @@ impl Backend for PgsqlBackend {
         }
         // Storing an id again replaces the message (and moves it to the
         // end), as in MemoryBackend; within one batch the last one wins.
-        let batch = last_of(messages, |m| m.id.as_str());
+        let batch = last_of_each(messages, |m| m.id.as_str());
         self.store_message_batch(&batch).await?;
         Ok(())
     }
@@ -207,7 +207,7 @@ impl Backend for PgsqlBackend {
         if messages.is_empty() {
             return Ok(());
         }
-        let mut batch = last_of(messages, |m| m.topic.as_str());
+        let mut batch = last_of_each(messages, |m| m.topic.as_str());
         // Distinct topics: their order does not matter, and a fixed order
         // keeps concurrent batches from deadlocking on each other's rows.
         batch.sort_unstable_by(|a, b| a.topic.cmp(&b.topic));

@@ -85,3 +85,53 @@ pub async fn acks_are_idempotent(ctx: Ctx) {
         "queue ack twice",
     );
 }
+
+/// A message stored again with the same id is kept once, with the later
+/// content, at its new place: in a later call marked [`WriteOptions::again`] (the write
+/// path's retries, the disk buffer's replay after a crash), or twice in one
+/// batch.
+///
+/// [`WriteOptions::again`]: crate::backend::WriteOptions::again
+pub async fn storing_an_id_again_keeps_one_copy(ctx: Ctx) {
+    let b = &*ctx.backend;
+    let payloads = |v: &[Message]| -> Vec<String> {
+        v.iter()
+            .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+            .collect()
+    };
+    let topic = unique("again");
+    let m1 = msg("p", &topic, QoS::AtLeastOnce, "one");
+    let m2 = msg("p", &topic, QoS::AtLeastOnce, "two");
+    let mut m1b = m1.clone();
+    m1b.payload = Bytes::from_static(b"one again");
+    store(b, &[m1.clone(), m2.clone()]).await;
+    let again = crate::backend::WriteOptions {
+        again: true,
+        ..Default::default()
+    };
+    if let Err(e) = b.store_messages(std::slice::from_ref(&m1b), again).await {
+        panic!("store_messages again: {e}");
+    }
+    let got = fetch(b, "c", &topic, OfflineMode::Queue).await;
+    assert_eq!(
+        payloads(&got),
+        ["two", "one again"],
+        "stored again later: once, at the end"
+    );
+    let mut seen: Vec<&str> = ids(&got);
+    seen.dedup();
+    assert_eq!(seen.len(), got.len(), "each id once");
+
+    let topic = unique("again-batch");
+    let a = msg("p", &topic, QoS::AtLeastOnce, "a");
+    let c = msg("p", &topic, QoS::AtLeastOnce, "c");
+    let mut a2 = a.clone();
+    a2.payload = Bytes::from_static(b"a2");
+    store(b, &[a, c, a2]).await;
+    let got = fetch(b, "c", &topic, OfflineMode::Queue).await;
+    assert_eq!(
+        payloads(&got),
+        ["c", "a2"],
+        "twice in one batch: once, at its last place"
+    );
+}
