@@ -236,11 +236,7 @@ impl MysqlBackend {
     ) -> Result<Conn, MysqlError> {
         match tokio::time::timeout(after, self.inner.pool.get_conn()).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(source)) => Err(MysqlError::Mysql {
-                operation,
-                server: self.inner.label.clone(),
-                source,
-            }),
+            Ok(Err(source)) => Err(self.my(operation)(source)),
             Err(_) => Err(MysqlError::Timeout {
                 operation,
                 server: self.inner.label.clone(),
