@@ -317,6 +317,41 @@ impl<'a> FilterScope<'a> {
     }
 }
 
+/// How a backend selects the topics of a filter: none (an invalid filter),
+/// one topic, or the backend's own plan `W` for a wildcard filter (ranges,
+/// a regular expression, a prefix). The split is [`FilterScope`]'s, made
+/// once here for every backend.
+///
+/// ```
+/// use backend_core::topic::TopicSelect;
+/// let plan = |filter: &str, prefix: &str| format!("{filter} from {prefix:?}");
+/// assert_eq!(TopicSelect::new("a/+", plan), TopicSelect::Wildcard("a/+ from \"a/\"".into()));
+/// assert_eq!(TopicSelect::new("$share/g/a", plan), TopicSelect::Exact("a".into()));
+/// assert_eq!(TopicSelect::new("a/#/b", plan), TopicSelect::Nothing);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicSelect<W> {
+    /// An invalid filter: it selects no topic.
+    Nothing,
+    /// A filter without wildcards: the one topic of that name.
+    Exact(String),
+    /// A wildcard filter, as the backend plans it.
+    Wildcard(W),
+}
+
+impl<W> TopicSelect<W> {
+    /// The selection of `filter` (possibly `$share/<group>/...`);
+    /// `plan(filter, prefix)` plans a wildcard filter (its shared prefix
+    /// removed) from it and its literal prefix ([`literal_prefix`]).
+    pub fn new(filter: &str, plan: impl FnOnce(&str, &str) -> W) -> Self {
+        match FilterScope::of(filter) {
+            FilterScope::Nothing => TopicSelect::Nothing,
+            FilterScope::Exact(topic) => TopicSelect::Exact(topic.to_owned()),
+            FilterScope::Wildcard { filter, prefix } => TopicSelect::Wildcard(plan(filter, prefix)),
+        }
+    }
+}
+
 /// A set of topic filters, each with a value, that finds every filter
 /// matching a topic name in time proportional to the name's levels (times
 /// the few wildcard branches), not to the number of filters.

@@ -33,7 +33,7 @@ use mysql_async::{
 use crate::config::MysqlConfig;
 use crate::convert::{self, datetime};
 use crate::error::MysqlError;
-use crate::filter::TopicMatch;
+use crate::filter::{topic_match, TopicCondition, TopicMatch};
 use crate::schema;
 use crate::statements as sql;
 

@@ -13,7 +13,7 @@
 //!   row by row with [`backend_core::topic::matches`], which every row
 //!   returned passes anyway.
 
-use backend_core::topic::{has_wildcards, prefix_upper_bound, FilterScope};
+use backend_core::topic::{has_wildcards, prefix_upper_bound, TopicSelect};
 
 /// A byte range `[from, to)`; `to = None` is unbounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,93 +24,96 @@ pub struct Range {
     pub to: Option<Vec<u8>>,
 }
 
-/// What a filter selects.
+/// The byte ranges a wildcard filter selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TopicMatch {
-    /// An invalid filter: matches nothing.
-    Nothing,
-    /// One topic.
-    Exact(String),
-    /// Topics in any of the ranges (one or two).
-    Ranges {
-        /// The ranges.
-        ranges: Vec<Range>,
-        /// Whether the ranges hold exactly the matching topics (so SQL may
-        /// apply `LIMIT`); otherwise rows must be checked with `matches`.
-        exact: bool,
-    },
+pub struct Ranges {
+    /// The ranges (one or two).
+    pub ranges: Vec<Range>,
+    /// Whether the ranges hold exactly the matching topics (so SQL may
+    /// apply `LIMIT`); otherwise rows must be checked with `matches`.
+    pub exact: bool,
 }
 
-impl TopicMatch {
-    /// How `filter` (possibly `$share/<group>/...`) selects topics.
-    pub fn new(filter: &str) -> TopicMatch {
-        let (inner, prefix) = match FilterScope::of(filter) {
-            FilterScope::Nothing => return TopicMatch::Nothing,
-            FilterScope::Exact(topic) => return TopicMatch::Exact(topic.to_owned()),
-            FilterScope::Wildcard { filter, prefix } => (filter, prefix),
+/// What a filter selects: nothing, one topic, or [`Ranges`].
+pub type TopicMatch = TopicSelect<Ranges>;
+
+/// How `filter` (possibly `$share/<group>/...`) selects topics.
+pub fn topic_match(filter: &str) -> TopicMatch {
+    TopicSelect::new(filter, ranges_of)
+}
+
+/// The ranges of a valid wildcard filter `inner` with literal `prefix`.
+fn ranges_of(inner: &str, prefix: &str) -> Ranges {
+    // `#` and `+...`: every topic whose first level does not start with `$`.
+    let not_dollar = || {
+        vec![
+            Range {
+                from: Vec::new(),
+                to: Some(b"$".to_vec()),
+            },
+            Range {
+                from: b"%".to_vec(),
+                to: None,
+            },
+        ]
+    };
+    if inner == "#" {
+        return Ranges {
+            ranges: not_dollar(),
+            exact: true,
         };
-        // `#` and `+...`: every topic whose first level does not start with `$`.
-        let not_dollar = || {
-            vec![
-                Range {
-                    from: Vec::new(),
-                    to: Some(b"$".to_vec()),
-                },
-                Range {
-                    from: b"%".to_vec(),
-                    to: None,
-                },
-            ]
-        };
-        if inner == "#" {
-            return TopicMatch::Ranges {
-                ranges: not_dollar(),
+    }
+    if let Some(parent) = inner.strip_suffix("/#") {
+        if !has_wildcards(parent) {
+            // `p/#`: `p` itself, and everything under `p/`.
+            let mut itself_end = parent.as_bytes().to_vec();
+            itself_end.push(0);
+            let mut under = parent.as_bytes().to_vec();
+            under.push(b'/');
+            return Ranges {
+                ranges: vec![
+                    Range {
+                        from: parent.as_bytes().to_vec(),
+                        to: Some(itself_end),
+                    },
+                    Range {
+                        to: successor(&under),
+                        from: under,
+                    },
+                ],
                 exact: true,
             };
         }
-        if let Some(parent) = inner.strip_suffix("/#") {
-            if !has_wildcards(parent) {
-                // `p/#`: `p` itself, and everything under `p/`.
-                let mut itself_end = parent.as_bytes().to_vec();
-                itself_end.push(0);
-                let mut under = parent.as_bytes().to_vec();
-                under.push(b'/');
-                return TopicMatch::Ranges {
-                    ranges: vec![
-                        Range {
-                            from: parent.as_bytes().to_vec(),
-                            to: Some(itself_end),
-                        },
-                        Range {
-                            to: successor(&under),
-                            from: under,
-                        },
-                    ],
-                    exact: true,
-                };
-            }
-        }
-        if prefix.is_empty() {
-            return TopicMatch::Ranges {
-                ranges: not_dollar(),
-                exact: false,
-            };
-        }
-        TopicMatch::Ranges {
-            ranges: vec![Range {
-                from: prefix.as_bytes().to_vec(),
-                to: successor(prefix.as_bytes()),
-            }],
-            exact: false,
-        }
     }
+    if prefix.is_empty() {
+        return Ranges {
+            ranges: not_dollar(),
+            exact: false,
+        };
+    }
+    Ranges {
+        ranges: vec![Range {
+            from: prefix.as_bytes().to_vec(),
+            to: successor(prefix.as_bytes()),
+        }],
+        exact: false,
+    }
+}
 
+/// A selection as SQL.
+pub trait TopicCondition {
     /// The SQL condition on `column` and its parameters, in order.
-    pub fn condition(&self, column: &str) -> (String, Vec<Vec<u8>>) {
+    fn condition(&self, column: &str) -> (String, Vec<Vec<u8>>);
+    /// Whether the condition selects exactly the matching topics.
+    fn is_exact(&self) -> bool;
+}
+
+impl TopicCondition for TopicMatch {
+    fn condition(&self, column: &str) -> (String, Vec<Vec<u8>>) {
         match self {
             TopicMatch::Nothing => ("FALSE".into(), Vec::new()),
             TopicMatch::Exact(t) => (format!("{column} = ?"), vec![t.as_bytes().to_vec()]),
-            TopicMatch::Ranges { ranges, .. } => {
+            TopicMatch::Wildcard(Ranges { ranges, .. }) => {
                 let mut params = Vec::new();
                 let parts: Vec<String> = ranges
                     .iter()
@@ -130,11 +133,10 @@ impl TopicMatch {
         }
     }
 
-    /// Whether the condition selects exactly the matching topics.
-    pub fn is_exact(&self) -> bool {
+    fn is_exact(&self) -> bool {
         match self {
             TopicMatch::Nothing | TopicMatch::Exact(_) => true,
-            TopicMatch::Ranges { exact, .. } => *exact,
+            TopicMatch::Wildcard(Ranges { exact, .. }) => *exact,
         }
     }
 }
@@ -158,7 +160,7 @@ mod tests {
         match m {
             TopicMatch::Nothing => false,
             TopicMatch::Exact(e) => e == topic,
-            TopicMatch::Ranges { ranges, .. } => ranges.iter().any(|r| {
+            TopicMatch::Wildcard(Ranges { ranges, .. }) => ranges.iter().any(|r| {
                 t >= r.from.as_slice() && r.to.as_ref().is_none_or(|to| t < to.as_slice())
             }),
         }
@@ -173,16 +175,16 @@ mod tests {
 
     #[test]
     fn shapes() {
-        assert_eq!(TopicMatch::new("a/b"), TopicMatch::Exact("a/b".into()));
-        assert_eq!(TopicMatch::new("a/#/b"), TopicMatch::Nothing);
-        assert_eq!(TopicMatch::new("$share/g/t"), TopicMatch::Exact("t".into()));
-        let m = TopicMatch::new("a/#");
+        assert_eq!(topic_match("a/b"), TopicMatch::Exact("a/b".into()));
+        assert_eq!(topic_match("a/#/b"), TopicMatch::Nothing);
+        assert_eq!(topic_match("$share/g/t"), TopicMatch::Exact("t".into()));
+        let m = topic_match("a/#");
         assert!(m.is_exact());
         assert_eq!(
             m.condition("topic").0,
             "((topic >= ? AND topic < ?) OR (topic >= ? AND topic < ?))"
         );
-        let m = TopicMatch::new("a/+");
+        let m = topic_match("a/+");
         assert!(!m.is_exact());
         assert_eq!(
             m.condition("t"),
@@ -192,7 +194,7 @@ mod tests {
             )
         );
         assert_eq!(
-            TopicMatch::new("#").condition("t").0,
+            topic_match("#").condition("t").0,
             "((t >= ? AND t < ?) OR t >= ?)"
         );
     }
@@ -224,7 +226,7 @@ mod tests {
         }
         let mut checked = 0;
         for f in filters.iter().filter(|f| validate_filter(f).is_ok()) {
-            let m = TopicMatch::new(f);
+            let m = topic_match(f);
             for t in &topics {
                 let want = matches(f, t);
                 let got = within(&m, t);

@@ -8,7 +8,7 @@
 //! Statements of many rows (batches) have one text per row count: each is
 //! prepared the first time a connection sees that count.
 
-use crate::filter::TopicMatch;
+use crate::filter::{TopicCondition, TopicMatch};
 
 /// `on_client_connected`: client id, node, online_at.
 pub const CLIENT_ONLINE: &str = "\
@@ -162,6 +162,7 @@ ORDER BY m.id DESC{limit}"
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filter::topic_match;
 
     fn placeholders(s: &str) -> usize {
         s.matches('?').count()
@@ -173,17 +174,17 @@ mod tests {
         assert_eq!(placeholders(&ack_pubsub(4)), 12);
         assert_eq!(placeholders(&store_retained(2)), 12);
         assert_eq!(placeholders(&delete_subscriptions(2)), 3);
-        let t = TopicMatch::new("a/#");
+        let t = topic_match("a/#");
         assert_eq!(
             placeholders(&fetch(true, &t, true, true)),
             1 + 4 + 1 + 1 + 1
         );
         assert_eq!(
-            placeholders(&fetch(false, &TopicMatch::new("a"), false, true)),
+            placeholders(&fetch(false, &topic_match("a"), false, true)),
             2
         );
         assert_eq!(
-            placeholders(&fetch(false, &TopicMatch::new("a"), false, false)),
+            placeholders(&fetch(false, &topic_match("a"), false, false)),
             1
         );
     }

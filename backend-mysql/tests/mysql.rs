@@ -15,7 +15,7 @@ use backend_core::{
     Ack, Backend, BackendKind, Bytes, ClientInfo, Config, Engine, ErrorKind, FetchRequest, Message,
     OfflineMode, QoS, Statement, Subscription, Timestamp, Value,
 };
-use backend_mysql::filter::TopicMatch;
+use backend_mysql::filter::{topic_match, TopicCondition, TopicMatch};
 use backend_mysql::mysql_async::prelude::Queryable;
 use backend_mysql::mysql_async::{self, Conn, Params};
 use backend_mysql::{statements, MysqlBackend, MysqlConfig, MysqlError};
@@ -357,7 +357,7 @@ fn an_exact_topic_fetch_uses_the_index_and_a_batch_is_one_statement() {
         sql.query_drop("ANALYZE TABLE mqtt_msg, mqtt_acked").await.expect("analyze");
 
         let topic = format!("{root}/7");
-        let exact = TopicMatch::new(&topic);
+        let exact = topic_match(&topic);
         let mut qp = topic_params(&exact);
         qp.push(mysql_async::Value::UInt(u64::MAX));
         let queue = explain(&mut sql, &statements::fetch(false, &exact, false, true), qp).await;
@@ -381,7 +381,7 @@ fn an_exact_topic_fetch_uses_the_index_and_a_batch_is_one_statement() {
         }
         // A wildcard whose prefix holds few rows is an index range (one that
         // covers much of the table may rightly be a scan).
-        let wild = TopicMatch::new(&format!("{root}/7/#"));
+        let wild = topic_match(&format!("{root}/7/#"));
         let range = explain(
             &mut sql,
             &statements::fetch(false, &wild, false, false),

@@ -305,10 +305,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await;
     let wild = raw.prepare(statements::fetch(false, Shape::Range)).await?;
-    let (from, to, re) = match backend_pgsql::filter::TopicMatch::new(&req.filter) {
-        backend_pgsql::filter::TopicMatch::Range { from, to, regex } => (from, to, regex),
-        other => return Err(format!("unexpected {other:?}").into()),
-    };
+    let (from, to, re) =
+        match backend_pgsql::filter::topic_match(&req.filter) {
+            backend_pgsql::filter::TopicMatch::Wildcard(
+                backend_pgsql::filter::Wildcard::Range { from, to, regex },
+            ) => (from, to, regex),
+            other => return Err(format!("unexpected {other:?}").into()),
+        };
     let raw_wild = median(|| async {
         let none_t: Option<std::time::SystemTime> = None;
         let none_n: Option<i64> = None;

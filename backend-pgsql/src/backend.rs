@@ -28,7 +28,7 @@ use tokio_postgres::NoTls;
 use crate::config::PgsqlConfig;
 use crate::convert::{self, PgTime, RawColumn};
 use crate::error::PgsqlError;
-use crate::filter::TopicMatch;
+use crate::filter::{topic_match, TopicMatch, Wildcard};
 use crate::schema;
 use crate::statements as sql;
 

@@ -11,15 +11,11 @@
 //!   as a parameter, so `LIMIT` can be applied in the database. Rows are
 //!   checked once more with [`backend_core::topic::matches`].
 
-use backend_core::topic::{prefix_upper_bound, FilterScope};
+use backend_core::topic::{prefix_upper_bound, TopicSelect};
 
-/// What a filter selects.
+/// How a wildcard filter selects topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TopicMatch {
-    /// An invalid filter: matches nothing.
-    Nothing,
-    /// One topic.
-    Exact(String),
+pub enum Wildcard {
     /// Topics in `[from, to)` (byte order) matching `regex`.
     Range {
         /// The literal prefix (inclusive bound).
@@ -37,24 +33,22 @@ pub enum TopicMatch {
     },
 }
 
-impl TopicMatch {
-    /// How `filter` (possibly `$share/<group>/...`) selects topics.
-    pub fn new(filter: &str) -> TopicMatch {
-        let (inner, prefix) = match FilterScope::of(filter) {
-            FilterScope::Nothing => return TopicMatch::Nothing,
-            FilterScope::Exact(topic) => return TopicMatch::Exact(topic.to_owned()),
-            FilterScope::Wildcard { filter, prefix } => (filter, prefix),
-        };
+/// What a filter selects: nothing, one topic, or a [`Wildcard`] plan.
+pub type TopicMatch = TopicSelect<Wildcard>;
+
+/// How `filter` (possibly `$share/<group>/...`) selects topics.
+pub fn topic_match(filter: &str) -> TopicMatch {
+    TopicSelect::new(filter, |inner, prefix| {
         let regex = to_regex(inner);
         match prefix_upper_bound(prefix) {
-            Some(to) if !prefix.is_empty() => TopicMatch::Range {
+            Some(to) if !prefix.is_empty() => Wildcard::Range {
                 from: prefix.to_owned(),
                 to,
                 regex,
             },
-            _ => TopicMatch::Scan { regex },
+            _ => Wildcard::Scan { regex },
         }
-    }
+    })
 }
 
 /// A PostgreSQL ARE matching exactly the topic names `filter` (valid,
@@ -117,17 +111,20 @@ mod tests {
 
     #[test]
     fn matches() {
-        assert_eq!(TopicMatch::new("a/b"), TopicMatch::Exact("a/b".into()));
-        assert_eq!(TopicMatch::new("a/#/b"), TopicMatch::Nothing);
-        assert_eq!(TopicMatch::new("$share/g/t"), TopicMatch::Exact("t".into()));
+        assert_eq!(topic_match("a/b"), TopicMatch::Exact("a/b".into()));
+        assert_eq!(topic_match("a/#/b"), TopicMatch::Nothing);
+        assert_eq!(topic_match("$share/g/t"), TopicMatch::Exact("t".into()));
         assert_eq!(
-            TopicMatch::new("a/+"),
-            TopicMatch::Range {
+            topic_match("a/+"),
+            TopicMatch::Wildcard(Wildcard::Range {
                 from: "a/".into(),
                 to: "a0".into(),
                 regex: r"^a/[^/]*$".into()
-            }
+            })
         );
-        assert!(matches!(TopicMatch::new("+/a"), TopicMatch::Scan { .. }));
+        assert!(matches!(
+            topic_match("+/a"),
+            TopicMatch::Wildcard(Wildcard::Scan { .. })
+        ));
     }
 }

@@ -14,7 +14,7 @@ use backend_core::{
     Ack, Backend, BackendKind, Bytes, ClientInfo, Config, Engine, ErrorKind, FetchRequest, Message,
     OfflineMode, QoS, Statement, Subscription, Timestamp, Value,
 };
-use backend_pgsql::filter::TopicMatch;
+use backend_pgsql::filter::{topic_match, TopicMatch, Wildcard};
 use backend_pgsql::statements::{self, Shape};
 use backend_pgsql::{PgsqlBackend, PgsqlConfig, PgsqlError};
 
@@ -712,11 +712,11 @@ fn sql_filter_matching_agrees_with_core() {
         let (mut ft, mut tt, mut exact, mut from, mut to, mut re, mut want) =
             (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
         for f in &filters {
-            let (e, lo, hi, regex) = match TopicMatch::new(f) {
+            let (e, lo, hi, regex) = match topic_match(f) {
                 TopicMatch::Nothing => panic!("{f:?} is valid"),
                 TopicMatch::Exact(t) => (Some(t), None, None, None),
-                TopicMatch::Range { from, to, regex } => (None, Some(from), Some(to), Some(regex)),
-                TopicMatch::Scan { regex } => (None, None, None, Some(regex)),
+                TopicMatch::Wildcard(Wildcard::Range { from, to, regex }) => (None, Some(from), Some(to), Some(regex)),
+                TopicMatch::Wildcard(Wildcard::Scan { regex }) => (None, None, None, Some(regex)),
             };
             for t in &topics {
                 ft.push(f.clone());

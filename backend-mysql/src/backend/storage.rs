@@ -163,7 +163,7 @@ impl Backend for MysqlBackend {
     }
 
     async fn fetch_messages(&self, request: &FetchRequest) -> BackendResult<Vec<Message>> {
-        let target = TopicMatch::new(&request.filter);
+        let target = topic_match(&request.filter);
         if target == TopicMatch::Nothing {
             return Ok(Vec::new());
         }
@@ -296,7 +296,7 @@ impl Backend for MysqlBackend {
     }
 
     async fn lookup_retained(&self, filter: &str) -> BackendResult<Vec<Message>> {
-        let target = TopicMatch::new(filter);
+        let target = topic_match(filter);
         if target == TopicMatch::Nothing {
             return Ok(Vec::new());
         }

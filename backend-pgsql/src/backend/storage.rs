@@ -142,7 +142,7 @@ impl Backend for PgsqlBackend {
     }
 
     async fn fetch_messages(&self, request: &FetchRequest) -> BackendResult<Vec<Message>> {
-        let target = TopicMatch::new(&request.filter);
+        let target = topic_match(&request.filter);
         if target == TopicMatch::Nothing {
             return Ok(Vec::new());
         }
@@ -160,11 +160,11 @@ impl Backend for PgsqlBackend {
                 params.push(topic);
                 sql::fetch(pubsub, sql::Shape::Exact)
             }
-            TopicMatch::Range { from, to, regex } => {
+            TopicMatch::Wildcard(Wildcard::Range { from, to, regex }) => {
                 params.extend([from as &(dyn ToSql + Sync), to, regex]);
                 sql::fetch(pubsub, sql::Shape::Range)
             }
-            TopicMatch::Scan { regex } => {
+            TopicMatch::Wildcard(Wildcard::Scan { regex }) => {
                 params.push(regex);
                 sql::fetch(pubsub, sql::Shape::Scan)
             }
@@ -236,18 +236,18 @@ impl Backend for PgsqlBackend {
     }
 
     async fn lookup_retained(&self, filter: &str) -> BackendResult<Vec<Message>> {
-        let target = TopicMatch::new(filter);
+        let target = topic_match(filter);
         let rows = match &target {
             TopicMatch::Nothing => return Ok(Vec::new()),
             TopicMatch::Exact(topic) => {
                 self.rows("lookup_retained", sql::RETAINED_EXACT, &[topic])
                     .await?
             }
-            TopicMatch::Range { from, to, regex } => {
+            TopicMatch::Wildcard(Wildcard::Range { from, to, regex }) => {
                 self.rows("lookup_retained", sql::RETAINED_RANGE, &[from, to, regex])
                     .await?
             }
-            TopicMatch::Scan { regex } => {
+            TopicMatch::Wildcard(Wildcard::Scan { regex }) => {
                 self.rows("lookup_retained", sql::RETAINED_SCAN, &[regex])
                     .await?
             }
