@@ -305,18 +305,27 @@ impl CassaBackend {
         Ok(topics)
     }
 
-    /// The seq of a stored message, if it is still stored.
-    async fn seq_of(&self, topic: &str, id: &str) -> Result<Option<i64>, CassaError> {
+    /// The seq its `msg_seq` row gives a message, if it has one.
+    async fn indexed_seq(
+        &self,
+        operation: &'static str,
+        topic: &str,
+        id: &str,
+    ) -> Result<Option<i64>, CassaError> {
         let (_, rows) = self
             .cql()
-            .exec(
-                "ack_messages",
-                cql::MESSAGE_SEQ,
-                vec![text(topic), text(id)],
-            )
+            .exec(operation, cql::MESSAGE_SEQ, vec![text(topic), text(id)])
             .await?;
-        if let Some(r) = rows.first() {
-            return col(r, 0, "msg_seq");
+        match rows.first() {
+            Some(r) => col(r, 0, "msg_seq"),
+            None => Ok(None),
+        }
+    }
+
+    /// The seq of a stored message, if it is still stored.
+    async fn seq_of(&self, topic: &str, id: &str) -> Result<Option<i64>, CassaError> {
+        if let Some(seq) = self.indexed_seq("ack_messages", topic, id).await? {
+            return Ok(Some(seq));
         }
         // Its lookup row may still be on its way (a queue read does not
         // wait for writes in flight): look in the topic's own partition.
@@ -372,20 +381,10 @@ impl CassaBackend {
     ) -> Result<(), CassaError> {
         let mut rows: Vec<(&str, Vec<CqlValue>, usize)> = Vec::with_capacity(msgs.len());
         if again {
-            let earlier = try_join_all(msgs.iter().map(|(m, _)| async move {
-                let (_, found) = self
-                    .cql()
-                    .exec(
-                        "store_messages",
-                        cql::MESSAGE_SEQ,
-                        vec![text(topic), text(&m.id)],
-                    )
-                    .await?;
-                match found.first() {
-                    Some(r) => col::<i64>(r, 0, "msg_seq"),
-                    None => Ok(None),
-                }
-            }))
+            let earlier = try_join_all(
+                msgs.iter()
+                    .map(|(m, _)| self.indexed_seq("store_messages", topic, &m.id)),
+            )
             .await?;
             for ((m, seq), old) in msgs.iter().zip(earlier) {
                 if let Some(old) = old.filter(|old| old != seq) {

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::{
-    since_for, Ack, Backend, BackendError, ErrorKind, FetchRequest, WriteOptions,
+    since_for, Ack, Backend, BackendError, BackendResult, ErrorKind, FetchRequest, WriteOptions,
 };
 use crate::config::{Action, BackendKind, Config, Function, Limits, RawStatement, Rule};
 use crate::health::{HealthState, PoolHealth};
@@ -543,15 +543,13 @@ impl Engine {
                     write(rule, WriteOp::Online(ev.client.clone(), ev.timestamp)).await
                 }
                 Action::Function(Function::SubscribeLookup) => {
-                    let read = match before_read(rule, Some(&ev.client.client_id)).await {
-                        Ok(()) => {
-                            rule.backend
-                                .lookup_subscriptions(&ev.client.client_id)
-                                .await
-                        }
-                        Err(e) => Err(e),
-                    };
-                    match read {
+                    match read(
+                        rule,
+                        Some(&ev.client.client_id),
+                        rule.backend.lookup_subscriptions(&ev.client.client_id),
+                    )
+                    .await
+                    {
                         Ok(subs) => {
                             for s in subs {
                                 out.output.retain(|o| o.filter != s.filter);
@@ -644,11 +642,7 @@ impl Engine {
                         max_count: self.limits.max_returned_count,
                         since: since_for(self.limits.time_range),
                     };
-                    let read = match before_read(rule, literal(filter)).await {
-                        Ok(()) => rule.backend.fetch_messages(&request).await,
-                        Err(e) => Err(e),
-                    };
-                    match read {
+                    match read(rule, literal(filter), rule.backend.fetch_messages(&request)).await {
                         Ok(msgs) => {
                             for m in msgs {
                                 if !out.output.offline.iter().any(|o| o.id == m.id) {
@@ -661,11 +655,7 @@ impl Engine {
                     }
                 }
                 Action::Function(Function::RetainLookup) => {
-                    let read = match before_read(rule, literal(filter)).await {
-                        Ok(()) => rule.backend.lookup_retained(filter).await,
-                        Err(e) => Err(e),
-                    };
-                    match read {
+                    match read(rule, literal(filter), rule.backend.lookup_retained(filter)).await {
                         Ok(msgs) => {
                             for m in msgs {
                                 out.output.retained.retain(|o| o.topic != m.topic);
@@ -809,13 +799,17 @@ type StepResult = Result<Step, (&'static str, BackendError)>;
 /// Rules whose steps were taken, in rule order, waiting to be settled.
 type Steps<'a> = Vec<(&'a CompiledRule, StepResult)>;
 
-/// A write through the pool's buffer.
-/// What a rule's read waits for first: the buffered writes it depends on
-/// (see [`PoolWriter::barrier`]). While the pool's server is away (the last
+/// A rule's read (`query`, which runs only here), after what it waits for
+/// first: the buffered writes it depends on (see
+/// [`PoolWriter::barrier`]). While the pool's server is away (the last
 /// write could not reach it, none has landed since) the read fails at once
 /// with a retryable error, rather than waiting for a timeout of its own: a
 /// client connecting during an outage gets its CONNACK without a wait.
-async fn before_read(rule: &CompiledRule, key: Option<&str>) -> Result<(), BackendError> {
+async fn read<T>(
+    rule: &CompiledRule,
+    key: Option<&str>,
+    query: impl std::future::Future<Output = BackendResult<T>>,
+) -> BackendResult<T> {
     if let Some(why) = rule.writer.away() {
         return Err(BackendError::new(
             ErrorKind::Connection,
@@ -826,9 +820,10 @@ async fn before_read(rule: &CompiledRule, key: Option<&str>) -> Result<(), Backe
         ));
     }
     rule.writer.barrier(key).await;
-    Ok(())
+    query.await
 }
 
+/// A write through the pool's buffer.
 async fn write(rule: &CompiledRule, op: WriteOp) -> StepResult {
     let name = op.name();
     let ticket = rule.writer.submit(op, &rule.retry, &rule.tag).await;

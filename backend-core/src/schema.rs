@@ -271,6 +271,17 @@ mod tests {
         tables: &[MSG],
     };
 
+    fn pgsql_pool() -> DbSettings {
+        DbSettings::new(
+            "pool1",
+            crate::config::DbDefaults {
+                kind: BackendKind::Pgsql,
+                port: 5432,
+                user_key: "username",
+            },
+        )
+    }
+
     #[test]
     fn statements_drop_comments_and_split() {
         assert_eq!(
@@ -285,15 +296,7 @@ mod tests {
 
     #[test]
     fn the_catalog_check_finds_missing_and_wanting_tables() {
-        let settings = DbSettings::new(
-            "pool1",
-            crate::config::DbDefaults {
-                kind: BackendKind::Pgsql,
-                port: 5432,
-                user_key: "username",
-            },
-        );
-        let target = SchemaTarget::of(BackendKind::Pgsql, &settings, SCHEMA.file);
+        let target = SchemaTarget::of(BackendKind::Pgsql, &pgsql_pool(), SCHEMA.file);
         let mut catalog = Catalog::default();
         let e = SCHEMA.check(&catalog, &target).expect_err("no table");
         assert!(
@@ -335,15 +338,7 @@ mod tests {
 
     #[test]
     fn targets_name_the_pool_and_the_file() {
-        let settings = DbSettings::new(
-            "pool1",
-            crate::config::DbDefaults {
-                kind: BackendKind::Pgsql,
-                port: 5432,
-                user_key: "username",
-            },
-        );
-        let t = SchemaTarget::of(BackendKind::Pgsql, &settings, "etc/sql/x.sql");
+        let t = SchemaTarget::of(BackendKind::Pgsql, &pgsql_pool(), "etc/sql/x.sql");
         let e = t.missing("mqtt_msg").to_string();
         assert_eq!(
             e,

@@ -45,103 +45,96 @@ fn pid_of(port: &str) -> i32 {
 /// Kills one master with SIGKILL while writers store messages with
 /// `replica_acks = 1`, starts it again once its replica took over, and
 /// checks that every write the backend acknowledged is stored, once.
-#[test]
-fn a_master_killed_under_load_loses_no_acknowledged_write() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    rt.block_on(async {
-        assert_eq!(
-            nodes(),
-            DEFAULT_NODES,
-            "the failover test kills a node of scripts/services.sh's cluster"
-        );
-        let b = Arc::new(connect(&[("replica_acks", "1")]).await);
-        let root = unique("cl-failover");
-        let topics: Vec<String> = (0..12).map(|i| format!("{root}/{i}")).collect();
-        let victim = master_of(&b, &layout::msg_topic(&topics[0])).await;
-        let port = victim.rsplit(':').next().unwrap_or_default().to_owned();
-        let load = WriteLoad::start(
-            Arc::clone(&b) as Arc<dyn Backend>,
-            topics.clone(),
-            4,
-            Duration::from_millis(50),
-        );
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let before = load.acked();
-        let killed = Instant::now();
-        let status = std::process::Command::new("kill")
-            .arg("-9")
-            .arg(pid_of(&port).to_string())
-            .status()
-            .expect("kill -9");
-        assert!(status.success(), "kill -9 the master on {victim}");
-        // The replica takes over after the node timeout (2 s).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let new_master = loop {
-            let now_master = master_of(&b, &layout::msg_topic(&topics[0])).await;
-            if now_master != victim {
-                println!(
-                    "failover: {victim} -> {now_master} after {:?}",
-                    killed.elapsed()
-                );
-                break now_master;
-            }
-            assert!(Instant::now() < deadline, "no failover within 30 s");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        // The killed node comes back as a replica of the new master, so
-        // writes there can be replicated again.
-        tokio::task::spawn_blocking(|| {
-            backend_core::testkit::services(env!("CARGO_MANIFEST_DIR"), &["redis-cluster"])
-        })
-        .await
-        .expect("restart the killed node");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while replicas_of(&new_master) == 0 {
-            assert!(
-                Instant::now() < deadline,
-                "{victim} did not rejoin as a replica of {new_master} within 60 s"
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_under_load_loses_no_acknowledged_write() {
+    assert_eq!(
+        nodes(),
+        DEFAULT_NODES,
+        "the failover test kills a node of scripts/services.sh's cluster"
+    );
+    let b = Arc::new(connect(&[("replica_acks", "1")]).await);
+    let root = unique("cl-failover");
+    let topics: Vec<String> = (0..12).map(|i| format!("{root}/{i}")).collect();
+    let victim = master_of(&b, &layout::msg_topic(&topics[0])).await;
+    let port = victim.rsplit(':').next().unwrap_or_default().to_owned();
+    let load = WriteLoad::start(
+        Arc::clone(&b) as Arc<dyn Backend>,
+        topics.clone(),
+        4,
+        Duration::from_millis(50),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = load.acked();
+    let killed = Instant::now();
+    let status = std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid_of(&port).to_string())
+        .status()
+        .expect("kill -9");
+    assert!(status.success(), "kill -9 the master on {victim}");
+    // The replica takes over after the node timeout (2 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let new_master = loop {
+        let now_master = master_of(&b, &layout::msg_topic(&topics[0])).await;
+        if now_master != victim {
+            println!(
+                "failover: {victim} -> {now_master} after {:?}",
+                killed.elapsed()
             );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            break now_master;
         }
-        println!("{victim} is a replica again after {:?}", killed.elapsed());
-        let recovered = load.acked();
-        // Writes flow again, on every master: the writers that waited on
-        // the failed master's slots (for its replica to take over, then
-        // for a replica of the new master to have their writes) go on.
-        load.wait_for_acked(
-            recovered + 200,
-            Duration::from_secs(60),
-            "writes did not resume after the node rejoined",
-        )
-        .await;
-        println!(
-            "200 more writes acknowledged {:?} after the kill",
-            killed.elapsed()
-        );
-        let report = load.finish().await;
-        let check = report.check_stored(&*b, &format!("{root}/#")).await;
-        println!(
-            "failover under load: {} writes acknowledged ({before} before the kill, {} after the \
-             node rejoined), {} failed and were retried, {} stored, {} acknowledged but lost",
-            report.acked.len(),
-            report.acked.len() - recovered,
-            report.failures,
-            check.fetched,
-            check.lost.len()
-        );
+        assert!(Instant::now() < deadline, "no failover within 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The killed node comes back as a replica of the new master, so
+    // writes there can be replicated again.
+    tokio::task::spawn_blocking(|| {
+        backend_core::testkit::services(env!("CARGO_MANIFEST_DIR"), &["redis-cluster"])
+    })
+    .await
+    .expect("restart the killed node");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while replicas_of(&new_master) == 0 {
         assert!(
-            report.acked.len() > recovered,
-            "writes went on after the failover"
+            Instant::now() < deadline,
+            "{victim} did not rejoin as a replica of {new_master} within 60 s"
         );
-        assert!(
-            check.lost.is_empty(),
-            "acknowledged but lost: {:?}",
-            check.lost
-        );
-        assert_eq!(check.fetched, check.distinct, "each message once");
-    });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("{victim} is a replica again after {:?}", killed.elapsed());
+    let recovered = load.acked();
+    // Writes flow again, on every master: the writers that waited on
+    // the failed master's slots (for its replica to take over, then
+    // for a replica of the new master to have their writes) go on.
+    load.wait_for_acked(
+        recovered + 200,
+        Duration::from_secs(60),
+        "writes did not resume after the node rejoined",
+    )
+    .await;
+    println!(
+        "200 more writes acknowledged {:?} after the kill",
+        killed.elapsed()
+    );
+    let report = load.finish().await;
+    let check = report.check_stored(&*b, &format!("{root}/#")).await;
+    println!(
+        "failover under load: {} writes acknowledged ({before} before the kill, {} after the \
+         node rejoined), {} failed and were retried, {} stored, {} acknowledged but lost",
+        report.acked.len(),
+        report.acked.len() - recovered,
+        report.failures,
+        check.fetched,
+        check.lost.len()
+    );
+    assert!(
+        report.acked.len() > recovered,
+        "writes went on after the failover"
+    );
+    assert!(
+        check.lost.is_empty(),
+        "acknowledged but lost: {:?}",
+        check.lost
+    );
+    assert_eq!(check.fetched, check.distinct, "each message once");
 }

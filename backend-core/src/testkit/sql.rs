@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::unique;
 use crate::backend::Backend;
-use crate::config::{BackendKind, Config, PoolConfig};
+use crate::config::{BackendKind, Config, DbDefaults, PoolConfig};
 use crate::engine::Engine;
 use crate::hook::{ClientInfo, MessageDelivery, SessionSubscribed, SessionUnsubscribed};
 use crate::message::{Message, QoS};
@@ -112,8 +112,8 @@ pub async fn the_seeds_delete_ack_rule_resets_the_read_position<F>(
 /// `postgres://root:public@127.0.0.1:5432/mqtt`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlServer {
-    /// MySQL or PostgreSQL.
-    pub kind: BackendKind,
+    /// The backend's port and user key (`backend_mysql::config::DEFAULTS`).
+    pub defaults: DbDefaults,
     /// The user.
     pub user: String,
     /// The password.
@@ -131,10 +131,10 @@ impl SqlServer {
     /// `postgres://` or `postgresql://` for PostgreSQL; the port defaults
     /// to the server's own, query parameters are ignored), if it has that
     /// form.
-    pub fn parse(kind: BackendKind, url: &str) -> Option<SqlServer> {
-        let (schemes, default_port): (&[&str], u16) = match kind {
-            BackendKind::Mysql => (&["mysql://", "mariadb://"], 3306),
-            BackendKind::Pgsql => (&["postgres://", "postgresql://"], 5432),
+    pub fn parse(defaults: DbDefaults, url: &str) -> Option<SqlServer> {
+        let schemes: &[&str] = match defaults.kind {
+            BackendKind::Mysql => &["mysql://", "mariadb://"],
+            BackendKind::Pgsql => &["postgres://", "postgresql://"],
             _ => return None,
         };
         let rest = schemes.iter().find_map(|s| url.strip_prefix(s))?;
@@ -144,10 +144,10 @@ impl SqlServer {
         let database = database.split('?').next().unwrap_or(database);
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) => (h, p.parse().ok()?),
-            None => (hostport, default_port),
+            None => (hostport, defaults.port),
         };
         Some(SqlServer {
-            kind,
+            defaults,
             user: user.to_owned(),
             password: password.to_owned(),
             host: host.to_owned(),
@@ -168,16 +168,12 @@ impl SqlServer {
 
     /// A pool of this server on another database.
     pub fn pool_for(&self, name: &str, database: &str) -> PoolConfig {
-        let user_key = match self.kind {
-            BackendKind::Mysql => "user",
-            _ => "username",
-        };
-        let mut p = PoolConfig::new(self.kind, name);
+        let mut p = PoolConfig::new(self.defaults.kind, name);
         let port = self.port.to_string();
         let server = format!("{}:{port}", self.host);
         for (k, v) in [
             ("server", server.as_str()),
-            (user_key, self.user.as_str()),
+            (self.defaults.user_key, self.user.as_str()),
             ("password", self.password.as_str()),
             ("database", database),
             ("pool_size", "4"),
@@ -191,7 +187,7 @@ impl SqlServer {
 
     /// A configuration with one pool of this server, `pool1`.
     pub fn config(&self) -> Config {
-        Config::new(self.kind).with_pool(self.pool("pool1"))
+        Config::new(self.defaults.kind).with_pool(self.pool("pool1"))
     }
 }
 
@@ -199,20 +195,31 @@ impl SqlServer {
 mod tests {
     use super::*;
 
+    const MYSQL: DbDefaults = DbDefaults {
+        kind: BackendKind::Mysql,
+        port: 3306,
+        user_key: "user",
+    };
+    const PGSQL: DbDefaults = DbDefaults {
+        kind: BackendKind::Pgsql,
+        port: 5432,
+        user_key: "username",
+    };
+
     #[test]
     fn urls_are_read_with_their_defaults() {
-        let s = SqlServer::parse(BackendKind::Mysql, "mysql://root:pw@db:3307/mqtt?ssl=1")
-            .expect("a MySQL URL");
+        let s = SqlServer::parse(MYSQL, "mysql://root:pw@db:3307/mqtt?ssl=1").expect("a MySQL URL");
         assert_eq!((s.user.as_str(), s.password.as_str()), ("root", "pw"));
-        assert_eq!(
-            (s.label(), s.kind),
-            ("db:3307/mqtt".to_owned(), BackendKind::Mysql)
-        );
-        let s = SqlServer::parse(BackendKind::Pgsql, "postgresql://u@h/d").expect("no port");
+        assert_eq!((s.label(), s.defaults), ("db:3307/mqtt".to_owned(), MYSQL));
+        let s = SqlServer::parse(PGSQL, "postgresql://u@h/d").expect("no port");
         assert_eq!((s.port, s.password.as_str()), (5432, ""));
-        assert!(SqlServer::parse(BackendKind::Pgsql, "mysql://u@h/d").is_none());
-        assert!(SqlServer::parse(BackendKind::Mysql, "mysql://u@h:port/d").is_none());
-        assert!(SqlServer::parse(BackendKind::Redis, "redis://h").is_none());
+        assert!(SqlServer::parse(PGSQL, "mysql://u@h/d").is_none());
+        assert!(SqlServer::parse(MYSQL, "mysql://u@h:port/d").is_none());
+        let redis = DbDefaults {
+            kind: BackendKind::Redis,
+            ..MYSQL
+        };
+        assert!(SqlServer::parse(redis, "redis://h").is_none());
         let p = s.pool_for("p", "other");
         assert_eq!(p.text("username"), Some("u"));
         assert_eq!(p.text("database"), Some("other"));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backend_core::testkit::sql::SqlServer;
-use backend_core::{Backend, BackendKind, Config};
+use backend_core::{Backend, Config};
 use backend_mysql::mysql_async::{self, OptsBuilder};
 use backend_mysql::{MysqlBackend, MysqlConfig};
 
@@ -58,7 +58,7 @@ impl Raw for Server {
 /// The server of `MYSQL_URL` (or the default).
 pub fn server() -> Server {
     let url = std::env::var("MYSQL_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-    SqlServer::parse(BackendKind::Mysql, &url).unwrap_or_else(|| {
+    SqlServer::parse(backend_mysql::config::DEFAULTS, &url).unwrap_or_else(|| {
         panic!("MYSQL_URL is not of the form mysql://user:password@host:port/database")
     })
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use backend_core::testkit::sql::SqlServer;
-use backend_core::{Backend, BackendKind, Config};
+use backend_core::{Backend, Config};
 use backend_pgsql::{PgsqlBackend, PgsqlConfig};
 
 /// The default of `PGSQL_URL`: what `scripts/services.sh postgres` starts.
@@ -57,7 +57,7 @@ impl Raw for Server {
 /// The server of `PGSQL_URL` (or the default).
 pub fn server() -> Server {
     let url = std::env::var("PGSQL_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-    SqlServer::parse(BackendKind::Pgsql, &url).unwrap_or_else(|| {
+    SqlServer::parse(backend_pgsql::config::DEFAULTS, &url).unwrap_or_else(|| {
         panic!("PGSQL_URL is not of the form postgres://user:password@host:port/database")
     })
 }
