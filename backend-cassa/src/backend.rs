@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    apply_limits, Ack, Backend, BackendResult, ClientStatus, FetchRequest, WriteOptions,
+    apply_limits, Ack, Backend, BackendInfo, BackendResult, Capabilities, ClientStatus,
+    FetchRequest, WriteOptions,
 };
 use backend_core::config::PoolConfig;
 use backend_core::hook::ClientInfo;

@@ -5,6 +5,7 @@
 
 mod common;
 
+use backend_core::testkit::OrPanic;
 use std::time::{Duration, Instant};
 
 use backend_cassa::{CassaBackend, CassaError};
@@ -18,13 +19,12 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .unwrap_or_else(|e| panic!("tokio runtime: {e}"))
+        .or_panic("tokio runtime")
 }
 
 fn with(pool: PoolConfig, key: &str, value: &str) -> PoolConfig {
     let mut p = pool;
-    p.set(key, value)
-        .unwrap_or_else(|e| panic!("setting {key}: {e}"));
+    p.set(key, value).or_panic(&format!("setting {key}"));
     p
 }
 
@@ -97,7 +97,7 @@ fn the_seeds_configuration_connects_and_runs_its_rules() {
             env!("CARGO_MANIFEST_DIR"),
             "/../etc/emqx_backend_cassa.conf"
         ))
-        .unwrap_or_else(|e| panic!("etc/emqx_backend_cassa.conf: {e}"));
+        .or_panic("etc/emqx_backend_cassa.conf");
         let text = seed
             .replace(
                 "backend.ecql.pool1.nodes = 127.0.0.1:9042",
@@ -114,11 +114,11 @@ fn the_seeds_configuration_connects_and_runs_its_rules() {
                     common::password()
                 ),
             );
-        let conf = Config::parse(&text).unwrap_or_else(|e| panic!("the seed's conf: {e}"));
+        let conf = Config::parse(&text).or_panic("the seed's conf");
         let pools = backend_cassa::connect_pools(&conf)
             .await
-            .unwrap_or_else(|e| panic!("connect: {e}"));
-        let engine = backend_core::Engine::new(&conf, &pools).unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("connect");
+        let engine = backend_core::Engine::new(&conf, &pools).or_panic("Engine::new");
         let client = backend_core::testkit::unique("seed-cassa");
         let ev = backend_core::ClientConnected {
             client: backend_core::ClientInfo::new(client.as_str(), "node1"),
@@ -129,7 +129,7 @@ fn the_seeds_configuration_connects_and_runs_its_rules() {
         let status = pools["pool1"]
             .client_status(&client)
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .or_panic("client_status")
             .expect("a status row");
         assert!(status.online);
         assert_eq!(status.node, "node1");
@@ -164,13 +164,13 @@ fn raw_cql_binds_every_value() {
             ],
         )
         .await
-        .unwrap_or_else(|e| panic!("insert: {e}"));
+        .or_panic("insert");
         let rows = run(
             "select msgid, sender, qos, payload, arrived from retain where topic = ?",
             vec![Value::from(topic.as_str())],
         )
         .await
-        .unwrap_or_else(|e| panic!("select: {e}"));
+        .or_panic("select");
         assert_eq!(
             rows,
             vec![vec![
@@ -217,7 +217,7 @@ fn a_large_batch_is_split_under_the_batch_limit() {
             .collect();
         b.store_messages(&msgs, Default::default())
             .await
-            .unwrap_or_else(|e| panic!("store: {e}"));
+            .or_panic("store");
         let req = FetchRequest {
             client_id: "big".into(),
             filter: topic.clone(),
@@ -225,10 +225,7 @@ fn a_large_batch_is_split_under_the_batch_limit() {
             max_count: None,
             since: None,
         };
-        let got = b
-            .fetch_messages(&req)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let got = b.fetch_messages(&req).await.or_panic("fetch_messages");
         let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
         let want: Vec<&str> = msgs.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, want, "all 200, in store order");
@@ -251,7 +248,7 @@ fn a_missing_table_is_named_when_create_tables_is_off() {
             params: Vec::new(),
         })
         .await
-        .unwrap_or_else(|e| panic!("create keyspace: {e}"));
+        .or_panic("create keyspace");
         let pool = with(
             with(common::pool("pool1"), "keyspace", &ks),
             "create_tables",
@@ -267,7 +264,7 @@ fn a_missing_table_is_named_when_create_tables_is_off() {
             params: Vec::new(),
         })
         .await
-        .unwrap_or_else(|e| panic!("drop keyspace: {e}"));
+        .or_panic("drop keyspace");
     });
 }
 
@@ -280,14 +277,12 @@ fn a_first_contact_point_that_is_down_is_passed_over() {
             "connect_timeout",
             "3s",
         );
-        let b = connect(pool)
-            .await
-            .unwrap_or_else(|e| panic!("the second node answers: {e}"));
+        let b = connect(pool).await.or_panic("the second node answers");
         let topic = backend_core::testkit::unique("second/node");
         let m = Message::new("p", topic.as_str(), QoS::AtLeastOnce, "via the second node");
         b.store_messages(std::slice::from_ref(&m), Default::default())
             .await
-            .unwrap_or_else(|e| panic!("store: {e}"));
+            .or_panic("store");
         let req = FetchRequest {
             client_id: "second".into(),
             filter: topic.clone(),
@@ -295,10 +290,7 @@ fn a_first_contact_point_that_is_down_is_passed_over() {
             max_count: None,
             since: None,
         };
-        let got = b
-            .fetch_messages(&req)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let got = b.fetch_messages(&req).await.or_panic("fetch_messages");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].id, m.id);
     });

@@ -10,6 +10,7 @@
 
 mod common;
 
+use backend_core::testkit::OrPanic;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,7 @@ fn pool(lines: &[(&str, String)]) -> PoolConfig {
     p.set("nodes", &tls_nodes()).expect("nodes");
     p.set("connect_timeout", "5s").expect("connect_timeout");
     for (k, v) in lines {
-        p.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
+        p.set(k, v).or_panic(&format!("{k}"));
     }
     p
 }
@@ -115,7 +116,7 @@ async fn the_certificates_dns_name_is_accepted() {
     lines.push(("server_name_indication", "localhost".to_owned()));
     let b = connect(&pool(&lines))
         .await
-        .unwrap_or_else(|e| panic!("verified as localhost: {e}"));
+        .or_panic("verified as localhost");
     b.ping().await.expect("ping over TLS");
 }
 

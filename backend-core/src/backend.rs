@@ -120,6 +120,31 @@ impl Capabilities {
     }
 }
 
+/// What a backend is, from [`Backend::info`]: a short name for logs and
+/// what it offers beyond the common operations.
+///
+/// ```
+/// use backend_core::backend::{BackendInfo, Capabilities};
+/// let info = BackendInfo::new("mysql", Capabilities::NONE.with_raw_statements());
+/// assert_eq!(info.name, "mysql");
+/// assert!(info.capabilities.raw_statements);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackendInfo {
+    /// The name (`redis`, `pgsql`, `memory`).
+    pub name: &'static str,
+    /// What it offers beyond the common operations.
+    pub capabilities: Capabilities,
+}
+
+impl BackendInfo {
+    /// A backend called `name` with these capabilities.
+    pub const fn new(name: &'static str, capabilities: Capabilities) -> Self {
+        BackendInfo { name, capabilities }
+    }
+}
+
 /// What kind of failure a backend reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -225,12 +250,19 @@ pub type BackendResult<T> = Result<T, BackendError>;
 /// slice is nothing to do: it succeeds and changes nothing.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// A short name for logs (`redis`, `pgsql`, `memory`).
-    fn name(&self) -> &'static str;
+    /// What the backend is: its name and its [`Capabilities`]. The one
+    /// method a backend writes about itself; [`Backend::name`] and
+    /// [`Backend::capabilities`] read it.
+    fn info(&self) -> BackendInfo;
 
-    /// What it offers beyond the common operations; none by default.
+    /// A short name for logs (`redis`, `pgsql`, `memory`).
+    fn name(&self) -> &'static str {
+        self.info().name
+    }
+
+    /// What it offers beyond the common operations.
     fn capabilities(&self) -> Capabilities {
-        Capabilities::NONE
+        self.info().capabilities
     }
 
     /// `on_client_connected`: state 1, `online_at` = `at`, `offline_at`

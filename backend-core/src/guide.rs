@@ -47,7 +47,10 @@
 //!
 //! [`crate::Backend`] is storage I/O only: store and fetch messages, acks,
 //! retained messages, subscriptions, client status, raw statements
-//! (`execute`), and `ping`. Its docs say what each method must do; its
+//! (`execute`), and `ping`, plus `info()`: the backend's name and its
+//! [`crate::backend::Capabilities`] (raw statements, payload formats, a
+//! subscription channel), which the engine checks instead of asking
+//! which backend it has. Its docs say what each method must do; its
 //! slice methods receive whole batches from the write path, so write each
 //! batch in one round trip or a few. Values are always bound as
 //! parameters, never spliced into statement text. Bytes read back from

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::backend::{
-    apply_limits, Ack, Backend, BackendError, BackendResult, ClientStatus, ErrorKind, FetchRequest,
-    WriteOptions,
+    apply_limits, Ack, Backend, BackendError, BackendInfo, BackendResult, Capabilities,
+    ClientStatus, ErrorKind, FetchRequest, WriteOptions,
 };
 use crate::config::OfflineMode;
 use crate::hook::ClientInfo;
@@ -128,12 +128,8 @@ impl State {
 
 #[async_trait]
 impl Backend for MemoryBackend {
-    fn name(&self) -> &'static str {
-        "memory"
-    }
-
-    fn capabilities(&self) -> crate::backend::Capabilities {
-        crate::backend::Capabilities::NONE.with_raw_statements()
+    fn info(&self) -> BackendInfo {
+        BackendInfo::new("memory", Capabilities::NONE.with_raw_statements())
     }
 
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {

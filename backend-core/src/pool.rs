@@ -164,15 +164,14 @@ pub async fn start_pool(
 
 #[async_trait]
 impl Backend for PoolBackend {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    /// The connected backend's; none while it is not connected yet.
-    fn capabilities(&self) -> crate::backend::Capabilities {
-        self.current()
+    /// The pool's name, with the connected backend's capabilities (none
+    /// while it is not connected yet).
+    fn info(&self) -> crate::backend::BackendInfo {
+        let capabilities = self
+            .current()
             .map(|b| b.capabilities())
-            .unwrap_or(crate::backend::Capabilities::NONE)
+            .unwrap_or(crate::backend::Capabilities::NONE);
+        crate::backend::BackendInfo::new(self.name, capabilities)
     }
 
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {

@@ -117,6 +117,29 @@ impl RawFixture {
     }
 }
 
+/// Unwraps in tests, panicking with the error's `Display` (which names
+/// the server and the operation) rather than its `Debug`.
+///
+/// ```
+/// use backend_core::testkit::OrPanic;
+/// let n: Result<u8, String> = Ok(1);
+/// assert_eq!(n.or_panic("parse"), 1);
+/// ```
+pub trait OrPanic<T> {
+    /// The value, or a panic saying `what` failed and why.
+    fn or_panic(self, what: &str) -> T;
+}
+
+impl<T, E: std::fmt::Display> OrPanic<T> for Result<T, E> {
+    #[track_caller]
+    fn or_panic(self, what: &str) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// A name unique to this process run and call, for client ids and topics.

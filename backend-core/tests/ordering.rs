@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backend_core::backend::{Ack, BackendResult, ClientStatus, FetchRequest, WriteOptions};
+use backend_core::backend::{
+    Ack, BackendInfo, BackendResult, Capabilities, ClientStatus, FetchRequest, WriteOptions,
+};
 use backend_core::{
     Backend, ClientConnected, ClientDisconnected, ClientInfo, Config, Engine, MemoryBackend,
     Message, OfflineMode, Row, Statement, Subscription, Timestamp,
@@ -19,9 +21,10 @@ struct SlowOffline(MemoryBackend);
 
 #[async_trait]
 impl Backend for SlowOffline {
-    fn name(&self) -> &'static str {
-        "slow-offline"
+    fn info(&self) -> BackendInfo {
+        BackendInfo::new("slow-offline", Capabilities::NONE)
     }
+
     async fn client_online(&self, c: &ClientInfo, at: Timestamp) -> BackendResult<()> {
         self.0.client_online(c, at).await
     }

@@ -2,11 +2,12 @@
 //! `etc/` files parse; the seed's two mistakes are reported with their lines.
 
 use backend_core::config::{Action, Function, OfflineMode, ProblemKind};
+use backend_core::testkit::OrPanic;
 use backend_core::{BackendKind, Config, Hook};
 
 fn seed(kind: &str) -> String {
     let path = format!("{}/tests/seed/{kind}.conf", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    std::fs::read_to_string(&path).or_panic(&format!("{path}"))
 }
 
 fn etc(kind: &str) -> String {
@@ -14,7 +15,7 @@ fn etc(kind: &str) -> String {
         "{}/../etc/emqx_backend_{kind}.conf",
         env!("CARGO_MANIFEST_DIR")
     );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    std::fs::read_to_string(&path).or_panic(&format!("{path}"))
 }
 
 fn functions(c: &Config, hook: Hook) -> Vec<Function> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use backend_core::backend::{ClientStatus, FetchRequest};
+use backend_core::backend::{BackendInfo, Capabilities, ClientStatus, FetchRequest};
 use backend_core::config::{ActionJson, ConfigSpec, RuleJson, RuleSpec};
 use backend_core::{
     Ack, Backend, BackendError, BackendKind, BackendResult, BufferFull, ClientInfo, Config, Engine,
@@ -60,9 +60,10 @@ impl Switchable {
 
 #[async_trait]
 impl Backend for Switchable {
-    fn name(&self) -> &'static str {
-        "switchable"
+    fn info(&self) -> BackendInfo {
+        BackendInfo::new("switchable", Capabilities::NONE)
     }
+
     async fn client_online(&self, c: &ClientInfo, at: Timestamp) -> BackendResult<()> {
         self.check()?;
         self.inner.client_online(c, at).await

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use backend_core::backend::{Ack, BackendResult, ClientStatus, FetchRequest, WriteOptions};
+use backend_core::backend::{
+    Ack, BackendInfo, BackendResult, Capabilities, ClientStatus, FetchRequest, WriteOptions,
+};
 use backend_core::config::PoolConfig;
 use backend_core::hook::ClientInfo;
 use backend_core::topic::{
@@ -276,6 +278,19 @@ impl MongoBackend {
                 other => return other,
             }
         }
+    }
+
+    /// Upserts a client's status document (keyed by `clientid`).
+    async fn set_client(
+        &self,
+        operation: &'static str,
+        client: &ClientInfo,
+        update: Document,
+    ) -> Result<(), MongoError> {
+        let filter = doc! { "clientid": &client.client_id };
+        self.upsert(operation, &self.inner.clients, filter, update)
+            .await?;
+        Ok(())
     }
 
     /// Reserves `n` message ids; returns the first.

@@ -5,6 +5,7 @@
 
 mod common;
 
+use backend_core::testkit::OrPanic;
 use std::sync::Arc;
 
 use backend_core::config::PoolConfig;
@@ -23,14 +24,14 @@ fn rt() -> tokio::runtime::Runtime {
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap_or_else(|e| panic!("tokio runtime: {e}"))
+        .or_panic("tokio runtime")
 }
 
 async fn one(b: &MongoBackend, coll: &str, filter: Document) -> Document {
     common::coll(b, coll)
         .find_one(filter.clone())
         .await
-        .unwrap_or_else(|e| panic!("find_one {coll} {filter}: {e}"))
+        .or_panic(&format!("find_one {coll} {filter}"))
         .unwrap_or_else(|| panic!("no document in {coll} for {filter}"))
 }
 
@@ -51,9 +52,7 @@ fn documents_as_the_seed_shows_them() {
         let id = unique("seed");
         let client = ClientInfo::new(id.clone(), "emqx@127.0.0.1");
         let t0 = Timestamp::from_secs(1_482_976_411);
-        b.client_online(&client, t0)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        b.client_online(&client, t0).await.or_panic("client_online");
         let d = one(&b, "mqtt_client", doc! { "clientid": &id }).await;
         assert_eq!(d.get("state"), Some(&Bson::Int32(1)));
         assert_eq!(d.get_str("node").ok(), Some("emqx@127.0.0.1"));
@@ -61,7 +60,7 @@ fn documents_as_the_seed_shows_them() {
         assert_eq!(d.get("offline_at"), Some(&Bson::Null));
         b.client_offline(&client, Timestamp::from_secs(1_482_976_501))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("client_offline");
         let d = one(&b, "mqtt_client", doc! { "clientid": &id }).await;
         assert_eq!(d.get("state"), Some(&Bson::Int32(0)));
         assert_eq!(d.get("online_at"), Some(&Bson::Int64(1_482_976_411)));
@@ -69,7 +68,7 @@ fn documents_as_the_seed_shows_them() {
 
         b.store_subscriptions(&id, &[Subscription::new("test_topic1", QoS::AtLeastOnce)])
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("store_subscriptions");
         let d = one(&b, "mqtt_sub", doc! { "clientid": &id }).await;
         assert_eq!(d.get_str("topic").ok(), Some("test_topic1"));
         assert_eq!(d.get("qos"), Some(&Bson::Int32(1)));
@@ -77,11 +76,11 @@ fn documents_as_the_seed_shows_them() {
         common::coll(&b, "mqtt_sub")
             .insert_one(doc! { "clientid": &id, "topic": "test_topic2", "qos": 2.0 })
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("insert_one");
         let subs = b
             .lookup_subscriptions(&id)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("lookup_subscriptions");
         assert_eq!(
             subs,
             vec![
@@ -95,7 +94,7 @@ fn documents_as_the_seed_shows_them() {
         m.timestamp = t0;
         b.store_messages(std::slice::from_ref(&m), WriteOptions::default())
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("store_messages");
         let d = one(&b, "mqtt_msg", doc! { "msgid": &m.id }).await;
         assert!(
             matches!(d.get("_id"), Some(Bson::Int64(i)) if *i > 0),
@@ -112,7 +111,7 @@ fn documents_as_the_seed_shows_them() {
         let r = m.clone().retained(true);
         b.store_retained(&[r], WriteOptions::default())
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("store_retained");
         let d = one(&b, "mqtt_retain", doc! { "topic": &topic }).await;
         assert_eq!(d.get_str("msgid").ok(), Some(m.id.as_str()));
         assert_eq!(d.get_str("payload").ok(), Some("Hello"));
@@ -126,7 +125,7 @@ fn documents_as_the_seed_shows_them() {
             since: None,
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .or_panic("fetch_messages");
         b.ack_messages(
             OfflineMode::Pubsub,
             &[Ack {
@@ -136,7 +135,7 @@ fn documents_as_the_seed_shows_them() {
             }],
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .or_panic("ack_messages");
         let d = one(&b, "mqtt_acked", doc! { "clientid": &id, "topic": &topic }).await;
         assert_eq!(d.get("mongo_id").cloned(), mongo_id);
         one(
@@ -223,7 +222,7 @@ async fn drop_payload_db(b: &MongoBackend) {
         .database(PAYLOAD_DB)
         .drop()
         .await
-        .unwrap_or_else(|e| panic!("dropping {PAYLOAD_DB}: {e}"));
+        .or_panic(&format!("dropping {PAYLOAD_DB}"));
 }
 
 #[test]
@@ -246,11 +245,11 @@ fn payload_formats_keep_the_exact_bytes() {
                 let m = Message::new("pub", topic.clone(), QoS::AtLeastOnce, p.clone());
                 b.store_messages(std::slice::from_ref(&m), options)
                     .await
-                    .unwrap_or_else(|e| panic!("{name} {format:?}: store: {e}"));
+                    .or_panic(&format!("{name} {format:?}: store"));
                 let got = b
                     .fetch_messages(&queue(&topic))
                     .await
-                    .unwrap_or_else(|e| panic!("{name} {format:?}: fetch: {e}"));
+                    .or_panic(&format!("{name} {format:?}: fetch"));
                 assert_eq!(got.len(), 1, "{name} {format:?}");
                 assert!(got[0].payload == p, "{name} {format:?}: payload changed");
                 let d = one(&b, "mqtt_msg", doc! { "msgid": &m.id }).await;
@@ -262,18 +261,18 @@ fn payload_formats_keep_the_exact_bytes() {
                     let n = common::coll(&b, "mqtt_msg")
                         .count_documents(doc! { "msgid": &m.id, "payload.temp": 21.5 })
                         .await
-                        .unwrap_or_else(|e| panic!("{e}"));
+                        .or_panic("count_documents");
                     assert_eq!(n, 1, "payload.temp queryable");
                 }
 
                 let r = m.clone().retained(true);
                 b.store_retained(&[r], options)
                     .await
-                    .unwrap_or_else(|e| panic!("{name} {format:?}: retain: {e}"));
+                    .or_panic(&format!("{name} {format:?}: retain"));
                 let got = b
                     .lookup_retained(&topic)
                     .await
-                    .unwrap_or_else(|e| panic!("{name} {format:?}: lookup: {e}"));
+                    .or_panic(&format!("{name} {format:?}: lookup"));
                 assert_eq!(got.len(), 1, "{name} {format:?}");
                 assert!(
                     got[0].payload == p,
@@ -291,14 +290,11 @@ fn payload_formats_keep_the_exact_bytes() {
         };
         b.store_retained(&[json], j)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("store_retained");
         b.store_retained(&[text], WriteOptions::default())
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let got = b
-            .lookup_retained(&topic)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("store_retained");
+        let got = b.lookup_retained(&topic).await.or_panic("lookup_retained");
         assert_eq!(&got[0].payload[..], b"plain");
         let d = one(&b, "mqtt_retain", doc! { "topic": &topic }).await;
         assert!(!d.contains_key("payload_raw"), "{d}");
@@ -316,7 +312,7 @@ fn documents_written_by_other_tools() {
         b.database()
             .drop()
             .await
-            .unwrap_or_else(|e| panic!("dropping {DB}: {e}"));
+            .or_panic(&format!("dropping {DB}"));
         let b = common::connect_to(DB).await;
         let topic = unique("foreign");
         // A message as the seed's EMQX would write it, JSON payload as a
@@ -327,11 +323,8 @@ fn documents_written_by_other_tools() {
                 "payload": { "a": 1 }, "arrived": 1_482_976_411_i64,
             })
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let got = b
-            .lookup_retained(&topic)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("insert_one");
+        let got = b.lookup_retained(&topic).await.or_panic("lookup_retained");
         assert_eq!(&got[0].payload[..], b"{\"a\":1}");
         let bad = format!("{topic}-bad");
         common::coll(&b, "mqtt_retain")
@@ -339,7 +332,7 @@ fn documents_written_by_other_tools() {
                 doc! { "topic": &bad, "msgid": "m2", "sender": "s", "qos": 7, "payload": "x" },
             )
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("insert_one");
         match b.lookup_retained(&bad).await {
             Err(e) => assert_eq!(e.kind(), ErrorKind::Data, "{e}"),
             Ok(m) => panic!("qos 7 read back as {m:?}"),
@@ -347,7 +340,7 @@ fn documents_written_by_other_tools() {
         b.database()
             .drop()
             .await
-            .unwrap_or_else(|e| panic!("dropping {DB}: {e}"));
+            .or_panic(&format!("dropping {DB}"));
     });
 }
 
@@ -359,9 +352,9 @@ fn indexes_exist_and_explain() {
             let found = common::coll(&b, coll)
                 .list_indexes()
                 .await
-                .unwrap_or_else(|e| panic!("listIndexes {coll}: {e}"));
+                .or_panic(&format!("listIndexes {coll}"));
             use futures::TryStreamExt;
-            let all: Vec<_> = found.try_collect().await.unwrap_or_else(|e| panic!("{e}"));
+            let all: Vec<_> = found.try_collect().await.or_panic("reading the indexes");
             let ix = all
                 .iter()
                 .find(|i| i.options.as_ref().and_then(|o| o.name.as_deref()) == Some(name))
@@ -391,7 +384,7 @@ fn indexes_exist_and_explain() {
 fn pool(keys: &[(&str, &str)]) -> PoolConfig {
     let mut p = PoolConfig::new(BackendKind::Mongo, "pool1");
     for (k, v) in keys {
-        p.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
+        p.set(k, v).or_panic(&format!("{k}"));
     }
     p
 }
@@ -418,9 +411,9 @@ fn configuration_mapping() {
         backend.mongo.topology.server_selection_timeout_ms = 30000\n\
         backend.mongo.topology.local_threshold_ms = 1000\n\
         backend.mongo.topology.heartbeat_frequency_ms = 10000\n";
-    let config = Config::parse(text).unwrap_or_else(|e| panic!("{e}"));
-    let c =
-        MongoConfig::from_pool(&config.pools()["pool1"], &config).unwrap_or_else(|e| panic!("{e}"));
+    let config = Config::parse(text).or_panic("Config::parse");
+    let c = MongoConfig::from_pool(&config.pools()["pool1"], &config)
+        .or_panic("MongoConfig::from_pool");
     let o = &c.options;
     assert_eq!(o.hosts.len(), 2);
     assert_eq!(o.hosts[1].to_string(), "10.0.0.2:27017");
@@ -461,7 +454,7 @@ fn configuration_mapping() {
     // Defaults: single, primary, w: 1, auth source = the database.
     let config = Config::new(BackendKind::Mongo);
     let c = MongoConfig::from_pool(&pool(&[("login", "u"), ("database", "db1")]), &config)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .or_panic("MongoConfig::from_pool");
     assert_eq!(c.options.direct_connection, Some(true));
     assert_eq!(
         c.options.credential.and_then(|c| c.source).as_deref(),
@@ -499,7 +492,7 @@ fn unreachable_server_is_a_retryable_error_without_the_password() {
             backend.mongo.pool1.password = hunter2-secret\n\
             backend.mongo.topology.server_selection_timeout_ms = 500\n\
             backend.mongo.topology.connect_timeout_ms = 500\n";
-        let config = Config::parse(text).unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::parse(text).or_panic("Config::parse");
         match MongoBackend::connect(&config.pools()["pool1"], &config).await {
             Err(e) => {
                 assert!(e.is_retryable(), "{e}");
@@ -534,33 +527,27 @@ fn limits_and_wildcards_on_the_server() {
             .collect();
         b.store_messages(&msgs, WriteOptions::default())
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("store_messages");
         let mut req = queue(&format!("{root}/+/x"));
         req.max_count = Some(4);
-        let got = b
-            .fetch_messages(&req)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let got = b.fetch_messages(&req).await.or_panic("fetch_messages");
         let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
         let want: Vec<&str> = msgs[2..].iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, want);
         let mut req = queue(&format!("{root}/0/x"));
         req.max_count = Some(2);
-        let got = b
-            .fetch_messages(&req)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let got = b.fetch_messages(&req).await.or_panic("fetch_messages");
         let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, vec![msgs[2].id.as_str(), msgs[4].id.as_str()]);
         // A prefix whose next character sorts right after it stays out.
         let other = Message::new("p", format!("{root}0/x"), QoS::AtLeastOnce, "o");
         b.store_messages(&[other], WriteOptions::default())
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("store_messages");
         let got = b
             .fetch_messages(&queue(&format!("{root}/#")))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("fetch_messages");
         assert_eq!(got.len(), 6);
     });
 }

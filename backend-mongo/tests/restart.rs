@@ -14,6 +14,7 @@
 //! on a free port and a data directory of its own, kills it (SIGKILL, a
 //! crash) under load and starts it again on the same port and data.
 
+use backend_core::testkit::OrPanic;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -100,7 +101,7 @@ fn operations_succeed_again_after_a_server_restart() {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("a free port: {e}"));
+        .or_panic("a free port");
     let data = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("mongo-restart-{port}"));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("{}: {e}", data.display()));
@@ -116,7 +117,7 @@ fn operations_succeed_again_after_a_server_restart() {
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap_or_else(|e| panic!("a tokio runtime: {e}"));
+        .or_panic("a tokio runtime");
     rt.block_on(async {
         let mut spec = ConfigSpec::new(BackendKind::Mongo);
         spec.topology
@@ -126,13 +127,13 @@ fn operations_succeed_again_after_a_server_restart() {
         pool.set("server", &format!("127.0.0.1:{port}"))
             .and_then(|p| p.set("database", "mqtt"))
             .and_then(|p| p.set("c_pool_size", "8"))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("pool settings");
         let config = Config::from_spec(spec)
-            .unwrap_or_else(|e| panic!("{e}"))
+            .or_panic("Config::from_spec")
             .with_pool(pool);
         let b = MongoBackend::connect(&config.pools()["pool1"], &config)
             .await
-            .unwrap_or_else(|e| panic!("connecting to the test's FerretDB on {port}: {e}"));
+            .or_panic(&format!("connecting to the test's FerretDB on {port}"));
         let s = Arc::clone(&server);
         let restart = async move {
             tokio::task::spawn_blocking(move || {
@@ -141,7 +142,7 @@ fn operations_succeed_again_after_a_server_restart() {
                 s.start();
             })
             .await
-            .unwrap_or_else(|e| panic!("the restart task: {e}"));
+            .or_panic("the restart task");
         };
         let report = restart_under_load(Arc::new(b) as Arc<dyn Backend>, 4, restart).await;
         eprintln!(

@@ -7,6 +7,7 @@
 //! certificate when given, in two files or one. Fails, never skips, when
 //! the server is down.
 
+use backend_core::testkit::OrPanic;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,7 +46,7 @@ fn config(lines: &[String]) -> Config {
         text.push_str(l);
         text.push('\n');
     }
-    Config::parse(&text).unwrap_or_else(|e| panic!("{e}"))
+    Config::parse(&text).or_panic("Config::parse")
 }
 
 async fn connect(c: &Config) -> Result<MongoBackend, backend_mongo::MongoError> {
@@ -130,9 +131,7 @@ async fn a_client_certificate_in_two_files_is_joined_and_the_files_removed() {
         "backend.mongo.pool1.keyfile = {}",
         tls_file("TLS_CLIENT_KEY", "client.key")
     ));
-    let b = connect(&config(&lines))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let b = connect(&config(&lines)).await.or_panic("connect");
     b.ping().await.expect("ping");
     // Other tests of this binary connect at the same time: wait for theirs.
     let started = std::time::Instant::now();
@@ -174,9 +173,7 @@ async fn a_client_certificate_and_key_in_one_file_given_as_certfile_alone() {
         "backend.mongo.pool1.certfile = {}",
         bundle.display()
     ));
-    let b = connect(&config(&lines))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let b = connect(&config(&lines)).await.or_panic("connect");
     b.ping().await.expect("ping");
     let _ = std::fs::remove_dir_all(&dir);
 }

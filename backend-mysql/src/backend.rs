@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    apply_limits, Ack, Backend, BackendError, BackendResult, ClientStatus, FetchRequest,
-    WriteOptions,
+    apply_limits, Ack, Backend, BackendError, BackendInfo, BackendResult, Capabilities,
+    ClientStatus, FetchRequest, WriteOptions,
 };
 use backend_core::config::{OfflineMode, PoolConfig};
 use backend_core::hook::ClientInfo;

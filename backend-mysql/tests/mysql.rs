@@ -5,6 +5,7 @@
 
 mod common;
 
+use backend_core::testkit::OrPanic;
 use common::Raw;
 
 use std::sync::Arc;
@@ -49,7 +50,7 @@ async fn one<T: mysql_async::prelude::FromRow + Send + 'static>(
 ) -> T {
     c.exec_first(sql, params)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .or_panic(&format!("{sql}"))
         .unwrap_or_else(|| panic!("{sql}: no row"))
 }
 
@@ -290,7 +291,7 @@ async fn explain(
     let rows: Vec<mysql_async::Row> = sql
         .exec(format!("EXPLAIN {text}"), Params::Positional(params))
         .await
-        .unwrap_or_else(|e| panic!("EXPLAIN {text}: {e}"));
+        .or_panic(&format!("EXPLAIN {text}"));
     rows.into_iter()
         .map(|r| {
             let get = |name: &str| -> Option<String> {

@@ -7,6 +7,7 @@
 //! know the test CA), a client certificate when given. Fails, never skips,
 //! when the server is down.
 
+use backend_core::testkit::OrPanic;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -46,7 +47,7 @@ fn pool(user: &str, keys: &[(&str, String)]) -> PoolConfig {
     .into_iter()
     .chain(keys.iter().map(|(k, v)| (*k, v.clone())))
     {
-        p.set(k, &v).unwrap_or_else(|e| panic!("{k}: {e}"));
+        p.set(k, &v).or_panic(&format!("{k}"));
     }
     p
 }
@@ -120,7 +121,7 @@ async fn a_client_certificate_is_presented_when_given() {
     ];
     let b = connect(&pool("tlsclient", &x509))
         .await
-        .unwrap_or_else(|e| panic!("the REQUIRE X509 user with its certificate: {e}"));
+        .or_panic("the REQUIRE X509 user with its certificate");
     b.ping().await.expect("ping");
     let e = connect(&pool("tlsclient", &[("ssl", "true".into()), ca()]))
         .await

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    Ack, Backend, BackendError, BackendResult, ClientStatus, FetchRequest, WriteOptions,
+    Ack, Backend, BackendError, BackendInfo, BackendResult, Capabilities, ClientStatus,
+    FetchRequest, WriteOptions,
 };
 use backend_core::config::{OfflineMode, PoolConfig};
 use backend_core::hook::ClientInfo;

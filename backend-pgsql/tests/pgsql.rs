@@ -5,6 +5,7 @@
 
 mod common;
 
+use backend_core::testkit::OrPanic;
 use common::Raw;
 
 use std::sync::Arc;
@@ -285,11 +286,11 @@ async fn explain(sql: &tokio_postgres::Client, text: &str, args: &str) -> String
         "SET plan_cache_mode = force_generic_plan; DEALLOCATE ALL; PREPARE q AS {text}"
     ))
     .await
-    .unwrap_or_else(|e| panic!("PREPARE {text}: {e}"));
+    .or_panic(&format!("PREPARE {text}"));
     let msgs = sql
         .simple_query(&format!("EXPLAIN EXECUTE q({args})"))
         .await
-        .unwrap_or_else(|e| panic!("EXPLAIN EXECUTE q({args}): {e}"));
+        .or_panic(&format!("EXPLAIN EXECUTE q({args})"));
     msgs.iter()
         .filter_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),

@@ -13,6 +13,7 @@
 
 mod common;
 
+use backend_core::testkit::OrPanic;
 use common::Raw;
 
 use std::fs::OpenOptions;
@@ -85,9 +86,7 @@ fn restart_server(data: &Path) {
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err);
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let status = cmd.status().or_panic(&format!("running {cmd:?}"));
     assert!(
         status.success(),
         "{cmd:?} failed ({status}); see {}",

@@ -8,6 +8,7 @@
 //! installs) and `openssl`; when run as root the server runs as `postgres`.
 //! It fails, never skips, when they are missing.
 
+use backend_core::testkit::OrPanic;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -314,7 +315,7 @@ impl TlsServer {
     fn pool(&self, user: &str) -> PoolConfig {
         let mut p = PoolConfig::new(BackendKind::Pgsql, "pool1");
         let set = |p: &mut PoolConfig, k: &str, v: &str| {
-            p.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
+            p.set(k, v).or_panic(&format!("{k}"));
         };
         set(&mut p, "server", &format!("127.0.0.1:{}", self.port));
         set(&mut p, "username", user);

@@ -5,6 +5,7 @@
 
 mod common;
 
+use backend_core::testkit::OrPanic;
 use std::time::Duration;
 
 use backend_core::config::PoolConfig;
@@ -21,7 +22,7 @@ fn pool(extra: &[(&str, &str)]) -> PoolConfig {
         .expect("server");
     p.set("channel", "auth-channel").expect("channel");
     for (k, v) in extra {
-        p.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
+        p.set(k, v).or_panic(&format!("{k}"));
     }
     p
 }

@@ -9,6 +9,7 @@
 #[path = "common/cluster.rs"]
 mod cluster;
 
+use backend_core::testkit::OrPanic;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -79,7 +80,7 @@ async fn a_channel_command_published_on_any_node_reaches_the_listener() {
         let mut c = client
             .get_multiplexed_async_connection()
             .await
-            .unwrap_or_else(|e| panic!("node {port}: {e}"));
+            .or_panic(&format!("node {port}"));
         let json =
             format!(r#"{{"type": "subscribe", "topic": "t/{port}", "clientid": "c", "qos": "1"}}"#);
         let _: i64 = backend_redis::redis::cmd("PUBLISH")

@@ -9,6 +9,7 @@
 
 mod common;
 
+use backend_core::testkit::OrPanic;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ fn services(args: &[&str]) {
         .arg(services_sh())
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run scripts/services.sh {args:?}: {e}"));
+        .or_panic(&format!("cannot run scripts/services.sh {args:?}"));
     assert!(
         out.status.success(),
         "scripts/services.sh {args:?} failed: {}\n{}",
@@ -109,7 +110,7 @@ async fn operations_succeed_again_after_a_redis_restart() {
     for i in 0..8 {
         b.store_messages(std::slice::from_ref(&after), Default::default())
             .await
-            .unwrap_or_else(|e| panic!("store #{i} after the restart: {e}"));
+            .or_panic(&format!("store #{i} after the restart"));
     }
     let got = b.fetch_messages(&queue(&topic)).await.expect("fetch after");
     let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();

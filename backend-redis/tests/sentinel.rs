@@ -6,6 +6,7 @@
 
 mod common;
 
+use backend_core::testkit::OrPanic;
 use std::time::{Duration, Instant};
 
 use backend_core::config::PoolConfig;
@@ -22,7 +23,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 async fn local(port: u16) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-        .unwrap_or_else(|e| panic!("client for {port}: {e}"));
+        .or_panic(&format!("client for {port}"));
     // WAIT below may take a second (replicas ack once a second): more than
     // the driver's default reply timeout.
     let config =
@@ -30,7 +31,7 @@ async fn local(port: u16) -> redis::aio::MultiplexedConnection {
     client
         .get_multiplexed_async_connection_with_config(&config)
         .await
-        .unwrap_or_else(|e| panic!("connect to {port}: {e}"))
+        .or_panic(&format!("connect to {port}"))
 }
 
 /// One command on a fresh connection; `None` on any error.
@@ -182,16 +183,16 @@ async fn failover_to_the_replica() {
         ("pool_size", "3".to_owned()),
         ("channel", "sentinel-channel".to_owned()),
     ] {
-        pool.set(k, &v).unwrap_or_else(|e| panic!("{k}: {e}"));
+        pool.set(k, &v).or_panic(&format!("{k}"));
     }
-    let settings = RedisSettings::from_pool(&pool, &Config::new(BackendKind::Redis))
-        .unwrap_or_else(|e| panic!("settings: {e}"));
+    let settings =
+        RedisSettings::from_pool(&pool, &Config::new(BackendKind::Redis)).or_panic("settings");
     // The +switch-master events are followed at once; the periodic check
     // is the fallback, left at its default here.
     assert_eq!(settings.check_interval, Duration::from_secs(10));
     let b = RedisBackend::connect_with(settings)
         .await
-        .unwrap_or_else(|e| panic!("connect through the Sentinel: {e}"));
+        .or_panic("connect through the Sentinel");
     assert!(b.settings().target().contains(NAME));
     let mut listener = b.listen().expect("listen");
     assert!(listener.wait_subscribed(WAIT).await, "listener subscribed");
@@ -256,7 +257,7 @@ async fn failover_to_the_replica() {
         b.store_messages(std::slice::from_ref(&after), Default::default())
     })
     .await;
-    stored.unwrap_or_else(|e| panic!("store after the failover: {e}"));
+    stored.or_panic("store after the failover");
     assert!(
         attempts <= 3,
         "{attempts} attempts to store after the failover"
@@ -290,7 +291,7 @@ async fn failover_to_the_replica() {
         b.store_messages(std::slice::from_ref(&late), Default::default())
     })
     .await
-    .unwrap_or_else(|e| panic!("store with the old master gone: {e}"));
+    .or_panic("store with the old master gone");
     assert_eq!(
         b.fetch_messages(&queue(&topic)).await.expect("fetch").len(),
         3

@@ -5,6 +5,7 @@
 
 mod common;
 
+use backend_core::testkit::OrPanic;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -20,7 +21,7 @@ fn openssl(dir: &Path, args: &[&str]) {
         .args(args)
         .current_dir(dir)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl (apt-get install -y openssl): {e}"));
+        .or_panic("cannot run openssl (apt-get install -y openssl)");
     assert!(
         out.status.success(),
         "openssl {args:?}: {}",
@@ -110,7 +111,7 @@ fn pool(extra: &[(&str, &str)]) -> PoolConfig {
     let mut p = PoolConfig::new(BackendKind::Redis, "tls");
     p.set("pool_size", "2").expect("pool_size");
     for (k, v) in extra {
-        p.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
+        p.set(k, v).or_panic(&format!("{k}"));
     }
     p
 }

@@ -5,12 +5,8 @@ use super::*;
 
 #[async_trait]
 impl Backend for CassaBackend {
-    fn name(&self) -> &'static str {
-        "cassa"
-    }
-
-    fn capabilities(&self) -> backend_core::backend::Capabilities {
-        backend_core::backend::Capabilities::NONE.with_raw_statements()
+    fn info(&self) -> BackendInfo {
+        BackendInfo::new("cassa", Capabilities::NONE.with_raw_statements())
     }
 
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {

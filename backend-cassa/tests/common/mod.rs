@@ -4,6 +4,7 @@
 //! fails the test with a message naming the nodes; it is never skipped.
 #![allow(dead_code)]
 
+use backend_core::testkit::OrPanic;
 use std::sync::Arc;
 
 use backend_cassa::CassaBackend;
@@ -42,8 +43,7 @@ pub fn pool(name: &str) -> PoolConfig {
         ("size", "2".to_owned()),
         ("create_tables", "true".to_owned()),
     ] {
-        p.set(k, &v)
-            .unwrap_or_else(|e| panic!("test pool setting {k}: {e}"));
+        p.set(k, &v).or_panic(&format!("test pool setting {k}"));
     }
     p
 }
@@ -85,7 +85,7 @@ pub async fn connect_cluster(extra: &[(&str, &str)]) -> CassaBackend {
     let mut p = pool("pool1");
     p.set("nodes", &cluster_nodes()).expect("nodes");
     for (k, v) in extra {
-        p.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
+        p.set(k, v).or_panic(&format!("{k}"));
     }
     let conf = Config::new(BackendKind::Cassa).with_pool(p.clone());
     match CassaBackend::connect(&p, &conf).await {

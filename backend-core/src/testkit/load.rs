@@ -3,6 +3,7 @@
 //! QoS 1 message at a time, count what was acknowledged, and afterwards the
 //! check that every acknowledged message is stored, once.
 
+use crate::testkit::OrPanic;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -157,7 +158,7 @@ impl LoadReport {
         let got = backend
             .fetch_messages(&request)
             .await
-            .unwrap_or_else(|e| panic!("fetching {filter} after the load: {e}"));
+            .or_panic(&format!("fetching {filter} after the load"));
         let stored: HashSet<&str> = got.iter().map(|m| m.id.as_str()).collect();
         StoredCheck {
             fetched: got.len(),

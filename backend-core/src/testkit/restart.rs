@@ -3,6 +3,7 @@
 //! server (and wait until it answers); this module supplies the load, the
 //! checks during the outage and the checks after it.
 
+use crate::testkit::OrPanic;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -126,21 +127,21 @@ where
     let client = ClientInfo::new(unique("restart-client"), "emqx@127.0.0.1");
     b.client_online(&client, Timestamp::now())
         .await
-        .unwrap_or_else(|e| panic!("client_online after the restart: {e}"));
+        .or_panic("client_online after the restart");
     b.store_subscriptions(
         &client.client_id,
         &[Subscription::new(topic.clone(), QoS::AtLeastOnce)],
     )
     .await
-    .unwrap_or_else(|e| panic!("store_subscriptions after the restart: {e}"));
+    .or_panic("store_subscriptions after the restart");
     let m = Message::new("p", topic.clone(), QoS::AtLeastOnce, "after");
     b.store_messages(std::slice::from_ref(&m), Default::default())
         .await
-        .unwrap_or_else(|e| panic!("store_messages after the restart: {e}"));
+        .or_panic("store_messages after the restart");
     let got = b
         .fetch_messages(&queue("q", &topic))
         .await
-        .unwrap_or_else(|e| panic!("fetch_messages after the restart: {e}"));
+        .or_panic("fetch_messages after the restart");
     assert!(
         got.iter().any(|g| g.id == m.id),
         "the message stored after the restart is fetched"
@@ -152,14 +153,14 @@ where
     };
     b.ack_messages(OfflineMode::Queue, &[ack])
         .await
-        .unwrap_or_else(|e| panic!("ack_messages after the restart: {e}"));
+        .or_panic("ack_messages after the restart");
     b.store_retained(&[m.clone().retained(true)], Default::default())
         .await
-        .unwrap_or_else(|e| panic!("store_retained after the restart: {e}"));
+        .or_panic("store_retained after the restart");
     let retained = b
         .lookup_retained(&topic)
         .await
-        .unwrap_or_else(|e| panic!("lookup_retained after the restart: {e}"));
+        .or_panic("lookup_retained after the restart");
     assert_eq!(
         retained.len(),
         1,

@@ -3,6 +3,7 @@
 //! [`Engine`] against the real server, checked with plain SQL that the
 //! backend crate supplies (its placeholders and its driver).
 
+use crate::testkit::OrPanic;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -31,8 +32,8 @@ backend.{k}.hook.message.acked.1       = {{"topic": "#", "action": {{"function":
 {extra}
 "##
     ))
-    .unwrap_or_else(|e| panic!("the seed's rules parse: {e}"));
-    Engine::with_backend(&conf, backend).unwrap_or_else(|e| panic!("engine: {e}"))
+    .or_panic("the seed's rules parse");
+    Engine::with_backend(&conf, backend).or_panic("engine")
 }
 
 /// The seed's `delete from mqtt_acked` rule on unsubscribe resets the
@@ -179,8 +180,7 @@ impl SqlServer {
             ("pool_size", "4"),
             ("create_tables", "true"),
         ] {
-            p.set(k, v)
-                .unwrap_or_else(|e| panic!("test pool setting {k}: {e}"));
+            p.set(k, v).or_panic(&format!("test pool setting {k}"));
         }
         p
     }

@@ -5,42 +5,26 @@ use super::*;
 
 #[async_trait]
 impl Backend for MongoBackend {
-    fn name(&self) -> &'static str {
-        "mongo"
-    }
-
-    fn capabilities(&self) -> backend_core::backend::Capabilities {
-        backend_core::backend::Capabilities::NONE.with_payload_format()
+    fn info(&self) -> BackendInfo {
+        BackendInfo::new("mongo", Capabilities::NONE.with_payload_format())
     }
 
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
-        self.upsert(
-            "client_online",
-            &self.inner.clients,
-            doc! { "clientid": &client.client_id },
-            doc! { "$set": {
-                "state": 1,
-                "node": &client.node,
-                "online_at": secs(at),
-                "offline_at": Bson::Null,
-            } },
-        )
-        .await?;
-        Ok(())
+        let online = doc! { "$set": {
+            "state": 1,
+            "node": &client.node,
+            "online_at": secs(at),
+            "offline_at": Bson::Null,
+        } };
+        Ok(self.set_client("client_online", client, online).await?)
     }
 
     async fn client_offline(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
-        self.upsert(
-            "client_offline",
-            &self.inner.clients,
-            doc! { "clientid": &client.client_id },
-            doc! {
-                "$set": { "state": 0, "offline_at": secs(at) },
-                "$setOnInsert": { "node": &client.node, "online_at": Bson::Null },
-            },
-        )
-        .await?;
-        Ok(())
+        let offline = doc! {
+            "$set": { "state": 0, "offline_at": secs(at) },
+            "$setOnInsert": { "node": &client.node, "online_at": Bson::Null },
+        };
+        Ok(self.set_client("client_offline", client, offline).await?)
     }
 
     async fn client_status(&self, client_id: &str) -> BackendResult<Option<ClientStatus>> {

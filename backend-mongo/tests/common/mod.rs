@@ -3,6 +3,7 @@
 //! message naming the server and the variable; it is never skipped.
 #![allow(dead_code)]
 
+use backend_core::testkit::OrPanic;
 use std::sync::Arc;
 
 use backend_core::config::PoolConfig;
@@ -31,8 +32,7 @@ pub fn server() -> String {
 pub fn pool_for(name: &str, database: &str) -> PoolConfig {
     let mut p = PoolConfig::new(BackendKind::Mongo, name);
     let set = |p: &mut PoolConfig, k: &str, v: &str| {
-        p.set(k, v)
-            .unwrap_or_else(|e| panic!("test pool setting {k}: {e}"));
+        p.set(k, v).or_panic(&format!("test pool setting {k}"));
     };
     let server = server();
     set(&mut p, "server", &server);
@@ -57,7 +57,7 @@ pub fn config() -> Config {
     spec.topology
         .insert("server_selection_timeout_ms".into(), 5000);
     spec.topology.insert("connect_timeout_ms".into(), 3000);
-    let base = Config::from_spec(spec).unwrap_or_else(|e| panic!("test config: {e}"));
+    let base = Config::from_spec(spec).or_panic("test config");
     base.with_pool(pool_for("pool1", DATABASE))
 }
 
@@ -102,7 +102,7 @@ pub async fn fresh_factory() -> Arc<dyn Backend> {
             b.database()
                 .drop()
                 .await
-                .unwrap_or_else(|e| panic!("emptying the test database {DATABASE}: {e}"));
+                .or_panic(&format!("emptying the test database {DATABASE}"));
         })
         .await;
     factory().await

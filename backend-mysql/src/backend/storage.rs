@@ -5,12 +5,8 @@ use super::*;
 
 #[async_trait]
 impl Backend for MysqlBackend {
-    fn name(&self) -> &'static str {
-        "mysql"
-    }
-
-    fn capabilities(&self) -> backend_core::backend::Capabilities {
-        backend_core::backend::Capabilities::NONE.with_raw_statements()
+    fn info(&self) -> BackendInfo {
+        BackendInfo::new("mysql", Capabilities::NONE.with_raw_statements())
     }
 
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
@@ -131,6 +127,14 @@ impl Backend for MysqlBackend {
         )
         .await?;
         Ok(())
+    }
+
+    /// Runs a raw `sql` statement with `?` placeholders: prepared once per
+    /// connection and cached; each value bound as a parameter; rows read
+    /// back as values (see the crate docs for the type mapping).
+    async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>> {
+        let (text, params) = statement.query("mysql", "sql")?;
+        Ok(self.execute_sql(text, params).await?)
     }
 
     async fn ping(&self) -> BackendResult<()> {
@@ -311,13 +315,5 @@ impl Backend for MysqlBackend {
         Ok(decode_matching(filter, rows, |row| {
             message(row, "mqtt_retain", false)
         })?)
-    }
-
-    /// Runs a raw `sql` statement with `?` placeholders: prepared once per
-    /// connection and cached; each value bound as a parameter; rows read
-    /// back as values (see the crate docs for the type mapping).
-    async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>> {
-        let (text, params) = statement.query("mysql", "sql")?;
-        Ok(self.execute_sql(text, params).await?)
     }
 }

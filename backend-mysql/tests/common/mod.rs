@@ -3,6 +3,7 @@
 //! message naming the server and the variable; it is never skipped.
 #![allow(dead_code)]
 
+use backend_core::testkit::OrPanic;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,8 +51,7 @@ impl Raw for Server {
     }
 
     fn settings(&self) -> MysqlConfig {
-        MysqlConfig::from_pool(&self.pool("pool1"))
-            .unwrap_or_else(|e| panic!("test pool settings: {e}"))
+        MysqlConfig::from_pool(&self.pool("pool1")).or_panic("test pool settings")
     }
 }
 

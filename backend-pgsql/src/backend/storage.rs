@@ -5,12 +5,8 @@ use super::*;
 
 #[async_trait]
 impl Backend for PgsqlBackend {
-    fn name(&self) -> &'static str {
-        "pgsql"
-    }
-
-    fn capabilities(&self) -> backend_core::backend::Capabilities {
-        backend_core::backend::Capabilities::NONE.with_raw_statements()
+    fn info(&self) -> BackendInfo {
+        BackendInfo::new("pgsql", Capabilities::NONE.with_raw_statements())
     }
 
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
@@ -109,6 +105,14 @@ impl Backend for PgsqlBackend {
         let batch = last_of_each(messages, |m| m.id.as_str());
         self.store_message_batch(&batch).await?;
         Ok(())
+    }
+
+    /// Runs a raw `sql` statement: prepared once per connection and cached;
+    /// each value converted to its parameter's type; rows read back as
+    /// values (see the crate docs for the type mapping).
+    async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>> {
+        let (text, params) = statement.query("pgsql", "sql")?;
+        Ok(self.execute_sql(text, params).await?)
     }
 
     async fn ping(&self) -> BackendResult<()> {
@@ -255,13 +259,5 @@ impl Backend for PgsqlBackend {
         Ok(decode_matching(filter, &rows, |row| {
             message(row, "mqtt_retain", false)
         })?)
-    }
-
-    /// Runs a raw `sql` statement: prepared once per connection and cached;
-    /// each value converted to its parameter's type; rows read back as
-    /// values (see the crate docs for the type mapping).
-    async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>> {
-        let (text, params) = statement.query("pgsql", "sql")?;
-        Ok(self.execute_sql(text, params).await?)
     }
 }

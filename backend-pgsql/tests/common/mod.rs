@@ -3,6 +3,7 @@
 //! message naming the server and the variable; it is never skipped.
 #![allow(dead_code)]
 
+use backend_core::testkit::OrPanic;
 use std::sync::Arc;
 
 use backend_core::testkit::sql::SqlServer;
@@ -49,8 +50,7 @@ impl Raw for Server {
     }
 
     fn settings(&self) -> PgsqlConfig {
-        PgsqlConfig::from_pool(&self.pool("pool1"))
-            .unwrap_or_else(|e| panic!("test pool settings: {e}"))
+        PgsqlConfig::from_pool(&self.pool("pool1")).or_panic("test pool settings")
     }
 }
 

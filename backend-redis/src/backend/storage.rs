@@ -5,14 +5,11 @@ use super::*;
 
 #[async_trait]
 impl Backend for RedisBackend {
-    fn name(&self) -> &'static str {
-        "redis"
-    }
-
-    fn capabilities(&self) -> backend_core::backend::Capabilities {
-        backend_core::backend::Capabilities::NONE
-            .with_raw_statements()
-            .with_channel()
+    fn info(&self) -> BackendInfo {
+        BackendInfo::new(
+            "redis",
+            Capabilities::NONE.with_raw_statements().with_channel(),
+        )
     }
 
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {

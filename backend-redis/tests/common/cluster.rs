@@ -2,6 +2,7 @@
 //! (`REDIS_CLUSTER_NODES`): backends on it and where its slots live.
 #![allow(dead_code)]
 
+use backend_core::testkit::OrPanic;
 use std::time::Duration;
 
 use backend_core::config::PoolConfig;
@@ -21,7 +22,7 @@ pub fn pool(extra: &[(&str, &str)]) -> PoolConfig {
     p.set("type", "cluster").expect("type");
     p.set("server", &nodes()).expect("server");
     for (k, v) in extra {
-        p.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
+        p.set(k, v).or_panic(&format!("{k}"));
     }
     p
 }

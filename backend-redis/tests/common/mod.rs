@@ -3,6 +3,7 @@
 //! tests.
 #![allow(dead_code)]
 
+use backend_core::testkit::OrPanic;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -75,8 +76,7 @@ pub fn pool_config(extra: &[(&str, &str)]) -> PoolConfig {
     let t = target();
     let mut p = PoolConfig::new(BackendKind::Redis, "pool1");
     let set = |p: &mut PoolConfig, k: &str, v: &str| {
-        p.set(k, v)
-            .unwrap_or_else(|e| panic!("test pool setting {k}: {e}"));
+        p.set(k, v).or_panic(&format!("test pool setting {k}"));
     };
     set(&mut p, "server", &format!("{}:{}", t.host, t.port));
     set(&mut p, "database", &t.db.to_string());
@@ -115,7 +115,7 @@ pub async fn backend_with(extra: &[(&str, &str)], config: &Config) -> RedisBacke
 /// Settings for the test server (to adjust in code).
 pub fn settings() -> RedisSettings {
     RedisSettings::from_pool(&pool_config(&[]), &Config::new(BackendKind::Redis))
-        .unwrap_or_else(|e| panic!("test settings: {e}"))
+        .or_panic("test settings")
 }
 
 /// A plain connection (the driver alone) to the test database.
@@ -143,9 +143,9 @@ pub async fn plain_to(
         host.to_owned(),
         port,
     ))
-    .unwrap_or_else(|e| panic!("address {host}:{port}: {e}"))
+    .or_panic(&format!("address {host}:{port}"))
     .set_redis_settings(info);
-    let client = redis::Client::open(ci).unwrap_or_else(|e| panic!("client: {e}"));
+    let client = redis::Client::open(ci).or_panic("client");
     let config =
         redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
     client

@@ -1,6 +1,7 @@
 //! Client status and stored subscriptions.
 
 use super::*;
+use crate::testkit::OrPanic;
 
 /// online -> offline -> online again, with node and times.
 pub async fn status_lifecycle(ctx: Ctx) {
@@ -15,13 +16,8 @@ pub async fn status_lifecycle(ctx: Ctx) {
     client.username = Some("user".into());
     let t1 = Timestamp::from_secs(Timestamp::now().as_secs() - 10);
     let t2 = Timestamp::from_secs(Timestamp::now().as_secs() - 5);
-    b.client_online(&client, t1)
-        .await
-        .unwrap_or_else(|e| panic!("client_online: {e}"));
-    let s = b
-        .client_status(&id)
-        .await
-        .unwrap_or_else(|e| panic!("client_status: {e}"));
+    b.client_online(&client, t1).await.or_panic("client_online");
+    let s = b.client_status(&id).await.or_panic("client_status");
     let s = s.unwrap_or_else(|| panic!("no status after client_online"));
     assert!(s.online, "state is 1 after connecting");
     assert_eq!(s.node, "emqx@127.0.0.1");
@@ -29,7 +25,7 @@ pub async fn status_lifecycle(ctx: Ctx) {
     assert_eq!(s.offline_at, None, "offline_at is empty while online");
     b.client_offline(&client, t2)
         .await
-        .unwrap_or_else(|e| panic!("client_offline: {e}"));
+        .or_panic("client_offline");
     let s = b
         .client_status(&id)
         .await
@@ -45,9 +41,7 @@ pub async fn status_lifecycle(ctx: Ctx) {
     assert_eq!(s.offline_at.map(Timestamp::as_secs), Some(t2.as_secs()));
     let t3 = Timestamp::from_secs(Timestamp::now().as_secs());
     client.node = "emqx@10.0.0.2".into();
-    b.client_online(&client, t3)
-        .await
-        .unwrap_or_else(|e| panic!("client_online: {e}"));
+    b.client_online(&client, t3).await.or_panic("client_online");
     let s = b
         .client_status(&id)
         .await
@@ -71,11 +65,8 @@ pub async fn proxy_subscriptions(ctx: Ctx) {
     ];
     b.store_subscriptions(&id, &subs)
         .await
-        .unwrap_or_else(|e| panic!("store_subscriptions: {e}"));
-    let mut got = b
-        .lookup_subscriptions(&id)
-        .await
-        .unwrap_or_else(|e| panic!("lookup: {e}"));
+        .or_panic("store_subscriptions");
+    let mut got = b.lookup_subscriptions(&id).await.or_panic("lookup");
     got.sort_by(|a, b| a.filter.cmp(&b.filter));
     assert_eq!(got, subs);
     b.store_subscriptions(
@@ -83,14 +74,11 @@ pub async fn proxy_subscriptions(ctx: Ctx) {
         &[Subscription::new(format!("{id}/a"), QoS::ExactlyOnce)],
     )
     .await
-    .unwrap_or_else(|e| panic!("store_subscriptions: {e}"));
+    .or_panic("store_subscriptions");
     b.delete_subscriptions(&id, &[format!("{id}/c/#")])
         .await
-        .unwrap_or_else(|e| panic!("delete: {e}"));
-    let mut got = b
-        .lookup_subscriptions(&id)
-        .await
-        .unwrap_or_else(|e| panic!("lookup: {e}"));
+        .or_panic("delete");
+    let mut got = b.lookup_subscriptions(&id).await.or_panic("lookup");
     got.sort_by(|a, b| a.filter.cmp(&b.filter));
     assert_eq!(
         got,
@@ -111,14 +99,14 @@ pub async fn empty_writes_change_nothing(ctx: Ctx) {
     let sub = Subscription::new(format!("{id}/a"), QoS::AtLeastOnce);
     b.store_subscriptions(&id, std::slice::from_ref(&sub))
         .await
-        .unwrap_or_else(|e| panic!("store_subscriptions: {e}"));
+        .or_panic("store_subscriptions");
     let m = msg(&id, &format!("{id}/a"), QoS::AtLeastOnce, "kept");
     store(b, std::slice::from_ref(&m)).await;
     let mut r = m.clone();
     r.retain = true;
     b.store_retained(std::slice::from_ref(&r), Default::default())
         .await
-        .unwrap_or_else(|e| panic!("store_retained: {e}"));
+        .or_panic("store_retained");
 
     let results = [
         ("store_subscriptions", b.store_subscriptions(&id, &[]).await),
@@ -153,7 +141,7 @@ pub async fn empty_writes_change_nothing(ctx: Ctx) {
     let subs = b
         .lookup_subscriptions(&id)
         .await
-        .unwrap_or_else(|e| panic!("lookup_subscriptions: {e}"));
+        .or_panic("lookup_subscriptions");
     assert_eq!(subs, [sub], "subscriptions unchanged");
     let got = fetch(
         b,
@@ -166,6 +154,6 @@ pub async fn empty_writes_change_nothing(ctx: Ctx) {
     let retained = b
         .lookup_retained(&format!("{id}/a"))
         .await
-        .unwrap_or_else(|e| panic!("lookup_retained: {e}"));
+        .or_panic("lookup_retained");
     assert_eq!(retained.len(), 1, "the retained message is still there");
 }

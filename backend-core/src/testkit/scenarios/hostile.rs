@@ -1,6 +1,7 @@
 //! Hostile values through the built-in functions and raw statements.
 
 use super::*;
+use crate::testkit::OrPanic;
 
 /// Values that break naive string building, stored and read back byte for
 /// byte by the built-in functions.
@@ -45,7 +46,7 @@ pub async fn hostile_values_in_builtins(ctx: Ctx) {
         let sub = Subscription::new(format!("{root}/{s}"), QoS::AtLeastOnce);
         b.store_subscriptions(&client, std::slice::from_ref(&sub))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("store_subscriptions");
         assert_eq!(
             b.lookup_subscriptions(&client).await.ok(),
             Some(vec![sub]),
@@ -54,7 +55,7 @@ pub async fn hostile_values_in_builtins(ctx: Ctx) {
         let info = ClientInfo::new(client.clone(), s.clone());
         b.client_online(&info, Timestamp::now())
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .or_panic("client_online");
         let status = b.client_status(&client).await.ok().flatten();
         assert_eq!(status.map(|st| st.node), Some(s.clone()), "node {s:?}");
     }
@@ -65,11 +66,11 @@ pub async fn hostile_values_in_builtins(ctx: Ctx) {
         .collect();
     b.store_retained(&retained, Default::default())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .or_panic("store_retained");
     let mut got = b
         .lookup_retained(&format!("{root}/r/+"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .or_panic("lookup_retained");
     got.sort_by(|a, b| a.topic.cmp(&b.topic));
     assert_same(
         &got,
@@ -131,10 +132,8 @@ pub async fn hostile_values_in_raw_statements(ctx: Ctx) {
         );
     };
     let compile = |text: &str| {
-        let t = Template::parse(text, Hook::MessagePublish)
-            .unwrap_or_else(|e| panic!("fixture `{text}`: {e}"));
-        lang.compile(&t)
-            .unwrap_or_else(|e| panic!("fixture `{text}`: {e}"))
+        let t = Template::parse(text, Hook::MessagePublish).or_panic(&format!("fixture `{text}`"));
+        lang.compile(&t).or_panic(&format!("fixture `{text}`"))
     };
     let writes: Vec<_> = ctx.raw.write.iter().map(|w| compile(w)).collect();
     let read = compile(&ctx.raw.read);
@@ -152,12 +151,9 @@ pub async fn hostile_values_in_raw_statements(ctx: Ctx) {
             for w in &writes {
                 b.execute(&w.render(&ev))
                     .await
-                    .unwrap_or_else(|e| panic!("raw write with {s:?}: {e}"));
+                    .or_panic(&format!("raw write with {s:?}"));
             }
-            let rows = b
-                .execute(&read.render(&ev))
-                .await
-                .unwrap_or_else(|e| panic!("raw read: {e}"));
+            let rows = b.execute(&read.render(&ev)).await.or_panic("raw read");
             assert_eq!(rows.len(), 1, "one row back for {s:?}");
             let row = &rows[0];
             let want = [

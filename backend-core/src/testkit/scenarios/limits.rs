@@ -1,6 +1,7 @@
 //! Fetch limits, batch order, repeated acks.
 
 use super::*;
+use crate::testkit::OrPanic;
 
 /// `max_returned_count` keeps the newest N (oldest first); `time_range`
 /// drops messages that arrived longer ago.
@@ -16,23 +17,17 @@ pub async fn limits(ctx: Ctx) {
     store(b, &m).await;
     let mut req = request("lim", &topic, OfflineMode::Queue);
     req.max_count = Some(3);
-    let got = b
-        .fetch_messages(&req)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let got = b.fetch_messages(&req).await.or_panic("fetch_messages");
     assert_same(&got, &[&m[3], &m[4], &m[5]], "max_returned_count 3");
     req.max_count = None;
     req.since = Some(now.saturating_sub(Duration::from_secs(2 * 3600)));
-    let got = b
-        .fetch_messages(&req)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let got = b.fetch_messages(&req).await.or_panic("fetch_messages");
     assert_same(&got, &[&m[2], &m[3], &m[4], &m[5]], "time_range 2h");
     req.max_count = Some(0);
     assert!(
         b.fetch_messages(&req)
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .or_panic("fetch_messages")
             .is_empty(),
         "a limit of 0"
     );

@@ -1,6 +1,7 @@
 //! Retained messages.
 
 use super::*;
+use crate::testkit::OrPanic;
 
 /// Retained: store, overwrite, delete, exact lookup.
 pub async fn retained_messages(ctx: Ctx) {
@@ -9,16 +10,13 @@ pub async fn retained_messages(ctx: Ctx) {
     let first = msg("p", &topic, QoS::AtLeastOnce, "one").retained(true);
     b.store_retained(std::slice::from_ref(&first), Default::default())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let got = b
-        .lookup_retained(&topic)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .or_panic("store_retained");
+    let got = b.lookup_retained(&topic).await.or_panic("lookup_retained");
     assert_same(&got, &[&first], "retained lookup");
     let second = msg("p2", &topic, QoS::ExactlyOnce, "two").retained(true);
     b.store_retained(std::slice::from_ref(&second), Default::default())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .or_panic("store_retained");
     assert_same(
         &b.lookup_retained(&topic).await.unwrap_or_default(),
         &[&second],
@@ -26,17 +24,17 @@ pub async fn retained_messages(ctx: Ctx) {
     );
     b.delete_retained(std::slice::from_ref(&topic))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .or_panic("delete_retained");
     assert!(
         b.lookup_retained(&topic)
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .or_panic("lookup_retained")
             .is_empty(),
         "deleted"
     );
     b.delete_retained(std::slice::from_ref(&topic))
         .await
-        .unwrap_or_else(|e| panic!("deleting twice: {e}"));
+        .or_panic("deleting twice");
 }
 
 /// Retained lookups with `+` and `#`, and `$` topics kept out of wildcards.
@@ -58,12 +56,12 @@ pub async fn retained_wildcards_and_dollar_topics(ctx: Ctx) {
         .collect();
     b.store_retained(&msgs, Default::default())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .or_panic("store_retained");
     let lookup = |f: String| async move {
         let mut got: Vec<String> = b
             .lookup_retained(&f)
             .await
-            .unwrap_or_else(|e| panic!("lookup_retained({f}): {e}"))
+            .or_panic(&format!("lookup_retained({f})"))
             .into_iter()
             .map(|m| m.topic)
             .collect();
@@ -89,8 +87,6 @@ pub async fn retained_wildcards_and_dollar_topics(ctx: Ctx) {
         "`+/a` must not match the `$` topic {}",
         topics[5]
     );
-    b.delete_retained(&topics)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    b.delete_retained(&topics).await.or_panic("delete_retained");
     assert!(lookup(format!("{root}/#")).await.is_empty());
 }
