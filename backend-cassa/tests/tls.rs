@@ -37,7 +37,7 @@ fn pool(lines: &[(&str, String)]) -> PoolConfig {
     p.set("nodes", &tls_nodes()).expect("nodes");
     p.set("connect_timeout", "5s").expect("connect_timeout");
     for (k, v) in lines {
-        p.set(k, v).or_panic(&format!("{k}"));
+        p.set(k, v).or_panic(k);
     }
     p
 }

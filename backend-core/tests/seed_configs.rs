@@ -7,7 +7,7 @@ use backend_core::{BackendKind, Config, Hook};
 
 fn seed(kind: &str) -> String {
     let path = format!("{}/tests/seed/{kind}.conf", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).or_panic(&format!("{path}"))
+    std::fs::read_to_string(&path).or_panic(&path)
 }
 
 fn etc(kind: &str) -> String {
@@ -15,7 +15,7 @@ fn etc(kind: &str) -> String {
         "{}/../etc/emqx_backend_{kind}.conf",
         env!("CARGO_MANIFEST_DIR")
     );
-    std::fs::read_to_string(&path).or_panic(&format!("{path}"))
+    std::fs::read_to_string(&path).or_panic(&path)
 }
 
 fn functions(c: &Config, hook: Hook) -> Vec<Function> {

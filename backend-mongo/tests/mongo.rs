@@ -384,7 +384,7 @@ fn indexes_exist_and_explain() {
 fn pool(keys: &[(&str, &str)]) -> PoolConfig {
     let mut p = PoolConfig::new(BackendKind::Mongo, "pool1");
     for (k, v) in keys {
-        p.set(k, v).or_panic(&format!("{k}"));
+        p.set(k, v).or_panic(k);
     }
     p
 }

@@ -50,7 +50,7 @@ async fn one<T: mysql_async::prelude::FromRow + Send + 'static>(
 ) -> T {
     c.exec_first(sql, params)
         .await
-        .or_panic(&format!("{sql}"))
+        .or_panic(sql)
         .unwrap_or_else(|| panic!("{sql}: no row"))
 }
 

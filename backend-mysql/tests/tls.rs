@@ -47,7 +47,7 @@ fn pool(user: &str, keys: &[(&str, String)]) -> PoolConfig {
     .into_iter()
     .chain(keys.iter().map(|(k, v)| (*k, v.clone())))
     {
-        p.set(k, &v).or_panic(&format!("{k}"));
+        p.set(k, &v).or_panic(k);
     }
     p
 }

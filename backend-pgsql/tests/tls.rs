@@ -315,7 +315,7 @@ impl TlsServer {
     fn pool(&self, user: &str) -> PoolConfig {
         let mut p = PoolConfig::new(BackendKind::Pgsql, "pool1");
         let set = |p: &mut PoolConfig, k: &str, v: &str| {
-            p.set(k, v).or_panic(&format!("{k}"));
+            p.set(k, v).or_panic(k);
         };
         set(&mut p, "server", &format!("127.0.0.1:{}", self.port));
         set(&mut p, "username", user);

@@ -22,7 +22,7 @@ fn pool(extra: &[(&str, &str)]) -> PoolConfig {
         .expect("server");
     p.set("channel", "auth-channel").expect("channel");
     for (k, v) in extra {
-        p.set(k, v).or_panic(&format!("{k}"));
+        p.set(k, v).or_panic(k);
     }
     p
 }

@@ -183,7 +183,7 @@ async fn failover_to_the_replica() {
         ("pool_size", "3".to_owned()),
         ("channel", "sentinel-channel".to_owned()),
     ] {
-        pool.set(k, &v).or_panic(&format!("{k}"));
+        pool.set(k, &v).or_panic(k);
     }
     let settings =
         RedisSettings::from_pool(&pool, &Config::new(BackendKind::Redis)).or_panic("settings");

@@ -111,7 +111,7 @@ fn pool(extra: &[(&str, &str)]) -> PoolConfig {
     let mut p = PoolConfig::new(BackendKind::Redis, "tls");
     p.set("pool_size", "2").expect("pool_size");
     for (k, v) in extra {
-        p.set(k, v).or_panic(&format!("{k}"));
+        p.set(k, v).or_panic(k);
     }
     p
 }

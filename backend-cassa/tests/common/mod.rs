@@ -85,7 +85,7 @@ pub async fn connect_cluster(extra: &[(&str, &str)]) -> CassaBackend {
     let mut p = pool("pool1");
     p.set("nodes", &cluster_nodes()).expect("nodes");
     for (k, v) in extra {
-        p.set(k, v).or_panic(&format!("{k}"));
+        p.set(k, v).or_panic(k);
     }
     let conf = Config::new(BackendKind::Cassa).with_pool(p.clone());
     match CassaBackend::connect(&p, &conf).await {

@@ -22,7 +22,7 @@ pub fn pool(extra: &[(&str, &str)]) -> PoolConfig {
     p.set("type", "cluster").expect("type");
     p.set("server", &nodes()).expect("server");
     for (k, v) in extra {
-        p.set(k, v).or_panic(&format!("{k}"));
+        p.set(k, v).or_panic(k);
     }
     p
 }
