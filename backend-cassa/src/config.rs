@@ -257,21 +257,16 @@ pub(crate) fn is_identifier(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn pool(lines: &[(&str, &str)]) -> PoolConfig {
-        backend_core::testkit::pool_config(BackendKind::Cassa, lines)
-    }
-
-    /// Built without `tls`, `ssl = true` is a configuration error naming
-    /// the feature.
-    #[test]
-    fn the_tls_feature_decides_ssl() {
-        let read = CassaConfig::from_pool(&pool(&[("ssl", "true")]));
-        backend_core::testkit::assert_feature_decides(read, "tls", cfg!(feature = "tls"));
+    fn read(lines: &[(&str, &str)]) -> Result<CassaConfig, CassaError> {
+        CassaConfig::from_pool(&backend_core::testkit::pool_config(
+            BackendKind::Cassa,
+            lines,
+        ))
     }
 
     #[test]
     fn defaults_are_the_seeds() {
-        let c = CassaConfig::from_pool(&pool(&[])).expect("defaults");
+        let c = read(&[]).expect("defaults");
         assert_eq!(c.nodes, vec![ServerAddr::new("127.0.0.1", 9042)]);
         assert_eq!((c.size, c.keyspace.as_str()), (8, "mqtt"));
         assert!(c.auto_reconnect);
@@ -282,7 +277,7 @@ mod tests {
 
     #[test]
     fn the_seeds_keys_are_read() {
-        let c = CassaConfig::from_pool(&pool(&[
+        let c = read(&[
             ("nodes", "10.0.0.1:9042,10.0.0.2:9043"),
             ("size", "2"),
             ("auto_reconnect", "0"),
@@ -292,7 +287,7 @@ mod tests {
             ("logger", "info"),
             ("consistency", "one"),
             ("request_timeout", "2s"),
-        ]))
+        ])
         .expect("valid");
         assert_eq!(c.nodes.len(), 2);
         assert_eq!(c.nodes[1], ServerAddr::new("10.0.0.2", 9043));
@@ -320,7 +315,7 @@ mod tests {
             ),
             (vec![("request_timeout", "0")], "request_timeout"),
         ] {
-            let e = CassaConfig::from_pool(&pool(&lines)).expect_err("invalid");
+            let e = read(&lines).expect_err("invalid");
             let text = e.to_string();
             assert!(
                 text.starts_with(&format!("backend.ecql.pool1.{key}")),
@@ -333,11 +328,11 @@ mod tests {
     #[cfg(feature = "tls")]
     #[test]
     fn tls_keys_are_read() {
-        let c = CassaConfig::from_pool(&pool(&[
+        let c = read(&[
             ("nodes", "db1.example:9142,db2.example:9142"),
             ("ssl", "true"),
             ("cacertfile", "/etc/ca.pem"),
-        ]))
+        ])
         .expect("valid");
         let files = c.tls.as_ref().expect("ssl on");
         assert_eq!(
@@ -345,17 +340,14 @@ mod tests {
             Some(std::path::Path::new("/etc/ca.pem"))
         );
         assert_eq!(c.tls_server_name(), "db1.example");
-        let c = CassaConfig::from_pool(&pool(&[
+        let c = read(&[
             ("nodes", "10.0.0.1,10.0.0.2"),
             ("ssl", "true"),
             ("server_name_indication", "cassandra.internal"),
-        ]))
+        ])
         .expect("valid");
         assert_eq!(c.tls_server_name(), "cassandra.internal");
-        assert!(CassaConfig::from_pool(&pool(&[]))
-            .expect("defaults")
-            .tls
-            .is_none());
+        assert!(read(&[]).expect("defaults").tls.is_none());
     }
 
     #[test]
@@ -366,5 +358,19 @@ mod tests {
         assert!(!is_identifier("_x"));
         assert!(!is_identifier("a-b"));
         assert!(!is_identifier(&"a".repeat(49)));
+    }
+
+    /// `ssl` needs the `tls` feature, `Debug` hides the password, another
+    /// kind's pool is refused.
+    #[test]
+    fn the_settings_every_backend_shares() {
+        let tls = cfg!(feature = "tls");
+        let read = CassaConfig::from_pool;
+        backend_core::testkit::assert_reads_common_settings(
+            BackendKind::Cassa,
+            "username",
+            read,
+            tls,
+        );
     }
 }

@@ -272,14 +272,7 @@ mod tests {
     };
 
     fn pgsql_pool() -> DbSettings {
-        DbSettings::new(
-            "pool1",
-            crate::config::DbDefaults {
-                kind: BackendKind::Pgsql,
-                port: 5432,
-                user_key: "username",
-            },
-        )
+        DbSettings::new("pool1", crate::db_defaults!(Pgsql, 5432, "username"))
     }
 
     #[test]

@@ -178,6 +178,47 @@ pub fn assert_feature_decides<T, E: std::fmt::Display>(
     }
 }
 
+/// Checks a backend's settings reader (`read`, its `from_pool`) on what
+/// every backend reads the same way:
+/// - `ssl = true` is read exactly when the crate is built with its `tls`
+///   feature (`tls_built`, from `cfg!(feature = "tls")`); otherwise the
+///   error names the feature;
+/// - a user (under `user_key`: `user`, `username`, `login`) with a
+///   password is read, and the result's `Debug` never shows the password;
+/// - a pool of another backend kind is refused.
+pub fn assert_reads_common_settings<C, E>(
+    kind: crate::BackendKind,
+    user_key: &str,
+    read: impl Fn(&crate::config::PoolConfig) -> Result<C, E>,
+    tls_built: bool,
+) where
+    C: std::fmt::Debug,
+    E: std::fmt::Display,
+{
+    assert_feature_decides(
+        read(&pool_config(kind, &[("ssl", "true")])),
+        "tls",
+        tls_built,
+    );
+
+    const PASSWORD: &str = "pa55-w0rd-never-shown";
+    let login = [(user_key, "app"), ("password", PASSWORD)];
+    let settings = read(&pool_config(kind, &login)).or_panic("a user and a password");
+    let shown = format!("{settings:?}");
+    assert!(
+        !shown.contains(PASSWORD),
+        "Debug shows the password: {shown}"
+    );
+
+    let other = if kind == crate::BackendKind::Mysql {
+        crate::BackendKind::Pgsql
+    } else {
+        crate::BackendKind::Mysql
+    };
+    let refused = read(&crate::config::PoolConfig::new(other, "pool1"));
+    assert!(refused.is_err(), "a `{other}` pool read as `{kind}`");
+}
+
 /// Asserts that the schema file a crate embeds ([`Schema::text`]) creates
 /// each of [`Schema::tables`] once and idempotently, and that it and its
 /// copy in the repository ([`Schema::file`], relative to the folder above

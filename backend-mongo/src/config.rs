@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use backend_core::config::{PoolConfig, ServerAddr};
-use backend_core::{CommonError, Config};
+use backend_core::{BackendKind, CommonError, Config};
 use mongodb::options::{
     Acknowledgment, ClientOptions, Credential, ReadPreference, SelectionCriteria, ServerAddress,
     Tls, TlsOptions, WriteConcern,
@@ -52,6 +52,7 @@ impl MongoConfig {
 
     /// Reads the pool's keys and the configuration's `topology.*` options.
     pub fn from_pool(pool: &PoolConfig, config: &Config) -> Result<MongoConfig, MongoError> {
+        CommonError::check_kind(BackendKind::Mongo, pool.kind())?;
         let name = pool.name().to_owned();
         let err = |key: &'static str, problem: String| {
             MongoError::from(CommonError::config(pool, key, problem))
@@ -199,5 +200,23 @@ impl MongoConfig {
             ignored_topology: ignored,
             tls,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ssl` is always built in, `Debug` hides the password, another
+    /// kind's pool is refused.
+    #[test]
+    fn the_settings_every_backend_shares() {
+        let read = |p: &PoolConfig| MongoConfig::from_pool(p, &Config::new(BackendKind::Mongo));
+        backend_core::testkit::assert_reads_common_settings(
+            BackendKind::Mongo,
+            "login",
+            read,
+            true,
+        );
     }
 }

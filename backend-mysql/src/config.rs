@@ -26,12 +26,9 @@
 //! ```
 
 use backend_core::config::{DbDefaults, DbSettings, PoolConfig};
-use backend_core::{BackendKind, CommonError};
+use backend_core::CommonError;
 
 use crate::error::MysqlError;
-
-/// Default `server` port.
-pub const DEFAULT_PORT: u16 = 3306;
 
 /// Prepared statements kept per connection (mysql_async's LRU cache;
 /// its own default is 32). The built-in functions use about 20 statement
@@ -39,11 +36,7 @@ pub const DEFAULT_PORT: u16 = 3306;
 pub const DEFAULT_STMT_CACHE_SIZE: usize = 256;
 
 /// What this backend reads differently from the other SQL backends.
-pub const DEFAULTS: DbDefaults = DbDefaults {
-    kind: BackendKind::Mysql,
-    port: DEFAULT_PORT,
-    user_key: "user",
-};
+pub const DEFAULTS: DbDefaults = backend_core::db_defaults!(Mysql, 3306, "user");
 
 /// The settings of one MySQL pool: the keys every SQL backend shares
 /// ([`DbSettings`]) and the statement cache. Build it from a
@@ -72,9 +65,6 @@ impl MysqlConfig {
     /// Reads `backend.mysql.<pool>.*`; errors name the key and its line.
     pub fn from_pool(pool: &PoolConfig) -> Result<Self, MysqlError> {
         let db = DbSettings::from_pool(pool, DEFAULTS)?;
-        if db.tls.is_some() && !cfg!(feature = "tls") {
-            return Err(CommonError::feature_off(pool, "ssl", "mqtt-storage-mysql", "tls").into());
-        }
         if db.tls.is_some() && db.is_socket() {
             return Err(CommonError::config(
                 pool,
@@ -100,23 +90,18 @@ impl MysqlConfig {
 mod tests {
     use super::*;
     use backend_core::config::Secret;
+    use backend_core::BackendKind;
 
     fn pool(lines: &[(&str, &str)]) -> PoolConfig {
         backend_core::testkit::pool_config(BackendKind::Mysql, lines)
     }
 
-    /// Built without `tls`, `ssl = true` is a configuration error naming
-    /// the feature.
-    #[test]
-    fn the_tls_feature_decides_ssl() {
-        let read = MysqlConfig::from_pool(&pool(&[("ssl", "true")]));
-        backend_core::testkit::assert_feature_decides(read, "tls", cfg!(feature = "tls"));
-    }
-
     #[test]
     fn the_user_key_is_user() {
-        let c = MysqlConfig::from_pool(&pool(&[("user", "app")])).expect("valid");
+        let c = MysqlConfig::from_pool(&pool(&[("user", "app"), ("password", "hunter2")]))
+            .expect("valid");
         assert_eq!((c.db.user.as_str(), c.db.port), ("app", 3306));
+        assert_eq!(c.db.password.as_ref().map(Secret::expose), Some("hunter2"));
         assert_eq!(c.stmt_cache_size, DEFAULT_STMT_CACHE_SIZE);
     }
 
@@ -129,10 +114,12 @@ mod tests {
         assert_eq!(e.kind(), backend_core::ErrorKind::Config);
     }
 
+    /// `ssl` needs the `tls` feature, `Debug` hides the password, another
+    /// kind's pool is refused.
     #[test]
-    fn password_is_never_printed() {
-        let c = MysqlConfig::from_pool(&pool(&[("password", "hunter2")])).expect("ok");
-        assert_eq!(c.db.password.as_ref().map(Secret::expose), Some("hunter2"));
-        assert!(!format!("{c:?}").contains("hunter2"));
+    fn the_settings_every_backend_shares() {
+        let read = MysqlConfig::from_pool;
+        let tls = cfg!(feature = "tls");
+        backend_core::testkit::assert_reads_common_settings(BackendKind::Mysql, "user", read, tls);
     }
 }

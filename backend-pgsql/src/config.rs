@@ -28,19 +28,11 @@
 use std::time::Duration;
 
 use backend_core::config::{DbDefaults, DbSettings, PoolConfig};
-use backend_core::{BackendKind, CommonError};
 
 use crate::error::PgsqlError;
 
-/// Default `server` port.
-pub const DEFAULT_PORT: u16 = 5432;
-
 /// What this backend reads differently from the other SQL backends.
-pub const DEFAULTS: DbDefaults = DbDefaults {
-    kind: BackendKind::Pgsql,
-    port: DEFAULT_PORT,
-    user_key: "username",
-};
+pub const DEFAULTS: DbDefaults = backend_core::db_defaults!(Pgsql, 5432, "username");
 
 /// The settings of one PostgreSQL pool: the keys every SQL backend shares
 /// ([`DbSettings`]); PostgreSQL adds none. Build it from a [`PoolConfig`]
@@ -65,9 +57,6 @@ impl PgsqlConfig {
     /// Reads `backend.pgsql.<pool>.*`; errors name the key and its line.
     pub fn from_pool(pool: &PoolConfig) -> Result<Self, PgsqlError> {
         let db = DbSettings::from_pool(pool, DEFAULTS)?;
-        if db.tls.is_some() && !cfg!(feature = "tls") {
-            return Err(CommonError::feature_off(pool, "ssl", "mqtt-storage-pgsql", "tls").into());
-        }
         Ok(PgsqlConfig { db })
     }
 
@@ -104,17 +93,10 @@ impl PgsqlConfig {
 mod tests {
     use super::*;
     use backend_core::config::Secret;
+    use backend_core::BackendKind;
 
     fn pool(lines: &[(&str, &str)]) -> PoolConfig {
         backend_core::testkit::pool_config(BackendKind::Pgsql, lines)
-    }
-
-    /// Built without `tls`, `ssl = true` is a configuration error naming
-    /// the feature.
-    #[test]
-    fn the_tls_feature_decides_ssl() {
-        let read = PgsqlConfig::from_pool(&pool(&[("ssl", "true")]));
-        backend_core::testkit::assert_feature_decides(read, "tls", cfg!(feature = "tls"));
     }
 
     #[test]
@@ -125,22 +107,24 @@ mod tests {
         assert_eq!(c.to_tokio_postgres().get_user(), Some("app"));
     }
 
+    /// Beyond the shared checks below: the driver's own configuration
+    /// hides the password too.
     #[test]
     fn password_is_never_printed() {
         let c = PgsqlConfig::from_pool(&pool(&[("password", "hunter2")])).expect("ok");
         assert_eq!(c.db.password.as_ref().map(Secret::expose), Some("hunter2"));
-        assert!(!format!("{c:?}").contains("hunter2"));
         assert!(!format!("{:?}", c.to_tokio_postgres()).contains("hunter2"));
     }
 
+    /// `ssl` needs the `tls` feature, `Debug` hides the password, another
+    /// kind's pool is refused.
     #[test]
-    fn wrong_kind() {
-        let p = PoolConfig::new(BackendKind::Mysql, "pool1");
-        assert!(matches!(
-            PgsqlConfig::from_pool(&p),
-            Err(PgsqlError::Common(
-                backend_core::CommonError::WrongKind { .. }
-            ))
-        ));
+    fn the_settings_every_backend_shares() {
+        backend_core::testkit::assert_reads_common_settings(
+            BackendKind::Pgsql,
+            "username",
+            PgsqlConfig::from_pool,
+            cfg!(feature = "tls"),
+        );
     }
 }

@@ -375,11 +375,24 @@ mod tests {
 
     /// Built without a feature, its keys are configuration errors that
     /// say which feature to enable (the other way round, they are read).
+    /// `ssl` and `tls` are among the shared checks.
+    /// `ssl` needs the `tls` feature, `Debug` hides the password, another
+    /// kind's pool is refused.
     #[test]
-    fn features_decide_ssl_sentinel_and_cluster() {
+    fn the_settings_every_backend_shares() {
+        let read = |p: &PoolConfig| RedisSettings::from_pool(p, &Config::new(BackendKind::Redis));
+        let tls = cfg!(feature = "tls");
+        backend_core::testkit::assert_reads_common_settings(
+            BackendKind::Redis,
+            "username",
+            read,
+            tls,
+        );
+    }
+
+    #[test]
+    fn features_decide_sentinel_and_cluster() {
         use backend_core::testkit::assert_feature_decides;
-        let ssl = settings(&[("ssl", "true")]);
-        assert_feature_decides(ssl, "tls", cfg!(feature = "tls"));
         let sentinel = settings(&[("server", "127.0.0.1:26379"), ("sentinel", "mymaster")]);
         assert_feature_decides(sentinel, "sentinel", cfg!(feature = "sentinel"));
         let cluster = settings(&[("type", "cluster"), ("server", "127.0.0.1:30001")]);

@@ -25,6 +25,34 @@ pub struct DbDefaults {
     /// The key naming the user (`username` for PostgreSQL, `user` for
     /// MySQL, as the seed writes them).
     pub user_key: &'static str,
+    /// The backend's package, named in the error for `ssl = true` in a
+    /// build without TLS.
+    pub package: &'static str,
+    /// Whether the backend was built with its `tls` feature; without it
+    /// `ssl = true` is a configuration error.
+    pub tls_built: bool,
+}
+
+/// The [`DbDefaults`] of the crate that invokes it: its kind, default port
+/// and user key, with `package` and `tls_built` taken from that crate's
+/// build (`CARGO_PKG_NAME`, `cfg!(feature = "tls")`).
+///
+/// ```
+/// const DEFAULTS: backend_core::config::DbDefaults =
+///     backend_core::db_defaults!(Pgsql, 5432, "username");
+/// assert_eq!((DEFAULTS.port, DEFAULTS.user_key), (5432, "username"));
+/// ```
+#[macro_export]
+macro_rules! db_defaults {
+    ($kind:ident, $port:literal, $user_key:literal) => {
+        $crate::config::DbDefaults {
+            kind: $crate::BackendKind::$kind,
+            port: $port,
+            user_key: $user_key,
+            package: env!("CARGO_PKG_NAME"),
+            tls_built: cfg!(feature = "tls"),
+        }
+    };
 }
 
 /// The settings of one SQL pool. Build it from a [`PoolConfig`] with
@@ -110,6 +138,14 @@ impl DbSettings {
         c.tls = pool
             .tls_files()
             .map_err(|(key, problem)| bad(key, problem))?;
+        if c.tls.is_some() && !defaults.tls_built {
+            return Err(CommonError::feature_off(
+                pool,
+                "ssl",
+                defaults.package,
+                "tls",
+            ));
+        }
         Ok(c)
     }
 
@@ -135,11 +171,7 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    const PG: DbDefaults = DbDefaults {
-        kind: BackendKind::Pgsql,
-        port: 5432,
-        user_key: "username",
-    };
+    const PG: DbDefaults = crate::db_defaults!(Pgsql, 5432, "username");
 
     fn pool(lines: &[(&str, &str)]) -> PoolConfig {
         PoolConfig::from_settings(BackendKind::Pgsql, "pool1", lines).expect("valid settings")

@@ -195,16 +195,8 @@ impl SqlServer {
 mod tests {
     use super::*;
 
-    const MYSQL: DbDefaults = DbDefaults {
-        kind: BackendKind::Mysql,
-        port: 3306,
-        user_key: "user",
-    };
-    const PGSQL: DbDefaults = DbDefaults {
-        kind: BackendKind::Pgsql,
-        port: 5432,
-        user_key: "username",
-    };
+    const MYSQL: DbDefaults = crate::db_defaults!(Mysql, 3306, "user");
+    const PGSQL: DbDefaults = crate::db_defaults!(Pgsql, 5432, "username");
 
     #[test]
     fn urls_are_read_with_their_defaults() {
