@@ -77,10 +77,10 @@ struct Inner {
 
 impl std::fmt::Debug for CassaBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The settings' own Debug hides the password.
         f.debug_struct("CassaBackend")
-            .field("pool", &self.inner.config.pool_name)
             .field("server", &self.inner.cql.label())
-            .field("user", &self.inner.config.username)
+            .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
 }
@@ -132,6 +132,15 @@ where
 
 fn qos_of(n: i32, context: &str) -> Result<QoS, CassaError> {
     QoS::try_from(i64::from(n)).map_err(|e| data(context, e.to_string()))
+}
+
+/// A row of `sub`: `topic, qos`.
+fn subscription(row: &CqlRow) -> Result<Subscription, CassaError> {
+    let filter: String = required(row, 0, "sub")?;
+    Ok(Subscription::new(
+        filter,
+        qos_of(required(row, 1, "sub")?, "sub")?,
+    ))
 }
 
 /// A message row of `msg` (`seq, msgid, sender, username, qos, retain,
@@ -507,9 +516,13 @@ mod tests {
 
     #[test]
     fn roots_are_never_empty() {
-        assert_eq!(root("a/b/c"), "a/");
-        assert_eq!(root("a"), "a/");
-        assert_eq!(root("/a"), "/");
-        assert_eq!(root("$SYS/x"), "$SYS/");
+        for (topic, partition) in [
+            ("a/b/c", "a/"),
+            ("a", "a/"),
+            ("/a", "/"),
+            ("$SYS/x", "$SYS/"),
+        ] {
+            assert_eq!(root(topic), partition, "{topic}");
+        }
     }
 }

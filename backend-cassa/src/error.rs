@@ -145,21 +145,18 @@ mod tests {
 
     #[test]
     fn server_errors_map_to_kinds() {
-        assert_eq!(
-            server_error_kind(&ErrorType::Overloaded),
-            ErrorKind::Connection
-        );
-        assert!(server_error_kind(&ErrorType::Overloaded).is_retryable());
-        assert_eq!(
-            server_error_kind(&ErrorType::Authentication),
-            ErrorKind::Config
-        );
-        assert_eq!(server_error_kind(&ErrorType::Invalid), ErrorKind::Query);
-        assert_eq!(server_error_kind(&ErrorType::Syntax), ErrorKind::Query);
-        let io = cdrs_tokio::error::Error::Io(std::io::Error::from(
-            std::io::ErrorKind::ConnectionRefused,
-        ));
-        assert_eq!(driver_error_kind(&io), ErrorKind::Connection);
+        use ErrorKind::*;
+        for (error, kind) in [
+            (ErrorType::Overloaded, Connection),
+            (ErrorType::Authentication, Config),
+            (ErrorType::Invalid, Query),
+            (ErrorType::Syntax, Query),
+        ] {
+            assert_eq!(server_error_kind(&error), kind, "{error:?}");
+        }
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let io = cdrs_tokio::error::Error::Io(refused);
+        assert!(driver_error_kind(&io).is_retryable());
     }
 
     #[test]

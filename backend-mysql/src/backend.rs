@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    apply_limits, Ack, Backend, BackendError, BackendInfo, BackendResult, Capabilities,
-    ClientStatus, FetchRequest, WriteOptions,
+    apply_limits, Ack, Backend, BackendInfo, BackendResult, Capabilities, ClientStatus,
+    FetchRequest, WriteOptions,
 };
 use backend_core::config::{OfflineMode, PoolConfig};
 use backend_core::hook::ClientInfo;
@@ -436,6 +436,15 @@ fn qos(v: &MyValue, table: &str) -> Result<QoS, MysqlError> {
         )
     })?;
     QoS::try_from(i).map_err(|e| data_error(format!("{table}.qos"), e.to_string()))
+}
+
+/// A subscription row: topic, qos.
+fn subscription(mut row: Vec<MyValue>) -> Result<Subscription, MysqlError> {
+    let filter = convert::text(take(&mut row, 0));
+    Ok(Subscription::new(
+        filter,
+        qos(&take(&mut row, 1), "mqtt_sub")?,
+    ))
 }
 
 /// A message row: topic, msgid, sender, qos, [retain,] payload, arrived.

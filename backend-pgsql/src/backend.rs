@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    Ack, Backend, BackendError, BackendInfo, BackendResult, Capabilities, ClientStatus,
-    FetchRequest, WriteOptions,
+    Ack, Backend, BackendInfo, BackendResult, Capabilities, ClientStatus, FetchRequest,
+    WriteOptions,
 };
 use backend_core::config::{OfflineMode, PoolConfig};
 use backend_core::hook::ClientInfo;
@@ -353,6 +353,15 @@ fn time(v: Value) -> Option<Timestamp> {
         Value::Time(t) => Some(t),
         _ => None,
     }
+}
+
+/// A subscription row: topic, qos.
+fn subscription(row: &tokio_postgres::Row) -> Result<Subscription, PgsqlError> {
+    let filter = text(column(row, 0, "mqtt_sub")?);
+    Ok(Subscription::new(
+        filter,
+        qos(column(row, 1, "mqtt_sub")?, "mqtt_sub")?,
+    ))
 }
 
 /// A message row: topic, msgid, sender, qos, retain, payload, arrived.

@@ -218,31 +218,18 @@ mod tests {
 
     #[test]
     fn sql_states_map_to_kinds() {
-        assert_eq!(
-            sql_state_kind(&SqlState::ADMIN_SHUTDOWN),
-            ErrorKind::Connection
-        );
-        assert_eq!(
-            sql_state_kind(&SqlState::CONNECTION_FAILURE),
-            ErrorKind::Connection
-        );
-        assert_eq!(
-            sql_state_kind(&SqlState::QUERY_CANCELED),
-            ErrorKind::Timeout
-        );
-        assert_eq!(
-            sql_state_kind(&SqlState::INVALID_PASSWORD),
-            ErrorKind::Config
-        );
-        assert_eq!(sql_state_kind(&SqlState::UNDEFINED_TABLE), ErrorKind::Query);
-        assert_eq!(
-            sql_state_kind(&SqlState::T_R_DEADLOCK_DETECTED),
-            ErrorKind::Conflict
-        );
-        assert!(sql_state_kind(&SqlState::T_R_SERIALIZATION_FAILURE).is_retryable());
-        assert_eq!(
-            sql_state_kind(&SqlState::UNIQUE_VIOLATION),
-            ErrorKind::Query
-        );
+        let cases = [
+            (SqlState::ADMIN_SHUTDOWN, ErrorKind::Connection),
+            (SqlState::CONNECTION_FAILURE, ErrorKind::Connection),
+            (SqlState::QUERY_CANCELED, ErrorKind::Timeout),
+            (SqlState::INVALID_PASSWORD, ErrorKind::Config),
+            (SqlState::UNDEFINED_TABLE, ErrorKind::Query),
+            (SqlState::T_R_DEADLOCK_DETECTED, ErrorKind::Conflict),
+            (SqlState::T_R_SERIALIZATION_FAILURE, ErrorKind::Conflict),
+            (SqlState::UNIQUE_VIOLATION, ErrorKind::Query),
+        ];
+        for (state, kind) in cases {
+            assert_eq!(sql_state_kind(&state), kind, "{}", state.code());
+        }
     }
 }

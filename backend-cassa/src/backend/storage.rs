@@ -66,13 +66,7 @@ impl Backend for CassaBackend {
                 vec![text(client_id)],
             )
             .await?;
-        let mut subs = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let filter: String = required(r, 0, "sub")?;
-            let qos = qos_of(required(r, 1, "sub")?, "sub")?;
-            subs.push(Subscription::new(filter, qos));
-        }
-        Ok(subs)
+        Ok(rows.iter().map(subscription).collect::<Result<_, _>>()?)
     }
 
     async fn store_subscriptions(

@@ -55,15 +55,8 @@ impl Backend for MysqlBackend {
                 vec![bytes(client_id)],
             )
             .await?;
-        rows.into_iter()
-            .map(|mut row| {
-                Ok(Subscription::new(
-                    convert::text(take(&mut row, 0)),
-                    qos(&take(&mut row, 1), "mqtt_sub")?,
-                ))
-            })
-            .collect::<Result<_, MysqlError>>()
-            .map_err(BackendError::from)
+        let subs: Result<_, MysqlError> = rows.into_iter().map(subscription).collect();
+        Ok(subs?)
     }
 
     async fn store_subscriptions(

@@ -54,15 +54,10 @@ impl Backend for PgsqlBackend {
                 &[&client_id],
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Subscription::new(
-                    text(column(row, 0, "mqtt_sub")?),
-                    qos(column(row, 1, "mqtt_sub")?, "mqtt_sub")?,
-                ))
-            })
-            .collect::<Result<_, PgsqlError>>()
-            .map_err(BackendError::from)
+        Ok(rows
+            .iter()
+            .map(subscription)
+            .collect::<Result<_, PgsqlError>>()?)
     }
 
     async fn store_subscriptions(
