@@ -165,33 +165,3 @@ pub(crate) fn target(pool: &str, nodes: &str, keyspace: &str, label: &str) -> Sc
         schema_file: SCHEMA.file,
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use backend_core::schema::check_table;
-
-    #[test]
-    fn the_file_creates_every_table_and_etc_holds_it() {
-        backend_core::testkit::assert_schema_file(env!("CARGO_MANIFEST_DIR"), &SCHEMA);
-    }
-
-    #[test]
-    fn the_seeds_text_payload_is_reported() {
-        let seed_msg = [
-            ("topic", "text"),
-            ("seq", "bigint"),
-            ("msgid", "text"),
-            ("sender", "text"),
-            ("username", "text"),
-            ("qos", "int"),
-            ("retain", "int"),
-            ("payload", "text"),
-            ("arrived", "timestamp"),
-        ];
-        let e = check_table(&SPECS[2], &seed_msg, &[], &SCHEMA.payload).expect_err("text payload");
-        assert!(e.contains("`payload` of type text, not blob"), "{e}");
-        let e = check_table(&SPECS[2], &seed_msg[..3], &[], &SCHEMA.payload).expect_err("columns");
-        assert!(e.contains("lacks the column(s) sender"), "{e}");
-    }
-}

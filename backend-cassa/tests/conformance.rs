@@ -5,4 +5,8 @@ mod common;
 
 use backend_core::testkit::RawFixture;
 
-backend_core::conformance_tests!(common::factory, RawFixture::cql());
+backend_core::conformance_tests!(
+    common::factory,
+    RawFixture::cql(),
+    schema = backend_cassa::schema::SCHEMA
+);

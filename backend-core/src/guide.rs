@@ -17,10 +17,10 @@
 //! | `src/lib.rs` | the modules, the public types, and the driver re-exported (`pub use <driver>;`) so users name the same version |
 //! | `src/config.rs` | the pool keys read from a [`crate::config::PoolConfig`] into a settings struct; SQL backends wrap [`crate::config::DbSettings`], which reads `server`, `pool_size`, the user, `password`, `database`, `create_tables` and the TLS files; a bad value is [`crate::CommonError::config`], which names the key and its line |
 //! | `src/error.rs` | one `thiserror` enum: `Common(#[from] CommonError)` plus the driver's variants, a `kind()` that maps each onto [`crate::ErrorKind`] (connection losses and timeouts are retryable, settings are not), and `From<YourError> for BackendError` |
-//! | `src/schema.rs` and `<name>/` schema file | the tables, embedded with `include_str!`; the same file under `etc/`, described by one [`crate::schema::Schema`] const (the text, the file, the payload type, the tables as [`crate::schema::TableSpec`]s) whose [`crate::schema::Schema::check`] runs the start-up check over the catalog; a test calling [`crate::testkit::assert_schema_file`] keeps the two copies identical |
+//! | `src/schema.rs` and `<name>/` schema file | the tables, embedded with `include_str!`; the same file under `etc/`, described by one [`crate::schema::Schema`] const (the text, the file, the payload type, the tables as [`crate::schema::TableSpec`]s) whose [`crate::schema::Schema::check`] runs the start-up check over the catalog; the `schema = SCHEMA` argument of the `conformance_tests!` line tests it ([`crate::testkit::assert_schema`]): the two copies identical, and the check passing the tables the file creates and refusing, with the fix, tables that differ |
 //! | `src/backend.rs` | the backend struct, its `connect`, and `backend_core::backend_connect!(MyBackend, Kind, MyError);` (the [`crate::Connect`] impl and the crate's `connect_pools`) |
 //! | `src/backend/storage.rs` | `impl` [`crate::Backend`]: each operation in terms of the parent module's statements and helpers (a child module, so it sees them without widening their visibility) |
-//! | `tests/conformance.rs` | one line: `backend_core::conformance_tests!(factory, RawFixture::...)` |
+//! | `tests/conformance.rs` | one line: `backend_core::conformance_tests!(factory, RawFixture::..., schema = SCHEMA)` |
 //!
 //! Larger backends split further by concern, as the existing ones do: the
 //! statements (`statements.rs`), decoding rows into values and messages
@@ -66,12 +66,16 @@
 //! ```text
 //! mod common;
 //! use backend_core::testkit::RawFixture;
-//! backend_core::conformance_tests!(common::factory, RawFixture::sql(BackendKind::Mysql));
+//! backend_core::conformance_tests!(
+//!     common::factory,
+//!     RawFixture::sql(BackendKind::Mysql),
+//!     schema = backend_mysql::schema::SCHEMA
+//! );
 //! ```
 //!
 //! A backend without raw statements passes `RawFixture::none(kind)`: the
 //! raw-statement scenario then checks that `execute` answers
-//! `Unsupported`. A test that needs the server fails (it never skips) when
+//! `Unsupported`. One without a schema file (Redis) leaves `schema` out. A test that needs the server fails (it never skips) when
 //! the server cannot be reached. Add the backend's own tests beside it:
 //! hostile values in raw statements, the schema check, a restart under
 //! load ([`crate::testkit::restart`]), TLS against a real TLS server.

@@ -257,6 +257,75 @@ pub fn assert_schema_file(manifest_dir: &str, schema: &crate::schema::Schema) {
     );
 }
 
+/// Asserts a backend's [`Schema`](crate::schema::Schema): its file (as
+/// [`assert_schema_file`]), and its start-up check on every table it
+/// describes. A table as the schema file creates it passes; one that lacks
+/// a column, has a payload column of another type, or lacks a unique index
+/// is refused with an error that names the column, the type, or the index,
+/// and, for the payload type, gives the statement that fixes it.
+pub fn assert_schema(manifest_dir: &str, schema: &crate::schema::Schema) {
+    use crate::schema::check_table;
+    assert_schema_file(manifest_dir, schema);
+    let payload = &schema.payload;
+    let wrong_type = if payload.name == "text" {
+        "bytea"
+    } else {
+        "text"
+    };
+    for spec in schema.tables {
+        let table = spec.name;
+        let typed = |payload_type: &'static str| -> Vec<(&str, &str)> {
+            let type_of = |c: &&str| match spec.payload.contains(c) {
+                true => payload_type,
+                false => "int",
+            };
+            spec.columns.iter().map(|c| (*c, type_of(c))).collect()
+        };
+        let uniques: Vec<String> = spec
+            .unique
+            .iter()
+            .map(|set| {
+                let mut cols = set.to_vec();
+                cols.sort_unstable();
+                cols.join(",")
+            })
+            .collect();
+        let all: Vec<&str> = uniques.iter().map(String::as_str).collect();
+        let good = typed(payload.name);
+        if let Err(e) = check_table(spec, &good, &all, payload) {
+            panic!("{table} as the schema creates it is refused: {e}");
+        }
+        if let Some((last, _)) = good.last() {
+            let e = check_table(spec, &good[..good.len() - 1], &all, payload);
+            let e = e.expect_err("a missing column");
+            assert!(
+                e.contains(&format!("lacks the column(s) {last}")),
+                "{table}: {e}"
+            );
+        }
+        for col in spec.payload {
+            let e = check_table(spec, &typed(wrong_type), &all, payload);
+            let e = e.expect_err("a payload of another type");
+            let fix = payload.fix.replace("{table}", table).replace("{col}", col);
+            let named = format!("`{col}` of type {wrong_type}, not {}", payload.name);
+            assert!(e.contains(&named) && e.contains(&fix), "{table}: {e}");
+        }
+        for (i, set) in spec.unique.iter().enumerate() {
+            let others: Vec<&str> = all
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, u)| *u)
+                .collect();
+            let e = check_table(spec, &good, &others, payload).expect_err("no unique index");
+            assert!(
+                e.contains(&format!("no unique index on ({})", set.join(", "))),
+                "{table}: {e}"
+            );
+        }
+    }
+}
+
 /// Stores one binary QoS 1 message on a topic of its own and fetches it
 /// back (queue mode, through a wildcard filter), byte for byte: the round
 /// trip each backend's TLS test runs over an encrypted connection.
@@ -333,7 +402,8 @@ where
 ///
 /// `$factory` is an `async fn() -> Arc<dyn Backend>` (each call a new
 /// connection to the same store); `$raw` a [`RawFixture`] in the backend's
-/// statement language.
+/// statement language; `schema = SCHEMA`, for a backend with a schema
+/// file, adds a test of it ([`assert_schema`]).
 #[macro_export]
 macro_rules! conformance_tests {
     // A backend without raw statements.
@@ -342,6 +412,16 @@ macro_rules! conformance_tests {
             $factory,
             $crate::testkit::RawFixture::none($crate::BackendKind::Redis)
         );
+    };
+    // A backend with a schema file: the scenarios, and its schema
+    // ([`testkit::assert_schema`]).
+    ($factory:path, $raw:expr, schema = $schema:expr) => {
+        $crate::conformance_tests!($factory, $raw);
+
+        #[test]
+        fn schema_file_and_start_up_check() {
+            $crate::testkit::assert_schema(env!("CARGO_MANIFEST_DIR"), &$schema);
+        }
     };
     ($factory:path, $raw:expr) => {
         $crate::__conformance_tests!($factory, $raw;

@@ -77,10 +77,7 @@ fn documents_as_the_seed_shows_them() {
             .insert_one(doc! { "clientid": &id, "topic": "test_topic2", "qos": 2.0 })
             .await
             .or_panic("insert_one");
-        let subs = b
-            .lookup_subscriptions(&id)
-            .await
-            .or_panic("lookup_subscriptions");
+        let subs = b.lookup_subscriptions(&id).await.or_panic("lookup");
         assert_eq!(
             subs,
             vec![

@@ -169,33 +169,3 @@ pub(crate) async fn prepare(
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use backend_core::schema::check_table;
-
-    #[test]
-    fn the_file_creates_every_table_and_etc_holds_it() {
-        backend_core::testkit::assert_schema_file(env!("CARGO_MANIFEST_DIR"), &SCHEMA);
-    }
-
-    #[test]
-    fn seed_tables_are_reported() {
-        let seed_msg = [
-            ("id", "int"),
-            ("msgid", "varchar"),
-            ("topic", "varchar"),
-            ("sender", "varchar"),
-            ("node", "varchar"),
-            ("qos", "int"),
-            ("retain", "tinyint"),
-            ("payload", "blob"),
-            ("arrived", "datetime"),
-        ];
-        let e =
-            check_table(&SPECS[2], &seed_msg, &["id"], &SCHEMA.payload).expect_err("blob payload");
-        assert!(e.contains("`payload` of type blob, not longblob"), "{e}");
-        assert!(e.contains("MODIFY payload LONGBLOB"), "{e}");
-    }
-}

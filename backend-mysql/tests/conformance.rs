@@ -6,4 +6,8 @@ mod common;
 use backend_core::testkit::RawFixture;
 use backend_core::BackendKind;
 
-backend_core::conformance_tests!(common::factory, RawFixture::sql(BackendKind::Mysql));
+backend_core::conformance_tests!(
+    common::factory,
+    RawFixture::sql(BackendKind::Mysql),
+    schema = backend_mysql::schema::SCHEMA
+);

@@ -156,33 +156,3 @@ async fn check(client: &tokio_postgres::Client, target: &SchemaTarget) -> Result
     }
     Ok(SCHEMA.check(&catalog, target)?)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use backend_core::schema::check_table;
-
-    #[test]
-    fn the_file_creates_every_table_and_etc_holds_it() {
-        backend_core::testkit::assert_schema_file(env!("CARGO_MANIFEST_DIR"), &SCHEMA);
-        assert!(!SCHEMA.text.contains("CREATE TABLE mqtt"), "all idempotent");
-    }
-
-    #[test]
-    fn seed_tables_are_reported() {
-        let seed_msg = [
-            ("id", "integer"),
-            ("msgid", "character varying"),
-            ("sender", "character varying"),
-            ("topic", "character varying"),
-            ("qos", "integer"),
-            ("retain", "integer"),
-            ("payload", "text"),
-            ("arrived", "timestamp without time zone"),
-        ];
-        let e =
-            check_table(&SPECS[2], &seed_msg, &["id"], &SCHEMA.payload).expect_err("text payload");
-        assert!(e.contains("`payload` of type text, not bytea"), "{e}");
-        assert!(e.contains("USING convert_to(payload, 'UTF8')"), "{e}");
-    }
-}

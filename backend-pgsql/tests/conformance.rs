@@ -6,4 +6,8 @@ mod common;
 use backend_core::testkit::RawFixture;
 use backend_core::BackendKind;
 
-backend_core::conformance_tests!(common::factory, RawFixture::sql(BackendKind::Pgsql));
+backend_core::conformance_tests!(
+    common::factory,
+    RawFixture::sql(BackendKind::Pgsql),
+    schema = backend_pgsql::schema::SCHEMA
+);

@@ -18,18 +18,21 @@
 //! like a message id, or a client id containing `:`, can therefore meet
 //! another key. That is the seed's, kept for compatibility.
 
-/// Prefix of [`client`].
-pub const CLIENT_PREFIX: &str = "mqtt:client:";
-/// Prefix of [`node`].
+/// Prefix of [`node`], whose keys are looked up by it.
 pub const NODE_PREFIX: &str = "mqtt:node:";
-/// Prefix of [`sub`].
-pub const SUB_PREFIX: &str = "mqtt:sub:";
 /// Prefix of [`msg`] and [`msg_topic`] (the seed shares it).
 pub const MSG_PREFIX: &str = "mqtt:msg:";
-/// Prefix of [`acked`].
-pub const ACKED_PREFIX: &str = "mqtt:acked:";
-/// Prefix of [`retain`].
-pub const RETAIN_PREFIX: &str = "mqtt:retain:";
+/// The prefixes of the seed's keys: [`client`], [`node`], [`sub`], [`msg`]
+/// and [`msg_topic`], [`acked`], [`retain`]. The backend's own keys stay
+/// outside them.
+pub const SEED_PREFIXES: [&str; 6] = [
+    "mqtt:client:",
+    NODE_PREFIX,
+    "mqtt:sub:",
+    MSG_PREFIX,
+    "mqtt:acked:",
+    "mqtt:retain:",
+];
 
 /// The fields of a message hash ([`msg`], [`retain`]), in the seed's order;
 /// the same as `backend_core::template::message_fields`.
@@ -38,7 +41,7 @@ pub const MESSAGE_FIELDS: [&str; 7] = ["id", "from", "qos", "topic", "retain", "
 /// `mqtt:client:<clientid>`: hash `state` (1/0), `online_at`, `offline_at`
 /// (Unix seconds; `undefined` while online, as the seed shows) and `node`.
 pub fn client(client_id: &str) -> String {
-    format!("{CLIENT_PREFIX}{client_id}")
+    format!("mqtt:client:{client_id}")
 }
 
 /// `mqtt:node:<node>`: hash clientid -> Unix seconds it connected, for the
@@ -50,7 +53,7 @@ pub fn node(node: &str) -> String {
 /// `mqtt:sub:<clientid>`: hash topic filter -> QoS (the proxy
 /// subscriptions).
 pub fn sub(client_id: &str) -> String {
-    format!("{SUB_PREFIX}{client_id}")
+    format!("mqtt:sub:{client_id}")
 }
 
 /// `mqtt:msg:<msgid>`: hash of one stored message ([`MESSAGE_FIELDS`]),
@@ -72,13 +75,13 @@ pub fn msg_topic(topic: &str) -> String {
 /// the client's first fetch, where the subscription starts. (A filter
 /// without wildcards is a topic name; both meanings share the key.)
 pub fn acked(client_id: &str, topic: &str) -> String {
-    format!("{ACKED_PREFIX}{client_id}:{topic}")
+    format!("mqtt:acked:{client_id}:{topic}")
 }
 
 /// `mqtt:retain:<topic>`: hash of a topic's retained message
 /// ([`MESSAGE_FIELDS`]).
 pub fn retain(topic: &str) -> String {
-    format!("{RETAIN_PREFIX}{topic}")
+    format!("mqtt:retain:{topic}")
 }
 
 /// `mqtt:msg_seq` (added): the counter (`INCR`) whose values score
@@ -193,15 +196,19 @@ mod tests {
 
     #[test]
     fn added_keys_are_outside_the_seed_prefixes() {
+        let seed = [
+            client("c"),
+            node("n"),
+            sub("c"),
+            msg("m"),
+            acked("c", "t"),
+            retain("t"),
+        ];
+        for k in &seed {
+            assert!(SEED_PREFIXES.iter().any(|p| k.starts_with(p)), "{k}");
+        }
         for k in [msg_seq(), msg_topics(), retain_topics()] {
-            for p in [
-                CLIENT_PREFIX,
-                NODE_PREFIX,
-                SUB_PREFIX,
-                MSG_PREFIX,
-                ACKED_PREFIX,
-                RETAIN_PREFIX,
-            ] {
+            for p in SEED_PREFIXES {
                 assert!(!k.starts_with(p), "{k} is under {p}");
             }
         }
