@@ -258,8 +258,9 @@ pub fn assert_schema_file(manifest_dir: &str, schema: &crate::schema::Schema) {
 }
 
 /// Asserts a backend's [`Schema`](crate::schema::Schema): its file (as
-/// [`assert_schema_file`]), and its start-up check on every table it
-/// describes. A table as the schema file creates it passes; one that lacks
+/// [`assert_schema_file`]); that the file's statements on each described
+/// table name every column the description lists, payload columns with the
+/// payload type; and the start-up check on every table it describes. A table as the schema file creates it passes; one that lacks
 /// a column, has a payload column of another type, or lacks a unique index
 /// is refused with an error that names the column, the type, or the index,
 /// and, for the payload type, gives the statement that fixes it.
@@ -272,8 +273,40 @@ pub fn assert_schema(manifest_dir: &str, schema: &crate::schema::Schema) {
     } else {
         "text"
     };
+    let statements = schema.statements();
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect()
+    };
     for spec in schema.tables {
         let table = spec.name;
+        // The description and the file agree: every column the statements
+        // need is in the file's statements on the table, payloads typed.
+        let on_table: Vec<Vec<String>> = statements
+            .iter()
+            .map(|st| words(st))
+            .filter(|w| w.iter().any(|w| w == table))
+            .collect();
+        for col in spec.columns {
+            let has = |w: &Vec<String>| w.iter().any(|w| w == col);
+            assert!(
+                on_table.iter().any(has),
+                "{}: {table} has no column {col}",
+                schema.file
+            );
+        }
+        for col in spec.payload {
+            let typed =
+                |w: &Vec<String>| w.windows(2).any(|p| p[0] == *col && p[1] == payload.name);
+            assert!(
+                on_table.iter().any(typed),
+                "{}: {table}.{col} is not {}",
+                schema.file,
+                payload.name
+            );
+        }
         let typed = |payload_type: &'static str| -> Vec<(&str, &str)> {
             let type_of = |c: &&str| match spec.payload.contains(c) {
                 true => payload_type,
