@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    apply_limits, Ack, Backend, BackendInfo, BackendResult, Capabilities, ClientStatus,
+    apply_limits, batches, Ack, Backend, BackendInfo, BackendResult, Capabilities, ClientStatus,
     FetchRequest, WriteOptions,
 };
 use backend_core::config::PoolConfig;
@@ -444,20 +444,16 @@ impl CassaBackend {
         operation: &'static str,
         statements: Vec<(&str, Vec<CqlValue>, usize)>,
     ) -> Result<(), CassaError> {
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        for (statement, values, size) in statements {
-            if !batch.is_empty() && (bytes + size > BATCH_BYTES || batch.len() >= BATCH_STATEMENTS)
-            {
-                self.cql()
-                    .batch(operation, std::mem::take(&mut batch))
-                    .await?;
-                bytes = 0;
-            }
-            bytes += size;
-            batch.push((statement, values));
+        let runs = batches(&statements, BATCH_BYTES, BATCH_STATEMENTS, |s| s.2);
+        let mut statements = statements.into_iter();
+        for run in runs {
+            let batch = statements.by_ref().take(run.len());
+            let batch = batch
+                .map(|(statement, values, _)| (statement, values))
+                .collect();
+            self.cql().batch(operation, batch).await?;
         }
-        self.cql().batch(operation, batch).await
+        Ok(())
     }
 
     /// Runs raw CQL: each value is bound by its marker's type, never

@@ -348,6 +348,42 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
+/// Splits `items` into consecutive batches of at most `max_items` items
+/// and at most `max_bytes` by `size` (a single item larger than that is a
+/// batch of its own): how a backend keeps each statement or batch within
+/// its server's limits. The batches cover `items` in order; none is
+/// empty, and no items give no batches.
+///
+/// ```
+/// use backend_core::backend::batches;
+/// let sizes = [4, 4, 4, 9, 1];
+/// let runs = batches(&sizes, 8, 10, |n| *n);
+/// assert_eq!(runs, vec![0..2, 2..3, 3..4, 4..5]);
+/// assert_eq!(batches(&sizes, 100, 2, |n| *n), vec![0..2, 2..4, 4..5]);
+/// ```
+pub fn batches<T>(
+    items: &[T],
+    max_bytes: usize,
+    max_items: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (i, item) in items.iter().enumerate() {
+        let s = size(item);
+        if i > start && (bytes.saturating_add(s) > max_bytes || i - start >= max_items) {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes = bytes.saturating_add(s);
+    }
+    if start < items.len() {
+        out.push(start..items.len());
+    }
+    out
+}
+
 /// Applies the fetch limits to messages already sorted oldest first: drops
 /// those older than `since`, then keeps the newest `max_count`. Backends
 /// that cannot push a limit into their query use it on what they read.
@@ -374,4 +410,32 @@ pub fn apply_limits(mut messages: Vec<Message>, request: &FetchRequest) -> Vec<M
 /// How long ago `since` is for a `time_range`, from now.
 pub fn since_for(time_range: Option<Duration>) -> Option<Timestamp> {
     time_range.map(|d| Timestamp::now().saturating_sub(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Batches cover the items in order, none empty, each within both
+        /// limits unless it is a single item larger than `max_bytes`.
+        #[test]
+        fn batches_cover_in_order_within_limits(
+            sizes in proptest::collection::vec(0usize..50, 0..60),
+            max_bytes in 1usize..120,
+            max_items in 1usize..10,
+        ) {
+            let runs = batches(&sizes, max_bytes, max_items, |n| *n);
+            let mut next = 0;
+            for r in &runs {
+                prop_assert_eq!(r.start, next);
+                prop_assert!(!r.is_empty() && r.len() <= max_items);
+                let bytes: usize = sizes[r.clone()].iter().sum();
+                prop_assert!(bytes <= max_bytes || r.len() == 1, "{:?}: {}", r, bytes);
+                next = r.end;
+            }
+            prop_assert_eq!(next, sizes.len());
+        }
+    }
 }

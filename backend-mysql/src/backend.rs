@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    apply_limits, Ack, Backend, BackendInfo, BackendResult, Capabilities, ClientStatus,
+    apply_limits, batches, Ack, Backend, BackendInfo, BackendResult, Capabilities, ClientStatus,
     FetchRequest, WriteOptions,
 };
 use backend_core::config::{OfflineMode, PoolConfig};
@@ -284,21 +284,8 @@ impl MysqlBackend {
     /// `max_allowed_packet` or [`MAX_BATCH_ROWS`] rows.
     fn chunks<'a, T>(&self, items: &'a [T], size: impl Fn(&T) -> usize) -> Vec<&'a [T]> {
         let limit = (self.inner.max_packet / 2).max(1 << 16);
-        let mut out = Vec::new();
-        let (mut start, mut total) = (0, 0usize);
-        for (i, it) in items.iter().enumerate() {
-            let s = size(it) + 64;
-            if i > start && (total + s > limit || i - start >= MAX_BATCH_ROWS) {
-                out.push(&items[start..i]);
-                start = i;
-                total = 0;
-            }
-            total += s;
-        }
-        if start < items.len() {
-            out.push(&items[start..]);
-        }
-        out
+        let runs = batches(items, limit, MAX_BATCH_ROWS, |it| size(it) + 64);
+        runs.into_iter().map(|r| &items[r]).collect()
     }
 
     /// Runs `statement(n)` once per chunk with each chunk's values: one

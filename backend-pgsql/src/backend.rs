@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    Ack, Backend, BackendInfo, BackendResult, Capabilities, ClientStatus, FetchRequest,
+    batches, Ack, Backend, BackendInfo, BackendResult, Capabilities, ClientStatus, FetchRequest,
     WriteOptions,
 };
 use backend_core::config::{OfflineMode, PoolConfig};
@@ -152,6 +152,15 @@ impl PgsqlBackend {
         &self.inner.pool
     }
 
+    /// Wraps a driver error of `operation` with this pool's server.
+    fn pg(&self, operation: &'static str) -> impl Fn(tokio_postgres::Error) -> PgsqlError + '_ {
+        move |source| PgsqlError::Postgres {
+            operation,
+            server: self.inner.label.clone(),
+            source,
+        }
+    }
+
     async fn client(&self, operation: &'static str) -> Result<Object, PgsqlError> {
         self.inner
             .pool
@@ -164,48 +173,40 @@ impl PgsqlBackend {
             })
     }
 
-    fn pg(&self, operation: &'static str) -> impl Fn(tokio_postgres::Error) -> PgsqlError + '_ {
-        move |source| PgsqlError::Postgres {
-            operation,
-            server: self.inner.label.clone(),
-            source,
-        }
+    /// A pooled connection with `sql` prepared on it (cached per
+    /// connection).
+    async fn prepared(
+        &self,
+        operation: &'static str,
+        sql: &str,
+    ) -> Result<(Object, tokio_postgres::Statement), PgsqlError> {
+        let client = self.client(operation).await?;
+        let stmt = client.prepare_cached(sql).await;
+        Ok((client, stmt.map_err(self.pg(operation))?))
     }
 
-    /// Prepares (cached) and runs a statement that returns no rows.
+    /// Runs a statement that returns no rows; the affected rows.
     async fn run(
         &self,
         operation: &'static str,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, PgsqlError> {
-        let client = self.client(operation).await?;
-        let stmt = client
-            .prepare_cached(sql)
-            .await
-            .map_err(self.pg(operation))?;
-        client
-            .execute(&stmt, params)
-            .await
-            .map_err(self.pg(operation))
+        let (client, stmt) = self.prepared(operation, sql).await?;
+        let done = client.execute(&stmt, params).await;
+        done.map_err(self.pg(operation))
     }
 
-    /// Prepares (cached) and runs a query.
+    /// Runs a query; its rows.
     async fn rows(
         &self,
         operation: &'static str,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, PgsqlError> {
-        let client = self.client(operation).await?;
-        let stmt = client
-            .prepare_cached(sql)
-            .await
-            .map_err(self.pg(operation))?;
-        client
-            .query(&stmt, params)
-            .await
-            .map_err(self.pg(operation))
+        let (client, stmt) = self.prepared(operation, sql).await?;
+        let rows = client.query(&stmt, params).await;
+        rows.map_err(self.pg(operation))
     }
 
     async fn store_message_batch(&self, messages: &[&Message]) -> Result<(), PgsqlError> {
@@ -263,21 +264,9 @@ impl PgsqlBackend {
 fn chunk<'a, 'm>(messages: &'a [&'m Message]) -> Vec<&'a [&'m Message]> {
     const CHUNK_BYTES: usize = 64 << 20;
     const CHUNK_ROWS: usize = 10_000;
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0usize);
-    for (i, m) in messages.iter().enumerate() {
-        let size = m.payload.len() + m.topic.len() + m.sender.len() + m.id.len();
-        if i > start && (bytes + size > CHUNK_BYTES || i - start >= CHUNK_ROWS) {
-            out.push(&messages[start..i]);
-            start = i;
-            bytes = 0;
-        }
-        bytes += size;
-    }
-    if start < messages.len() {
-        out.push(&messages[start..]);
-    }
-    out
+    let size = |m: &&Message| m.payload.len() + m.topic.len() + m.sender.len() + m.id.len();
+    let runs = batches(messages, CHUNK_BYTES, CHUNK_ROWS, size);
+    runs.into_iter().map(|r| &messages[r]).collect()
 }
 
 struct MessageColumns<'m> {
