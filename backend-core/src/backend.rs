@@ -29,6 +29,24 @@ pub struct ClientStatus {
     pub offline_at: Option<Timestamp>,
 }
 
+impl ClientStatus {
+    /// A client's status read back from a row of `state, node, online_at,
+    /// offline_at` (the SQL backends' `mqtt_client`): online when the
+    /// state is 1.
+    pub fn from_row<R: crate::message::Columns>(
+        client_id: &str,
+        row: &mut R,
+    ) -> Result<Self, R::Error> {
+        Ok(ClientStatus {
+            client_id: client_id.to_owned(),
+            online: row.int(0)? == Some(1),
+            node: row.text(1)?,
+            online_at: row.time(2)?,
+            offline_at: row.time(3)?,
+        })
+    }
+}
+
 /// A request for the offline messages of one subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchRequest {

@@ -206,6 +206,64 @@ impl Message {
     }
 }
 
+/// The columns of a row a SQL backend reads back (a message, a retained
+/// message, a subscription), each converted by the backend's driver: what
+/// [`Message::from_row`] needs. Column numbers count from 0.
+pub trait Columns {
+    /// The backend's error; a value of the wrong kind becomes a
+    /// [`CommonError::Data`](crate::CommonError::Data).
+    type Error: From<crate::CommonError>;
+    /// The table, for errors (`mqtt_msg`).
+    fn table(&self) -> &str;
+    /// A text column; NULL is empty.
+    fn text(&mut self, i: usize) -> Result<String, Self::Error>;
+    /// An integer column; NULL is `None`.
+    fn int(&mut self, i: usize) -> Result<Option<i64>, Self::Error>;
+    /// A payload column; NULL is empty.
+    fn bytes(&mut self, i: usize) -> Result<Bytes, Self::Error>;
+    /// A time column; NULL (or a value that is no time) is `None`.
+    fn time(&mut self, i: usize) -> Result<Option<Timestamp>, Self::Error>;
+
+    /// A QoS column: 0, 1 or 2, or an error naming the table.
+    fn qos(&mut self, i: usize) -> Result<QoS, Self::Error> {
+        let n = self.int(i)?;
+        let qos = n
+            .ok_or_else(|| "NULL".to_owned())
+            .and_then(|n| QoS::try_from(n).map_err(|e| e.to_string()));
+        Ok(qos.map_err(|problem| {
+            crate::CommonError::data(format!("{}.qos", self.table()), problem)
+        })?)
+    }
+}
+
+impl Message {
+    /// A message read back from a row of `topic, msgid, sender, qos,
+    /// [retain,] payload, arrived`: the SQL backends' message and retained
+    /// tables. Without `retain_col` (the retained table has none) the
+    /// message is retained. A QoS other than 0, 1 or 2 is an error that
+    /// names the table; a missing time reads as the epoch.
+    pub fn from_row<R: Columns>(row: &mut R, retain_col: bool) -> Result<Message, R::Error> {
+        let topic = row.text(0)?;
+        let id = row.text(1)?;
+        let sender = row.text(2)?;
+        let qos = row.qos(3)?;
+        let (retain, rest) = match retain_col {
+            true => (row.int(4)?.unwrap_or(0) != 0, 5),
+            false => (true, 4),
+        };
+        Ok(Message {
+            id,
+            sender,
+            username: None,
+            topic,
+            qos,
+            retain,
+            payload: row.bytes(rest)?,
+            timestamp: row.time(rest + 1)?.unwrap_or_default(),
+        })
+    }
+}
+
 /// A subscription: a topic filter and the maximum QoS granted.
 ///
 /// ```

@@ -19,11 +19,12 @@ use backend_core::backend::{
 };
 use backend_core::config::{OfflineMode, PoolConfig};
 use backend_core::hook::ClientInfo;
+use backend_core::message::Columns;
 use backend_core::schema::SchemaTarget;
 use backend_core::topic::{decode_matching, matches};
 use backend_core::value::{Row, Value};
 use backend_core::{
-    BackendKind, Bytes, CommonError, Config, Message, QoS, Statement, Subscription, Timestamp,
+    BackendKind, Bytes, CommonError, Config, Message, Statement, Subscription, Timestamp,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{
@@ -409,67 +410,75 @@ fn data_error(context: impl Into<String>, problem: impl Into<String>) -> MysqlEr
     CommonError::data(context, problem).into()
 }
 
-fn take(row: &mut [MyValue], i: usize) -> MyValue {
-    row.get_mut(i)
-        .map(|v| std::mem::replace(v, MyValue::NULL))
-        .unwrap_or(MyValue::NULL)
+/// A row read back: its values, taken out column by column.
+pub(crate) struct MyRow<'t> {
+    values: Vec<MyValue>,
+    table: &'t str,
 }
 
-fn qos(v: &MyValue, table: &str) -> Result<QoS, MysqlError> {
-    let i = convert::int(v).ok_or_else(|| {
-        data_error(
-            format!("{table}.qos"),
-            format!("{} is not a QoS", convert::describe(v)),
-        )
-    })?;
-    QoS::try_from(i).map_err(|e| data_error(format!("{table}.qos"), e.to_string()))
+impl<'t> MyRow<'t> {
+    pub(crate) fn new(values: Vec<MyValue>, table: &'t str) -> Self {
+        MyRow { values, table }
+    }
+
+    fn take(&mut self, i: usize) -> MyValue {
+        let value = self.values.get_mut(i);
+        value.map_or(MyValue::NULL, |v| std::mem::replace(v, MyValue::NULL))
+    }
+
+    fn not(&self, i: usize, v: &MyValue, what: &str) -> MysqlError {
+        let context = format!("{} column {}", self.table, i + 1);
+        data_error(context, format!("{} is not {what}", convert::describe(v)))
+    }
+}
+
+impl Columns for MyRow<'_> {
+    type Error = MysqlError;
+
+    fn table(&self) -> &str {
+        self.table
+    }
+
+    fn text(&mut self, i: usize) -> Result<String, MysqlError> {
+        Ok(convert::text(self.take(i)))
+    }
+
+    fn int(&mut self, i: usize) -> Result<Option<i64>, MysqlError> {
+        match self.take(i) {
+            MyValue::NULL => Ok(None),
+            v => convert::int(&v)
+                .map(Some)
+                .ok_or_else(|| self.not(i, &v, "an integer")),
+        }
+    }
+
+    fn bytes(&mut self, i: usize) -> Result<Bytes, MysqlError> {
+        match self.take(i) {
+            MyValue::Bytes(b) => Ok(Bytes::from(b)),
+            MyValue::NULL => Ok(Bytes::new()),
+            other => Err(self.not(i, &other, "bytes")),
+        }
+    }
+
+    fn time(&mut self, i: usize) -> Result<Option<Timestamp>, MysqlError> {
+        Ok(convert::timestamp(&self.take(i)))
+    }
 }
 
 /// A subscription row: topic, qos.
-fn subscription(mut row: Vec<MyValue>) -> Result<Subscription, MysqlError> {
-    let filter = convert::text(take(&mut row, 0));
-    Ok(Subscription::new(
-        filter,
-        qos(&take(&mut row, 1), "mqtt_sub")?,
-    ))
+fn subscription(values: Vec<MyValue>) -> Result<Subscription, MysqlError> {
+    let mut row = MyRow::new(values, "mqtt_sub");
+    Ok(Subscription::new(row.text(0)?, row.qos(1)?))
 }
 
-/// A message row: topic, msgid, sender, qos, [retain,] payload, arrived.
+/// A message row of `table`: topic, msgid, sender, qos, [retain,] payload,
+/// arrived (see [`Message::from_row`]).
 pub(crate) fn message(
-    mut row: Vec<MyValue>,
+    values: Vec<MyValue>,
     table: &str,
     retain_col: bool,
 ) -> Result<Message, MysqlError> {
-    let topic = convert::text(take(&mut row, 0));
-    let id = convert::text(take(&mut row, 1));
-    let sender = convert::text(take(&mut row, 2));
-    let qos = qos(&take(&mut row, 3), table)?;
-    let (retain, rest) = if retain_col {
-        (convert::int(&take(&mut row, 4)).unwrap_or(0) != 0, 5)
-    } else {
-        (true, 4)
-    };
-    let payload = match take(&mut row, rest) {
-        MyValue::Bytes(b) => Bytes::from(b),
-        MyValue::NULL => Bytes::new(),
-        other => {
-            return Err(data_error(
-                format!("{table}.payload"),
-                format!("{} is not bytes", convert::describe(&other)),
-            ))
-        }
-    };
-    let timestamp = convert::timestamp(&take(&mut row, rest + 1)).unwrap_or_default();
-    Ok(Message {
-        id,
-        sender,
-        username: None,
-        topic,
-        qos,
-        retain,
-        payload,
-        timestamp,
-    })
+    Message::from_row(&mut MyRow::new(values, table), retain_col)
 }
 
 fn message_size(m: &Message) -> usize {

@@ -15,11 +15,12 @@ use backend_core::backend::{
 use backend_core::config::{OfflineMode, PoolConfig};
 use backend_core::hook::ClientInfo;
 use backend_core::message::last_of_each;
+use backend_core::message::Columns;
 use backend_core::schema::SchemaTarget;
 use backend_core::topic::{decode_matching, matches};
 use backend_core::value::{Row, Value};
 use backend_core::{
-    BackendKind, Bytes, CommonError, Config, Message, QoS, Statement, Subscription, Timestamp,
+    BackendKind, Bytes, CommonError, Config, Message, Statement, Subscription, Timestamp,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
@@ -329,14 +330,6 @@ fn text(v: Value) -> String {
     }
 }
 
-fn qos(v: Value, table: &str) -> Result<QoS, PgsqlError> {
-    v.as_i64()
-        .ok_or_else(|| data_error(format!("{table}.qos"), format!("{v:?} is not a QoS")))
-        .and_then(|i| {
-            QoS::try_from(i).map_err(|e| data_error(format!("{table}.qos"), e.to_string()))
-        })
-}
-
 fn time(v: Value) -> Option<Timestamp> {
     match v {
         Value::Time(t) => Some(t),
@@ -344,67 +337,91 @@ fn time(v: Value) -> Option<Timestamp> {
     }
 }
 
-/// A subscription row: topic, qos.
-fn subscription(row: &tokio_postgres::Row) -> Result<Subscription, PgsqlError> {
-    let filter = text(column(row, 0, "mqtt_sub")?);
-    Ok(Subscription::new(
-        filter,
-        qos(column(row, 1, "mqtt_sub")?, "mqtt_sub")?,
-    ))
+/// A row read back: typed reads for the schema's own column types, and
+/// anything else (a table created with other integer or text types)
+/// through [`column`].
+struct PgRow<'r> {
+    row: &'r tokio_postgres::Row,
+    table: &'r str,
 }
 
-/// A message row: topic, msgid, sender, qos, retain, payload, arrived.
+impl<'r> PgRow<'r> {
+    fn new(row: &'r tokio_postgres::Row, table: &'r str) -> Self {
+        PgRow { row, table }
+    }
+
+    fn value(&self, i: usize) -> Result<Value, PgsqlError> {
+        column(self.row, i, self.table)
+    }
+}
+
+impl Columns for PgRow<'_> {
+    type Error = PgsqlError;
+
+    fn table(&self) -> &str {
+        self.table
+    }
+
+    fn text(&mut self, i: usize) -> Result<String, PgsqlError> {
+        match self.row.try_get::<_, Option<&str>>(i) {
+            Ok(s) => Ok(s.unwrap_or_default().to_owned()),
+            Err(_) => Ok(text(self.value(i)?)),
+        }
+    }
+
+    fn int(&mut self, i: usize) -> Result<Option<i64>, PgsqlError> {
+        if let Ok(v) = self.row.try_get::<_, Option<i32>>(i) {
+            return Ok(v.map(i64::from));
+        }
+        match self.value(i)? {
+            Value::Null => Ok(None),
+            v => v.as_i64().map(Some).ok_or_else(|| {
+                data_error(
+                    format!("{} column {}", self.table, i + 1),
+                    format!("{v:?} is not an integer"),
+                )
+            }),
+        }
+    }
+
+    fn bytes(&mut self, i: usize) -> Result<Bytes, PgsqlError> {
+        if let Ok(p) = self.row.try_get::<_, Option<&[u8]>>(i) {
+            return Ok(Bytes::copy_from_slice(p.unwrap_or_default()));
+        }
+        Ok(match self.value(i)? {
+            Value::Bytes(b) => b,
+            Value::Null => Bytes::new(),
+            other => Bytes::from(other.to_bytes().into_owned()),
+        })
+    }
+
+    fn time(&mut self, i: usize) -> Result<Option<Timestamp>, PgsqlError> {
+        match self.row.try_get::<_, Option<PgTime>>(i) {
+            Ok(t) => Ok(t.map(|t| t.0)),
+            Err(_) => Ok(time(self.value(i)?)),
+        }
+    }
+}
+
+/// A subscription row: topic, qos.
+fn subscription(row: &tokio_postgres::Row) -> Result<Subscription, PgsqlError> {
+    let mut row = PgRow::new(row, "mqtt_sub");
+    Ok(Subscription::new(row.text(0)?, row.qos(1)?))
+}
+
+/// A message row of `table`: topic, msgid, sender, qos, [retain,] payload,
+/// arrived (see [`Message::from_row`]).
 fn message(
     row: &tokio_postgres::Row,
     table: &str,
     retain_col: bool,
 ) -> Result<Message, PgsqlError> {
-    // Typed reads for the schema's own column types; anything else (a
-    // table created with other integer or text types) through `column`.
-    let str_at = |i: usize| -> Result<String, PgsqlError> {
-        match row.try_get::<_, Option<&str>>(i) {
-            Ok(s) => Ok(s.unwrap_or_default().to_owned()),
-            Err(_) => Ok(text(column(row, i, table)?)),
-        }
-    };
-    let int_at = |i: usize| -> Result<Value, PgsqlError> {
-        match row.try_get::<_, Option<i32>>(i) {
-            Ok(Some(v)) => Ok(Value::Int(i64::from(v))),
-            Ok(None) => Ok(Value::Null),
-            Err(_) => column(row, i, table),
-        }
-    };
-    let topic = str_at(0)?;
-    let id = str_at(1)?;
-    let sender = str_at(2)?;
-    let qos = qos(int_at(3)?, table)?;
-    let (retain, rest) = if retain_col {
-        (int_at(4)?.as_i64().unwrap_or(0) != 0, 5)
-    } else {
-        (true, 4)
-    };
-    let payload = match row.try_get::<_, Option<&[u8]>>(rest) {
-        Ok(p) => Bytes::copy_from_slice(p.unwrap_or_default()),
-        Err(_) => match column(row, rest, table)? {
-            Value::Bytes(b) => b,
-            Value::Null => Bytes::new(),
-            other => Bytes::from(other.to_bytes().into_owned()),
-        },
-    };
-    let timestamp = match row.try_get::<_, Option<PgTime>>(rest + 1) {
-        Ok(t) => t.map(|t| t.0).unwrap_or_default(),
-        Err(_) => time(column(row, rest + 1, table)?).unwrap_or_default(),
-    };
-    Ok(Message {
-        id,
-        sender,
-        username: None,
-        topic,
-        qos,
-        retain,
-        payload,
-        timestamp,
-    })
+    Message::from_row(&mut PgRow::new(row, table), retain_col)
+}
+
+/// A client status row of `mqtt_client` (see [`ClientStatus::from_row`]).
+fn client_status(row: &tokio_postgres::Row, client_id: &str) -> Result<ClientStatus, PgsqlError> {
+    ClientStatus::from_row(client_id, &mut PgRow::new(row, "mqtt_client"))
 }
 
 fn limit(n: Option<usize>) -> Option<i64> {
@@ -493,7 +510,8 @@ mod tests {
     fn chunks_keep_order_and_bounds() {
         let msgs: Vec<Message> = (0..25)
             .map(|i| {
-                Message::new("c", "t", QoS::AtLeastOnce, vec![0u8; 8 << 20]).retained(i % 2 == 0)
+                Message::new("c", "t", backend_core::QoS::AtLeastOnce, vec![0u8; 8 << 20])
+                    .retained(i % 2 == 0)
             })
             .collect();
         let refs: Vec<&Message> = msgs.iter().collect();

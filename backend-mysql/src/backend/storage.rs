@@ -35,16 +35,11 @@ impl Backend for MysqlBackend {
         let rows = self
             .rows("client_status", sql::CLIENT_STATUS, vec![bytes(client_id)])
             .await?;
-        let Some(mut row) = rows.into_iter().next() else {
+        let Some(row) = rows.into_iter().next() else {
             return Ok(None);
         };
-        Ok(Some(ClientStatus {
-            client_id: client_id.to_owned(),
-            online: convert::int(&take(&mut row, 0)) == Some(1),
-            node: convert::text(take(&mut row, 1)),
-            online_at: convert::timestamp(&take(&mut row, 2)),
-            offline_at: convert::timestamp(&take(&mut row, 3)),
-        }))
+        let mut row = MyRow::new(row, "mqtt_client");
+        Ok(Some(ClientStatus::from_row(client_id, &mut row)?))
     }
 
     async fn lookup_subscriptions(&self, client_id: &str) -> BackendResult<Vec<Subscription>> {
@@ -171,18 +166,18 @@ impl Backend for MysqlBackend {
         let mut start = None;
         if pubsub {
             let key = vec![bytes(&request.client_id), bytes(&request.filter)];
-            let mut row = query(&mut conn, sql::PUBSUB_START, key.clone())
+            let row = query(&mut conn, sql::PUBSUB_START, key.clone())
                 .await
                 .map_err(self.my(op))?
                 .into_iter()
                 .next()
                 .unwrap_or_default();
-            match convert::int(&take(&mut row, 0)) {
+            match row.first().and_then(convert::int) {
                 Some(s) => start = Some(s),
                 None => {
                     // The first fetch of (client, filter): it starts after
                     // the newest message so far and returns nothing.
-                    let newest = convert::int(&take(&mut row, 1)).unwrap_or(0);
+                    let newest = row.get(1).and_then(convert::int).unwrap_or(0);
                     let mut v = key;
                     v.push(MyValue::Int(newest));
                     conn.exec_drop(sql::MARK_START, params(v))

@@ -36,14 +36,7 @@ impl Backend for PgsqlBackend {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let t = "mqtt_client";
-        Ok(Some(ClientStatus {
-            client_id: client_id.to_owned(),
-            online: column(row, 0, t)?.as_i64() == Some(1),
-            node: text(column(row, 1, t)?),
-            online_at: time(column(row, 2, t)?),
-            offline_at: time(column(row, 3, t)?),
-        }))
+        Ok(Some(client_status(row, client_id)?))
     }
 
     async fn lookup_subscriptions(&self, client_id: &str) -> BackendResult<Vec<Subscription>> {
