@@ -104,25 +104,31 @@ impl Consistency {
 pub struct CassaConfig {
     /// The pool's name (`pool1`), for errors and logs.
     pub pool_name: String,
-    /// Contact points; the driver discovers the other nodes.
+    /// Contact points (`nodes`, default `127.0.0.1:9042`); the driver
+    /// discovers the other nodes of the cluster from them.
     pub nodes: Vec<ServerAddr>,
-    /// Connections per node.
+    /// Connections per node (`size`, default 8).
     pub size: usize,
-    /// Reconnect lost connections in the background.
+    /// Reconnect lost connections in the background (`auto_reconnect`,
+    /// on by default).
     pub auto_reconnect: bool,
-    /// User name for password authentication.
+    /// User name for password authentication (`username`); required
+    /// when a password is set.
     pub username: Option<String>,
-    /// Password; its `Debug` prints `***`.
+    /// Password (`password`); its `Debug` prints `***`.
     pub password: Option<Secret>,
-    /// The keyspace of the tables.
+    /// The keyspace of the tables (`keyspace`, default `mqtt`). It must
+    /// exist: its replication is the operator's choice.
     pub keyspace: String,
-    /// Create missing tables at start.
+    /// Create missing tables at start (`create_tables`, on by default).
     pub create_tables: bool,
-    /// Consistency level of every statement.
+    /// Consistency level of every statement (`consistency`, default
+    /// `local_quorum`).
     pub consistency: Consistency,
-    /// How long connecting may take.
+    /// How long connecting may take (`connect_timeout`).
     pub connect_timeout: Duration,
-    /// How long one request may take.
+    /// How long one request may take (`request_timeout`);
+    /// a request that takes longer fails with a retryable timeout.
     pub request_timeout: Duration,
     /// `ssl = true` and its files, loaded at connect.
     pub tls: Option<TlsFiles>,
