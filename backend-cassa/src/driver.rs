@@ -476,11 +476,13 @@ impl Cql {
     ) -> Result<T, CassaError> {
         match tokio::time::timeout(self.timeout, f).await {
             Ok(r) => r.map_err(self.failed(operation)),
-            Err(_) => Err(CassaError::Timeout {
+            Err(_) => Err(backend_core::CommonError::Timeout {
                 operation,
                 server: self.label.clone(),
+                waiting_for: "answer",
                 after: self.timeout,
-            }),
+            }
+            .into()),
         }
     }
 

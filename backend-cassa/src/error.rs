@@ -6,8 +6,6 @@
 //! No variant ever holds a password: configuration errors name keys, and
 //! the server's authentication message names only the user.
 
-use std::time::Duration;
-
 use backend_core::{BackendError, CommonError, ErrorKind};
 use cdrs_tokio::frame::message_error::ErrorType;
 
@@ -56,17 +54,6 @@ pub enum CassaError {
         message: String,
     },
 
-    /// A request got no answer within the request timeout.
-    #[error("{operation} on {server}: no answer within {after:?}")]
-    Timeout {
-        /// The backend operation.
-        operation: &'static str,
-        /// The pool's nodes and keyspace.
-        server: String,
-        /// How long it waited.
-        after: Duration,
-    },
-
     /// The server or the driver reported an error for a statement.
     #[error("{operation} on {server}: {source}")]
     Cassandra {
@@ -90,7 +77,6 @@ impl CassaError {
             CassaError::Authentication { .. } | CassaError::MissingKeyspace { .. } => {
                 ErrorKind::Config
             }
-            CassaError::Timeout { .. } => ErrorKind::Timeout,
             CassaError::Cassandra { source, .. } => driver_error_kind(source),
         }
     }

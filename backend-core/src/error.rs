@@ -101,6 +101,20 @@ pub enum CommonError {
         problem: String,
     },
 
+    /// An operation waited longer than its timeout: for a connection from
+    /// the pool, or for the server's answer. Retryable.
+    #[error("{operation} on {server}: no {waiting_for} within {after:?}")]
+    Timeout {
+        /// The backend operation (`store_messages`, `connect`, ...).
+        operation: &'static str,
+        /// The pool's server (`host:port/database`).
+        server: String,
+        /// What did not come: `connection` or `answer`.
+        waiting_for: &'static str,
+        /// How long it waited.
+        after: std::time::Duration,
+    },
+
     /// A value read back cannot be converted (a raw statement's column of
     /// an unsupported type, or a built-in table holding what the schema
     /// does not allow).
@@ -166,7 +180,8 @@ impl CommonError {
     }
 
     /// What kind of failure this is: settings and schema problems are
-    /// [`ErrorKind::Config`], none of them retryable.
+    /// [`ErrorKind::Config`], none of them retryable; a timeout is
+    /// [`ErrorKind::Timeout`], which is.
     pub fn kind(&self) -> ErrorKind {
         match self {
             CommonError::Config { .. }
@@ -175,6 +190,7 @@ impl CommonError {
             | CommonError::MissingTable { .. }
             | CommonError::Schema { .. } => ErrorKind::Config,
             CommonError::Bind { .. } => ErrorKind::Query,
+            CommonError::Timeout { .. } => ErrorKind::Timeout,
             CommonError::Data { .. } => ErrorKind::Data,
         }
     }

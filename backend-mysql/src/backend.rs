@@ -238,11 +238,15 @@ impl MysqlBackend {
         match tokio::time::timeout(after, self.inner.pool.get_conn()).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(source)) => Err(self.my(operation)(source)),
-            Err(_) => Err(MysqlError::Timeout {
+            // No connection within the wait timeout: the server does not
+            // answer, or every connection stayed busy.
+            Err(_) => Err(CommonError::Timeout {
                 operation,
                 server: self.inner.label.clone(),
+                waiting_for: "connection",
                 after,
-            }),
+            }
+            .into()),
         }
     }
 

@@ -8,7 +8,6 @@
 //! password; this crate never formats them.)
 
 use std::io;
-use std::time::Duration;
 
 use backend_core::{BackendError, CommonError, ErrorKind};
 use mysql_async::{DriverError, IoError};
@@ -21,18 +20,6 @@ pub enum MysqlError {
     /// wrong table, a value that cannot be bound or read back.
     #[error(transparent)]
     Common(#[from] CommonError),
-
-    /// No connection within the wait timeout (the server does not answer,
-    /// or every connection stayed busy).
-    #[error("{operation} on {server}: no connection within {after:?}")]
-    Timeout {
-        /// The backend operation.
-        operation: &'static str,
-        /// `host:port/database` of the pool.
-        server: String,
-        /// How long it waited.
-        after: Duration,
-    },
 
     /// The server or the driver reported an error (connecting, or running
     /// a statement).
@@ -54,7 +41,6 @@ impl MysqlError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             MysqlError::Common(e) => e.kind(),
-            MysqlError::Timeout { .. } => ErrorKind::Timeout,
             MysqlError::Mysql { source, .. } => driver_error_kind(source),
         }
     }
