@@ -90,16 +90,17 @@ impl MysqlConfig {
 mod tests {
     use super::*;
     use backend_core::config::Secret;
-    use backend_core::BackendKind;
+    use backend_core::testkit::{assert_reads_common_settings, pool_config};
 
-    fn pool(lines: &[(&str, &str)]) -> PoolConfig {
-        backend_core::testkit::pool_config(BackendKind::Mysql, lines)
-    }
-
+    /// `ssl` needs the `tls` feature, `Debug` hides the password, another
+    /// kind's pool is refused; the user key is `user`, the port 3306, and
+    /// the statement cache has its default.
     #[test]
-    fn the_user_key_is_user() {
-        let c = MysqlConfig::from_pool(&pool(&[("user", "app"), ("password", "hunter2")]))
-            .expect("valid");
+    fn the_shared_settings_and_mysqls_own() {
+        let d = DEFAULTS;
+        assert_reads_common_settings(d.kind, d.user_key, MysqlConfig::from_pool, d.tls_built);
+        let login = pool_config(d.kind, &[("user", "app"), ("password", "hunter2")]);
+        let c = MysqlConfig::from_pool(&login).expect("valid");
         assert_eq!((c.db.user.as_str(), c.db.port), ("app", 3306));
         assert_eq!(c.db.password.as_ref().map(Secret::expose), Some("hunter2"));
         assert_eq!(c.stmt_cache_size, DEFAULT_STMT_CACHE_SIZE);
@@ -108,18 +109,9 @@ mod tests {
     #[cfg(feature = "tls")]
     #[test]
     fn tls_needs_tcp() {
-        let e = MysqlConfig::from_pool(&pool(&[("ssl", "true"), ("server", "/tmp/my.sock")]))
-            .expect_err("TLS over a socket");
+        let socket = [("ssl", "true"), ("server", "/tmp/my.sock")];
+        let e = MysqlConfig::from_pool(&pool_config(DEFAULTS.kind, &socket)).expect_err("TLS");
         assert!(e.to_string().contains("Unix socket"), "{e}");
         assert_eq!(e.kind(), backend_core::ErrorKind::Config);
-    }
-
-    /// `ssl` needs the `tls` feature, `Debug` hides the password, another
-    /// kind's pool is refused.
-    #[test]
-    fn the_settings_every_backend_shares() {
-        let read = MysqlConfig::from_pool;
-        let tls = cfg!(feature = "tls");
-        backend_core::testkit::assert_reads_common_settings(BackendKind::Mysql, "user", read, tls);
     }
 }

@@ -120,11 +120,8 @@ mod tests {
     /// kind's pool is refused.
     #[test]
     fn the_settings_every_backend_shares() {
-        backend_core::testkit::assert_reads_common_settings(
-            BackendKind::Pgsql,
-            "username",
-            PgsqlConfig::from_pool,
-            cfg!(feature = "tls"),
-        );
+        let d = DEFAULTS;
+        let read = PgsqlConfig::from_pool;
+        backend_core::testkit::assert_reads_common_settings(d.kind, d.user_key, read, d.tls_built);
     }
 }
