@@ -37,7 +37,7 @@
 
 use std::time::Duration;
 
-use backend_core::config::{PoolConfig, Secret, ServerAddr, TlsFiles};
+use backend_core::config::{Login, PoolConfig, ServerAddr, TlsFiles};
 use backend_core::{BackendKind, CommonError};
 
 use crate::error::CassaError;
@@ -97,6 +97,28 @@ impl Consistency {
     }
 }
 
+/// TLS settings of a Cassandra pool (`ssl = true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CassaTls {
+    /// `cacertfile`, `certfile`, `keyfile`.
+    pub files: TlsFiles,
+    /// `server_name_indication`: the name nodes' certificates are verified
+    /// against; by default the first contact point's host.
+    pub server_name: Option<String>,
+}
+
+impl CassaTls {
+    /// TLS with these files, verified against the first contact point's
+    /// host.
+    pub fn new(files: TlsFiles) -> Self {
+        CassaTls {
+            files,
+            server_name: None,
+        }
+    }
+}
+
 /// The settings of one Cassandra pool. Build it with
 /// [`CassaConfig::from_pool`], or in code (every field is public).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,11 +134,9 @@ pub struct CassaConfig {
     /// Reconnect lost connections in the background (`auto_reconnect`,
     /// on by default).
     pub auto_reconnect: bool,
-    /// User name for password authentication (`username`); required
-    /// when a password is set.
-    pub username: Option<String>,
-    /// Password (`password`); its `Debug` prints `***`.
-    pub password: Option<Secret>,
+    /// User name and password (`username`, `password`) for password
+    /// authentication; the user is required when a password is set.
+    pub login: Option<Login>,
     /// The keyspace of the tables (`keyspace`, default `mqtt`). It must
     /// exist: its replication is the operator's choice.
     pub keyspace: String,
@@ -130,11 +150,9 @@ pub struct CassaConfig {
     /// How long one request may take (`request_timeout`);
     /// a request that takes longer fails with a retryable timeout.
     pub request_timeout: Duration,
-    /// `ssl = true` and its files, loaded at connect.
-    pub tls: Option<TlsFiles>,
-    /// The name nodes' certificates are verified against (TLS only); by
-    /// default the first contact point's host.
-    pub server_name: Option<String>,
+    /// TLS (`ssl = true`): its files and the name nodes' certificates are
+    /// verified against.
+    pub tls: Option<CassaTls>,
 }
 
 impl CassaConfig {
@@ -145,15 +163,13 @@ impl CassaConfig {
             nodes: vec![ServerAddr::new("127.0.0.1", DEFAULT_PORT)],
             size: DEFAULT_SIZE,
             auto_reconnect: true,
-            username: None,
-            password: None,
+            login: None,
             keyspace: DEFAULT_KEYSPACE.into(),
             create_tables: true,
             consistency: Consistency::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             tls: None,
-            server_name: None,
         }
     }
 
@@ -175,14 +191,7 @@ impl CassaConfig {
                 .ok_or_else(|| bad("size", format!("{n} is not a pool size")))?;
         }
         c.auto_reconnect = pool.bool("auto_reconnect").unwrap_or(true);
-        c.username = pool
-            .text("username")
-            .filter(|u| !u.is_empty())
-            .map(str::to_owned);
-        c.password = pool.secret("password").cloned();
-        if c.password.is_some() && c.username.is_none() {
-            return Err(bad("username", "is required when a password is set".into()).into());
-        }
+        c.login = pool.login("username").map_err(|(k, p)| bad(k, p))?;
         if let Some(k) = pool.text("keyspace") {
             if !is_identifier(k) {
                 return Err(bad(
@@ -213,31 +222,32 @@ impl CassaConfig {
         if let Some(d) = millis("request_timeout")? {
             c.request_timeout = d;
         }
-        c.tls = pool.tls_files().map_err(|(k, p)| bad(k, p))?;
-        if c.tls.is_some() && !cfg!(feature = "tls") {
+        let files = pool.tls_files().map_err(|(k, p)| bad(k, p))?;
+        if files.is_some() && !cfg!(feature = "tls") {
             return Err(CommonError::feature_off(pool, "ssl", "mqtt-storage-cassa", "tls").into());
         }
-        if let Some(name) = pool
+        let name = pool
             .text("server_name_indication")
-            .filter(|n| !n.is_empty())
-        {
-            if c.tls.is_none() {
-                return Err(bad(
-                    "server_name_indication",
-                    "is set but ssl is not true".into(),
-                )
-                .into());
+            .filter(|n| !n.is_empty());
+        c.tls = match (files, name) {
+            (Some(files), name) => Some(CassaTls {
+                files,
+                server_name: name.map(str::to_owned),
+            }),
+            (None, Some(_)) => {
+                let problem = "is set but ssl is not true".into();
+                return Err(bad("server_name_indication", problem).into());
             }
-            c.server_name = Some(name.to_owned());
-        }
+            (None, None) => None,
+        };
         Ok(c)
     }
 
     /// The name the nodes' certificates are verified against:
     /// `server_name_indication`, else the first contact point's host.
     pub fn tls_server_name(&self) -> &str {
-        self.server_name
-            .as_deref()
+        let chosen = self.tls.as_ref().and_then(|t| t.server_name.as_deref());
+        chosen
             .or_else(|| self.nodes.first().map(|n| n.host.as_str()))
             .unwrap_or("localhost")
     }
@@ -299,7 +309,7 @@ mod tests {
         assert_eq!(c.nodes[1], ServerAddr::new("10.0.0.2", 9043));
         assert_eq!(c.size, 2);
         assert!(!c.auto_reconnect);
-        assert_eq!(c.username.as_deref(), Some("cassandra"));
+        assert_eq!(c.login.as_ref().map(|l| l.user.as_str()), Some("cassandra"));
         assert_eq!(c.keyspace, "mqtt_2");
         assert_eq!(c.consistency, Consistency::One);
         assert_eq!(c.request_timeout, Duration::from_secs(2));
@@ -340,7 +350,7 @@ mod tests {
             ("cacertfile", "/etc/ca.pem"),
         ])
         .expect("valid");
-        let files = c.tls.as_ref().expect("ssl on");
+        let files = &c.tls.as_ref().expect("ssl on").files;
         assert_eq!(
             files.ca_cert_file.as_deref(),
             Some(std::path::Path::new("/etc/ca.pem"))

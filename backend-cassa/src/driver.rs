@@ -101,7 +101,7 @@ struct TlsSetup {
 
 #[cfg(feature = "tls")]
 fn tls_setup(c: &CassaConfig) -> Result<Option<TlsSetup>, CassaError> {
-    let Some(files) = &c.tls else {
+    let Some(crate::config::CassaTls { files, .. }) = &c.tls else {
         return Ok(None);
     };
     let err = |e: &dyn std::fmt::Display| backend_core::CommonError::tls(&c.pool_name, e);
@@ -168,15 +168,16 @@ fn driver_consistency(c: Consistency) -> DriverConsistency {
 }
 
 fn authenticator(c: &CassaConfig) -> Arc<dyn SaslAuthenticatorProvider + Send + Sync> {
-    match (&c.username, &c.password) {
-        (Some(user), password) => Arc::new(StaticPasswordAuthenticatorProvider::new(
-            user.clone(),
-            password
+    match &c.login {
+        Some(login) => Arc::new(StaticPasswordAuthenticatorProvider::new(
+            login.user.clone(),
+            login
+                .password
                 .as_ref()
                 .map(|p| p.expose().to_owned())
                 .unwrap_or_default(),
         )),
-        (None, _) => Arc::new(NoneAuthenticatorProvider),
+        None => Arc::new(NoneAuthenticatorProvider),
     }
 }
 
@@ -395,7 +396,7 @@ impl Cql {
                 Err(Refusal::Authentication(message)) => {
                     return Err(CassaError::Authentication {
                         server: node.clone(),
-                        user: c.username.clone().unwrap_or_default(),
+                        user: c.login.as_ref().map(|l| l.user.clone()).unwrap_or_default(),
                         message,
                     })
                 }

@@ -14,7 +14,7 @@ mod sequence;
 mod statements;
 
 pub use backend::{connect_pools, CassaBackend};
-pub use config::{CassaConfig, Consistency};
+pub use config::{CassaConfig, CassaTls, Consistency};
 pub use error::CassaError;
 
 /// The driver, re-exported so users name the same version.

@@ -123,18 +123,16 @@ impl MongoConfig {
                 format!("`{database}` is not a MongoDB database name"),
             ));
         }
-        if let Some(login) = pool.text("login").filter(|s| !s.is_empty()) {
+        if let Some(login) = pool.login("login").map_err(|(k, p)| err(k, p))? {
             // The seed: "Default: mqtt", i.e. the database.
             let source = pool.text("auth_source").unwrap_or(&database).to_owned();
             o.credential = Some(
                 Credential::builder()
-                    .username(login.to_owned())
-                    .password(pool.secret("password").map(|s| s.expose().to_owned()))
+                    .username(login.user)
+                    .password(login.password.map(|s| s.expose().to_owned()))
                     .source(source)
                     .build(),
             );
-        } else if pool.secret("password").is_some() {
-            return Err(err("login", "a password is set but no login".into()));
         }
         o.write_concern = Some(match pool.text("w_mode").unwrap_or("safe") {
             "unsafe" => WriteConcern::builder().w(Acknowledgment::Nodes(0)).build(),

@@ -38,7 +38,7 @@ pub use db::{DbDefaults, DbSettings};
 pub use error::{ConfigError, Problem, ProblemKind};
 pub use limits::{parse_count, parse_duration, Limits};
 pub use pool::{
-    BackendKind, KeySpec, KeyType, PoolConfig, Secret, Setting, StatementLanguage, TlsFiles,
+    BackendKind, KeySpec, KeyType, Login, PoolConfig, Secret, Setting, StatementLanguage, TlsFiles,
 };
 pub use rule::{
     Action, ActionJson, Function, OfflineMode, OneOrMany, PayloadFormat, RawStatement, Rule,

@@ -374,6 +374,54 @@ impl PoolConfig {
     }
 }
 
+/// A user name and its password, for servers that authenticate the two
+/// together (Cassandra, MongoDB), as read by [`PoolConfig::login`]. Its
+/// `Debug` never shows the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Login {
+    /// The user name.
+    pub user: String,
+    /// The password, if any.
+    pub password: Option<Secret>,
+}
+
+impl Login {
+    /// A user, with a password or none.
+    pub fn new(user: impl Into<String>, password: Option<Secret>) -> Self {
+        Login {
+            user: user.into(),
+            password,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// The user (under `user_key`: `username`, `login`) and `password`:
+    /// `None` when neither is set. A password without a user is an error
+    /// that names `user_key`; an empty user counts as none.
+    ///
+    /// ```
+    /// use backend_core::config::PoolConfig;
+    /// use backend_core::BackendKind;
+    /// let mut pool = PoolConfig::new(BackendKind::Cassa, "pool1");
+    /// pool.set("username", "app")?.set("password", "s3cret")?;
+    /// let login = pool.login("username").unwrap().expect("a login");
+    /// assert_eq!(login.user, "app");
+    /// assert!(!format!("{login:?}").contains("s3cret"));
+    /// # Ok::<(), backend_core::ConfigError>(())
+    /// ```
+    pub fn login(&self, user_key: &'static str) -> Result<Option<Login>, (&'static str, String)> {
+        let user = self.text(user_key).filter(|u| !u.is_empty());
+        let password = self.secret("password").cloned();
+        match (user, password) {
+            (Some(user), password) => Ok(Some(Login::new(user, password))),
+            (None, Some(_)) => Err((user_key, "is required when a password is set".into())),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 /// A pool's TLS files (`cacertfile`, `certfile`, `keyfile`), as read by
 /// [`PoolConfig::tls_files`]. Without a CA file the system's trusted roots
 /// verify the server.
