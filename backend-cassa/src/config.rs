@@ -283,28 +283,36 @@ mod tests {
     #[test]
     fn defaults_are_the_seeds() {
         let c = read(&[]).expect("defaults");
-        assert_eq!(c.nodes, vec![ServerAddr::new("127.0.0.1", 9042)]);
-        assert_eq!((c.size, c.keyspace.as_str()), (8, "mqtt"));
-        assert!(c.auto_reconnect);
-        assert!(c.create_tables);
-        assert_eq!(c.consistency, Consistency::LocalQuorum);
+        assert_eq!(c, CassaConfig::new("pool1"), "no keys read as the defaults");
+        let local = vec![ServerAddr::new("127.0.0.1", 9042)];
+        let seeds = (local, 8, "mqtt", true, true, Consistency::LocalQuorum);
+        let read = (
+            c.nodes.clone(),
+            c.size,
+            c.keyspace.as_str(),
+            c.auto_reconnect,
+            c.create_tables,
+            c.consistency,
+        );
+        assert_eq!(read, seeds);
         assert_eq!(c.label(), "127.0.0.1:9042/mqtt");
     }
 
     #[test]
     fn the_seeds_keys_are_read() {
-        let c = read(&[
-            ("nodes", "10.0.0.1:9042,10.0.0.2:9043"),
-            ("size", "2"),
-            ("auto_reconnect", "0"),
-            ("username", "cassandra"),
-            ("password", "pa55-w0rd"),
-            ("keyspace", "mqtt_2"),
-            ("logger", "info"),
-            ("consistency", "one"),
-            ("request_timeout", "2s"),
-        ])
-        .expect("valid");
+        // As a .conf file writes them.
+        let conf = "\
+            backend.ecql.pool1.nodes = 10.0.0.1:9042,10.0.0.2:9043
+            backend.ecql.pool1.size = 2
+            backend.ecql.pool1.auto_reconnect = 0
+            backend.ecql.pool1.username = cassandra
+            backend.ecql.pool1.password = pa55-w0rd
+            backend.ecql.pool1.keyspace = mqtt_2
+            backend.ecql.pool1.logger = info
+            backend.ecql.pool1.consistency = one
+            backend.ecql.pool1.request_timeout = 2s";
+        let config = backend_core::Config::parse(conf).expect("a valid file");
+        let c = CassaConfig::from_pool(&config.pools()["pool1"]).expect("valid");
         assert_eq!(c.nodes.len(), 2);
         assert_eq!(c.nodes[1], ServerAddr::new("10.0.0.2", 9043));
         assert_eq!(c.size, 2);
