@@ -81,7 +81,7 @@ pub async fn hostile_values_in_builtins(ctx: Ctx) {
 
 /// Raw statements whose bound values are hostile: stored and read back byte
 /// for byte, and the statement's structure untouched. For a kind without raw
-/// statements ([`super::RawFixture::none`]): `execute` returns an
+/// statements ([`crate::testkit::RawFixture::none`]): `execute` returns an
 /// `Unsupported` error, which is all this scenario checks then.
 pub async fn hostile_values_in_raw_statements(ctx: Ctx) {
     let b = &*ctx.backend;
