@@ -34,9 +34,9 @@ use mysql_async::{
 use crate::config::MysqlConfig;
 use crate::convert::{self, datetime};
 use crate::error::MysqlError;
-use crate::filter::{topic_match, TopicCondition, TopicMatch};
 use crate::schema;
 use crate::statements as sql;
+use crate::statements::filter::{topic_match, TopicCondition, TopicMatch};
 
 mod storage;
 

@@ -5,14 +5,12 @@ mod backend;
 pub mod config;
 mod convert;
 pub mod error;
-// Internals this crate's integration tests and benchmark look into; not
-// part of the API.
-#[doc(hidden)]
-pub mod filter;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod schema;
+// The statements and their topic conditions (`statements::filter`),
+// which this crate's integration tests look into; not part of the API.
 #[doc(hidden)]
 pub mod statements;
 #[cfg(feature = "tls")]

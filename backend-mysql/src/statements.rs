@@ -8,7 +8,9 @@
 //! Statements of many rows (batches) have one text per row count: each is
 //! prepared the first time a connection sees that count.
 
-use crate::filter::{TopicCondition, TopicMatch};
+pub mod filter;
+
+use filter::{TopicCondition, TopicMatch};
 
 /// `on_client_connected`: client id, node, online_at.
 pub const CLIENT_ONLINE: &str = "\
@@ -161,8 +163,8 @@ ORDER BY m.id DESC{limit}"
 
 #[cfg(test)]
 mod tests {
+    use super::filter::topic_match;
     use super::*;
-    use crate::filter::topic_match;
 
     fn placeholders(s: &str) -> usize {
         s.matches('?').count()

@@ -16,9 +16,9 @@ use backend_core::{
     Ack, Backend, BackendKind, Bytes, ClientInfo, Config, Engine, ErrorKind, FetchRequest, Message,
     OfflineMode, QoS, Statement, Subscription, Timestamp, Value,
 };
-use backend_mysql::filter::{topic_match, TopicCondition, TopicMatch};
 use backend_mysql::mysql_async::prelude::Queryable;
 use backend_mysql::mysql_async::{self, Conn, Params};
+use backend_mysql::statements::filter::{topic_match, TopicCondition, TopicMatch};
 use backend_mysql::{statements, MysqlBackend, MysqlConfig, MysqlError};
 
 fn rt() -> tokio::runtime::Runtime {

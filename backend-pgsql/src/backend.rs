@@ -97,11 +97,9 @@ impl PgsqlBackend {
         let db = &config.db;
         let manager = match &db.tls {
             #[cfg(feature = "tls")]
-            Some(tls) => Manager::from_config(
-                pg,
-                crate::tls::connector(&db.pool_name, tls)?,
-                manager_config,
-            ),
+            Some(tls) => {
+                Manager::from_config(pg, tls_connector(&db.pool_name, tls)?, manager_config)
+            }
             #[cfg(not(feature = "tls"))]
             Some(_) => {
                 return Err(
@@ -304,6 +302,21 @@ impl<'m> MessageColumns<'m> {
             &self.arrived,
         ]
     }
+}
+
+/// TLS (`ssl = true`): backend-core's one trust policy
+/// ([`backend_core::tls`]), handed to tokio-postgres as a whole rustls
+/// configuration. The server certificate and host name are always
+/// verified, against `cacertfile` alone when given, otherwise against the
+/// system's trusted roots; `certfile` + `keyfile` add a client certificate.
+#[cfg(feature = "tls")]
+fn tls_connector(
+    pool: &str,
+    tls: &crate::TlsSettings,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, PgsqlError> {
+    let config = backend_core::tls::TlsMaterial::load(tls).and_then(|m| m.client_config());
+    let config = config.map_err(|e| CommonError::tls(pool, e))?;
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 fn data_error(context: impl Into<String>, problem: impl Into<String>) -> PgsqlError {

@@ -15,8 +15,6 @@ pub mod fuzzing;
 pub mod schema;
 #[doc(hidden)]
 pub mod statements;
-#[cfg(feature = "tls")]
-mod tls;
 
 pub use backend::{connect_pools, PgsqlBackend};
 pub use config::{PgsqlConfig, TlsSettings};
