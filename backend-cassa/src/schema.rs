@@ -24,48 +24,33 @@ pub const SCHEMA: Schema = Schema {
     tables: &SPECS,
 };
 
-const fn spec(
-    name: &'static str,
-    columns: &'static [&'static str],
-    payload: &'static [&'static str],
-) -> TableSpec {
-    TableSpec {
-        name,
-        columns,
-        payload,
-        exact: &[],
-        // CQL has no unique indexes: the primary keys below are the
-        // upsert targets, checked as columns.
-        unique: &[],
-    }
-}
-
+// CQL has no unique indexes: the primary keys are the upsert targets,
+// checked as columns.
 const SPECS: [TableSpec; 9] = [
-    spec(
+    TableSpec::new(
         "client",
         &["client_id", "node", "state", "connected", "disconnected"],
-        &[],
     ),
-    spec("sub", &["client_id", "topic", "qos"], &[]),
-    spec(
+    TableSpec::new("sub", &["client_id", "topic", "qos"]),
+    TableSpec::new(
         "msg",
         &[
             "topic", "seq", "msgid", "sender", "username", "qos", "retain", "payload", "arrived",
         ],
-        &["payload"],
-    ),
-    spec(
+    )
+    .payload(&["payload"]),
+    TableSpec::new(
         "retain",
         &[
             "topic", "msgid", "sender", "username", "qos", "payload", "arrived",
         ],
-        &["payload"],
-    ),
-    spec("acked", &["client_id", "topic", "msgid", "seq"], &[]),
-    spec("msg_seq", &["topic", "msgid", "seq"], &[]),
-    spec("msg_topic", &["root", "topic"], &[]),
-    spec("retain_topic", &["root", "topic"], &[]),
-    spec("sub_start", &["client_id", "filter", "seq"], &[]),
+    )
+    .payload(&["payload"]),
+    TableSpec::new("acked", &["client_id", "topic", "msgid", "seq"]),
+    TableSpec::new("msg_seq", &["topic", "msgid", "seq"]),
+    TableSpec::new("msg_topic", &["root", "topic"]),
+    TableSpec::new("retain_topic", &["root", "topic"]),
+    TableSpec::new("sub_start", &["client_id", "filter", "seq"]),
 ];
 
 const COLUMNS: &str =

@@ -23,6 +23,38 @@ pub struct TableSpec {
     pub unique: &'static [&'static [&'static str]],
 }
 
+impl TableSpec {
+    /// A table whose statements use `columns`; no payload, exact or
+    /// unique columns until the methods below add them.
+    pub const fn new(name: &'static str, columns: &'static [&'static str]) -> Self {
+        TableSpec {
+            name,
+            columns,
+            payload: &[],
+            exact: &[],
+            unique: &[],
+        }
+    }
+
+    /// With these payload columns.
+    pub const fn payload(mut self, columns: &'static [&'static str]) -> Self {
+        self.payload = columns;
+        self
+    }
+
+    /// With these columns compared byte for byte.
+    pub const fn exact(mut self, columns: &'static [&'static str]) -> Self {
+        self.exact = columns;
+        self
+    }
+
+    /// With these column sets needing a unique index.
+    pub const fn unique(mut self, sets: &'static [&'static [&'static str]]) -> Self {
+        self.unique = sets;
+        self
+    }
+}
+
 /// The column type a backend needs for payloads, and how to fix a table
 /// that has another.
 #[derive(Debug, Clone, Copy)]

@@ -35,50 +35,35 @@ pub const SCHEMA: Schema = Schema {
 const SCHEMA_LOCK: &str = "backend_mysql_schema";
 
 const SPECS: [TableSpec; 6] = [
-    TableSpec {
-        name: "mqtt_client",
-        columns: &["clientid", "state", "node", "online_at", "offline_at"],
-        payload: &[],
-        exact: &["clientid"],
-        unique: &[&["clientid"]],
-    },
-    TableSpec {
-        name: "mqtt_sub",
-        columns: &["clientid", "topic", "qos"],
-        payload: &[],
-        exact: &["clientid", "topic"],
-        unique: &[&["clientid", "topic"]],
-    },
-    TableSpec {
-        name: "mqtt_msg",
-        columns: &[
+    TableSpec::new(
+        "mqtt_client",
+        &["clientid", "state", "node", "online_at", "offline_at"],
+    )
+    .exact(&["clientid"])
+    .unique(&[&["clientid"]]),
+    TableSpec::new("mqtt_sub", &["clientid", "topic", "qos"])
+        .exact(&["clientid", "topic"])
+        .unique(&[&["clientid", "topic"]]),
+    TableSpec::new(
+        "mqtt_msg",
+        &[
             "id", "msgid", "sender", "topic", "qos", "retain", "payload", "arrived",
         ],
-        payload: &["payload"],
-        exact: &["msgid", "topic"],
-        unique: &[&["msgid"]],
-    },
-    TableSpec {
-        name: "mqtt_retain",
-        columns: &["topic", "msgid", "sender", "qos", "payload", "arrived"],
-        payload: &["payload"],
-        exact: &["topic"],
-        unique: &[&["topic"]],
-    },
-    TableSpec {
-        name: "mqtt_acked",
-        columns: &["clientid", "topic", "mid", "created"],
-        payload: &[],
-        exact: &["clientid", "topic"],
-        unique: &[&["clientid", "topic"]],
-    },
-    TableSpec {
-        name: "mqtt_msg_lock",
-        columns: &["name"],
-        payload: &[],
-        exact: &[],
-        unique: &[&["name"]],
-    },
+    )
+    .payload(&["payload"])
+    .exact(&["msgid", "topic"])
+    .unique(&[&["msgid"]]),
+    TableSpec::new(
+        "mqtt_retain",
+        &["topic", "msgid", "sender", "qos", "payload", "arrived"],
+    )
+    .payload(&["payload"])
+    .exact(&["topic"])
+    .unique(&[&["topic"]]),
+    TableSpec::new("mqtt_acked", &["clientid", "topic", "mid", "created"])
+        .exact(&["clientid", "topic"])
+        .unique(&[&["clientid", "topic"]]),
+    TableSpec::new("mqtt_msg_lock", &["name"]).unique(&[&["name"]]),
 ];
 
 const COLUMNS: &str = "\

@@ -31,9 +31,9 @@ pub const SCHEMA: Schema = Schema {
 const SCHEMA_LOCK: i64 = 0x6d71_7474_7067; // "mqttpg"
 
 const SPECS: [TableSpec; 5] = [
-    TableSpec {
-        name: "mqtt_client",
-        columns: &[
+    TableSpec::new(
+        "mqtt_client",
+        &[
             "clientid",
             "state",
             "node",
@@ -41,40 +41,26 @@ const SPECS: [TableSpec; 5] = [
             "offline_at",
             "created",
         ],
-        payload: &[],
-        exact: &[],
-        unique: &[&["clientid"]],
-    },
-    TableSpec {
-        name: "mqtt_sub",
-        columns: &["clientid", "topic", "qos", "created"],
-        payload: &[],
-        exact: &[],
-        unique: &[&["clientid", "topic"]],
-    },
-    TableSpec {
-        name: "mqtt_msg",
-        columns: &[
+    )
+    .unique(&[&["clientid"]]),
+    TableSpec::new("mqtt_sub", &["clientid", "topic", "qos", "created"])
+        .unique(&[&["clientid", "topic"]]),
+    TableSpec::new(
+        "mqtt_msg",
+        &[
             "id", "msgid", "sender", "topic", "qos", "retain", "payload", "arrived",
         ],
-        payload: &["payload"],
-        exact: &[],
-        unique: &[&["msgid"]],
-    },
-    TableSpec {
-        name: "mqtt_retain",
-        columns: &["topic", "msgid", "sender", "qos", "payload", "arrived"],
-        payload: &["payload"],
-        exact: &[],
-        unique: &[&["topic"]],
-    },
-    TableSpec {
-        name: "mqtt_acked",
-        columns: &["clientid", "topic", "mid", "created"],
-        payload: &[],
-        exact: &[],
-        unique: &[&["clientid", "topic"]],
-    },
+    )
+    .payload(&["payload"])
+    .unique(&[&["msgid"]]),
+    TableSpec::new(
+        "mqtt_retain",
+        &["topic", "msgid", "sender", "qos", "payload", "arrived"],
+    )
+    .payload(&["payload"])
+    .unique(&[&["topic"]]),
+    TableSpec::new("mqtt_acked", &["clientid", "topic", "mid", "created"])
+        .unique(&[&["clientid", "topic"]]),
 ];
 
 /// One query describing every table as the backend's unqualified
