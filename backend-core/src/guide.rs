@@ -15,8 +15,8 @@
 //! | `Cargo.toml` | `backend-core` (feature `tls` if the driver speaks TLS), the driver, `async-trait`, `thiserror`, `tracing`; `backend-core` with feature `testkit` under `[dev-dependencies]` |
 //! | `README.md` | the crate docs (`#![doc = include_str!("../README.md")]`): configuration keys, schema and why it differs from the seed, errors, tests |
 //! | `src/lib.rs` | the modules, the public types, and the driver re-exported (`pub use <driver>;`) so users name the same version |
-//! | `src/config.rs` | the pool keys read from a [`crate::config::PoolConfig`] into a settings struct; SQL backends wrap [`crate::config::DbSettings`], which reads `server`, `pool_size`, the user, `password`, `database`, `create_tables` and the TLS files; a bad value is [`crate::CommonError::config`], which names the key and its line |
-//! | `src/error.rs` | one `thiserror` enum: `Common(#[from] CommonError)` plus the driver's variants, a `kind()` that maps each onto [`crate::ErrorKind`] (connection losses and timeouts are retryable, settings are not), and `From<YourError> for BackendError` |
+//! | `src/config.rs` | the pool keys read from a [`crate::config::PoolConfig`] into a settings struct; SQL backends wrap [`crate::config::DbSettings`] (their [`crate::config::DbDefaults`] from `db_defaults!`), which reads `server`, `pool_size`, the user, `password`, `database`, `create_tables` and the TLS files; others read a user and password with [`crate::config::PoolConfig::login`] and the TLS files with [`crate::config::PoolConfig::tls_files`]; a bad value is [`crate::CommonError::config`], which names the key and its line; a test calls [`crate::testkit::assert_reads_common_settings`] |
+//! | `src/error.rs` | one `thiserror` enum: `Common(#[from] CommonError)` (settings, TLS, schema, bind, data and timeout failures) plus the driver's variants, a `kind()` that maps each onto [`crate::ErrorKind`] (connection losses and timeouts are retryable, settings are not), and `From<YourError> for BackendError` |
 //! | `src/schema.rs` and `<name>/` schema file | the tables, embedded with `include_str!`; the same file under `etc/`, described by one [`crate::schema::Schema`] const (the text, the file, the payload type, the tables as [`crate::schema::TableSpec`]s) whose [`crate::schema::Schema::check`] runs the start-up check over the catalog; the `schema = SCHEMA` argument of the `conformance_tests!` line tests it ([`crate::testkit::assert_schema`]): the two copies identical, and the check passing the tables the file creates and refusing, with the fix, tables that differ |
 //! | `src/backend.rs` | the backend struct, its `connect`, and `backend_core::backend_connect!(MyBackend, Kind, MyError);` (the [`crate::Connect`] impl and the crate's `connect_pools`) |
 //! | `src/backend/storage.rs` | `impl` [`crate::Backend`]: each operation in terms of the parent module's statements and helpers (a child module, so it sees them without widening their visibility) |
@@ -26,6 +26,15 @@
 //! statements (`statements.rs`), decoding rows into values and messages
 //! (`convert.rs`), and, for a driver with sharp edges, a module that keeps
 //! it behind one seam (backend-cassa's `driver.rs`).
+//!
+//! What two backends would both write is here already: reading message,
+//! subscription and client-status rows ([`crate::message::Columns`], with
+//! [`crate::Message::from_row`] and [`crate::backend::ClientStatus::from_row`]),
+//! splitting a write into batches within the server's limits
+//! ([`crate::backend::batches`]), the retained and fetch re-checks
+//! ([`crate::topic::decode_matching`], [`crate::topic::TopicSelect`]), the
+//! last write of each id in a batch ([`crate::message::last_of_each`]), and
+//! the fetch limits ([`crate::backend::apply_limits`]).
 //!
 //! # The trait impls
 //!
