@@ -429,13 +429,15 @@ impl CassaBackend {
                 topic.len() + m.id.len() + 16,
             ));
         }
-        // Both at once: no read passes a write still in flight (see
-        // `sequence`), so no ack can look a message up before both landed.
-        futures::try_join!(
-            self.batches("store_messages", seqs),
-            self.batches("store_messages", rows)
-        )?;
-        Ok(())
+        // The index first, then the rows: a message row never lands without
+        // its `msg_seq` row, so a store that runs again (`again`) finds, and
+        // deletes, every row an earlier attempt left. Sent together, the
+        // rows of an attempt cut short by an outage could land without
+        // their index, and the retry would store those messages twice. No
+        // read passes a write still in flight (see `sequence`), so no ack
+        // looks a message up before both landed.
+        self.batches("store_messages", seqs).await?;
+        self.batches("store_messages", rows).await
     }
 
     /// Runs statements as unlogged batches under the size limits, in order.
