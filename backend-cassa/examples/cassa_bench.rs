@@ -218,6 +218,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         mode: OfflineMode::Queue,
         max_count: None,
         since: None,
+        page: None,
     };
     let ours = median(|| {
         let (b, req) = (backend.clone(), req.clone());

@@ -29,6 +29,10 @@ pub(crate) const MESSAGE_ROOTS: &str = "SELECT DISTINCT root FROM msg_topic";
 pub(crate) const MESSAGE_TOPICS: &str = "SELECT topic FROM msg_topic WHERE root = ?";
 pub(crate) const MESSAGES: &str = "SELECT seq, msgid, sender, username, qos, retain, payload, \
      arrived FROM msg WHERE topic = ? AND seq > ? AND seq < ?";
+/// [`MESSAGES`], the oldest `LIMIT ?` only: a page of a backlog.
+pub(crate) const MESSAGES_PAGE: &str =
+    "SELECT seq, msgid, sender, username, qos, retain, payload, \
+     arrived FROM msg WHERE topic = ? AND seq > ? AND seq < ? LIMIT ?";
 pub(crate) const MESSAGE_TIMES: &str = "SELECT seq, msgid, arrived FROM msg WHERE topic = ?";
 pub(crate) const DELETE_MESSAGE: &str = "DELETE FROM msg WHERE topic = ? AND seq = ? AND msgid = ?";
 pub(crate) const DELETE_MESSAGE_SEQ: &str = "DELETE FROM msg_seq WHERE topic = ? AND msgid = ?";

@@ -224,6 +224,7 @@ fn a_large_batch_is_split_under_the_batch_limit() {
             mode: OfflineMode::Queue,
             max_count: None,
             since: None,
+            page: None,
         };
         let got = b.fetch_messages(&req).await.or_panic("fetch_messages");
         let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
@@ -289,6 +290,7 @@ fn a_first_contact_point_that_is_down_is_passed_over() {
             mode: OfflineMode::Queue,
             max_count: None,
             since: None,
+            page: None,
         };
         let got = b.fetch_messages(&req).await.or_panic("fetch_messages");
         assert_eq!(got.len(), 1);

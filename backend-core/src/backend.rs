@@ -60,6 +60,36 @@ pub struct FetchRequest {
     pub max_count: Option<usize>,
     /// Only messages stored at or after this time; `None` for no limit.
     pub since: Option<Timestamp>,
+    /// Of the messages the limits above select, only the oldest this
+    /// many; `None` for all. A backlog is read page by page with it (see
+    /// [`crate::delivery`]): acking a page moves the next one up, so a
+    /// backend returns fewer only when no more are stored.
+    pub page: Option<usize>,
+}
+
+impl FetchRequest {
+    /// A request for every stored message of `client_id`'s subscription to
+    /// `filter`: no count, time or page limit.
+    pub fn new(client_id: impl Into<String>, filter: impl Into<String>, mode: OfflineMode) -> Self {
+        FetchRequest {
+            client_id: client_id.into(),
+            filter: filter.into(),
+            mode,
+            max_count: None,
+            since: None,
+            page: None,
+        }
+    }
+
+    /// Whether a backend reading in store order can stop after `page`
+    /// rows: a page is asked for and no `max_count` (which keeps the
+    /// newest) comes first.
+    pub fn oldest_first_limit(&self) -> Option<usize> {
+        match (self.page, self.max_count) {
+            (Some(page), None) => Some(page),
+            _ => None,
+        }
+    }
 }
 
 /// An acknowledgement of one message by one client.
@@ -403,15 +433,18 @@ pub fn batches<T>(
 }
 
 /// Applies the fetch limits to messages already sorted oldest first: drops
-/// those older than `since`, then keeps the newest `max_count`. Backends
-/// that cannot push a limit into their query use it on what they read.
+/// those older than `since`, keeps the newest `max_count`, then the oldest
+/// `page` of those. Backends that cannot push a limit into their query
+/// use it on what they read.
 ///
 /// ```
 /// use backend_core::{backend::apply_limits, FetchRequest, Message, OfflineMode, QoS};
 /// let msgs: Vec<Message> = (0..5).map(|i| Message::new("c", "t", QoS::AtLeastOnce, vec![i])).collect();
-/// let req = FetchRequest { client_id: "c".into(), filter: "t".into(), mode: OfflineMode::Queue, max_count: Some(2), since: None };
+/// let mut req = FetchRequest::new("c", "t", OfflineMode::Queue);
+/// req.max_count = Some(4);
+/// req.page = Some(2);
 /// let kept = apply_limits(msgs, &req);
-/// assert_eq!(kept.iter().map(|m| m.payload[0]).collect::<Vec<_>>(), vec![3, 4]);
+/// assert_eq!(kept.iter().map(|m| m.payload[0]).collect::<Vec<_>>(), vec![1, 2]);
 /// ```
 pub fn apply_limits(mut messages: Vec<Message>, request: &FetchRequest) -> Vec<Message> {
     if let Some(since) = request.since {
@@ -421,6 +454,9 @@ pub fn apply_limits(mut messages: Vec<Message>, request: &FetchRequest) -> Vec<M
         if messages.len() > max {
             messages.drain(..messages.len() - max);
         }
+    }
+    if let Some(page) = request.page {
+        messages.truncate(page);
     }
     messages
 }

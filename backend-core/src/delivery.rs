@@ -1,5 +1,13 @@
-//! [`DeliveryTracker`]: what a broker needs between the backend and its
-//! sessions so a stored message reaches a subscriber exactly once.
+//! Delivering stored messages through a broker's sessions exactly once:
+//! [`Delivery`], the adapter a broker's hooks call, and the
+//! [`DeliveryTracker`] it keeps.
+//!
+//! [`Delivery`] owns the bookkeeping every broker needs: it pages a
+//! stored backlog into a session as the client acknowledges (never more
+//! than [`DeliveryConfig::window`] unacknowledged at once, so a backlog of
+//! any size arrives whole), applies MQTT's subscription options to what
+//! storage returns, maps acks back to stored ids, hands again what a
+//! session dropped, and tells the broker which live copies to hold back.
 //!
 //! A broker has two paths to a subscriber: its own session (live routing,
 //! and a queue for persistent sessions while offline) and the backend's
@@ -14,6 +22,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::message::Message;
+
+mod adapter;
+
+pub use adapter::{Delivery, DeliveryConfig, LiveCopy, Outgoing, RetainHandling, SubscribeOptions};
 
 /// Per-client record of stored messages in flight to the broker's sessions.
 ///
@@ -98,14 +110,67 @@ impl DeliveryTracker {
     /// `client` acknowledged packet `packet_id`: returns the stored message
     /// id it carried, and forgets it.
     pub fn acked(&self, client: &str, packet_id: u16) -> Option<String> {
-        let mut clients = self.lock();
-        let c = clients.get_mut(client)?;
-        let id = c.packets.remove(&packet_id)?;
-        c.pending.remove(&id);
-        if c.is_empty() {
-            clients.remove(client);
-        }
+        let id = self.take_packet(client, packet_id)?;
+        self.settle(client, &id);
         Some(id)
+    }
+
+    /// The first half of [`DeliveryTracker::acked`]: the stored id packet
+    /// `packet_id` carried, which stays pending (a fetch keeps skipping
+    /// it) until [`DeliveryTracker::settle`], once the ack is on its way
+    /// to the backend.
+    pub fn take_packet(&self, client: &str, packet_id: u16) -> Option<String> {
+        self.lock().get_mut(client)?.packets.remove(&packet_id)
+    }
+
+    /// `message_id` is no longer pending for `client`: its ack reached the
+    /// backend's write path, or the session dropped it.
+    pub fn settle(&self, client: &str, message_id: &str) {
+        let mut clients = self.lock();
+        if let Some(c) = clients.get_mut(client) {
+            c.pending.remove(message_id);
+            if c.is_empty() {
+                clients.remove(client);
+            }
+        }
+    }
+
+    /// How many stored messages `client`'s session holds unacknowledged.
+    pub fn pending(&self, client: &str) -> usize {
+        self.lock().get(client).map_or(0, |c| c.pending.len())
+    }
+
+    /// Whether `message_id` is pending for `client`.
+    pub fn is_pending(&self, client: &str, message_id: &str) -> bool {
+        self.lock()
+            .get(client)
+            .is_some_and(|c| c.pending.contains(message_id))
+    }
+
+    /// `message_id` handed to `client`'s session by a fetch: pending, and
+    /// remembered as fetched (see [`DeliveryTracker::fetched_before`]).
+    pub fn hand_over_fetched(&self, client: &str, message_id: &str) {
+        let mut clients = self.lock();
+        let c = clients.entry(client.to_owned()).or_default();
+        c.pending.insert(message_id.to_owned());
+        c.remember_fetched(message_id);
+    }
+
+    /// `message_id` handed to `client`'s session by a fetch at QoS 0: not
+    /// pending (no ack comes), but remembered as fetched.
+    pub fn remember_fetched(&self, client: &str, message_id: &str) {
+        self.lock()
+            .entry(client.to_owned())
+            .or_default()
+            .remember_fetched(message_id);
+    }
+
+    /// `messages` without those pending for `client`; nothing is recorded.
+    pub fn without_pending(&self, client: &str, mut messages: Vec<Message>) -> Vec<Message> {
+        if let Some(c) = self.lock().get(client) {
+            messages.retain(|m| !c.pending.contains(&m.id));
+        }
+        messages
     }
 
     /// Drops the messages already pending for `client` from a fetch result

@@ -626,13 +626,69 @@ impl Engine {
 
     /// `session.subscribed`: returns the subscription's offline messages
     /// (only for QoS > 0) and the retained messages matching its filter.
+    /// It returns the whole stored backlog at once; a broker whose session
+    /// holds only so many messages reads it page by page with
+    /// [`Engine::on_session_subscribed_paged`], or lets
+    /// [`crate::delivery::Delivery`] do it.
     pub async fn on_session_subscribed(&self, ev: &SessionSubscribed) -> Outcome<Subscribed> {
+        self.subscribed(ev, None, true).await
+    }
+
+    /// `session.subscribed` with the backlog's first page only: as
+    /// [`Engine::on_session_subscribed`], but the offline messages are the
+    /// oldest `page` of each fetch rule (see [`Engine::backlog_page`]).
+    pub async fn on_session_subscribed_paged(
+        &self,
+        ev: &SessionSubscribed,
+        page: usize,
+    ) -> Outcome<Subscribed> {
+        self.subscribed(ev, self.backlog_page(page), true).await
+    }
+
+    /// The next page of a subscription's stored backlog: the oldest `page`
+    /// messages each fetch rule of the subscription still has (those
+    /// acknowledged since the last page are gone from it). Only the fetch
+    /// rules run; the subscription's statements and retained lookups ran
+    /// on `session.subscribed`.
+    pub async fn fetch_backlog(
+        &self,
+        ev: &SessionSubscribed,
+        page: usize,
+    ) -> Outcome<Vec<Message>> {
+        let out = self.subscribed(ev, self.backlog_page(page), false).await;
+        Outcome {
+            output: out.output.offline,
+            errors: out.errors,
+        }
+    }
+
+    /// The page size a backlog read of `page` uses: `None` (the whole
+    /// backlog at once) when `max_returned_count` is set, since that cap
+    /// already bounds what one subscribe returns and it keeps the newest,
+    /// which pages read oldest first cannot.
+    pub fn backlog_page(&self, page: usize) -> Option<usize> {
+        match self.limits.max_returned_count {
+            Some(_) => None,
+            None => Some(page.max(1)),
+        }
+    }
+
+    async fn subscribed(
+        &self,
+        ev: &SessionSubscribed,
+        page: Option<usize>,
+        first: bool,
+    ) -> Outcome<Subscribed> {
         let mut out = Outcome::<Subscribed>::default();
         let _active = Active::enter(&self.active);
         let mut steps: Steps = Vec::new();
         let event = Event::Subscribed(ev);
         let filter = strip_shared(&ev.filter);
-        for rule in self.matching(&event) {
+        let rules = self.selected(&event).filter(|r| {
+            first || matches!(r.rule.action, Action::Function(Function::MessageFetch(_)))
+        });
+        for rule in rules {
+            rule.counters.matched.fetch_add(1, Ordering::Relaxed);
             let result = match &rule.rule.action {
                 Action::Function(Function::MessageFetch(mode)) if ev.qos > QoS::AtMostOnce => {
                     let request = FetchRequest {
@@ -641,6 +697,7 @@ impl Engine {
                         mode: *mode,
                         max_count: self.limits.max_returned_count,
                         since: since_for(self.limits.time_range),
+                        page,
                     };
                     match read(rule, literal(filter), rule.backend.fetch_messages(&request)).await {
                         Ok(msgs) => {
@@ -769,12 +826,34 @@ impl Engine {
     }
 
     fn matching<'a>(&'a self, event: &Event<'_>) -> impl Iterator<Item = &'a CompiledRule> + 'a {
+        self.selected(event).inspect(|r| {
+            r.counters.matched.fetch_add(1, Ordering::Relaxed);
+        })
+    }
+
+    /// The rules of the event's hook whose filter matches it, in rule
+    /// order, not counted.
+    fn selected<'a>(&'a self, event: &Event<'_>) -> impl Iterator<Item = &'a CompiledRule> + 'a {
         let hook = &self.hooks[event.hook().index()];
         let picked = hook.select(event.topic());
-        picked.into_iter().map(move |i| {
-            let r = &hook.rules[i];
-            r.counters.matched.fetch_add(1, Ordering::Relaxed);
-            r
+        picked.into_iter().map(move |i| &hook.rules[i])
+    }
+
+    /// Whether a QoS 1/2 message on `topic` is stored as an offline
+    /// message (an `on_message_publish` rule matches it) and fetched back
+    /// on subscribe (an offline-message fetch rule matches it): the stored
+    /// backlog brings it, so a broker may hold back its own copy.
+    pub fn stores_offline(&self, topic: &str) -> bool {
+        let has = |hook: Hook, wanted: fn(&Action) -> bool| {
+            let hook = &self.hooks[hook.index()];
+            hook.select(Some(topic))
+                .into_iter()
+                .any(|i| wanted(&hook.rules[i].rule.action))
+        };
+        has(Hook::MessagePublish, |a| {
+            matches!(a, Action::Function(Function::MessagePublish))
+        }) && has(Hook::SessionSubscribed, |a| {
+            matches!(a, Action::Function(Function::MessageFetch(_)))
         })
     }
 }

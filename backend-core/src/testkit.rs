@@ -383,6 +383,7 @@ pub async fn store_and_fetch_back(b: &dyn Backend) {
         mode: crate::OfflineMode::Queue,
         max_count: None,
         since: None,
+        page: None,
     };
     let got = match b.fetch_messages(&request).await {
         Ok(got) => got,
@@ -471,6 +472,7 @@ macro_rules! conformance_tests {
             engine_stores_only_qos_1_and_2,
             engine_retain_and_delete,
             limits,
+            backlog_pages,
             batch_store_keeps_order,
             storing_an_id_again_keeps_one_copy,
             acks_are_idempotent,

@@ -92,6 +92,7 @@ async fn an_unreachable_database_starts_disconnected_and_writes_land_once_it_con
                 mode: backend_core::OfflineMode::Queue,
                 max_count: None,
                 since: None,
+                page: None,
             })
             .await
             .expect("fetch");

@@ -27,6 +27,7 @@ async fn stored(b: &MemoryBackend) -> usize {
         mode: OfflineMode::Queue,
         max_count: None,
         since: None,
+        page: None,
     })
     .await
     .expect("fetch")

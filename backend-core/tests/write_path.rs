@@ -188,6 +188,7 @@ async fn stored(b: &Switchable, topic: &str) -> Vec<String> {
         mode: OfflineMode::Queue,
         max_count: None,
         since: None,
+        page: None,
     };
     b.fetch_messages(&req)
         .await

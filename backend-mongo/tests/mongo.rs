@@ -42,6 +42,7 @@ fn queue(topic: &str) -> FetchRequest {
         mode: OfflineMode::Queue,
         max_count: None,
         since: None,
+        page: None,
     }
 }
 
@@ -120,6 +121,7 @@ fn documents_as_the_seed_shows_them() {
             mode: OfflineMode::Pubsub,
             max_count: None,
             since: None,
+            page: None,
         })
         .await
         .or_panic("fetch_messages");

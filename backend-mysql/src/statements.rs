@@ -137,13 +137,15 @@ pub fn lookup_retained(target: &TopicMatch) -> String {
     )
 }
 
-/// The fetch statement, newest first. Parameters: pubsub: the client id;
+/// The fetch statement, newest first (for a count limit) or, with
+/// `oldest`, oldest first (for a page). Parameters: pubsub: the client id;
 /// then the topic condition's; pubsub: the start id; with `since`: the
 /// oldest arrival; with `limit`: the row limit. (Without a limit there is
 /// no `LIMIT` clause: a huge one would tempt the optimizer to walk the
 /// primary key backwards instead of the topic range.)
-pub fn fetch(pubsub: bool, target: &TopicMatch, since: bool, limit: bool) -> String {
+pub fn fetch(pubsub: bool, target: &TopicMatch, since: bool, limit: bool, oldest: bool) -> String {
     let (cond, _) = target.condition("m.topic");
+    let order = if oldest { "ASC" } else { "DESC" };
     let columns = "m.topic, m.msgid, m.sender, m.qos, m.retain, m.payload, m.arrived";
     let since = if since { " AND m.arrived >= ?" } else { "" };
     let limit = if limit { " LIMIT ?" } else { "" };
@@ -154,10 +156,10 @@ pub fn fetch(pubsub: bool, target: &TopicMatch, since: bool, limit: bool) -> Str
             "SELECT {columns} FROM mqtt_msg m \
 LEFT JOIN mqtt_acked a ON a.clientid = ? AND a.topic = m.topic \
 WHERE {cond} AND m.id > ? AND (a.mid IS NULL OR m.id > a.mid){since} \
-ORDER BY m.id DESC{limit}"
+ORDER BY m.id {order}{limit}"
         )
     } else {
-        format!("SELECT {columns} FROM mqtt_msg m WHERE {cond}{since} ORDER BY m.id DESC{limit}")
+        format!("SELECT {columns} FROM mqtt_msg m WHERE {cond}{since} ORDER BY m.id {order}{limit}")
     }
 }
 
@@ -178,15 +180,15 @@ mod tests {
         assert_eq!(placeholders(&delete_subscriptions(2)), 3);
         let t = topic_match("a/#");
         assert_eq!(
-            placeholders(&fetch(true, &t, true, true)),
+            placeholders(&fetch(true, &t, true, true, false)),
             1 + 4 + 1 + 1 + 1
         );
         assert_eq!(
-            placeholders(&fetch(false, &topic_match("a"), false, true)),
+            placeholders(&fetch(false, &topic_match("a"), false, true, true)),
             2
         );
         assert_eq!(
-            placeholders(&fetch(false, &topic_match("a"), false, false)),
+            placeholders(&fetch(false, &topic_match("a"), false, false, false)),
             1
         );
     }

@@ -36,6 +36,7 @@ fn request(client: &str, filter: &str, mode: OfflineMode) -> FetchRequest {
         mode,
         max_count: None,
         since: None,
+        page: None,
     }
 }
 
@@ -361,12 +362,12 @@ fn an_exact_topic_fetch_uses_the_index_and_a_batch_is_one_statement() {
         let exact = topic_match(&topic);
         let mut qp = topic_params(&exact);
         qp.push(mysql_async::Value::UInt(u64::MAX));
-        let queue = explain(&mut sql, &statements::fetch(false, &exact, false, true), qp).await;
+        let queue = explain(&mut sql, &statements::fetch(false, &exact, false, true, false), qp).await;
         println!("queue fetch, exact topic: {queue:?}");
         let mut pp = vec![mysql_async::Value::Bytes(b"c".to_vec())];
         pp.extend(topic_params(&exact));
         pp.extend([mysql_async::Value::UInt(0), mysql_async::Value::UInt(10)]);
-        let pubsub = explain(&mut sql, &statements::fetch(true, &exact, false, true), pp).await;
+        let pubsub = explain(&mut sql, &statements::fetch(true, &exact, false, true, false), pp).await;
         println!("pubsub fetch, exact topic: {pubsub:?}");
         for plan in [&queue, &pubsub] {
             let m = plan
@@ -385,7 +386,7 @@ fn an_exact_topic_fetch_uses_the_index_and_a_batch_is_one_statement() {
         let wild = topic_match(&format!("{root}/7/#"));
         let range = explain(
             &mut sql,
-            &statements::fetch(false, &wild, false, false),
+            &statements::fetch(false, &wild, false, false, false),
             topic_params(&wild),
         )
         .await;

@@ -249,13 +249,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         mode: OfflineMode::Queue,
         max_count: None,
         since: None,
+        page: None,
     };
     let ours = median(|| async {
         let got = backend.fetch_messages(&req).await.expect("fetch");
         assert_eq!(got.len(), n);
     })
     .await;
-    let fetch = raw.prepare(statements::fetch(false, Shape::Exact)).await?;
+    let fetch = raw
+        .prepare(statements::fetch(false, Shape::Exact, false))
+        .await?;
     let raw_fetch = median(|| async {
         let none_t: Option<std::time::SystemTime> = None;
         let none_n: Option<i64> = None;
@@ -304,7 +307,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         assert_eq!(got.len(), n);
     })
     .await;
-    let wild = raw.prepare(statements::fetch(false, Shape::Range)).await?;
+    let wild = raw
+        .prepare(statements::fetch(false, Shape::Range, false))
+        .await?;
     let (from, to, re) =
         match backend_pgsql::filter::topic_match(&req.filter) {
             backend_pgsql::filter::TopicMatch::Wildcard(

@@ -541,9 +541,9 @@ mod tests {
 
     #[test]
     fn fetch_statements_number_their_parameters() {
-        let q = sql::build(false, sql::Shape::Range);
+        let q = sql::build(false, sql::Shape::Range, false);
         assert!(q.contains("$3") && q.contains("$4") && q.contains("$5") && !q.contains("$6"));
-        let p = sql::build(true, sql::Shape::Scan);
+        let p = sql::build(true, sql::Shape::Scan, true);
         assert!(p.contains("m.topic ~ $5") && !p.contains("$6"));
     }
 }

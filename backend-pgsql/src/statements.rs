@@ -142,22 +142,25 @@ pub enum Shape {
     Scan,
 }
 
-/// The fetch statement for a mode and shape. Parameters: `$1` since
-/// (timestamp or NULL), `$2` limit (int8 or NULL = all); pubsub `$3`
-/// client id and `$4` filter; then the topic, or range and regex, or
-/// regex.
-pub fn fetch(pubsub: bool, shape: Shape) -> &'static str {
-    static ALL: LazyLock<[String; 6]> = LazyLock::new(|| {
-        [
-            build(false, Shape::Exact),
-            build(false, Shape::Range),
-            build(false, Shape::Scan),
-            build(true, Shape::Exact),
-            build(true, Shape::Range),
-            build(true, Shape::Scan),
-        ]
+/// The fetch statement for a mode and shape, newest first (for a
+/// `max_count` limit) or, with `oldest`, oldest first (for a page).
+/// Parameters: `$1` since (timestamp or NULL), `$2` limit (int8 or NULL =
+/// all); pubsub `$3` client id and `$4` filter; then the topic, or range
+/// and regex, or regex.
+pub fn fetch(pubsub: bool, shape: Shape, oldest: bool) -> &'static str {
+    static ALL: LazyLock<Vec<String>> = LazyLock::new(|| {
+        let mut all = Vec::with_capacity(12);
+        for oldest in [false, true] {
+            for pubsub in [false, true] {
+                for shape in [Shape::Exact, Shape::Range, Shape::Scan] {
+                    all.push(build(pubsub, shape, oldest));
+                }
+            }
+        }
+        all
     });
-    let i = usize::from(pubsub) * 3
+    let i = usize::from(oldest) * 6
+        + usize::from(pubsub) * 3
         + match shape {
             Shape::Exact => 0,
             Shape::Range => 1,
@@ -167,7 +170,8 @@ pub fn fetch(pubsub: bool, shape: Shape) -> &'static str {
 }
 
 /// Builds the text [`fetch`] returns.
-pub fn build(pubsub: bool, shape: Shape) -> String {
+pub fn build(pubsub: bool, shape: Shape, oldest: bool) -> String {
+    let order = if oldest { "ASC" } else { "DESC" };
     let p = if pubsub { 5 } else { 3 };
     let topic = match shape {
         Shape::Exact => format!("m.topic = ${p}"),
@@ -198,7 +202,7 @@ SELECT {columns}
    AND {since}
    AND m.id > (SELECT s.mid FROM mqtt_acked s WHERE s.clientid = $3 AND s.topic = $4)
    AND m.id > COALESCE((SELECT a.mid FROM mqtt_acked a WHERE a.clientid = $3 AND a.topic = m.topic), 0)
- ORDER BY m.id DESC
+ ORDER BY m.id {order}
  LIMIT $2::int8"
         )
     } else {
@@ -207,7 +211,7 @@ SELECT {columns}
   FROM mqtt_msg m
  WHERE {topic}
    AND {since}
- ORDER BY m.id DESC
+ ORDER BY m.id {order}
  LIMIT $2::int8"
         )
     }

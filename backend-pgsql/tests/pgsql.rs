@@ -34,6 +34,7 @@ fn request(client: &str, filter: &str, mode: OfflineMode) -> FetchRequest {
         mode,
         max_count: None,
         since: None,
+        page: None,
     }
 }
 
@@ -329,14 +330,14 @@ fn an_exact_topic_fetch_uses_the_index() {
         let topic = format!("{root}/7");
         let queue = explain(
             &sql,
-            statements::fetch(false, Shape::Exact),
+            statements::fetch(false, Shape::Exact, false),
             &format!("NULL, NULL, '{topic}'"),
         )
         .await;
         println!("queue fetch, exact topic:\n{queue}\n");
         let pubsub = explain(
             &sql,
-            statements::fetch(true, Shape::Exact),
+            statements::fetch(true, Shape::Exact, false),
             &format!("NULL, NULL, 'c', '{topic}', '{topic}'"),
         )
         .await;
@@ -354,7 +355,7 @@ fn an_exact_topic_fetch_uses_the_index() {
         }
         let range = explain(
             &sql,
-            statements::fetch(false, Shape::Range),
+            statements::fetch(false, Shape::Range, false),
             &format!("NULL, NULL, '{root}/', '{root}0', '^x$'"),
         )
         .await;

@@ -220,6 +220,7 @@ async fn main() {
                         mode: OfflineMode::Queue,
                         max_count: None,
                         since: None,
+                        page: None,
                     })
                     .await
                     .expect("fetch");

@@ -409,9 +409,10 @@ impl ClusterStore {
             .map(|t| t.as_millis().to_string())
             .unwrap_or_default();
         let max = req.max_count.map(|n| n.to_string()).unwrap_or_default();
+        let page = req.page.map(|n| n.to_string()).unwrap_or_default();
         let replies = try_join_all(by_tag(&topics, |t| t.as_str()).into_iter().map(|group| {
             let mut call = Call::new(&cscripts::FETCH);
-            call.arg(mode).arg(&since).arg(&max).arg(&start);
+            call.arg(mode).arg(&since).arg(&max).arg(&start).arg(&page);
             for t in &group {
                 call.key(layout::msg_topic(t))
                     .key(layout::acked(&req.client_id, t));
@@ -446,6 +447,11 @@ impl ClusterStore {
             // Each group kept its newest `max`; keep the newest overall.
             let excess = found.len().saturating_sub(max);
             found.drain(..excess);
+        }
+        if let Some(page) = req.page {
+            // Each group kept its oldest `page` (or its newest `max`);
+            // keep the oldest overall.
+            found.truncate(page);
         }
         Ok(found.into_iter().map(|(_, m)| m).collect())
     }

@@ -49,15 +49,17 @@ pub(crate) static SWEEP_MESSAGES: LazyLock<Script> =
 /// `mqtt:msg_topics`, then per matching topic its set `mqtt:msg:<topic>` and
 /// its read position `mqtt:acked:<client>:<topic>`.
 /// ARGV: `queue` or `pubsub`, since (Unix milliseconds, or empty), max count
-/// (or empty), the `mqtt:msg:` prefix, then the topics.
+/// (or empty), page (or empty), the `mqtt:msg:` prefix, then the topics.
 ///
 /// Pubsub: without a start key the start is set to the counter's current
 /// value and nothing is returned. Otherwise a topic's floor is the larger of
 /// the start and the topic's read position, and its members scored above
 /// the floor are the candidates (queue mode: all members). Candidates are
-/// read newest first until `max` are kept, skipping those older than `since`
-/// and removing members whose hash expired (or now belongs to another
-/// topic). Returns, newest first, per message: the member id and the seven
+/// read newest first until `max` are kept (with a page and no max: oldest
+/// first until `page` are kept, reading at most `page` members of each
+/// topic), skipping those older than `since` and removing members whose
+/// hash expired (or now belongs to another topic). Returns, newest first
+/// (oldest first for a page), per message: the member id and the seven
 /// hash values.
 pub(crate) static FETCH_MESSAGES: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/fetch_messages.lua")));

@@ -52,6 +52,7 @@ async fn a_topics_keys_share_its_slot_and_batches_span_masters() {
             mode: OfflineMode::Queue,
             max_count: None,
             since: None,
+            page: None,
         })
         .await
         .expect("fetch over all masters");

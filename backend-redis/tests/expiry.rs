@@ -24,6 +24,7 @@ fn request(client: &str, filter: &str, mode: OfflineMode) -> FetchRequest {
         mode,
         max_count: None,
         since: None,
+        page: None,
     }
 }
 

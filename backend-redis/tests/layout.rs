@@ -405,6 +405,7 @@ async fn pubsub_positions_in_acked_keys() {
         mode: OfflineMode::Pubsub,
         max_count: None,
         since: None,
+        page: None,
     };
     assert!(b.fetch_messages(&req).await.expect("first").is_empty());
     let start: i64 = cmd(&mut c, &[b"GET", keys::acked(&client, &filter).as_bytes()]).await;

@@ -56,6 +56,7 @@ fn queue(filter: &str) -> FetchRequest {
         mode: OfflineMode::Queue,
         max_count: None,
         since: None,
+        page: None,
     }
 }
 

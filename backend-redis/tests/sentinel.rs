@@ -123,6 +123,7 @@ fn queue(filter: &str) -> FetchRequest {
         mode: OfflineMode::Queue,
         max_count: None,
         since: None,
+        page: None,
     }
 }
 

@@ -1,23 +1,24 @@
-//! The glue between rmqtt's hooks and the backend [`Engine`]: one hook
-//! handler that turns each rmqtt event into the engine's typed event and
-//! carries out what the engine returns (subscriptions to apply, messages
-//! to deliver).
+//! The glue between rmqtt's hooks and the storage [`Delivery`] adapter:
+//! one hook handler that maps each rmqtt event to the adapter's typed
+//! call and hands the stored messages it returns to the session. The
+//! delivery logic (backlog paging, ids, subscription options, live copies)
+//! is the adapter's; what is here is rmqtt's types and two rmqtt specifics
+//! (carrying a stored id through rmqtt, and quick reconnects).
 //!
 //! A stored message's id travels with it through rmqtt as an MQTT v5 user
 //! property, from `message.publish` (or the fetch) to the delivery, where
-//! it is taken off again before the packet is sent and remembered by
-//! packet id in a [`DeliveryTracker`] for the ack.
+//! it is taken off again before the packet is sent.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use backend_core::delivery::DeliveryTracker;
+use backend_core::delivery::{
+    Delivery, DeliveryConfig, LiveCopy, Outgoing, RetainHandling as Handling, SubscribeOptions,
+};
 use backend_core::{
-    new_message_id, ClientConnected, ClientDisconnected, ClientInfo, DeliveryOptions, Engine,
-    Message, MessageDelivery, QoS, SessionSubscribed, SessionUnsubscribed, Subscribed,
-    Subscription, Timestamp,
+    new_message_id, ClientConnected, ClientDisconnected, ClientInfo, Engine, Message, QoS,
+    SessionSubscribed, SessionUnsubscribed, Subscription, Timestamp,
 };
 use bytestring::ByteString;
 
@@ -39,7 +40,7 @@ pub const MESSAGE_ID_PROPERTY: &str = "x-storage-message-id";
 pub const FETCHED_PROPERTY: &str = "x-storage-fetched";
 
 /// The hooks this glue listens to.
-const HOOKS: [Type; 12] = [
+const HOOKS: [Type; 13] = [
     Type::ClientConnect,
     Type::ClientSubscribe,
     Type::ClientConnected,
@@ -50,16 +51,20 @@ const HOOKS: [Type; 12] = [
     Type::MessagePublish,
     Type::MessageDelivered,
     Type::MessageAcked,
+    Type::MessageDropped,
     Type::OfflineMessage,
     Type::MessageExpiryCheck,
 ];
 
 /// Registers the storage hooks on rmqtt and starts them.
-pub async fn install(scx: &ServerContext, engine: Arc<Engine>, node: String) -> Arc<StorageHooks> {
+pub async fn install(
+    scx: &ServerContext,
+    engine: Arc<Engine>,
+    node: String,
+    config: DeliveryConfig,
+) -> Arc<StorageHooks> {
     let hooks = Arc::new(StorageHooks {
-        engine,
-        tracker: DeliveryTracker::new(),
-        resubscribed: Mutex::default(),
+        delivery: Delivery::new(engine, config),
         node,
         scx: scx.clone(),
     });
@@ -75,11 +80,7 @@ pub async fn install(scx: &ServerContext, engine: Arc<Engine>, node: String) -> 
 
 /// What rmqtt calls; one instance behind every hook type.
 pub struct StorageHooks {
-    engine: Arc<Engine>,
-    tracker: DeliveryTracker,
-    /// (client, filter) of SUBSCRIBEs whose filter the session already
-    /// had: MQTT 5 retain handling 1 sends no retained messages for them.
-    resubscribed: Mutex<HashSet<(String, String)>>,
+    delivery: Delivery,
     node: String,
     scx: ServerContext,
 }
@@ -90,14 +91,58 @@ struct HookRef(Arc<StorageHooks>);
 impl Handler for HookRef {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         let h = &self.0;
+        let d = &h.delivery;
         match param {
             Parameter::ClientConnect(info) => h.await_takeover(info.id()).await,
-            Parameter::ClientSubscribe(s, sub) => h.before_subscribe(s, sub).await,
-            Parameter::ClientConnected(s) => h.connected(s).await,
-            Parameter::ClientDisconnected(s, reason) => h.disconnected(s, reason.to_string()).await,
-            Parameter::SessionSubscribed(s, sub) => h.subscribed(s, sub).await,
-            Parameter::SessionUnsubscribed(s, unsub) => h.unsubscribed(s, unsub).await,
-            Parameter::SessionTerminated(s, _) => h.tracker.forget(&s.id.client_id),
+            Parameter::ClientSubscribe(s, sub) => {
+                let existed = match s.subscriptions().await {
+                    Ok(subs) => subs.read().await.contains_key(&sub.topic_filter),
+                    Err(_) => false,
+                };
+                d.before_subscribe(&s.id.client_id, &sub.topic_filter, existed);
+            }
+            Parameter::ClientConnected(s) => {
+                let ev = ClientConnected {
+                    client: h.client_info(s),
+                    timestamp: Timestamp::now(),
+                };
+                let subs = d.connected(&ev).await;
+                if !subs.is_empty() {
+                    subscribe(&s.scx, &s.id, &subs);
+                }
+            }
+            Parameter::ClientDisconnected(s, reason) => {
+                let ev = ClientDisconnected {
+                    client: h.client_info(s),
+                    reason: reason.to_string(),
+                    timestamp: Timestamp::now(),
+                };
+                d.disconnected(ev).await;
+            }
+            Parameter::SessionSubscribed(s, sub) => {
+                let ev = SessionSubscribed {
+                    client: h.client_info(s),
+                    filter: sub.topic_filter.to_string(),
+                    qos: from_rmqtt_qos(sub.opts.qos()),
+                };
+                let options = SubscribeOptions {
+                    no_local: sub.opts.no_local().unwrap_or(false),
+                    retain_handling: match sub.opts.retain_handling() {
+                        Some(RetainHandling::NoAtSubscribe) => Handling::DoNotSend,
+                        Some(RetainHandling::AtSubscribeNew) => Handling::SendIfNew,
+                        _ => Handling::Send,
+                    },
+                };
+                h.hand_over(s, d.subscribed(&ev, options).await).await;
+            }
+            Parameter::SessionUnsubscribed(s, unsub) => {
+                let ev = SessionUnsubscribed {
+                    client: h.client_info(s),
+                    filter: unsub.topic_filter.to_string(),
+                };
+                d.unsubscribed(&ev).await;
+            }
+            Parameter::SessionTerminated(s, _) => d.session_ended(&s.id.client_id),
             Parameter::MessagePublish(_, from, p) => {
                 // A handler before this one may have changed the message.
                 let p = match &acc {
@@ -109,18 +154,42 @@ impl Handler for HookRef {
                 }
             }
             Parameter::MessageDelivered(s, _, p) => {
-                if let Some(untagged) = h.delivered(s, p).await {
+                if let Some((untagged, id)) = without_message_id(p) {
+                    let packet = p.packet_id.map(|n| n.get());
+                    let qos = from_rmqtt_qos(p.qos);
+                    d.delivered(&h.client_info(s), packet, &id, &p.topic, qos)
+                        .await;
                     return (true, Some(HookResult::Publish(untagged)));
                 }
             }
-            Parameter::MessageAcked(s, _, p) => h.acked(s, p).await,
+            Parameter::MessageAcked(s, _, p) => {
+                if let Some(packet) = p.packet_id {
+                    let qos = from_rmqtt_qos(p.qos);
+                    let client = h.client_info(s);
+                    let next = d.acked(&client, packet.get(), &p.topic, qos).await;
+                    h.hand_over(s, next).await;
+                }
+            }
             // rmqtt drops a message whose expiry check fails.
-            Parameter::MessageExpiryCheck(s, _, p) if h.is_duplicate(s, p) => {
-                return (false, Some(HookResult::MessageExpiry));
+            Parameter::MessageExpiryCheck(s, _, p) => match h.live_copy(s, p) {
+                LiveCopy::Send => {}
+                LiveCopy::HoldBack => return (false, Some(HookResult::MessageExpiry)),
+                LiveCopy::Resume => {
+                    let (hooks, s) = (Arc::clone(h), Session::clone(s));
+                    tokio::spawn(async move { hooks.resume(&s).await });
+                    return (false, Some(HookResult::MessageExpiry));
+                }
+            },
+            Parameter::MessageDropped(Some(to), _, p, reason)
+                if matches!(reason, rmqtt::types::Reason::MessageQueueFull) =>
+            {
+                if let Some(id) = message_id(p) {
+                    d.dropped(&to.client_id, &id, has_property(p, FETCHED_PROPERTY));
+                }
             }
             Parameter::OfflineMessage(s, _, p) => {
                 if let Some(id) = message_id(p) {
-                    h.tracker.handed_over(&s.id.client_id, &id);
+                    d.queued_offline(&s.id.client_id, &id);
                 }
             }
             _ => {}
@@ -130,9 +199,9 @@ impl Handler for HookRef {
 }
 
 impl StorageHooks {
-    /// The tracker of stored messages in flight, for inspection.
-    pub fn tracker(&self) -> &DeliveryTracker {
-        &self.tracker
+    /// The delivery adapter, for inspection.
+    pub fn delivery(&self) -> &Delivery {
+        &self.delivery
     }
 
     fn client_info(&self, s: &Session) -> ClientInfo {
@@ -185,99 +254,20 @@ impl StorageHooks {
         }
     }
 
-    async fn connected(&self, s: &Session) {
-        let ev = ClientConnected {
-            client: self.client_info(s),
-            timestamp: Timestamp::now(),
-        };
-        let subs = self.engine.on_client_connected(&ev).await.output;
-        if !subs.is_empty() {
-            subscribe(&s.scx, &s.id, &subs);
-        }
-    }
-
-    async fn disconnected(&self, s: &Session, reason: String) {
-        let ev = ClientDisconnected {
-            client: self.client_info(s),
-            reason,
-            timestamp: Timestamp::now(),
-        };
-        // Detached: a session being taken over by a quick reconnect must
-        // not wait for the database (the engine keeps the client's writes
-        // in order).
-        self.engine.detach_client_disconnected(ev).await;
-    }
-
-    /// Notes whether the session already has the filter, before rmqtt
-    /// adds (or replaces) the subscription.
-    async fn before_subscribe(&self, s: &Session, sub: &Subscribe) {
-        let existed = match s.subscriptions().await {
-            Ok(subs) => subs.read().await.contains_key(&sub.topic_filter),
-            Err(_) => false,
-        };
-        let key = (s.id.client_id.to_string(), sub.topic_filter.to_string());
-        let mut set = self.resubscribed.lock().unwrap_or_else(|p| p.into_inner());
-        if existed {
-            set.insert(key);
-        } else {
-            set.remove(&key);
-        }
-    }
-
-    async fn subscribed(&self, s: &Session, sub: &Subscribe) {
-        let client_id = s.id.client_id.to_string();
-        let existed = self
-            .resubscribed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(client_id.clone(), sub.topic_filter.to_string()));
-        let granted = sub.opts.qos();
-        let ev = SessionSubscribed {
-            client: self.client_info(s),
-            filter: sub.topic_filter.to_string(),
-            qos: from_rmqtt_qos(granted),
-        };
-        let options = DeliveryOptions {
-            no_local: sub.opts.no_local().unwrap_or(false),
-            send_retained: match sub.opts.retain_handling() {
-                Some(RetainHandling::NoAtSubscribe) => false,
-                Some(RetainHandling::AtSubscribeNew) => !existed,
-                _ => true,
-            },
-        };
-        // Nothing MQTT kept from the client (No Local, retain handling);
-        // a retained message that is also stored goes out once, as retained.
-        let Subscribed { offline, retained } = self
-            .engine
-            .on_session_subscribed(&ev)
-            .await
-            .output
-            .to_deliver(&client_id, options);
-        // And nothing the session already holds for the client goes again.
-        let offline = self.tracker.skip_pending(&client_id, offline);
-        if retained.is_empty() && offline.is_empty() {
+    /// Hands stored messages to the session, marked as fetched; one the
+    /// session cannot take is handed again later.
+    async fn hand_over(&self, s: &Session, outgoing: Vec<Outgoing>) {
+        if outgoing.is_empty() {
             return;
         }
         let entry = s.scx.extends.shared().await.entry(s.id.clone());
-        for (m, retain) in retained
-            .iter()
-            .map(|m| (m, true))
-            .chain(offline.iter().map(|m| (m, false)))
-        {
-            let p = fetched(to_publish(m, retain, granted));
+        for o in outgoing {
+            let p = fetched(to_publish(&o.message, o.retain, to_rmqtt_qos(o.qos)));
             if let Err((_, _, reason)) = entry.publish(From::from_custom(s.id.clone()), p).await {
-                tracing::warn!(client = %client_id, message = %m.id, %reason, "could not deliver a stored message");
+                tracing::warn!(client = %s.id.client_id, message = %o.message.id, %reason, "could not hand a stored message to the session");
+                self.delivery.dropped(&s.id.client_id, &o.message.id, true);
             }
         }
-    }
-
-    async fn unsubscribed(&self, s: &Session, unsub: &Unsubscribe) {
-        let ev = SessionUnsubscribed {
-            client: self.client_info(s),
-            filter: unsub.topic_filter.to_string(),
-        };
-        // Failed rules were logged and counted by the engine: nothing to act on.
-        let _ = self.engine.on_session_unsubscribed(&ev).await;
     }
 
     /// Runs `message.publish` and, for QoS 1/2, returns the message tagged
@@ -296,46 +286,47 @@ impl StorageHooks {
                 .create_time
                 .map_or_else(Timestamp::now, Timestamp::from_millis),
         };
-        // Failed rules were logged and counted by the engine: nothing to act on.
-        let _ = self.engine.on_message_publish(&msg).await;
+        self.delivery.published(&msg).await;
         (p.qos != RQoS::AtMostOnce).then(|| with_message_id(p.clone(), &id))
     }
 
-    /// A live (not fetched, not retransmitted, not retained) stored
-    /// message that the backend's fetch already gave this session: the
-    /// subscribe race, where a message published just after the
-    /// subscription was stored in time for the fetch to find it too.
-    fn is_duplicate(&self, s: &Session, p: &Publish) -> bool {
+    /// What to do with a copy of a stored message that the adapter did
+    /// not hand over (a live copy, or the session's own offline copy); a
+    /// retransmission or a retained message is always sent.
+    fn live_copy(&self, s: &Session, p: &Publish) -> LiveCopy {
         if p.dup || p.retain || has_property(p, FETCHED_PROPERTY) {
-            return false;
+            return LiveCopy::Send;
         }
-        message_id(p).is_some_and(|id| self.tracker.fetched_before(&s.id.client_id, &id))
+        match message_id(p) {
+            Some(id) => self.delivery.live_copy(&s.id.client_id, &id, &p.topic),
+            None => LiveCopy::Send,
+        }
     }
 
-    /// Takes the id off a message about to be sent and remembers it by
-    /// packet id; returns the message to send instead, if it changed.
-    async fn delivered(&self, s: &Session, p: &Publish) -> Option<Publish> {
-        let (untagged, id) = without_message_id(p)?;
-        if let Some(packet_id) = p.packet_id {
-            self.tracker
-                .delivered(&s.id.client_id, packet_id.get(), &id);
-        }
-        if self.engine.has_rules(backend_core::Hook::MessageDelivered) {
-            let ev = delivery(self.client_info(s), p, id);
-            // Failed rules were logged and counted by the engine: nothing to act on.
-            let _ = self.engine.on_message_delivered(&ev).await;
-        }
-        Some(untagged)
-    }
-
-    async fn acked(&self, s: &Session, p: &Publish) {
-        let Some(packet_id) = p.packet_id else {
+    /// A persistent session resumed: its subscriptions' stored backlogs
+    /// are paged in as if it had subscribed again.
+    async fn resume(&self, s: &Session) {
+        let Ok(subs) = s.subscriptions().await else {
             return;
         };
-        if let Some(id) = self.tracker.acked(&s.id.client_id, packet_id.get()) {
-            let ev = delivery(self.client_info(s), p, id);
-            // Failed rules were logged and counted by the engine: nothing to act on.
-            let _ = self.engine.on_message_acked(&ev).await;
+        let subs: Vec<_> = subs
+            .read()
+            .await
+            .iter()
+            .map(|(filter, opts)| (filter.to_string(), opts.qos(), opts.no_local()))
+            .collect();
+        for (filter, qos, no_local) in subs {
+            let ev = SessionSubscribed {
+                client: self.client_info(s),
+                filter,
+                qos: from_rmqtt_qos(qos),
+            };
+            let options = SubscribeOptions {
+                no_local: no_local.unwrap_or(false),
+                retain_handling: Handling::DoNotSend,
+            };
+            let next = self.delivery.resume(&ev, options).await;
+            self.hand_over(s, next).await;
         }
     }
 }
@@ -455,15 +446,6 @@ fn send_to_session(scx: &ServerContext, id: &Id, msg: SessionMessage) {
 
 fn shared_subscriptions() -> bool {
     false
-}
-
-fn delivery(client: ClientInfo, p: &Publish, message_id: String) -> MessageDelivery {
-    MessageDelivery {
-        client,
-        message_id,
-        topic: p.topic.to_string(),
-        qos: from_rmqtt_qos(p.qos),
-    }
 }
 
 fn from_rmqtt_qos(q: RQoS) -> QoS {

@@ -137,6 +137,12 @@ impl Backend for CassaBackend {
             },
         };
         let topics = self.topics(false, &req.filter).await?;
+        // A page without a count limit needs at most its size from each
+        // topic (rows are in store order); the merge below keeps the
+        // oldest of them.
+        let page = req
+            .oldest_first_limit()
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
         let per_topic = try_join_all(topics.iter().map(|topic| async move {
             let after = match req.mode {
                 OfflineMode::Queue => after,
@@ -164,14 +170,15 @@ impl Backend for CassaBackend {
                 OfflineMode::Pubsub => sequence::ceiling(topic),
                 _ => i64::MAX,
             };
-            let (_, rows) = self
-                .cql()
-                .exec(
-                    "fetch_messages",
-                    cql::MESSAGES,
-                    vec![text(topic), CqlValue::from(after), CqlValue::from(ceiling)],
-                )
-                .await?;
+            let mut values = vec![text(topic), CqlValue::from(after), CqlValue::from(ceiling)];
+            let statement = match page {
+                Some(n) => {
+                    values.push(CqlValue::from(n));
+                    cql::MESSAGES_PAGE
+                }
+                None => cql::MESSAGES,
+            };
+            let (_, rows) = self.cql().exec("fetch_messages", statement, values).await?;
             rows.iter()
                 .map(|r| message_row(topic, r))
                 .collect::<Result<Vec<_>, CassaError>>()

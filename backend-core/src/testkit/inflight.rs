@@ -34,6 +34,7 @@ async fn fetch(b: &dyn Backend, client: &str, filter: &str) -> Vec<Message> {
         mode: OfflineMode::Pubsub,
         max_count: None,
         since: None,
+        page: None,
     };
     match b.fetch_messages(&req).await {
         Ok(m) => m,

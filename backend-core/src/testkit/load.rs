@@ -154,6 +154,7 @@ impl LoadReport {
             mode: OfflineMode::Queue,
             max_count: None,
             since: None,
+            page: None,
         };
         let got = backend
             .fetch_messages(&request)

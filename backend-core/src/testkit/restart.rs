@@ -35,6 +35,7 @@ fn queue(client: &str, topic: &str) -> FetchRequest {
         mode: OfflineMode::Queue,
         max_count: None,
         since: None,
+        page: None,
     }
 }
 

@@ -229,66 +229,59 @@ impl Backend for MongoBackend {
             query.insert("arrived", doc! { "$gte": since.as_secs() });
         }
         // For a filter without wildcards every document found is returned
-        // (the start and the topic's ack are one position), so the limit
-        // goes into the query; otherwise it applies after the checks.
-        let push_limit = exact && req.max_count.is_some();
+        // (the start and the topic's ack are one position), so a limit
+        // goes into the query: the newest `max_count`, or the oldest
+        // `page`. Otherwise documents are read oldest first and checked;
+        // a page stops the read once it is full.
+        let oldest = req.oldest_first_limit();
+        let to_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let newest = req.max_count.filter(|_| exact && oldest.is_none());
         let mut find = self.inner.msgs.find(query);
-        if push_limit {
-            let limit = req
-                .max_count
-                .and_then(|n| i64::try_from(n).ok())
-                .unwrap_or(i64::MAX);
-            find = find.sort(doc! { "_id": -1 }).limit(limit);
-        } else {
-            find = find.sort(doc! { "_id": 1 });
-        }
-        let mut docs: Vec<Document> = find
-            .await
-            .map_err(self.err(OP))?
-            .try_collect()
-            .await
-            .map_err(self.err(OP))?;
-        if push_limit {
-            docs.reverse();
-        }
-        let mut msgs = Vec::with_capacity(docs.len());
-        let mut ids = Vec::with_capacity(docs.len());
-        for d in &docs {
-            let m = self.message(OP, d, None)?;
-            if exact || matches(&req.filter, &m.topic) {
-                ids.push(int(d.get("_id")).unwrap_or(0));
-                msgs.push(m);
-            }
-        }
-        if req.mode == OfflineMode::Pubsub && !exact && !msgs.is_empty() {
-            let mut topics: Vec<&str> = msgs.iter().map(|m| m.topic.as_str()).collect();
-            topics.sort_unstable();
-            topics.dedup();
+        find = match (newest, oldest) {
+            (Some(n), _) => find.sort(doc! { "_id": -1 }).limit(to_i64(n)),
+            (None, Some(n)) if exact => find.sort(doc! { "_id": 1 }).limit(to_i64(n)),
+            _ => find.sort(doc! { "_id": 1 }),
+        };
+        // Pubsub on a wildcard: the client's read position on each topic.
+        let floors: HashMap<String, i64> = if req.mode == OfflineMode::Pubsub && !exact {
             let acks: Vec<Document> = self
                 .inner
                 .acked
-                .find(doc! { "clientid": &req.client_id, "topic": { "$in": &topics } })
+                .find(doc! { "clientid": &req.client_id })
                 .await
                 .map_err(self.err(OP))?
                 .try_collect()
                 .await
                 .map_err(self.err(OP))?;
-            let floors: HashMap<String, i64> = acks
-                .iter()
+            acks.iter()
                 .filter_map(|a| Some((text(a, "topic")?, int(a.get("mongo_id"))?)))
-                .collect();
-            let mut kept = Vec::with_capacity(msgs.len());
-            for (m, id) in msgs.into_iter().zip(ids) {
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        let mut cursor = find.await.map_err(self.err(OP))?;
+        let mut msgs = Vec::new();
+        while let Some(d) = cursor.try_next().await.map_err(self.err(OP))? {
+            let m = self.message(OP, &d, None)?;
+            if exact || matches(&req.filter, &m.topic) {
+                let id = int(d.get("_id")).unwrap_or(0);
                 if floors.get(&m.topic).is_none_or(|f| id > *f) {
-                    kept.push(m);
+                    msgs.push(m);
                 }
             }
-            msgs = kept;
-        }
-        if let Some(max) = req.max_count {
-            if msgs.len() > max {
-                msgs.drain(..msgs.len() - max);
+            if oldest.is_some_and(|n| msgs.len() >= n) {
+                break;
             }
+        }
+        if newest.is_some() {
+            msgs.reverse();
+        }
+        // `since` is in the query already (to the second, as stored).
+        if let Some(max) = req.max_count {
+            msgs.drain(..msgs.len().saturating_sub(max));
+        }
+        if let Some(page) = req.page {
+            msgs.truncate(page);
         }
         Ok(msgs)
     }

@@ -193,28 +193,40 @@ impl Backend for MysqlBackend {
         if let Some(s) = start {
             values.push(MyValue::Int(s));
         }
-        // The database applies the count limit when its rows are exactly
-        // the matching ones; otherwise `apply_limits` does, after `matches`.
-        let limit = request
-            .max_count
-            .filter(|_| target.is_exact())
+        // The database applies the count or page limit when its rows are
+        // exactly the matching ones; otherwise `apply_limits` does, after
+        // `matches`. A page without a count limit is read oldest first.
+        let exact = target.is_exact();
+        let oldest = request.oldest_first_limit().filter(|_| exact);
+        let limit = oldest
+            .or(request.max_count.filter(|_| exact))
             .map(|n| u64::try_from(n).unwrap_or(u64::MAX));
-        let text = sql::fetch(pubsub, &target, request.since.is_some(), limit.is_some());
+        let text = sql::fetch(
+            pubsub,
+            &target,
+            request.since.is_some(),
+            limit.is_some(),
+            oldest.is_some(),
+        );
         if let Some(since) = request.since {
             values.push(self.bind_time(&text, values.len() + 1, since)?);
         }
         if let Some(n) = limit {
             values.push(MyValue::UInt(n));
         }
-        let rows = query(&mut conn, &text, values).await.map_err(self.my(op))?;
+        let mut rows = query(&mut conn, &text, values).await.map_err(self.my(op))?;
         drop(conn);
-        // Newest first from the database (for LIMIT); oldest first out.
+        // Newest first from the database for LIMIT, unless read oldest
+        // first; oldest first out.
+        if oldest.is_none() {
+            rows.reverse();
+        }
         let mut out = Vec::with_capacity(rows.len());
-        for row in rows.into_iter().rev() {
+        for row in rows {
             let m = message(row, "mqtt_msg", true)?;
             if matches(&request.filter, &m.topic) {
                 out.push(m);
-            } else if target.is_exact() {
+            } else if exact {
                 tracing::warn!(filter = %request.filter, topic = %m.topic, "the database returned a topic the filter does not match; skipped");
             }
         }

@@ -139,7 +139,11 @@ impl Backend for PgsqlBackend {
             return Ok(Vec::new());
         }
         let since = request.since.map(PgTime);
-        let max = limit(request.max_count);
+        // A page without a count limit is read oldest first and stops
+        // there; otherwise the newest `max_count`, of which the oldest
+        // `page` are kept below.
+        let oldest = request.oldest_first_limit();
+        let max = limit(oldest.or(request.max_count));
         let pubsub = request.mode == OfflineMode::Pubsub;
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&since, &max];
         if pubsub {
@@ -150,27 +154,36 @@ impl Backend for PgsqlBackend {
             TopicMatch::Nothing => return Ok(Vec::new()),
             TopicMatch::Exact(topic) => {
                 params.push(topic);
-                sql::fetch(pubsub, sql::Shape::Exact)
+                sql::fetch(pubsub, sql::Shape::Exact, oldest.is_some())
             }
             TopicMatch::Wildcard(Wildcard::Range { from, to, regex }) => {
                 params.extend([from as &(dyn ToSql + Sync), to, regex]);
-                sql::fetch(pubsub, sql::Shape::Range)
+                sql::fetch(pubsub, sql::Shape::Range, oldest.is_some())
             }
             TopicMatch::Wildcard(Wildcard::Scan { regex }) => {
                 params.push(regex);
-                sql::fetch(pubsub, sql::Shape::Scan)
+                sql::fetch(pubsub, sql::Shape::Scan, oldest.is_some())
             }
         };
         let rows = self.rows("fetch_messages", sql, &params).await?;
-        // Newest first from the database (for LIMIT); oldest first out.
+        // Newest first from the database for LIMIT, unless read oldest
+        // first; oldest first out.
+        let ordered: Box<dyn Iterator<Item = _>> = if oldest.is_some() {
+            Box::new(rows.iter())
+        } else {
+            Box::new(rows.iter().rev())
+        };
         let mut out = Vec::with_capacity(rows.len());
-        for row in rows.iter().rev() {
+        for row in ordered {
             let m = message(row, "mqtt_msg", true)?;
             if matches(&request.filter, &m.topic) {
                 out.push(m);
             } else {
                 tracing::warn!(filter = %request.filter, topic = %m.topic, "the database returned a topic the filter does not match; skipped");
             }
+        }
+        if let Some(page) = request.page {
+            out.truncate(page);
         }
         Ok(out)
     }

@@ -313,6 +313,7 @@ impl Backend for RedisBackend {
                     .unwrap_or_default(),
             )
             .arg(req.max_count.map(|n| n.to_string()).unwrap_or_default())
+            .arg(req.page.map(|n| n.to_string()).unwrap_or_default())
             .arg(keys::MSG_PREFIX);
         for t in &topics {
             inv.key(keys::msg_topic(t))
@@ -342,7 +343,13 @@ impl Backend for RedisBackend {
                 ),
             }
         }
-        out.reverse();
+        // Newest first, unless read as a page without a count limit.
+        if req.oldest_first_limit().is_none() {
+            out.reverse();
+        }
+        if let Some(page) = req.page {
+            out.truncate(page);
+        }
         Ok(out)
     }
 

@@ -371,6 +371,7 @@ async fn stored(backend: &Arc<dyn Backend>, filter: &str) -> Result<usize, Strin
         mode: OfflineMode::Queue,
         max_count: None,
         since: None,
+        page: None,
     };
     backend
         .fetch_messages(&req)

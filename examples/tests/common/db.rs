@@ -213,6 +213,7 @@ impl Db {
             mode: backend_core::OfflineMode::Queue,
             max_count: None,
             since: None,
+            page: None,
         };
         backend
             .fetch_messages(&req)

@@ -82,7 +82,7 @@ impl Broker {
         let child = Command::new(env!("CARGO_BIN_EXE_broker"))
             .args(&args)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "info,rmqtt=warn")
+            .env("RUST_LOG", "info,rmqtt=warn,backend_core::delivery=trace")
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
@@ -161,6 +161,18 @@ impl Broker {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Stops the broker with SIGTERM (every write it took lands) and
+    /// starts it again, as [`Broker::restart`].
+    pub async fn restart_gracefully(mut self) -> Broker {
+        let status = self.terminate();
+        assert!(
+            status.success(),
+            "the broker's shutdown failed ({status}):\n{}",
+            self.log_text()
+        );
+        self.restart().await
     }
 
     pub fn stop(&mut self) {

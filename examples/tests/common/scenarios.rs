@@ -859,3 +859,195 @@ pub async fn retain_handling_holds_for_stored_retained_messages(db: &Db) {
     assert_eq!(every, ["kept"], "handling 0\n{log}");
     let _ = client.disconnect().await;
 }
+
+/// `topics.len()` clean publishers, one per topic, each publish
+/// `per_topic` QoS 1 messages `<topic index>:<n>` at once; returns when
+/// every one is acknowledged (stored).
+pub async fn publish_acked(port: u16, topics: &[String], per_topic: usize) {
+    let publishers = topics.iter().enumerate().map(|(k, topic)| {
+        let topic = topic.clone();
+        async move {
+            let mut opts = rumqttc::MqttOptions::new(unique("bulk"), "127.0.0.1", port);
+            opts.set_keep_alive(Duration::from_secs(30));
+            let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 100);
+            let acks = tokio::spawn(async move {
+                let mut acked = 0;
+                while acked < per_topic {
+                    match eventloop.poll().await {
+                        Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => acked += 1,
+                        Ok(_) => {}
+                        Err(e) => panic!("publisher connection failed after {acked} acks: {e}"),
+                    }
+                }
+                eventloop
+            });
+            for i in 0..per_topic {
+                client
+                    .publish(&topic, QoS::AtLeastOnce, false, format!("{k}:{i}"))
+                    .await
+                    .expect("queue PUBLISH");
+            }
+            let mut eventloop = tokio::time::timeout(Duration::from_secs(180), acks)
+                .await
+                .unwrap_or_else(|_| panic!("{topic}: not every PUBLISH acked within 180 s"))
+                .expect("publisher task");
+            let _ = client.disconnect().await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+        }
+    });
+    futures_join_all(publishers).await;
+}
+
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futs: impl IntoIterator<Item = F>,
+) {
+    let tasks: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    for t in tasks {
+        t.await.expect("publisher");
+    }
+}
+
+/// Checks that `got` holds `topics × per_topic` messages of
+/// [`publish_acked`], each once, in order on each topic.
+fn assert_whole_backlog(got: &[rumqttc::Publish], topics: usize, per_topic: usize, what: &str) {
+    let mut next = vec![0usize; topics];
+    let mut seen = std::collections::HashMap::new();
+    for (n, p) in got.iter().enumerate() {
+        let text = String::from_utf8_lossy(&p.payload).into_owned();
+        let (k, i) = text
+            .split_once(':')
+            .and_then(|(k, i)| Some((k.parse::<usize>().ok()?, i.parse::<usize>().ok()?)))
+            .unwrap_or_else(|| panic!("{what}: an unexpected message {text:?}"));
+        if let Some(first) = seen.insert((k, i), n) {
+            panic!(
+                "{what}: {text} came twice, as message {first} and {n} of {}",
+                got.len()
+            );
+        }
+        assert!(
+            k < topics && i < per_topic,
+            "{what}: {text} was never published"
+        );
+        assert_eq!(
+            i, next[k],
+            "{what}: topic {k} out of order (expected {k}:{})",
+            next[k]
+        );
+        next[k] = i + 1;
+    }
+    assert_eq!(
+        seen.len(),
+        topics * per_topic,
+        "{what}: {} of {} arrived; per topic: {next:?}",
+        seen.len(),
+        topics * per_topic
+    );
+}
+
+/// A persistent subscriber that acknowledges each message only once the
+/// test has counted it: what it read and acked is exactly what the broker
+/// may never send again.
+struct CountingSubscriber {
+    client: rumqttc::AsyncClient,
+    rx: tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CountingSubscriber {
+    async fn connect(port: u16, id: &str, filter: &str) -> Self {
+        let mut opts = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_clean_session(false);
+        opts.set_manual_acks(true);
+        opts.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 100);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        let _ = tx.send(p);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .expect("send SUBSCRIBE");
+        CountingSubscriber { client, rx, task }
+    }
+
+    /// Reads and acks `n` messages, failing after `max`.
+    async fn read(&mut self, n: usize, max: Duration) -> Vec<rumqttc::Publish> {
+        let deadline = tokio::time::Instant::now() + max;
+        let mut got = Vec::with_capacity(n);
+        while got.len() < n {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(p)) => {
+                    self.client.ack(&p).await.expect("queue PUBACK");
+                    got.push(p);
+                }
+                _ => panic!("expected {n} messages, got {} within {max:?}", got.len()),
+            }
+        }
+        got
+    }
+
+    /// Reads and acks whatever comes until `quiet` passes with nothing.
+    async fn read_rest(&mut self, quiet: Duration) -> Vec<rumqttc::Publish> {
+        let mut got = Vec::new();
+        while let Ok(Some(p)) = tokio::time::timeout(quiet, self.rx.recv()).await {
+            self.client.ack(&p).await.expect("queue PUBACK");
+            got.push(p);
+        }
+        got
+    }
+
+    /// Disconnects; what arrived and was not read stays unacknowledged.
+    async fn disconnect(self) {
+        let _ = self.client.disconnect().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.task.abort();
+    }
+}
+
+/// A backlog ten times a session's queue: a persistent subscriber on a
+/// wildcard is offline while `per_topic` QoS 1 messages go to each of 8
+/// topics; when it comes back every one arrives, once, in order on each
+/// topic, in pubsub and in queue mode, with rmqtt's default session
+/// limits (1,000 queued). With `restart`, the subscriber leaves in the
+/// middle of the drain and the broker is stopped and started again:
+/// nothing it acked comes again, nothing is lost.
+pub async fn backlog_arrives_whole(db: &Db, per_topic: usize, restart: bool) {
+    for mode in ["pubsub", "queue"] {
+        let mut broker = start(db, &unique("backlog"), &[]).await;
+        let root = format!("{mode}/{}", unique("bl"));
+        let filter = format!("{root}/#");
+        let topics: Vec<String> = (0..8).map(|k| format!("{root}/{k}")).collect();
+        let sub_id = unique("drain");
+        subscribe_and_leave(broker.port, &sub_id, false, &filter).await;
+        publish_acked(broker.port, &topics, per_topic).await;
+        let total = topics.len() * per_topic;
+        let what = format!("{mode}: {total} messages on {filter}");
+
+        let mut sub = CountingSubscriber::connect(broker.port, &sub_id, &filter).await;
+        let mut got = Vec::with_capacity(total);
+        if restart {
+            // Half read and acked; what came after is left unacked, so it
+            // comes again after the restart.
+            got.extend(sub.read(total / 2, Duration::from_secs(120)).await);
+            sub.disconnect().await;
+            broker = broker.restart_gracefully().await;
+            sub = CountingSubscriber::connect(broker.port, &sub_id, &filter).await;
+        }
+        let left = total.saturating_sub(got.len());
+        got.extend(sub.read(left, Duration::from_secs(180)).await);
+        got.extend(sub.read_rest(Duration::from_secs(2)).await);
+        sub.disconnect().await;
+        assert_whole_backlog(&got, topics.len(), per_topic, &what);
+        let max = Duration::from_secs(3);
+        nothing_comes_again(broker.port, &sub_id, false, &filter, max, "acked messages").await;
+    }
+}

@@ -52,6 +52,69 @@ pub async fn batch_store_keeps_order(ctx: Ctx) {
     assert_same(&got, &msgs.iter().collect::<Vec<_>>(), "a batch of 100");
 }
 
+/// A backlog read page by page (`FetchRequest::page`): each page is the
+/// oldest of what is left, in store order, and acking it brings up the
+/// next, until an empty page; in both modes, on a wildcard and on one
+/// topic. With `max_count` a page is the oldest of the newest N.
+pub async fn backlog_pages(ctx: Ctx) {
+    let b = &*ctx.backend;
+    for mode in [OfflineMode::Queue, OfflineMode::Pubsub] {
+        for wildcard in [true, false] {
+            let root = unique("page");
+            let client = unique("pager");
+            let filter = if wildcard {
+                format!("{root}/#")
+            } else {
+                format!("{root}/a")
+            };
+            // Pubsub: the first fetch marks where the subscription starts.
+            fetch(b, &client, &filter, mode).await;
+            let msgs: Vec<Message> = (0..25)
+                .map(|i| {
+                    let topic = format!("{root}/{}", ["a", "b", "c"][i % 3]);
+                    msg("p", &topic, QoS::AtLeastOnce, format!("{i}"))
+                })
+                .collect();
+            store(b, &msgs).await;
+            let want: Vec<&Message> = msgs
+                .iter()
+                .filter(|m| wildcard || m.topic.ends_with("/a"))
+                .collect();
+            let size = if wildcard { 10 } else { 4 };
+            let what = format!("{mode:?} pages of {size} on {filter}");
+            let mut req = request(&client, &filter, mode);
+            req.page = Some(size);
+            let mut seen = 0;
+            loop {
+                let got = b.fetch_messages(&req).await.or_panic("fetch_messages");
+                let end = (seen + size).min(want.len());
+                assert_same(&got, &want[seen..end], &what);
+                if got.is_empty() {
+                    break;
+                }
+                let refs: Vec<&Message> = got.iter().collect();
+                ack(b, mode, &client, &refs).await;
+                seen = end;
+            }
+            assert_eq!(seen, want.len(), "{what}: every message once");
+        }
+    }
+    let topic = unique("pagemax");
+    let msgs: Vec<Message> = (0..10)
+        .map(|i| msg("p", &topic, QoS::AtLeastOnce, format!("{i}")))
+        .collect();
+    store(b, &msgs).await;
+    let mut req = request("pagemax", &topic, OfflineMode::Queue);
+    req.max_count = Some(6);
+    req.page = Some(4);
+    let got = b.fetch_messages(&req).await.or_panic("fetch_messages");
+    assert_same(
+        &got,
+        &msgs[4..8].iter().collect::<Vec<_>>(),
+        "the oldest 4 of the newest 6",
+    );
+}
+
 /// Acking twice, or acking an unknown message, is harmless.
 pub async fn acks_are_idempotent(ctx: Ctx) {
     let b = &*ctx.backend;

@@ -1,0 +1,611 @@
+//! [`Delivery`]: the broker-neutral adapter between a broker's hooks and
+//! the [`Engine`], owning the delivery bookkeeping.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::engine::{DeliveryOptions, Engine, Subscribed};
+use crate::hook::{ClientConnected, ClientDisconnected, ClientInfo, Hook, MessageDelivery};
+use crate::hook::{SessionSubscribed, SessionUnsubscribed};
+use crate::message::{Message, QoS, Subscription};
+use crate::topic::{matches, strip_shared};
+
+use super::DeliveryTracker;
+
+/// How [`Delivery`] feeds a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    /// The most stored messages handed to one session and not yet
+    /// acknowledged. Keep it below what the broker's session holds (its
+    /// in-flight window plus its queue), with room for live traffic: a
+    /// backlog larger than this is read page by page as the client
+    /// acknowledges. The next page is read once half the window is free.
+    pub window: usize,
+}
+
+impl DeliveryConfig {
+    /// The default window: half of the 1,000-message session queue common
+    /// to rmqtt, mosquitto and EMQX.
+    pub const DEFAULT_WINDOW: usize = 500;
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            window: Self::DEFAULT_WINDOW,
+        }
+    }
+}
+
+/// MQTT 5 retain handling of a subscription (MQTT 3.1.1: always send).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetainHandling {
+    /// 0: send the retained messages on every subscribe.
+    #[default]
+    Send,
+    /// 1: send them only if the session did not have the subscription.
+    SendIfNew,
+    /// 2: never send them on subscribe.
+    DoNotSend,
+}
+
+/// The MQTT subscription options that decide what storage hands a new
+/// subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SubscribeOptions {
+    /// MQTT 5 No Local: the client never gets what it published itself.
+    pub no_local: bool,
+    /// MQTT 5 retain handling.
+    pub retain_handling: RetainHandling,
+}
+
+/// What to do with a copy of a stored message that [`Delivery`] did not
+/// hand over (see [`Delivery::live_copy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveCopy {
+    /// Send it.
+    Send,
+    /// Do not send it: the client gets the message from storage.
+    HoldBack,
+    /// Do not send it, and call [`Delivery::resume`] for each of the
+    /// session's subscriptions: storage brings their backlogs.
+    Resume,
+}
+
+/// A stored message for the broker to hand to a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The message, with its stored id (carry it to the ack).
+    pub message: Message,
+    /// The QoS to deliver at: the message's, capped by the granted QoS.
+    pub qos: QoS,
+    /// Send with the retain flag (a retained message on subscribe).
+    pub retain: bool,
+}
+
+/// The adapter a broker's hooks call: it runs the [`Engine`] and keeps
+/// what a broker needs so that every stored message reaches each
+/// subscription once.
+///
+/// - **Backlog paging.** A subscription's stored backlog is read page by
+///   page: at most [`DeliveryConfig::window`] stored messages are handed
+///   to a session unacknowledged; each ack frees room, and once half the
+///   window is free the next messages go out ([`Delivery::acked`] returns
+///   them). A message the session dropped comes again
+///   ([`Delivery::dropped`]).
+/// - **Subscription options.** No Local and retain handling, a retained
+///   message that is also an offline message sent once.
+/// - **Ids.** A packet id maps back to the stored message id for the ack.
+/// - **Live and offline copies.** [`Delivery::live_copy`] says when the
+///   broker's own copy of a stored message must not be sent: the fetch
+///   already handed it over, or the subscription's backlog, which brings
+///   it in order, is still being paged in. Storage, read in store order,
+///   is the one source of a backlog: the session's own offline queue
+///   (bounded, dropping its oldest when full) never decides what arrives.
+///
+/// ```
+/// use std::sync::Arc;
+/// use backend_core::{delivery::*, ClientInfo, Config, Engine, MemoryBackend, Message, QoS, SessionSubscribed};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let conf = Config::parse(r##"
+/// backend.redis.pool1.server = 127.0.0.1:6379
+/// backend.redis.hook.message.publish.1 = {"topic": "#", "action": {"function": "on_message_publish"}, "pool": "pool1"}
+/// backend.redis.hook.session.subscribed.1 = {"topic": "queue/#", "action": {"function": "on_message_fetch_for_queue"}, "pool": "pool1"}
+/// backend.redis.hook.message.acked.1 = {"topic": "queue/#", "action": {"function": "on_message_acked_for_queue"}, "pool": "pool1"}
+/// "##).unwrap();
+/// let engine = Arc::new(Engine::with_backend(&conf, Arc::new(MemoryBackend::new())).unwrap());
+/// let delivery = Delivery::new(engine, DeliveryConfig { window: 2 });
+/// for i in 0..3 {
+///     delivery.published(&Message::new("pub", "queue/a", QoS::AtLeastOnce, vec![i])).await;
+/// }
+/// let me = ClientInfo::new("sub", "node1");
+/// let sub = SessionSubscribed { client: me.clone(), filter: "queue/#".into(), qos: QoS::AtLeastOnce };
+/// let first = delivery.subscribed(&sub, SubscribeOptions::default()).await;
+/// assert_eq!(first.len(), 2, "a window's worth");
+/// delivery.delivered(&me, Some(1), &first[0].message.id, "queue/a", QoS::AtLeastOnce).await;
+/// let next = delivery.acked(&me, 1, "queue/a", QoS::AtLeastOnce).await;
+/// assert_eq!(next[0].message.payload[0], 2, "the ack brings the next one");
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct Delivery {
+    engine: Arc<Engine>,
+    tracker: DeliveryTracker,
+    clients: Mutex<HashMap<String, Client>>,
+    window: usize,
+}
+
+/// One client's subscriptions whose backlog is being paged in.
+#[derive(Debug, Default)]
+struct Client {
+    backlogs: Vec<Backlog>,
+    /// Handed over and not yet acknowledged, by id: what is handed again
+    /// if the session drops it.
+    handed: HashMap<String, Outgoing>,
+    /// Dropped by the session: handed again first.
+    returned: VecDeque<Outgoing>,
+    /// Stored messages the session queued itself while offline: its own
+    /// copies, held back for the stored backlog that brings them in order.
+    own: HashSet<String>,
+    /// A page is being read: one at a time per client.
+    reading: bool,
+    /// The broker was asked to resume the session's subscriptions.
+    resuming: bool,
+    /// Filters the session already had when they were subscribed again.
+    existing: HashSet<String>,
+    /// Numbers the backlogs, so a page read for a subscription that was
+    /// replaced meanwhile is dropped.
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct Backlog {
+    sub: SessionSubscribed,
+    no_local: bool,
+    /// Read and not yet handed over (the window was full).
+    queued: VecDeque<Message>,
+    /// More may be stored than was read.
+    more: bool,
+    generation: u64,
+}
+
+impl Backlog {
+    fn draining(&self) -> bool {
+        self.more || !self.queued.is_empty()
+    }
+}
+
+impl Delivery {
+    /// An adapter over `engine`.
+    pub fn new(engine: Arc<Engine>, config: DeliveryConfig) -> Self {
+        Delivery {
+            engine,
+            tracker: DeliveryTracker::new(),
+            clients: Mutex::default(),
+            window: config.window.max(1),
+        }
+    }
+
+    /// The engine it runs.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The tracker of stored messages in flight, for inspection.
+    pub fn tracker(&self) -> &DeliveryTracker {
+        &self.tracker
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Client>> {
+        // Every operation leaves the map consistent.
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `client.connected`: the client's stored subscriptions, which the
+    /// broker applies as if the client had subscribed.
+    pub async fn connected(&self, ev: &ClientConnected) -> Vec<Subscription> {
+        if let Some(c) = self.lock().get_mut(&ev.client.client_id) {
+            // A resumed session's subscriptions may be resumed once more.
+            c.resuming = false;
+        }
+        self.engine.on_client_connected(ev).await.output
+    }
+
+    /// `client.disconnected`, detached: a session being taken over by a
+    /// quick reconnect does not wait for the database (the engine keeps the
+    /// client's writes in order).
+    pub async fn disconnected(&self, ev: ClientDisconnected) {
+        self.engine.detach_client_disconnected(ev).await;
+    }
+
+    /// The client's session ended (a clean session closed, or a persistent
+    /// one expired): whatever it held is gone, so its stored messages are
+    /// fetched again on the next subscribe.
+    pub fn session_ended(&self, client_id: &str) {
+        self.tracker.forget(client_id);
+        self.lock().remove(client_id);
+    }
+
+    /// Called before the broker applies a SUBSCRIBE: whether the session
+    /// already had `filter` (for retain handling 1).
+    pub fn before_subscribe(&self, client_id: &str, filter: &str, existed: bool) {
+        let mut clients = self.lock();
+        if existed {
+            let c = clients.entry(client_id.to_owned()).or_default();
+            c.existing.insert(filter.to_owned());
+        } else if let Some(c) = clients.get_mut(client_id) {
+            c.existing.remove(filter);
+        }
+    }
+
+    /// `session.subscribed`: what to hand the session now: the retained
+    /// messages (as MQTT's options allow) and the first page of the
+    /// stored backlog. The rest follows as the client acknowledges.
+    pub async fn subscribed(
+        &self,
+        ev: &SessionSubscribed,
+        options: SubscribeOptions,
+    ) -> Vec<Outgoing> {
+        let client = ev.client.client_id.as_str();
+        let existed = self
+            .lock()
+            .get_mut(client)
+            .is_some_and(|c| c.existing.remove(&ev.filter));
+        let send_retained = match options.retain_handling {
+            RetainHandling::Send => true,
+            RetainHandling::SendIfNew => !existed,
+            RetainHandling::DoNotSend => false,
+        };
+        let first = self
+            .engine
+            .on_session_subscribed_paged(ev, self.window)
+            .await
+            .output;
+        self.start_backlog(ev, options, first, send_retained, true)
+            .await
+    }
+
+    /// Hands over `first`'s retained messages and first page, and keeps
+    /// the subscription's backlog for the pages that follow (in place of
+    /// one the filter has, if `replace`; otherwise an existing one stays).
+    async fn start_backlog(
+        &self,
+        ev: &SessionSubscribed,
+        options: SubscribeOptions,
+        first: Subscribed,
+        send_retained: bool,
+        replace: bool,
+    ) -> Vec<Outgoing> {
+        let client = ev.client.client_id.as_str();
+        let more = self
+            .engine
+            .backlog_page(self.window)
+            .is_some_and(|page| first.offline.len() >= page);
+        let Subscribed { offline, retained } = first.to_deliver(
+            client,
+            DeliveryOptions {
+                no_local: options.no_local,
+                send_retained,
+            },
+        );
+        let mut out = Vec::new();
+        {
+            let mut clients = self.lock();
+            let c = clients.entry(client.to_owned()).or_default();
+            if !replace && c.backlogs.iter().any(|b| b.sub.filter == ev.filter) {
+                return out;
+            }
+            for m in retained {
+                let o = Outgoing {
+                    qos: m.qos.min(ev.qos),
+                    retain: true,
+                    message: m,
+                };
+                self.hand_over(client, c, &o);
+                out.push(o);
+            }
+            c.generation += 1;
+            let generation = c.generation;
+            c.backlogs.retain(|b| b.sub.filter != ev.filter);
+            let queued: VecDeque<Message> = self.tracker.without_pending(client, offline).into();
+            if more || !queued.is_empty() {
+                c.backlogs.push(Backlog {
+                    sub: ev.clone(),
+                    no_local: options.no_local,
+                    queued,
+                    more,
+                    generation,
+                });
+            }
+        }
+        out.extend(self.refill(client, true).await);
+        out
+    }
+
+    /// `session.unsubscribed`: runs the user's statements; the filter's
+    /// backlog is no longer paged in.
+    pub async fn unsubscribed(&self, ev: &SessionUnsubscribed) {
+        if let Some(c) = self.lock().get_mut(&ev.client.client_id) {
+            c.backlogs.retain(|b| b.sub.filter != ev.filter);
+        }
+        // Failed rules were logged and counted by the engine.
+        let _ = self.engine.on_session_unsubscribed(ev).await;
+    }
+
+    /// `message.publish`: stores the message as the rules say. Returns once
+    /// it is stored or in the pool's buffer (see [`crate::write`]).
+    pub async fn published(&self, msg: &Message) {
+        // Failed rules were logged and counted by the engine.
+        let _ = self.engine.on_message_publish(msg).await;
+    }
+
+    /// A persistent session that is offline queued `message_id`: its own
+    /// copy. When storage keeps the message for a subscription's backlog,
+    /// [`Delivery::live_copy`] holds the copy back and the backlog, read in
+    /// store order, brings the message; the session's queue (bounded, and
+    /// dropping its oldest when full) never decides what arrives.
+    pub fn queued_offline(&self, client_id: &str, message_id: &str) {
+        self.lock()
+            .entry(client_id.to_owned())
+            .or_default()
+            .own
+            .insert(message_id.to_owned());
+    }
+
+    /// `message.delivered`: stored message `message_id` goes to `client`
+    /// as packet `packet_id` (none for QoS 0); its ack comes back by that
+    /// id. Runs the user's statements.
+    pub async fn delivered(
+        &self,
+        client: &ClientInfo,
+        packet_id: Option<u16>,
+        message_id: &str,
+        topic: &str,
+        qos: QoS,
+    ) {
+        if let Some(packet_id) = packet_id {
+            self.tracker
+                .delivered(&client.client_id, packet_id, message_id);
+        }
+        if self.engine.has_rules(Hook::MessageDelivered) {
+            let ev = MessageDelivery {
+                client: client.clone(),
+                message_id: message_id.to_owned(),
+                topic: topic.to_owned(),
+                qos,
+            };
+            // Failed rules were logged and counted by the engine.
+            let _ = self.engine.on_message_delivered(&ev).await;
+        }
+    }
+
+    /// `message.acked`: `client` acknowledged packet `packet_id` (PUBACK,
+    /// or PUBREC for QoS 2). Records the ack of the stored message it
+    /// carried, and returns the next stored messages to hand the session,
+    /// if the window has room for them.
+    pub async fn acked(
+        &self,
+        client: &ClientInfo,
+        packet_id: u16,
+        topic: &str,
+        qos: QoS,
+    ) -> Vec<Outgoing> {
+        let client_id = client.client_id.as_str();
+        let Some(id) = self.tracker.take_packet(client_id, packet_id) else {
+            return Vec::new();
+        };
+        let ev = MessageDelivery {
+            client: client.clone(),
+            message_id: id,
+            topic: topic.to_owned(),
+            qos,
+        };
+        // Failed rules were logged and counted by the engine.
+        let _ = self.engine.on_message_acked(&ev).await;
+        // Pending until now: a page read meanwhile skips it. From here on
+        // a read sees the ack (reads wait for the writes before them).
+        self.tracker.settle(client_id, &ev.message_id);
+        if let Some(c) = self.lock().get_mut(client_id) {
+            c.handed.remove(&ev.message_id);
+        }
+        self.refill(client_id, false).await
+    }
+
+    /// The session dropped stored message `message_id` (its queue was
+    /// full). A copy [`Delivery`] handed over (`fetched`) is handed again
+    /// once the window has room; the session's own offline copy is
+    /// forgotten (the backlog reads it).
+    pub fn dropped(&self, client_id: &str, message_id: &str, fetched: bool) {
+        let mut clients = self.lock();
+        let Some(c) = clients.get_mut(client_id) else {
+            return;
+        };
+        if !fetched {
+            c.own.remove(message_id);
+        } else if let Some(o) = c.handed.remove(message_id) {
+            self.tracker.settle(client_id, message_id);
+            c.returned.push_back(o);
+        }
+    }
+
+    /// What the broker does with a copy of stored message `message_id` on
+    /// `topic` that it is about to send to `client_id` and that
+    /// [`Delivery`] did not hand over: a live copy routed to the online
+    /// session, or the session's own copy queued while it was offline
+    /// ([`Delivery::queued_offline`]). Ask it for every such message that
+    /// is not a retransmission.
+    ///
+    /// - The fetch already handed the message over (a subscribe that raced
+    ///   the publish): hold it back.
+    /// - A subscription of the client matching `topic` is still paging in
+    ///   its backlog, which will bring the message in order: hold it back.
+    /// - The session's own copy of a message storage keeps for the backlog,
+    ///   and no backlog is being read (a persistent session resumed without
+    ///   subscribing again): hold it back, and resume the session's
+    ///   subscriptions ([`Delivery::resume`]).
+    pub fn live_copy(&self, client_id: &str, message_id: &str, topic: &str) -> LiveCopy {
+        let mut clients = self.lock();
+        let Some(c) = clients.get_mut(client_id) else {
+            return LiveCopy::Send;
+        };
+        let own = c.own.remove(message_id);
+        if self.tracker.fetched_before(client_id, message_id) {
+            return LiveCopy::HoldBack;
+        }
+        if !self.engine.stores_offline(topic) {
+            return LiveCopy::Send;
+        }
+        let mut covered = false;
+        for b in c.backlogs.iter_mut() {
+            if b.draining() && matches(strip_shared(&b.sub.filter), topic) {
+                // Stored after the last page was read, or not yet read:
+                // a later page reads it.
+                b.more = true;
+                covered = true;
+            }
+        }
+        match (covered, own) {
+            (true, _) => LiveCopy::HoldBack,
+            (false, true) if !c.resuming => {
+                c.resuming = true;
+                LiveCopy::Resume
+            }
+            (false, true) => LiveCopy::HoldBack,
+            (false, false) => LiveCopy::Send,
+        }
+    }
+
+    /// Pages in the stored backlog of a subscription the session already
+    /// had (a persistent session resumed), as [`Delivery::subscribed`] but
+    /// without retained messages or the user's statements, unless it is
+    /// being paged in already. Returns what to hand the session now.
+    pub async fn resume(&self, ev: &SessionSubscribed, options: SubscribeOptions) -> Vec<Outgoing> {
+        let client = ev.client.client_id.as_str();
+        let known = self
+            .lock()
+            .get(client)
+            .is_some_and(|c| c.backlogs.iter().any(|b| b.sub.filter == ev.filter));
+        if known || ev.qos == QoS::AtMostOnce {
+            return Vec::new();
+        }
+        let page = self.engine.fetch_backlog(ev, self.window).await;
+        let first = Subscribed {
+            offline: page.output,
+            retained: Vec::new(),
+        };
+        self.start_backlog(ev, options, first, false, false).await
+    }
+
+    /// Records `o` as handed to `client`'s session.
+    fn hand_over(&self, client: &str, c: &mut Client, o: &Outgoing) {
+        if o.qos > QoS::AtMostOnce {
+            // QoS 0 is never acknowledged: it takes no room in the window.
+            self.tracker.hand_over_fetched(client, &o.message.id);
+            c.handed.insert(o.message.id.clone(), o.clone());
+        } else {
+            self.tracker.remember_fetched(client, &o.message.id);
+        }
+    }
+
+    /// Hands over what the window has room for: messages the session
+    /// dropped, then the backlogs' read messages, reading the next page of
+    /// a backlog when its read messages run out. After an ack it waits
+    /// until half the window is free, so pages are read in halves.
+    async fn refill(&self, client: &str, subscribing: bool) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        if !subscribing && self.tracker.pending(client) > self.window / 2 {
+            return out;
+        }
+        tracing::trace!(client, pending = self.tracker.pending(client), "refill");
+        loop {
+            let (sub, generation) = {
+                let mut clients = self.lock();
+                let Some(c) = clients.get_mut(client) else {
+                    return out;
+                };
+                if c.reading {
+                    // The reader hands over what this call would have.
+                    return out;
+                }
+                let mut room = self.window.saturating_sub(self.tracker.pending(client));
+                while room > 0 {
+                    let Some(o) = c.returned.pop_front() else {
+                        break;
+                    };
+                    self.hand_over(client, c, &o);
+                    out.push(o);
+                    room -= 1;
+                }
+                let mut taken = Vec::new();
+                for b in c.backlogs.iter_mut() {
+                    while room > 0 {
+                        let Some(m) = b.queued.pop_front() else {
+                            break;
+                        };
+                        if self.tracker.is_pending(client, &m.id) {
+                            continue;
+                        }
+                        taken.push(Outgoing {
+                            qos: m.qos.min(b.sub.qos),
+                            retain: false,
+                            message: m,
+                        });
+                        room -= 1;
+                    }
+                }
+                for o in taken {
+                    self.hand_over(client, c, &o);
+                    out.push(o);
+                }
+                c.backlogs.retain(Backlog::draining);
+                let next = c
+                    .backlogs
+                    .iter()
+                    .find(|b| b.queued.is_empty() && b.more)
+                    .map(|b| (b.sub.clone(), b.generation));
+                match next {
+                    Some(next) if room > 0 => {
+                        c.reading = true;
+                        next
+                    }
+                    _ => return out,
+                }
+            };
+            let page = self.engine.fetch_backlog(&sub, self.window).await;
+            tracing::debug!(client, filter = %sub.filter, read = page.output.len(), pending = self.tracker.pending(client), "read a page of the stored backlog");
+            let full = self
+                .engine
+                .backlog_page(self.window)
+                .is_some_and(|p| page.output.len() >= p);
+            let failed = !page.errors.is_empty();
+            let fresh = self.tracker.without_pending(client, page.output);
+            let mut clients = self.lock();
+            let Some(c) = clients.get_mut(client) else {
+                return out;
+            };
+            c.reading = false;
+            let Some(b) = c.backlogs.iter_mut().find(|b| b.generation == generation) else {
+                // Unsubscribed or subscribed again meanwhile.
+                continue;
+            };
+            if failed {
+                // The rest stays stored and comes on the next subscribe;
+                // live copies flow again meanwhile.
+                tracing::warn!(client, filter = %sub.filter, "a page of the stored backlog could not be read; the rest comes on the next subscribe");
+                b.more = false;
+                c.backlogs.retain(Backlog::draining);
+                return out;
+            }
+            b.more = full;
+            b.queued = fresh
+                .into_iter()
+                .filter(|m| !(b.no_local && m.sender == client))
+                .collect();
+            if b.queued.is_empty() && full {
+                // A full page of messages the session holds already: the
+                // next ack reads on.
+                return out;
+            }
+        }
+    }
+}
