@@ -162,11 +162,12 @@ pub(crate) fn message_row(topic: &str, row: &CqlRow) -> Result<(i64, Message), C
     m.username = col(row, 3, CTX)?;
     m.retain = col::<i32>(row, 5, CTX)?.unwrap_or(0) != 0;
     m.timestamp = Timestamp::from_millis(col::<i64>(row, 7, CTX)?.unwrap_or(0));
+    m.properties = properties(row, 8, CTX, topic)?;
     Ok((seq, m))
 }
 
 /// A row of `retain` (`topic, msgid, sender, username, qos, payload,
-/// arrived`).
+/// arrived, props`).
 fn retained_row(row: &CqlRow) -> Result<Message, CassaError> {
     const CTX: &str = "retain";
     let mut m = Message::new(
@@ -183,7 +184,29 @@ fn retained_row(row: &CqlRow) -> Result<Message, CassaError> {
     m.username = col(row, 3, CTX)?;
     m.retain = true;
     m.timestamp = Timestamp::from_millis(col::<i64>(row, 6, CTX)?.unwrap_or(0));
+    m.properties = properties(row, 7, CTX, &m.topic)?;
     Ok(m)
+}
+
+/// The `props` column: the message's MQTT 5 properties (NULL: none).
+fn properties(
+    row: &CqlRow,
+    i: usize,
+    ctx: &str,
+    topic: &str,
+) -> Result<backend_core::Properties, CassaError> {
+    let stored = col::<Blob>(row, i, ctx)?
+        .map(Blob::into_vec)
+        .unwrap_or_default();
+    Ok(Message::properties_from(&stored, topic))
+}
+
+/// A message's properties as the `props` column holds them.
+pub(crate) fn props_value(m: &Message) -> CqlValue {
+    match m.stored_properties() {
+        Some(p) => CqlValue::from(Blob::new(p)),
+        None => CqlValue::Null,
+    }
 }
 
 impl CassaBackend {
@@ -420,6 +443,7 @@ impl CassaBackend {
                     CqlValue::from(i32::from(m.retain)),
                     CqlValue::from(Blob::new(m.payload.to_vec())),
                     CqlValue::from(m.timestamp.as_millis()),
+                    props_value(m),
                 ],
                 message_bytes(m),
             ));

@@ -36,13 +36,14 @@ const SPECS: [TableSpec; 9] = [
         "msg",
         &[
             "topic", "seq", "msgid", "sender", "username", "qos", "retain", "payload", "arrived",
+            "props",
         ],
     )
     .payload(&["payload"]),
     TableSpec::new(
         "retain",
         &[
-            "topic", "msgid", "sender", "username", "qos", "payload", "arrived",
+            "topic", "msgid", "sender", "username", "qos", "payload", "arrived", "props",
         ],
     )
     .payload(&["payload"]),

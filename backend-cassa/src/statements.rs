@@ -16,8 +16,8 @@ pub(crate) const STORE_SUBSCRIPTION: &str =
 pub(crate) const DELETE_SUBSCRIPTION: &str = "DELETE FROM sub WHERE client_id = ? AND topic = ?";
 
 pub(crate) const STORE_MESSAGE: &str = "INSERT INTO msg \
-     (topic, seq, msgid, sender, username, qos, retain, payload, arrived) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     (topic, seq, msgid, sender, username, qos, retain, payload, arrived, props) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 pub(crate) const STORE_MESSAGE_SEQ: &str =
     "INSERT INTO msg_seq (topic, msgid, seq) VALUES (?, ?, ?)";
 pub(crate) const MESSAGE_SEQ: &str = "SELECT seq FROM msg_seq WHERE topic = ? AND msgid = ?";
@@ -28,11 +28,11 @@ pub(crate) const INDEX_MESSAGE_TOPIC: &str = "INSERT INTO msg_topic (root, topic
 pub(crate) const MESSAGE_ROOTS: &str = "SELECT DISTINCT root FROM msg_topic";
 pub(crate) const MESSAGE_TOPICS: &str = "SELECT topic FROM msg_topic WHERE root = ?";
 pub(crate) const MESSAGES: &str = "SELECT seq, msgid, sender, username, qos, retain, payload, \
-     arrived FROM msg WHERE topic = ? AND seq > ? AND seq < ?";
+     arrived, props FROM msg WHERE topic = ? AND seq > ? AND seq < ?";
 /// [`MESSAGES`], the oldest `LIMIT ?` only: a page of a backlog.
 pub(crate) const MESSAGES_PAGE: &str =
     "SELECT seq, msgid, sender, username, qos, retain, payload, \
-     arrived FROM msg WHERE topic = ? AND seq > ? AND seq < ? LIMIT ?";
+     arrived, props FROM msg WHERE topic = ? AND seq > ? AND seq < ? LIMIT ?";
 pub(crate) const MESSAGE_TIMES: &str = "SELECT seq, msgid, arrived FROM msg WHERE topic = ?";
 pub(crate) const DELETE_MESSAGE: &str = "DELETE FROM msg WHERE topic = ? AND seq = ? AND msgid = ?";
 pub(crate) const DELETE_MESSAGE_SEQ: &str = "DELETE FROM msg_seq WHERE topic = ? AND msgid = ?";
@@ -45,13 +45,15 @@ pub(crate) const SET_START: &str =
     "INSERT INTO sub_start (client_id, filter, seq) VALUES (?, ?, ?)";
 
 pub(crate) const STORE_RETAINED: &str = "INSERT INTO retain \
-     (topic, msgid, sender, username, qos, payload, arrived) VALUES (?, ?, ?, ?, ?, ?, ?)";
+     (topic, msgid, sender, username, qos, payload, arrived, props) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
 pub(crate) const INDEX_RETAINED_TOPIC: &str =
     "INSERT INTO retain_topic (root, topic) VALUES (?, ?)";
 pub(crate) const DELETE_RETAINED: &str = "DELETE FROM retain WHERE topic = ?";
 pub(crate) const UNINDEX_RETAINED_TOPIC: &str =
     "DELETE FROM retain_topic WHERE root = ? AND topic = ?";
-pub(crate) const RETAINED: &str = "SELECT topic, msgid, sender, username, qos, payload, arrived \
+pub(crate) const RETAINED: &str =
+    "SELECT topic, msgid, sender, username, qos, payload, arrived, props \
      FROM retain WHERE topic = ?";
 pub(crate) const RETAINED_ROOTS: &str = "SELECT DISTINCT root FROM retain_topic";
 pub(crate) const RETAINED_TOPICS: &str = "SELECT topic FROM retain_topic WHERE root = ?";

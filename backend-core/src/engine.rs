@@ -839,6 +839,16 @@ impl Engine {
         picked.into_iter().map(move |i| &hook.rules[i])
     }
 
+    /// Whether a rule stores retained messages (`on_message_retain`): a
+    /// broker then advertises retained messages as available (MQTT 5
+    /// CONNACK Retain Available).
+    pub fn keeps_retained(&self) -> bool {
+        self.hooks[Hook::MessagePublish.index()]
+            .rules
+            .iter()
+            .any(|r| matches!(r.rule.action, Action::Function(Function::MessageRetain)))
+    }
+
     /// Whether a QoS 1/2 message on `topic` is stored as an offline
     /// message (an `on_message_publish` rule matches it) and fetched back
     /// on subscribe (an offline-message fetch rule matches it): the stored

@@ -14,6 +14,7 @@ pub mod hook;
 pub mod memory;
 pub mod message;
 pub mod pool;
+pub mod properties;
 pub mod schema;
 pub mod sweep;
 pub mod template;
@@ -46,6 +47,7 @@ pub use hook::{
 pub use memory::MemoryBackend;
 pub use message::{new_message_id, Message, QoS, Subscription, Timestamp};
 pub use pool::{start_pool, PoolBackend, StartMode};
+pub use properties::Properties;
 pub use sweep::SweepMetrics;
 pub use template::Statement;
 pub use value::{Row, Value};

@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::properties::{Expiry, Properties};
+
 /// MQTT quality of service.
 ///
 /// ```
@@ -177,6 +179,8 @@ pub struct Message {
     pub payload: Bytes,
     /// When the broker received it.
     pub timestamp: Timestamp,
+    /// Its MQTT 5 properties (none for an MQTT 3.1.1 message).
+    pub properties: Properties,
 }
 
 impl Message {
@@ -196,6 +200,7 @@ impl Message {
             retain: false,
             payload: payload.into(),
             timestamp: Timestamp::now(),
+            properties: Properties::default(),
         }
     }
 
@@ -238,13 +243,16 @@ pub trait Columns {
 
 impl Message {
     /// A message read back from a row of `topic, msgid, sender, qos,
-    /// [retain,] payload, arrived`: the SQL backends' message and retained
-    /// tables. Without `retain_col` (the retained table has none) the
-    /// message is retained. A QoS other than 0, 1 or 2 is an error that
-    /// names the table; a missing time reads as the epoch.
+    /// [retain,] payload, arrived, props`: the SQL backends' message and
+    /// retained tables. Without `retain_col` (the retained table has none)
+    /// the message is retained. A QoS other than 0, 1 or 2 is an error that
+    /// names the table; a missing time reads as the epoch; NULL properties
+    /// are none (see [`Message::properties_from`]).
     pub fn from_row<R: Columns>(row: &mut R, retain_col: bool) -> Result<Message, R::Error> {
         let topic = row.text(0)?;
         let id = row.text(1)?;
+        let at = if retain_col { 7 } else { 6 };
+        let properties = Message::properties_from(&row.bytes(at)?, &topic);
         let sender = row.text(2)?;
         let qos = row.qos(3)?;
         let (retain, rest) = match retain_col {
@@ -260,7 +268,29 @@ impl Message {
             retain,
             payload: row.bytes(rest)?,
             timestamp: row.time(rest + 1)?.unwrap_or_default(),
+            properties,
         })
+    }
+
+    /// Stored properties read back: empty bytes are none, and a value
+    /// that is not MQTT 5's encoding (written by another tool) is logged
+    /// and read as none, so the message itself is still delivered.
+    pub fn properties_from(stored: &[u8], topic: &str) -> Properties {
+        Properties::decode(stored).unwrap_or_else(|e| {
+            tracing::warn!(%topic, error = %e, "a stored message's properties are unreadable; delivered without them");
+            Properties::default()
+        })
+    }
+
+    /// Its properties as a backend stores them ([`Properties::encode`]):
+    /// `None` (NULL, no field) when it has none.
+    pub fn stored_properties(&self) -> Option<Vec<u8>> {
+        (!self.properties.is_empty()).then(|| self.properties.encode())
+    }
+
+    /// What is left of its MQTT 5 message expiry at `now`.
+    pub fn expiry(&self, now: Timestamp) -> Expiry {
+        self.properties.expiry(self.timestamp, now)
     }
 }
 

@@ -474,10 +474,12 @@ impl CommandTemplate {
 }
 
 /// A message as the field/value pairs of the seed's `mqtt:msg:<id>` and
-/// `mqtt:retain:<topic>` hashes: id, from, qos, topic, retain, payload, ts.
-/// Shared by `${message}` and the Redis backend so both write the same shape.
-pub fn message_fields(m: &crate::Message) -> [(&'static str, Bytes); 7] {
-    [
+/// `mqtt:retain:<topic>` hashes: id, from, qos, topic, retain, payload, ts,
+/// and `props` (its MQTT 5 properties, [`crate::Properties::encode`]) when
+/// it has any. Shared by `${message}` and the Redis backend so both write
+/// the same shape.
+pub fn message_fields(m: &crate::Message) -> Vec<(&'static str, Bytes)> {
+    let mut fields = vec![
         ("id", Bytes::from(m.id.clone())),
         ("from", Bytes::from(m.sender.clone())),
         ("qos", Bytes::from(m.qos.as_u8().to_string())),
@@ -485,7 +487,11 @@ pub fn message_fields(m: &crate::Message) -> [(&'static str, Bytes); 7] {
         ("retain", Bytes::from(if m.retain { "1" } else { "0" })),
         ("payload", m.payload.clone()),
         ("ts", Bytes::from(m.timestamp.as_secs().to_string())),
-    ]
+    ];
+    if !m.properties.is_empty() {
+        fields.push(("props", Bytes::from(m.properties.encode())));
+    }
+    fields
 }
 
 /// A compiled raw action: a query or a Redis command.

@@ -469,6 +469,7 @@ macro_rules! conformance_tests {
             wildcard_offline_messages,
             retained_messages,
             retained_wildcards_and_dollar_topics,
+            mqtt5_properties_are_kept,
             engine_stores_only_qos_1_and_2,
             engine_retain_and_delete,
             limits,

@@ -120,16 +120,44 @@ pub(crate) fn decode_message(d: &Document, retain: Option<bool>) -> Result<Messa
             None => false,
         },
     };
+    let topic = field("topic")?;
+    let properties = match d.get(PROPS_FIELD) {
+        Some(Bson::Binary(b)) => Message::properties_from(&b.bytes, &topic),
+        _ => backend_core::Properties::default(),
+    };
     Ok(Message {
         id: field("msgid")?,
         sender: text(d, "sender").unwrap_or_default(),
         username: None,
-        topic: field("topic")?,
+        topic,
         qos,
         retain,
         payload: Bytes::from(payload),
         timestamp: Timestamp::from_secs(int(d.get("arrived")).unwrap_or(0)),
+        properties,
     })
+}
+
+/// The field of a message or retained document holding its MQTT 5
+/// properties (binary, MQTT 5's own encoding), absent for an MQTT 3.1.1
+/// message.
+pub(crate) const PROPS_FIELD: &str = "props";
+
+/// Sets [`PROPS_FIELD`] on `d` if `m` has properties; whether it did.
+pub(crate) fn put_properties(d: &mut Document, m: &Message) -> bool {
+    match m.stored_properties() {
+        Some(bytes) => {
+            d.insert(
+                PROPS_FIELD,
+                Bson::Binary(mongodb::bson::Binary {
+                    subtype: mongodb::bson::spec::BinarySubtype::Generic,
+                    bytes,
+                }),
+            );
+            true
+        }
+        None => false,
+    }
 }
 
 /// The `topic` condition narrowing a filter: the topic itself for a filter
@@ -476,6 +504,7 @@ impl MongoBackend {
                 };
                 Self::payload_fields(&mut d, m, options);
                 d.insert("arrived", secs(m.timestamp));
+                put_properties(&mut d, m);
                 d
             })
             .collect();

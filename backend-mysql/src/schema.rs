@@ -47,7 +47,7 @@ const SPECS: [TableSpec; 6] = [
     TableSpec::new(
         "mqtt_msg",
         &[
-            "id", "msgid", "sender", "topic", "qos", "retain", "payload", "arrived",
+            "id", "msgid", "sender", "topic", "qos", "retain", "payload", "arrived", "props",
         ],
     )
     .payload(&["payload"])
@@ -55,7 +55,9 @@ const SPECS: [TableSpec; 6] = [
     .unique(&[&["msgid"]]),
     TableSpec::new(
         "mqtt_retain",
-        &["topic", "msgid", "sender", "qos", "payload", "arrived"],
+        &[
+            "topic", "msgid", "sender", "qos", "payload", "arrived", "props",
+        ],
     )
     .payload(&["payload"])
     .exact(&["topic"])

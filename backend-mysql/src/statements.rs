@@ -88,8 +88,8 @@ pub const REMOVE_MESSAGES_BEFORE: &str =
 /// one, with a new id (as MemoryBackend moves it to the end).
 pub fn store_messages(n: usize) -> String {
     format!(
-        "REPLACE INTO mqtt_msg (msgid, sender, topic, qos, retain, payload, arrived) VALUES {}",
-        rows(n, 7)
+        "REPLACE INTO mqtt_msg (msgid, sender, topic, qos, retain, payload, arrived, props) VALUES {}",
+        rows(n, 8)
     )
 }
 
@@ -117,10 +117,10 @@ ON DUPLICATE KEY UPDATE mid = GREATEST(mqtt_acked.mid, VALUES(mid))"
 /// payload, arrived each): each replaces its topic's; rows apply in order.
 pub fn store_retained(n: usize) -> String {
     format!(
-        "INSERT INTO mqtt_retain (topic, msgid, sender, qos, payload, arrived) VALUES {} \
+        "INSERT INTO mqtt_retain (topic, msgid, sender, qos, payload, arrived, props) VALUES {} \
 ON DUPLICATE KEY UPDATE msgid = VALUES(msgid), sender = VALUES(sender), qos = VALUES(qos), \
-payload = VALUES(payload), arrived = VALUES(arrived)",
-        rows(n, 6)
+payload = VALUES(payload), arrived = VALUES(arrived), props = VALUES(props)",
+        rows(n, 7)
     )
 }
 
@@ -133,7 +133,7 @@ pub fn delete_retained(n: usize) -> String {
 pub fn lookup_retained(target: &TopicMatch) -> String {
     let (cond, _) = target.condition("topic");
     format!(
-        "SELECT topic, msgid, sender, qos, payload, arrived FROM mqtt_retain WHERE {cond} ORDER BY topic"
+        "SELECT topic, msgid, sender, qos, payload, arrived, props FROM mqtt_retain WHERE {cond} ORDER BY topic"
     )
 }
 
@@ -146,7 +146,7 @@ pub fn lookup_retained(target: &TopicMatch) -> String {
 pub fn fetch(pubsub: bool, target: &TopicMatch, since: bool, limit: bool, oldest: bool) -> String {
     let (cond, _) = target.condition("m.topic");
     let order = if oldest { "ASC" } else { "DESC" };
-    let columns = "m.topic, m.msgid, m.sender, m.qos, m.retain, m.payload, m.arrived";
+    let columns = "m.topic, m.msgid, m.sender, m.qos, m.retain, m.payload, m.arrived, m.props";
     let since = if since { " AND m.arrived >= ?" } else { "" };
     let limit = if limit { " LIMIT ?" } else { "" };
     if pubsub {
@@ -174,9 +174,9 @@ mod tests {
 
     #[test]
     fn placeholder_counts() {
-        assert_eq!(placeholders(&store_messages(3)), 21);
+        assert_eq!(placeholders(&store_messages(3)), 24);
         assert_eq!(placeholders(&ack_pubsub(4)), 12);
-        assert_eq!(placeholders(&store_retained(2)), 12);
+        assert_eq!(placeholders(&store_retained(2)), 14);
         assert_eq!(placeholders(&delete_subscriptions(2)), 3);
         let t = topic_match("a/#");
         assert_eq!(

@@ -14,6 +14,11 @@
 --     so a topic prefix is an index range;
 --   * mqtt_msg and mqtt_retain have a nullable `node` column, as the seed's
 --     sample output shows;
+--   * mqtt_msg and mqtt_retain have a nullable `props` column: the message's
+--     MQTT 5 properties (expiry, user properties, content type, response
+--     topic, correlation data, payload format) in MQTT 5's own encoding,
+--     NULL for an MQTT 3.1.1 message (the ALTER TABLEs below add it to
+--     tables created from the seed's schema, keeping their rows);
 --   * indexes the backend's queries need (below).
 -- Times are stored in UTC in the `timestamp` (without time zone) columns.
 --
@@ -51,6 +56,7 @@ CREATE TABLE IF NOT EXISTS mqtt_msg (
   arrived timestamp without time zone
 );
 ALTER TABLE mqtt_msg ADD COLUMN IF NOT EXISTS node text;
+ALTER TABLE mqtt_msg ADD COLUMN IF NOT EXISTS props bytea;
 -- Acks and re-stores find a message by its id; ON CONFLICT (msgid) needs it unique.
 CREATE UNIQUE INDEX IF NOT EXISTS mqtt_msg_msgid_key ON mqtt_msg (msgid);
 -- Fetches: an exact topic, or a topic prefix range, in store (id) order.
@@ -69,6 +75,7 @@ CREATE TABLE IF NOT EXISTS mqtt_retain (
   UNIQUE (topic)
 );
 ALTER TABLE mqtt_retain ADD COLUMN IF NOT EXISTS node text;
+ALTER TABLE mqtt_retain ADD COLUMN IF NOT EXISTS props bytea;
 
 CREATE TABLE IF NOT EXISTS mqtt_acked (
   id BIGSERIAL PRIMARY KEY,

@@ -222,6 +222,7 @@ impl PgsqlBackend {
                 .map_err(&pg)?;
             let qos = i32::from(one.qos.as_u8());
             let retain = i32::from(one.retain);
+            let props = one.stored_properties();
             client
                 .execute(
                     &stmt,
@@ -233,6 +234,7 @@ impl PgsqlBackend {
                         &retain,
                         &&one.payload[..],
                         &PgTime(one.timestamp),
+                        &props,
                     ],
                 )
                 .await
@@ -276,6 +278,7 @@ struct MessageColumns<'m> {
     retain: Vec<i32>,
     payloads: Vec<&'m [u8]>,
     arrived: Vec<PgTime>,
+    props: Vec<Option<Vec<u8>>>,
 }
 
 impl<'m> MessageColumns<'m> {
@@ -288,10 +291,11 @@ impl<'m> MessageColumns<'m> {
             retain: messages.iter().map(|m| i32::from(m.retain)).collect(),
             payloads: messages.iter().map(|m| &m.payload[..]).collect(),
             arrived: messages.iter().map(|m| PgTime(m.timestamp)).collect(),
+            props: messages.iter().map(|m| m.stored_properties()).collect(),
         }
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 7] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
         [
             &self.ids,
             &self.senders,
@@ -300,6 +304,7 @@ impl<'m> MessageColumns<'m> {
             &self.retain,
             &self.payloads,
             &self.arrived,
+            &self.props,
         ]
     }
 }

@@ -48,14 +48,16 @@ const SPECS: [TableSpec; 5] = [
     TableSpec::new(
         "mqtt_msg",
         &[
-            "id", "msgid", "sender", "topic", "qos", "retain", "payload", "arrived",
+            "id", "msgid", "sender", "topic", "qos", "retain", "payload", "arrived", "props",
         ],
     )
     .payload(&["payload"])
     .unique(&[&["msgid"]]),
     TableSpec::new(
         "mqtt_retain",
-        &["topic", "msgid", "sender", "qos", "payload", "arrived"],
+        &[
+            "topic", "msgid", "sender", "qos", "payload", "arrived", "props",
+        ],
     )
     .payload(&["payload"])
     .unique(&[&["topic"]]),

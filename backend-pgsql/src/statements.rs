@@ -52,18 +52,20 @@ macro_rules! serial_lock {
 pub const SERIAL_LOCK: &str = serial_lock!();
 
 /// `on_message_publish` of one message: `$1` msgid, `$2` sender, `$3`
-/// topic, `$4` qos, `$5` retain, `$6` payload, `$7` arrived. Storing a
+/// topic, `$4` qos, `$5` retain, `$6` payload, `$7` arrived, `$8` props
+/// (MQTT 5 properties, or NULL). Storing a
 /// msgid again gives the row a new id, as if deleted and inserted. Runs
 /// under [`SERIAL_LOCK`].
 pub const STORE_MESSAGE: &str = concat!(
     serial_lock!(),
     "\
-INSERT INTO mqtt_msg (msgid, sender, topic, qos, retain, payload, arrived)
-SELECT $1::varchar, $2::text, $3::text, $4::int4, $5::int4, $6::bytea, $7::timestamp FROM serial
+INSERT INTO mqtt_msg (msgid, sender, topic, qos, retain, payload, arrived, props)
+SELECT $1::varchar, $2::text, $3::text, $4::int4, $5::int4, $6::bytea, $7::timestamp, $8::bytea FROM serial
 ON CONFLICT (msgid) DO UPDATE
    SET id = nextval(pg_get_serial_sequence('mqtt_msg', 'id')),
        sender = EXCLUDED.sender, topic = EXCLUDED.topic, qos = EXCLUDED.qos,
-       retain = EXCLUDED.retain, payload = EXCLUDED.payload, arrived = EXCLUDED.arrived"
+       retain = EXCLUDED.retain, payload = EXCLUDED.payload, arrived = EXCLUDED.arrived,
+       props = EXCLUDED.props"
 );
 
 /// A batch of messages; ids follow the arrays' order. Storing a msgid
@@ -72,15 +74,16 @@ ON CONFLICT (msgid) DO UPDATE
 pub const STORE_MESSAGES: &str = concat!(
     serial_lock!(),
     "\
-INSERT INTO mqtt_msg (msgid, sender, topic, qos, retain, payload, arrived)
-SELECT m.msgid, m.sender, m.topic, m.qos, m.retain, m.payload, m.arrived
-  FROM serial, unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], $6::bytea[], $7::timestamp[])
-   WITH ORDINALITY AS m(msgid, sender, topic, qos, retain, payload, arrived, n)
+INSERT INTO mqtt_msg (msgid, sender, topic, qos, retain, payload, arrived, props)
+SELECT m.msgid, m.sender, m.topic, m.qos, m.retain, m.payload, m.arrived, m.props
+  FROM serial, unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], $6::bytea[], $7::timestamp[], $8::bytea[])
+   WITH ORDINALITY AS m(msgid, sender, topic, qos, retain, payload, arrived, props, n)
  ORDER BY m.n
 ON CONFLICT (msgid) DO UPDATE
    SET id = nextval(pg_get_serial_sequence('mqtt_msg', 'id')),
    sender = EXCLUDED.sender, topic = EXCLUDED.topic, qos = EXCLUDED.qos,
-   retain = EXCLUDED.retain, payload = EXCLUDED.payload, arrived = EXCLUDED.arrived"
+   retain = EXCLUDED.retain, payload = EXCLUDED.payload, arrived = EXCLUDED.arrived,
+   props = EXCLUDED.props"
 );
 
 /// The sweeper: removes up to `$2` messages that arrived before `$1`,
@@ -105,29 +108,29 @@ ON CONFLICT (clientid, topic) DO UPDATE SET mid = GREATEST(mqtt_acked.mid, EXCLU
 
 /// `on_message_retain`: replaces each topic's retained message.
 pub const STORE_RETAINED: &str = "\
-INSERT INTO mqtt_retain (topic, msgid, sender, qos, payload, arrived)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::bytea[], $6::timestamp[])
+INSERT INTO mqtt_retain (topic, msgid, sender, qos, payload, arrived, props)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::bytea[], $6::timestamp[], $7::bytea[])
 ON CONFLICT (topic) DO UPDATE
    SET msgid = EXCLUDED.msgid, sender = EXCLUDED.sender, qos = EXCLUDED.qos,
-   payload = EXCLUDED.payload, arrived = EXCLUDED.arrived";
+   payload = EXCLUDED.payload, arrived = EXCLUDED.arrived, props = EXCLUDED.props";
 
 /// `on_retain_delete`: `$1` topics.
 pub const DELETE_RETAINED: &str = "DELETE FROM mqtt_retain WHERE topic = ANY ($1::text[])";
 
 /// `on_retain_lookup` of a filter without wildcards: `$1` topic.
 pub const RETAINED_EXACT: &str =
-    "SELECT topic, msgid, sender, qos, payload, arrived FROM mqtt_retain WHERE topic = $1";
+    "SELECT topic, msgid, sender, qos, payload, arrived, props FROM mqtt_retain WHERE topic = $1";
 
 /// `on_retain_lookup` of a wildcard filter: `$1`..`$2` the literal
 /// prefix's byte range, `$3` the filter as a regular expression.
 pub const RETAINED_RANGE: &str = "\
-SELECT topic, msgid, sender, qos, payload, arrived FROM mqtt_retain
+SELECT topic, msgid, sender, qos, payload, arrived, props FROM mqtt_retain
  WHERE topic COLLATE \"C\" >= $1 AND topic COLLATE \"C\" < $2 AND topic ~ $3
  ORDER BY topic COLLATE \"C\"";
 
 /// `on_retain_lookup` of a filter starting with a wildcard: `$1` regex.
 pub const RETAINED_SCAN: &str = "\
-SELECT topic, msgid, sender, qos, payload, arrived FROM mqtt_retain
+SELECT topic, msgid, sender, qos, payload, arrived, props FROM mqtt_retain
  WHERE topic ~ $1
  ORDER BY topic COLLATE \"C\"";
 
@@ -182,7 +185,7 @@ pub fn build(pubsub: bool, shape: Shape, oldest: bool) -> String {
         ),
         Shape::Scan => format!("m.topic ~ ${p}"),
     };
-    let columns = "m.topic, m.msgid, m.sender, m.qos, m.retain, m.payload, m.arrived";
+    let columns = "m.topic, m.msgid, m.sender, m.qos, m.retain, m.payload, m.arrived, m.props";
     let since = "($1::timestamp IS NULL OR m.arrived >= $1)";
     if pubsub {
         // The first fetch of (client, filter) records the start (the

@@ -357,16 +357,24 @@ fn utf8(field: &str, b: Vec<u8>) -> Result<String, String> {
     String::from_utf8(b).map_err(|_| format!("field `{field}` is not UTF-8"))
 }
 
-/// A message from the seven hash values ([`MESSAGE_FIELDS`] order);
-/// `member` stands in for a missing `id`.
+/// A message from the eight hash values ([`MESSAGE_FIELDS`] order; a
+/// missing `props` is empty); `member` stands in for a missing `id`.
 pub(crate) fn decode_message(
     member: Option<Vec<u8>>,
     fields: Vec<Vec<u8>>,
 ) -> Result<Message, String> {
     let mut it = fields.into_iter();
     let mut next = || it.next().unwrap_or_default();
-    let (id, from, qos, topic, retain, payload, ts) =
-        (next(), next(), next(), next(), next(), next(), next());
+    let (id, from, qos, topic, retain, payload, ts, props) = (
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+    );
     let id = match (id.is_empty(), member) {
         (true, Some(m)) => m,
         (_, _) => id,
@@ -393,11 +401,13 @@ pub(crate) fn decode_message(
         .trim()
         .parse::<i64>()
         .map_err(|_| format!("field `ts` is `{ts_text}`, not Unix seconds"))?;
+    let topic = utf8("topic", topic)?;
     Ok(Message {
         id: utf8("id", id)?,
         sender: utf8("from", from)?,
         username: None,
-        topic: utf8("topic", topic)?,
+        properties: Message::properties_from(&props, &topic),
+        topic,
         qos,
         retain,
         payload: Bytes::from(payload),
@@ -434,9 +444,15 @@ pub(crate) fn decode_retained(
     (out, gone)
 }
 
-/// The hash field/value pairs of a message, as arguments.
+/// The hash field/value pairs of a message, as the store scripts take
+/// them: all of [`MESSAGE_FIELDS`], `props` empty when it has none (the
+/// scripts then write no `props` field).
 pub(crate) fn hash_args(m: &Message) -> Vec<(&'static str, Bytes)> {
-    message_fields(m).into_iter().collect()
+    let mut fields = message_fields(m);
+    if fields.len() < MESSAGE_FIELDS.len() {
+        fields.push(("props", Bytes::new()));
+    }
+    fields
 }
 
 fn parse_secs(v: Option<&Vec<u8>>) -> Result<Option<Timestamp>, String> {
@@ -578,6 +594,10 @@ mod tests {
         let names: Vec<&str> = hash_args(&m).iter().map(|(f, _)| *f).collect();
         assert_eq!(names, MESSAGE_FIELDS);
         assert_eq!(decode_message(None, fields).expect("round trip"), m);
+        m.properties.user_properties.push(("k".into(), "v".into()));
+        m.properties.message_expiry_interval = Some(60);
+        let fields = hash_args(&m).into_iter().map(|(_, v)| v.to_vec()).collect();
+        assert_eq!(decode_message(None, fields).expect("with properties"), m);
     }
 
     #[test]

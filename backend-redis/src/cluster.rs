@@ -37,6 +37,7 @@ use crate::config::RedisSettings;
 use crate::error::RedisError;
 use crate::keys::{self, cluster as layout, MESSAGE_FIELDS};
 use crate::scripts::{self, cluster as cscripts};
+use backend_core::template::message_fields;
 
 /// A pool on a Redis Cluster.
 pub(crate) struct ClusterStore {
@@ -430,7 +431,7 @@ impl ClusterStore {
                     .parse::<f64>()
                     .unwrap_or(0.0);
                 let member = it.next().map(bytes_of).unwrap_or_default();
-                let fields: Vec<Vec<u8>> = it.by_ref().take(7).map(bytes_of).collect();
+                let fields: Vec<Vec<u8>> = it.by_ref().take(8).map(bytes_of).collect();
                 match decode_message(Some(member.clone()), fields) {
                     Ok(m) => found.push((score, m)),
                     Err(e) => warn!(
@@ -540,7 +541,7 @@ impl ClusterStore {
         try_join_all(messages.iter().map(|m| {
             let mut call = Call::new(&cscripts::REPLACE_HASH);
             call.key(keys::retain(&m.topic));
-            for (f, v) in hash_args(m) {
+            for (f, v) in message_fields(m) {
                 call.arg(f).arg(v.as_ref());
             }
             async move { self.call(OP, &call, true).await }

@@ -34,9 +34,13 @@ pub const SEED_PREFIXES: [&str; 6] = [
     "mqtt:retain:",
 ];
 
-/// The fields of a message hash ([`msg`], [`retain`]), in the seed's order;
-/// the same as `backend_core::template::message_fields`.
-pub const MESSAGE_FIELDS: [&str; 7] = ["id", "from", "qos", "topic", "retain", "payload", "ts"];
+/// The fields of a message hash ([`msg`], [`retain`]): the seed's, in its
+/// order, then `props`, the message's MQTT 5 properties (MQTT 5's own
+/// encoding, `backend_core::Properties`), present only on a message that
+/// has any; the same as `backend_core::template::message_fields`.
+pub const MESSAGE_FIELDS: [&str; 8] = [
+    "id", "from", "qos", "topic", "retain", "payload", "ts", "props",
+];
 
 /// `mqtt:client:<clientid>`: hash `state` (1/0), `online_at`, `offline_at`
 /// (Unix seconds; `undefined` while online, as the seed shows) and `node`.

@@ -17,8 +17,9 @@ use redis::Script;
 ///
 /// KEYS: `mqtt:msg_seq`, `mqtt:msg_topics`, then per message its hash
 /// `mqtt:msg:<id>` and its topic's set `mqtt:msg:<topic>`.
-/// ARGV: expiry seconds, the `mqtt:msg:` prefix, then per message the seven
-/// hash values (id, from, qos, topic, retain, payload, ts).
+/// ARGV: expiry seconds, the `mqtt:msg:` prefix, then per message the eight
+/// hash values (id, from, qos, topic, retain, payload, ts, props: empty when
+/// the message has no MQTT 5 properties, and then not written).
 ///
 /// Per message: a message id stored before on another topic leaves that
 /// topic's set; the counter gives the next score; the hash is replaced and
@@ -59,7 +60,7 @@ pub(crate) static SWEEP_MESSAGES: LazyLock<Script> =
 /// first until `page` are kept, reading at most `page` members of each
 /// topic), skipping those older than `since` and removing members whose
 /// hash expired (or now belongs to another topic). Returns, newest first
-/// (oldest first for a page), per message: the member id and the seven
+/// (oldest first for a page), per message: the member id and the eight
 /// hash values.
 pub(crate) static FETCH_MESSAGES: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/fetch_messages.lua")));

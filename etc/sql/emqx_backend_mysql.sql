@@ -20,6 +20,13 @@
 --   * times the backend writes are DATETIME(3), in UTC, with milliseconds;
 --     mqtt_retain.arrived is DATETIME(3) rather than TIMESTAMP (no 2038 limit,
 --     no time-zone conversion);
+--   * mqtt_msg and mqtt_retain have a `props` column: the message's MQTT 5
+--     properties (expiry, user properties, content type, response topic,
+--     correlation data, payload format) in MQTT 5's own encoding, NULL for
+--     an MQTT 3.1.1 message. A table created from the seed gains it without
+--     losing a row:
+--       ALTER TABLE mqtt_msg ADD COLUMN props longblob;
+--       ALTER TABLE mqtt_retain ADD COLUMN props longblob;
 --   * mqtt_msg.msgid is UNIQUE (acks and re-stores find a message by it);
 --     mqtt_msg has an index on (topic, id) for fetches; the seed's redundant
 --     mqtt_client_idx and mqtt_sub_idx are left out (the unique keys cover them).
@@ -60,6 +67,7 @@ CREATE TABLE IF NOT EXISTS `mqtt_msg` (
   `retain` tinyint(2) DEFAULT NULL,
   `payload` longblob,
   `arrived` datetime(3) NOT NULL,
+  `props` longblob,
   PRIMARY KEY (`id`),
   UNIQUE KEY `mqtt_msg_msgid_key` (`msgid`),
   KEY `mqtt_msg_topic_id_idx` (`topic`,`id`),
@@ -75,6 +83,7 @@ CREATE TABLE IF NOT EXISTS `mqtt_retain` (
   `qos` int(2) DEFAULT NULL,
   `payload` longblob,
   `arrived` datetime(3) NOT NULL,
+  `props` longblob,
   PRIMARY KEY (`id`),
   UNIQUE KEY `mqtt_retain_key` (`topic`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

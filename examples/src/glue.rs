@@ -17,8 +17,8 @@ use backend_core::delivery::{
     Delivery, DeliveryConfig, LiveCopy, Outgoing, RetainHandling as Handling, SubscribeOptions,
 };
 use backend_core::{
-    new_message_id, ClientConnected, ClientDisconnected, ClientInfo, Engine, Message, QoS,
-    SessionSubscribed, SessionUnsubscribed, Subscription, Timestamp,
+    new_message_id, ClientConnected, ClientDisconnected, ClientInfo, Engine, Message, Properties,
+    QoS, SessionSubscribed, SessionUnsubscribed, Subscription, Timestamp,
 };
 use bytestring::ByteString;
 
@@ -76,6 +76,52 @@ pub async fn install(
     }
     register.start().await;
     hooks
+}
+
+/// rmqtt's retained-message store when storage keeps retained messages:
+/// it keeps nothing itself (storage stores them on `message.publish` and
+/// hands them out on subscribe, with MQTT 5's retain handling), but it
+/// tells rmqtt that retained messages are available, so an MQTT 5 CONNACK
+/// says Retain Available = 1 and clients keep the retain flag.
+pub struct StorageRetain;
+
+#[async_trait]
+impl rmqtt::retain::RetainStorage for StorageRetain {
+    fn enable(&self) -> bool {
+        true
+    }
+
+    async fn set(
+        &self,
+        _topic: &rmqtt::types::TopicName,
+        _retain: rmqtt::types::Retain,
+        _expiry: Option<Duration>,
+    ) -> rmqtt::Result<()> {
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        _filter: &rmqtt::types::TopicFilter,
+    ) -> rmqtt::Result<Vec<(rmqtt::types::TopicName, rmqtt::types::Retain)>> {
+        Ok(Vec::new())
+    }
+
+    async fn count(&self) -> isize {
+        0
+    }
+
+    async fn max(&self) -> isize {
+        0
+    }
+}
+
+/// Makes rmqtt advertise Retain Available when `engine` keeps retained
+/// messages (an `on_message_retain` rule).
+pub async fn advertise_retained(scx: &ServerContext, engine: &Engine) {
+    if engine.keeps_retained() {
+        *scx.extends.retain_mut().await = Box::new(StorageRetain);
+    }
 }
 
 /// What rmqtt calls; one instance behind every hook type.
@@ -285,6 +331,7 @@ impl StorageHooks {
             timestamp: p
                 .create_time
                 .map_or_else(Timestamp::now, Timestamp::from_millis),
+            properties: from_rmqtt_properties(p.properties.as_ref()),
         };
         self.delivery.published(&msg).await;
         (p.qos != RQoS::AtMostOnce).then(|| with_message_id(p.clone(), &id))
@@ -465,6 +512,9 @@ fn to_rmqtt_qos(q: QoS) -> RQoS {
 }
 
 /// A stored message as rmqtt delivers it, tagged with its id.
+///
+/// Its MQTT 5 properties go with it, the message expiry already counted
+/// down by the adapter (so rmqtt counts from now).
 fn to_publish(m: &Message, retain: bool, granted: RQoS) -> Publish {
     let qos = to_rmqtt_qos(m.qos).less_value(granted);
     let inner = CodecPublish {
@@ -474,19 +524,62 @@ fn to_publish(m: &Message, retain: bool, granted: RQoS) -> Publish {
         topic: ByteString::from(m.topic.as_str()),
         packet_id: None,
         payload: m.payload.clone(),
-        properties: None,
+        properties: to_rmqtt_properties(&m.properties),
     };
     let p = Publish {
         inner: Box::new(inner),
         target_clientid: None,
         delay_interval: None,
-        create_time: Some(m.timestamp.as_millis()),
+        create_time: Some(Timestamp::now().as_millis()),
     };
     if qos == RQoS::AtMostOnce {
         p
     } else {
         with_message_id(p, &m.id)
     }
+}
+
+/// The MQTT 5 properties storage keeps, from rmqtt's (without the ones
+/// this glue adds, and without the connection's topic alias and
+/// subscription ids).
+fn from_rmqtt_properties(p: Option<&PublishProperties>) -> Properties {
+    let Some(p) = p else {
+        return Properties::default();
+    };
+    Properties {
+        payload_format_indicator: p.is_utf8_payload.then_some(1),
+        message_expiry_interval: p.message_expiry_interval.map(|n| n.get()),
+        content_type: p.content_type.as_ref().map(|s| s.to_string()),
+        response_topic: p.response_topic.as_ref().map(|s| s.to_string()),
+        correlation_data: p.correlation_data.clone(),
+        user_properties: p
+            .user_properties
+            .iter()
+            .filter(|(k, _)| k != MESSAGE_ID_PROPERTY && k != FETCHED_PROPERTY)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn to_rmqtt_properties(p: &Properties) -> Option<PublishProperties> {
+    if p.is_empty() {
+        return None;
+    }
+    Some(PublishProperties {
+        is_utf8_payload: p.payload_format_indicator == Some(1),
+        message_expiry_interval: p
+            .message_expiry_interval
+            .and_then(std::num::NonZeroU32::new),
+        content_type: p.content_type.as_deref().map(ByteString::from),
+        response_topic: p.response_topic.as_deref().map(ByteString::from),
+        correlation_data: p.correlation_data.clone(),
+        user_properties: p
+            .user_properties
+            .iter()
+            .map(|(k, v)| (ByteString::from(k.as_str()), ByteString::from(v.as_str())))
+            .collect(),
+        ..PublishProperties::default()
+    })
 }
 
 fn with_message_id(p: Publish, id: &str) -> Publish {

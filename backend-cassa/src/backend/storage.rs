@@ -274,6 +274,7 @@ impl Backend for CassaBackend {
                         qos_value(m.qos),
                         CqlValue::from(Blob::new(m.payload.to_vec())),
                         CqlValue::from(m.timestamp.as_millis()),
+                        props_value(m),
                     ],
                 )
                 .await?;

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::engine::{DeliveryOptions, Engine, Subscribed};
 use crate::hook::{ClientConnected, ClientDisconnected, ClientInfo, Hook, MessageDelivery};
 use crate::hook::{SessionSubscribed, SessionUnsubscribed};
-use crate::message::{Message, QoS, Subscription};
+use crate::message::{Message, QoS, Subscription, Timestamp};
+use crate::properties::Expiry;
 use crate::topic::{matches, strip_shared};
 
 use super::DeliveryTracker;
@@ -295,14 +296,18 @@ impl Delivery {
             if !replace && c.backlogs.iter().any(|b| b.sub.filter == ev.filter) {
                 return out;
             }
+            let now = Timestamp::now();
             for m in retained {
                 let o = Outgoing {
                     qos: m.qos.min(ev.qos),
                     retain: true,
                     message: m,
                 };
-                self.hand_over(client, c, &o);
-                out.push(o);
+                // An expired retained message is not sent.
+                if let Some(o) = fresh(o, now) {
+                    self.hand_over(client, c, &o);
+                    out.push(o);
+                }
             }
             c.generation += 1;
             let generation = c.generation;
@@ -516,74 +521,30 @@ impl Delivery {
         if !subscribing && self.tracker.pending(client) > self.window / 2 {
             return out;
         }
-        tracing::trace!(client, pending = self.tracker.pending(client), "refill");
         loop {
-            let (sub, generation) = {
-                let mut clients = self.lock();
-                let Some(c) = clients.get_mut(client) else {
-                    return out;
-                };
-                if c.reading {
-                    // The reader hands over what this call would have.
-                    return out;
-                }
-                let mut room = self.window.saturating_sub(self.tracker.pending(client));
-                while room > 0 {
-                    let Some(o) = c.returned.pop_front() else {
-                        break;
-                    };
-                    self.hand_over(client, c, &o);
-                    out.push(o);
-                    room -= 1;
-                }
-                let mut taken = Vec::new();
-                for b in c.backlogs.iter_mut() {
-                    while room > 0 {
-                        let Some(m) = b.queued.pop_front() else {
-                            break;
-                        };
-                        if self.tracker.is_pending(client, &m.id) {
-                            continue;
-                        }
-                        taken.push(Outgoing {
-                            qos: m.qos.min(b.sub.qos),
-                            retain: false,
-                            message: m,
-                        });
-                        room -= 1;
-                    }
-                }
-                for o in taken {
-                    self.hand_over(client, c, &o);
-                    out.push(o);
-                }
-                c.backlogs.retain(Backlog::draining);
-                let next = c
-                    .backlogs
-                    .iter()
-                    .find(|b| b.queued.is_empty() && b.more)
-                    .map(|b| (b.sub.clone(), b.generation));
-                match next {
-                    Some(next) if room > 0 => {
-                        c.reading = true;
-                        next
-                    }
-                    _ => return out,
-                }
+            let mut expired = Vec::new();
+            let next = self.hand_over_queued(client, &mut out, &mut expired);
+            self.discard_expired(expired).await;
+            let Some((sub, generation)) = next else {
+                return out;
+            };
+            let reading = ReadingGuard {
+                delivery: self,
+                client,
             };
             let page = self.engine.fetch_backlog(&sub, self.window).await;
-            tracing::debug!(client, filter = %sub.filter, read = page.output.len(), pending = self.tracker.pending(client), "read a page of the stored backlog");
+            tracing::debug!(client, filter = %sub.filter, read = page.output.len(), "read a page of the stored backlog");
             let full = self
                 .engine
                 .backlog_page(self.window)
                 .is_some_and(|p| page.output.len() >= p);
             let failed = !page.errors.is_empty();
             let fresh = self.tracker.without_pending(client, page.output);
+            drop(reading);
             let mut clients = self.lock();
             let Some(c) = clients.get_mut(client) else {
                 return out;
             };
-            c.reading = false;
             let Some(b) = c.backlogs.iter_mut().find(|b| b.generation == generation) else {
                 // Unsubscribed or subscribed again meanwhile.
                 continue;
@@ -606,6 +567,118 @@ impl Delivery {
                 // next ack reads on.
                 return out;
             }
+        }
+    }
+
+    /// The part of [`Delivery::refill`] under the lock: hands over what is
+    /// queued, within the window, into `out` (expired messages go to
+    /// `expired` instead), and names the backlog to read a page of next,
+    /// if the window has room and no page is being read.
+    fn hand_over_queued(
+        &self,
+        client: &str,
+        out: &mut Vec<Outgoing>,
+        expired: &mut Vec<(ClientInfo, Message)>,
+    ) -> Option<(SessionSubscribed, u64)> {
+        let now = Timestamp::now();
+        let mut clients = self.lock();
+        let c = clients.get_mut(client)?;
+        if c.reading {
+            // The reader hands over what this call would have.
+            return None;
+        }
+        let mut room = self.window.saturating_sub(self.tracker.pending(client));
+        let mut taken = Vec::new();
+        while room > 0 {
+            let Some(o) = c.returned.pop_front() else {
+                break;
+            };
+            if let Some(o) = fresh(o, now) {
+                taken.push(o);
+                room -= 1;
+            }
+        }
+        for b in c.backlogs.iter_mut() {
+            while room > 0 {
+                let Some(m) = b.queued.pop_front() else {
+                    break;
+                };
+                if self.tracker.is_pending(client, &m.id) {
+                    continue;
+                }
+                let o = Outgoing {
+                    qos: m.qos.min(b.sub.qos),
+                    retain: false,
+                    message: m,
+                };
+                match fresh(o.clone(), now) {
+                    Some(o) => {
+                        taken.push(o);
+                        room -= 1;
+                    }
+                    None => expired.push((b.sub.client.clone(), o.message)),
+                }
+            }
+        }
+        for o in taken {
+            self.hand_over(client, c, &o);
+            out.push(o);
+        }
+        c.backlogs.retain(Backlog::draining);
+        if room == 0 {
+            return None;
+        }
+        let next = c
+            .backlogs
+            .iter()
+            .find(|b| b.queued.is_empty() && b.more)
+            .map(|b| (b.sub.clone(), b.generation))?;
+        c.reading = true;
+        Some(next)
+    }
+
+    /// Stored messages whose MQTT 5 expiry passed before they could be
+    /// delivered are never delivered [MQTT-3.3.2-5]: each is acknowledged
+    /// for the client, so it leaves the backlog as if delivered.
+    async fn discard_expired(&self, expired: Vec<(ClientInfo, Message)>) {
+        for (client, m) in expired {
+            tracing::debug!(client = %client.client_id, message = %m.id, "a stored message expired before delivery; not delivered");
+            let ev = MessageDelivery {
+                client,
+                message_id: m.id,
+                topic: m.topic,
+                qos: m.qos,
+            };
+            // Failed rules were logged and counted by the engine.
+            let _ = self.engine.on_message_acked(&ev).await;
+        }
+    }
+}
+
+/// `o` as it may go out at `now`: `None` once its MQTT 5 message expiry
+/// has passed; otherwise with the interval left [MQTT-3.3.2-6].
+fn fresh(mut o: Outgoing, now: Timestamp) -> Option<Outgoing> {
+    match o.message.expiry(now) {
+        Expiry::Never => Some(o),
+        Expiry::Left(secs) => {
+            o.message.properties.message_expiry_interval = Some(secs);
+            Some(o)
+        }
+        Expiry::Expired => None,
+    }
+}
+
+/// Marks a page read over when dropped, so a read cut short (its future
+/// dropped) does not stop the client's backlog for good.
+struct ReadingGuard<'a> {
+    delivery: &'a Delivery,
+    client: &'a str,
+}
+
+impl Drop for ReadingGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.delivery.lock().get_mut(self.client) {
+            c.reading = false;
         }
     }
 }

@@ -105,6 +105,7 @@ fn assert_same(got: &[Message], want: &[&Message], what: &str) {
             "{what}: timestamp of {}",
             w.id
         );
+        assert_eq!(g.properties, w.properties, "{what}: properties of {}", w.id);
     }
 }
 

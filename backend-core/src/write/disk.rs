@@ -171,6 +171,10 @@ struct MessageRecord {
     retain: bool,
     payload: Vec<u8>,
     millis: i64,
+    /// MQTT 5 properties ([`crate::Properties::encode`]); absent in a
+    /// buffer written before they were kept.
+    #[serde(default)]
+    props: Vec<u8>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -224,6 +228,7 @@ impl MessageRecord {
             retain: m.retain,
             payload: m.payload.to_vec(),
             millis: m.timestamp.as_millis(),
+            props: m.properties.encode(),
         }
     }
 
@@ -232,11 +237,12 @@ impl MessageRecord {
             id: self.id,
             sender: self.sender,
             username: self.username,
-            topic: self.topic,
+            topic: self.topic.clone(),
             qos: QoS::try_from(self.qos).unwrap_or(QoS::AtLeastOnce),
             retain: self.retain,
             payload: Bytes::from(self.payload),
             timestamp: Timestamp::from_millis(self.millis),
+            properties: Message::properties_from(&self.props, &self.topic),
         }
     }
 }

@@ -349,9 +349,18 @@ impl Backend for MongoBackend {
             };
             let has_raw = Self::payload_fields(&mut set, m, options);
             set.insert("arrived", secs(m.timestamp));
+            let has_props = put_properties(&mut set, m);
             let mut update = doc! { "$set": set };
+            // What the replaced message had and this one has not goes.
+            let mut unset = Document::new();
             if !has_raw {
-                update.insert("$unset", doc! { payload::RAW_FIELD: "" });
+                unset.insert(payload::RAW_FIELD, "");
+            }
+            if !has_props {
+                unset.insert(PROPS_FIELD, "");
+            }
+            if !unset.is_empty() {
+                update.insert("$unset", unset);
             }
             self.upsert(
                 "store_retained",

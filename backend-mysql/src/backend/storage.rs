@@ -109,6 +109,7 @@ impl Backend for MysqlBackend {
                     MyValue::Int(i64::from(m.retain)),
                     MyValue::Bytes(m.payload.to_vec()),
                     arrived,
+                    m.stored_properties().map_or(MyValue::NULL, MyValue::Bytes),
                 ]);
                 Ok(())
             },
@@ -279,6 +280,7 @@ impl Backend for MysqlBackend {
                     MyValue::Int(i64::from(m.qos.as_u8())),
                     MyValue::Bytes(m.payload.to_vec()),
                     arrived,
+                    m.stored_properties().map_or(MyValue::NULL, MyValue::Bytes),
                 ]);
                 Ok(())
             },

@@ -222,10 +222,11 @@ impl Backend for PgsqlBackend {
         let qos: Vec<i32> = batch.iter().map(|m| i32::from(m.qos.as_u8())).collect();
         let payloads: Vec<&[u8]> = batch.iter().map(|m| &m.payload[..]).collect();
         let arrived: Vec<PgTime> = batch.iter().map(|m| PgTime(m.timestamp)).collect();
+        let props: Vec<Option<Vec<u8>>> = batch.iter().map(|m| m.stored_properties()).collect();
         self.run(
             "store_retained",
             sql::STORE_RETAINED,
-            &[&topics, &ids, &senders, &qos, &payloads, &arrived],
+            &[&topics, &ids, &senders, &qos, &payloads, &arrived, &props],
         )
         .await?;
         Ok(())

@@ -328,11 +328,11 @@ impl Backend for RedisBackend {
                 inv.invoke_async(&mut c).await
             })
             .await?;
-        let mut out = Vec::with_capacity(reply.len() / 8);
+        let mut out = Vec::with_capacity(reply.len() / 9);
         let mut it = reply.into_iter();
         while let Some(member) = it.next() {
             let member = bytes_of(member);
-            let fields: Vec<Vec<u8>> = it.by_ref().take(7).map(bytes_of).collect();
+            let fields: Vec<Vec<u8>> = it.by_ref().take(8).map(bytes_of).collect();
             match decode_message(Some(member.clone()), fields) {
                 Ok(m) => out.push(m),
                 Err(e) => warn!(
@@ -406,7 +406,7 @@ impl Backend for RedisBackend {
             p.del(&key).ignore();
             let mut hset = redis::cmd("HSET");
             hset.arg(&key);
-            for (f, v) in hash_args(m) {
+            for (f, v) in message_fields(m) {
                 hset.arg(f).arg(v.as_ref());
             }
             p.add_command(hset).ignore();

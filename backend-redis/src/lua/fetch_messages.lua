@@ -13,10 +13,10 @@ if pubsub then
   if tonumber(s) then floorN, floorS = tonumber(s), s end
 end
 local ntopics = #ARGV - 5
--- A page (without since) reads at most its size from each topic; the
+-- A page (without max or since) reads at most its size from each topic; the
 -- members removed as expired on the way make a short page, so it is read
 -- again until none is removed.
-local windowed = page and not since
+local windowed = page and not max and not since
 local function gather()
   local cands = {}
   for i = 1, ntopics do
@@ -49,14 +49,14 @@ local function gather()
     if limit and kept >= limit then break end
     local c = cands[k]
     local topic = ARGV[5 + c[2]]
-    local v = redis.call('HMGET', prefix .. c[3], 'id', 'from', 'qos', 'topic', 'retain', 'payload', 'ts')
+    local v = redis.call('HMGET', prefix .. c[3], 'id', 'from', 'qos', 'topic', 'retain', 'payload', 'ts', 'props')
     if v[4] ~= topic then
       redis.call('ZREM', KEYS[2 + 2 * c[2]], c[3])
       removed = true
     elseif not since or (tonumber(v[7]) or 0) * 1000 >= since then
       kept = kept + 1
       out[#out + 1] = c[3]
-      for f = 1, 7 do out[#out + 1] = v[f] or '' end
+      for f = 1, 8 do out[#out + 1] = v[f] or '' end
     end
   end
   return out, kept, removed

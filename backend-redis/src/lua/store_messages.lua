@@ -1,7 +1,7 @@
 -- Stores a batch of messages. KEYS[1] the sequence counter, KEYS[2] the
 -- topic index; then per message its hash and its topic's sorted set.
 -- ARGV[1] the expiry in seconds, ARGV[2] the message key prefix; then per
--- message id, from, qos, topic, retain, payload, ts.
+-- message id, from, qos, topic, retain, payload, ts, props (empty: none).
 -- Work per topic (trimming, expiry, the index) is done once per call, not
 -- once per message, so a batch costs about four commands a message.
 local ttl = tonumber(ARGV[1])
@@ -25,7 +25,7 @@ local base = redis.call('INCRBY', KEYS[1], n) - n
 local topics, per_topic = {}, {}
 for i = 1, n do
   local h, z = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local b = 2 + 7 * (i - 1)
+  local b = 2 + 8 * (i - 1)
   local id, topic = ARGV[b + 1], ARGV[b + 4]
   local old = redis.call('HGET', h, 'topic')
   if old then
@@ -41,6 +41,7 @@ for i = 1, n do
   end
   redis.call('HSET', h, 'id', id, 'from', ARGV[b + 2], 'qos', ARGV[b + 3], 'topic', topic,
     'retain', ARGV[b + 5], 'payload', ARGV[b + 6], 'ts', ARGV[b + 7])
+  if ARGV[b + 8] ~= '' then redis.call('HSET', h, 'props', ARGV[b + 8]) end
   redis.call('EXPIRE', h, ttl)
   redis.call('ZADD', z, base + i, id)
   if not per_topic[topic] then

@@ -208,6 +208,7 @@ async fn run(args: Args) -> Result<(), String> {
         .node
         .unwrap_or_else(|| format!("broker@{}", args.listen));
     let scx = ServerContext::new().build().await;
+    examples::glue::advertise_retained(&scx, &engine).await;
     examples::glue::install(&scx, Arc::clone(&engine), node, Default::default()).await;
     if let Some(mut commands) = started.commands {
         let scx = scx.clone();

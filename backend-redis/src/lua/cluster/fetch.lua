@@ -9,14 +9,14 @@
 -- kept, at most page members read from each topic), skipping those older
 -- than since and removing those whose hash expired. Returns per kept
 -- message, newest first (oldest first for a page): its score, its id and
--- the seven hash values.
+-- the eight hash values.
 local pubsub = ARGV[1] == 'pubsub'
 local since = tonumber(ARGV[2])
 local max = tonumber(ARGV[3])
 local start = tonumber(ARGV[4])
 local page = tonumber(ARGV[5])
 -- Members removed as expired make a windowed page short: read again.
-local windowed = page and not since
+local windowed = page and not max and not since
 local function gather()
   local cands = {}
   for i = 1, #KEYS / 2 do
@@ -46,7 +46,7 @@ local function gather()
     if limit and kept >= limit then break end
     local c = cands[k]
     local z = KEYS[2 * c[2] - 1]
-    local v = redis.call('HMGET', z .. ':' .. c[3], 'id', 'from', 'qos', 'topic', 'retain', 'payload', 'ts')
+    local v = redis.call('HMGET', z .. ':' .. c[3], 'id', 'from', 'qos', 'topic', 'retain', 'payload', 'ts', 'props')
     if not v[4] then
       redis.call('ZREM', z, c[3])
       removed = true
@@ -54,7 +54,7 @@ local function gather()
       kept = kept + 1
       out[#out + 1] = c[4]
       out[#out + 1] = c[3]
-      for f = 1, 7 do out[#out + 1] = v[f] or '' end
+      for f = 1, 8 do out[#out + 1] = v[f] or '' end
     end
   end
   return out, kept, removed

@@ -2,7 +2,8 @@
 -- KEYS: per message its hash, then its topic's sorted set (the hash is the
 -- set's name, ':' and the id). ARGV[1] the expiry in seconds; then per
 -- message its score (the writer's clock in microseconds, rising through
--- the batch) and id, from, qos, topic, retain, payload, ts. A score never
+-- the batch) and id, from, qos, topic, retain, payload, ts, props (empty:
+-- none). A score never
 -- falls below its set's last one plus one, so store order is kept per
 -- topic even if a writer's clock is behind another's.
 local ttl = tonumber(ARGV[1])
@@ -16,7 +17,7 @@ end
 local last, stored, sets = {}, {}, {}
 for i = 1, n do
   local h, z = KEYS[2 * i - 1], KEYS[2 * i]
-  local b = 2 + 8 * (i - 1)
+  local b = 2 + 9 * (i - 1)
   if last[z] == nil then
     local top = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')
     last[z] = tonumber(top[2]) or 0
@@ -29,6 +30,7 @@ for i = 1, n do
   redis.call('DEL', h)
   redis.call('HSET', h, 'id', ARGV[b + 1], 'from', ARGV[b + 2], 'qos', ARGV[b + 3],
     'topic', ARGV[b + 4], 'retain', ARGV[b + 5], 'payload', ARGV[b + 6], 'ts', ARGV[b + 7])
+  if ARGV[b + 8] ~= '' then redis.call('HSET', h, 'props', ARGV[b + 8]) end
   redis.call('EXPIRE', h, ttl)
   redis.call('ZADD', z, string.format('%.0f', score), ARGV[b + 1])
   stored[z] = stored[z] + 1
