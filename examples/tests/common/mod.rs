@@ -25,6 +25,7 @@ macro_rules! broker_scenarios {
             a_message_after_the_suback_comes_once,
             retain_handling_holds_for_stored_retained_messages,
             user_properties_arrive_once,
+            mqtt5_properties_come_back_from_storage,
         );
     };
     (@each $db:expr; $($name:ident),* $(,)?) => {
@@ -82,7 +83,7 @@ impl Broker {
         let child = Command::new(env!("CARGO_BIN_EXE_broker"))
             .args(&args)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "info,rmqtt=warn,backend_core::delivery=trace")
+            .env("RUST_LOG", "info,rmqtt=warn")
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

@@ -1051,3 +1051,145 @@ pub async fn backlog_arrives_whole(db: &Db, per_topic: usize, restart: bool) {
         nothing_comes_again(broker.port, &sub_id, false, &filter, max, "acked messages").await;
     }
 }
+
+/// The publishes an MQTT 5 event loop receives until `quiet` passes with
+/// nothing new, whole.
+async fn v5_received_whole(
+    el: &mut rumqttc::v5::EventLoop,
+    quiet: Duration,
+) -> Vec<rumqttc::v5::mqttbytes::v5::Publish> {
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::Event;
+    let mut got = Vec::new();
+    while let Ok(ev) = tokio::time::timeout(quiet, el.poll()).await {
+        match ev {
+            Ok(Event::Incoming(Packet::Publish(p))) => got.push(p),
+            Ok(_) => {}
+            Err(e) => panic!("event loop: {e}"),
+        }
+    }
+    got
+}
+
+/// Polls until the CONNACK; returns its Retain Available (`None`: absent,
+/// which means available).
+async fn v5_connack_retain_available(el: &mut rumqttc::v5::EventLoop) -> Option<u8> {
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::Event;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), el.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
+                return ack.properties.and_then(|p| p.retain_available)
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("event loop: {e}"),
+            Err(_) => panic!("no CONNACK within 10 s"),
+        }
+    }
+}
+
+/// MQTT 5 end to end through storage: the broker advertises retained
+/// messages; a persistent subscriber is away while a message with every
+/// property storage keeps, one that expires after 1 s, and a retained
+/// message with properties are published; the broker restarts (only
+/// storage holds them); back, the subscriber gets the first with each
+/// property intact and its expiry counted down, the retained one with its
+/// properties and the retain flag, and never the expired one.
+pub async fn mqtt5_properties_come_back_from_storage(db: &Db) {
+    use rumqttc::v5::mqttbytes::v5::PublishProperties;
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    let broker = start(db, &unique("v5store"), &[]).await;
+    let root = format!("pubsub/{}", unique("v5s"));
+    let id = unique("v5ssub");
+    let (sub, mut sub_el) = v5_client(broker.port, &id, false);
+    assert_ne!(
+        v5_connack_retain_available(&mut sub_el).await,
+        Some(0),
+        "CONNACK: Retain Available"
+    );
+    sub.subscribe(format!("{root}/+"), Q5::AtLeastOnce)
+        .await
+        .expect("SUBSCRIBE");
+    let _ = v5_received_whole(&mut sub_el, Duration::from_millis(500)).await;
+    sub.disconnect().await.expect("DISCONNECT");
+    let _ = v5_received_whole(&mut sub_el, Duration::from_millis(300)).await;
+    drop((sub, sub_el));
+
+    let full = PublishProperties {
+        payload_format_indicator: Some(1),
+        message_expiry_interval: Some(300),
+        response_topic: Some(format!("{root}/reply")),
+        correlation_data: Some(backend_core::Bytes::from_static(b"\x00corr\xff")),
+        user_properties: vec![("k".into(), "v1".into()), ("k".into(), "v2".into())],
+        content_type: Some("application/json".into()),
+        ..PublishProperties::default()
+    };
+    let short = PublishProperties {
+        message_expiry_interval: Some(1),
+        ..PublishProperties::default()
+    };
+    let (publisher, mut pub_el) = v5_client(broker.port, &unique("v5spub"), true);
+    let pump = tokio::spawn(async move { while pub_el.poll().await.is_ok() {} });
+    publisher
+        .publish_with_properties(
+            format!("{root}/a"),
+            Q5::AtLeastOnce,
+            false,
+            "full",
+            full.clone(),
+        )
+        .await
+        .expect("PUBLISH");
+    publisher
+        .publish_with_properties(format!("{root}/a"), Q5::AtLeastOnce, false, "short", short)
+        .await
+        .expect("PUBLISH");
+    publisher
+        .publish_with_properties(
+            format!("{root}/r"),
+            Q5::AtLeastOnce,
+            true,
+            "kept",
+            full.clone(),
+        )
+        .await
+        .expect("PUBLISH");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let _ = publisher.disconnect().await;
+    pump.abort();
+
+    let broker = broker.restart_gracefully().await;
+    let (sub, mut sub_el) = v5_client(broker.port, &id, false);
+    sub.subscribe(format!("{root}/+"), Q5::AtLeastOnce)
+        .await
+        .expect("SUBSCRIBE");
+    let got = v5_received_whole(&mut sub_el, Duration::from_millis(2000)).await;
+    let text =
+        |p: &rumqttc::v5::mqttbytes::v5::Publish| String::from_utf8_lossy(&p.payload).into_owned();
+    let mut payloads: Vec<String> = got.iter().map(text).collect();
+    payloads.sort();
+    assert_eq!(
+        payloads,
+        vec!["full", "kept"],
+        "the expired message never comes, the others once\n{}",
+        broker.log_text()
+    );
+    for p in &got {
+        let props = p.properties.clone().unwrap_or_default();
+        let what = text(p);
+        assert!(
+            props
+                .message_expiry_interval
+                .is_some_and(|e| (290..300).contains(&e)),
+            "{what}: the expiry counted down: {:?}",
+            props.message_expiry_interval
+        );
+        let expected = PublishProperties {
+            message_expiry_interval: props.message_expiry_interval,
+            ..full.clone()
+        };
+        assert_eq!(props, expected, "{what}: every property intact");
+        assert_eq!(p.retain, what == "kept", "{what}: the retain flag");
+    }
+    let _ = sub.disconnect().await;
+}
