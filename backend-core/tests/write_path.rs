@@ -582,3 +582,50 @@ async fn async_mode_counts_and_logs_a_write_that_fails_for_good() {
     assert_eq!((m.succeeded, m.failed), (0, 1), "{m:?}");
     assert!(stored(&b, "t/async-bad").await.is_empty());
 }
+
+/// In `async` mode a publish hook never waits for a write, its own or
+/// other connections': eight publishers, each on its own topic, publish
+/// five messages one after another while every store takes 300 ms; every
+/// hook has returned long before the first store lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_mode_hooks_do_not_wait_for_other_connections_writes() {
+    let b = Arc::new(Switchable::default());
+    b.delay_ms.store(300, Ordering::SeqCst);
+    let e = Arc::new(engine(
+        Arc::clone(&b),
+        WritePolicy {
+            mode: QueryMode::Async,
+            ..policy(100)
+        },
+    ));
+    let t = Instant::now();
+    let publishers: Vec<_> = (0..8)
+        .map(|p| {
+            let e = Arc::clone(&e);
+            tokio::spawn(async move {
+                for i in 0..5 {
+                    let out = e
+                        .on_message_publish(&msg(&format!("t/conn{p}"), format!("{i}")))
+                        .await;
+                    assert!(out.errors.is_empty(), "{:?}", out.errors);
+                }
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.await.expect("publisher");
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "40 hooks returned in {:?}, while a store takes 300 ms",
+        t.elapsed()
+    );
+    wait_drained(&e).await;
+    for p in 0..8 {
+        assert_eq!(
+            stored(&b, &format!("t/conn{p}")).await.len(),
+            5,
+            "publisher {p}'s messages landed"
+        );
+    }
+}

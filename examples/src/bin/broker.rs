@@ -230,6 +230,11 @@ async fn run(args: Args) -> Result<(), String> {
         .name("tcp")
         .laddr(args.listen)
         .allow_anonymous(true)
+        // Small packets (PUBACKs) go out at once: with Nagle's algorithm
+        // a PUBACK waits for the ACK of the previous one, which a client
+        // sends with its next PUBLISH, so each PUBACK would wait one
+        // publish interval.
+        .nodelay(true)
         // A restarted broker must get its port back while the old
         // connections linger in TIME_WAIT.
         .reuseaddr(Some(true))
