@@ -78,25 +78,59 @@
 //!
 //! The backend is one of two places a message can wait for a client; the
 //! broker's own session is the other. Together they deliver as MQTT
-//! promises, with backend-core's parts doing the work and the broker's
-//! glue only translating events:
+//! promises. [`crate::delivery::Delivery`], the adapter a broker's hooks
+//! call, does the work; the broker's glue only maps its types and hands
+//! the session what the adapter returns.
 //!
+//! - **A backlog of any size arrives whole, once, in order.** A stored
+//!   backlog is read oldest first, page by page
+//!   ([`crate::FetchRequest::page`]), and handed to the session as the
+//!   client acknowledges: never more than
+//!   [`crate::delivery::DeliveryConfig::window`] (500) stored messages
+//!   unacknowledged at once, below what a session holds (rmqtt, mosquitto
+//!   and EMQX queue 1,000 and drop beyond), so a backlog of 100,000 comes
+//!   through. Each ack goes to the backend before the next page is read,
+//!   so a page never repeats what was acked; a message the session
+//!   dropped (its queue was full) is handed again. With
+//!   `max_returned_count` set, a subscribe gets the newest N, as the seed
+//!   says, all handed over as the window allows.
+//! - **Storage is the one source of a stored backlog.** While a
+//!   subscription's backlog is paged in, the broker's own copies of stored
+//!   messages on its topics (live ones, and those its session queued
+//!   while the client was away, which a bounded queue may have cut) are
+//!   held back ([`crate::delivery::Delivery::live_copy`]); the pages bring
+//!   them, in store order. A persistent session that comes back without
+//!   subscribing again has its subscriptions' backlogs paged in too
+//!   ([`crate::delivery::Delivery::resume`]).
 //! - **At most once per subscription.** A stored message reaches a
 //!   subscription at most once, whichever of the two holds it; QoS 1/2 on
-//!   a persistent session reach it exactly once.
+//!   a persistent session reach it exactly once: an acked message never
+//!   comes again, across reconnects and broker restarts.
 //!   [`crate::delivery::DeliveryTracker`] remembers per session the stored
-//!   messages the session already holds (so a fetch skips them) and the
-//!   ones the fetch handed over (so a live copy arriving later, the
-//!   subscribe-and-publish race, is dropped:
-//!   [`crate::delivery::DeliveryTracker::fetched_before`]). A
-//!   retransmission (DUP) of the session's own in-flight message is never
-//!   dropped.
+//!   messages handed over and not yet acked (a page skips them) and those
+//!   the fetch handed over (a live copy arriving later, the
+//!   subscribe-and-publish race, is held back). A retransmission (DUP) of
+//!   the session's own in-flight message is never held back. A message
+//!   delivered at QoS 1 whose PUBACK never reached the broker comes again,
+//!   as MQTT requires.
+//! - **MQTT 5 properties travel with a stored message**
+//!   ([`crate::Properties`]): payload format, content type, response
+//!   topic, correlation data and user properties come back as published;
+//!   the message expiry interval is sent as what is left of it
+//!   [MQTT-3.3.2-6], and a stored message whose expiry has passed is never
+//!   delivered [MQTT-3.3.2-5] (it is acknowledged for the client, so it
+//!   leaves the backlog). Retained messages keep theirs too.
 //! - **Nothing MQTT kept from a client comes later from storage.**
 //!   [`crate::engine::Subscribed::to_deliver`] applies MQTT 5 No Local (the
 //!   client's own messages), retain handling 2 (no retained messages on
 //!   that subscribe), and sends a message that is both retained and stored
-//!   once, as retained. An unsubscribed filter is never fetched: fetches
-//!   happen on `session.subscribed` only.
+//!   once, as retained. An unsubscribed filter is never fetched.
+//! - **Pubsub history.** In pubsub mode a client's first subscription to a
+//!   filter marks where it starts; when it subscribes again (a new
+//!   session, or another connection with the same id), it gets the
+//!   filter's stored messages since that start that it has not acked: the
+//!   seed's behaviour, kept. Test suites that reuse topics across tests
+//!   see each other's messages unless each test has its own topics.
 //! - **Quick reconnects work as without storage.** The disconnect hook
 //!   does not wait for the database
 //!   ([`crate::Engine::detach_client_disconnected`]); the client's writes
@@ -106,16 +140,16 @@
 //!   reconnects with clean start (or whose session expired) and subscribes
 //!   again gets, in pubsub mode, what arrived since its read position and
 //!   was not acked, and in queue mode what nobody acked. Clean start
-//!   clears the broker's session and the tracker's memory of it, not the
+//!   clears the broker's session and the adapter's memory of it, not the
 //!   stored read position: that is what lets a client that lost its
 //!   session still get what it missed. A client that wants a fresh start
 //!   in storage unsubscribes (the seed's `session.unsubscribed` statements
 //!   delete its read position).
-//!
 //! - **Retain handling and retain-as-published.** Stored retained messages
 //!   follow MQTT 5 retain handling: 0 sends them on every SUBSCRIBE, 1 only
-//!   when the subscription is new (the broker's glue tells, in
-//!   [`crate::engine::DeliveryOptions::send_retained`]), 2 never. They go
-//!   out with the retain flag set, as MQTT requires for retained messages
-//!   sent because of a SUBSCRIBE; retain-as-published concerns live
-//!   forwarding, which is the broker's.
+//!   when the subscription is new (the glue tells the adapter with
+//!   [`crate::delivery::Delivery::before_subscribe`]), 2 never. They go out
+//!   with the retain flag set, as MQTT requires for retained messages sent
+//!   because of a SUBSCRIBE; retain-as-published concerns live forwarding,
+//!   which is the broker's. A broker whose storage keeps retained messages
+//!   advertises Retain Available ([`crate::Engine::keeps_retained`]).

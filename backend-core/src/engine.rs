@@ -498,6 +498,33 @@ impl Engine {
         })
     }
 
+    /// Starts the engine's background work on the current tokio runtime,
+    /// with its defaults: every pool's health checked now and every
+    /// [`crate::health::DEFAULT_INTERVAL`] (each change logged), and, with
+    /// a `time_range`, stored messages past it swept every
+    /// [`crate::sweep::default_interval`]. (A pool started without its
+    /// server keeps connecting in the background by itself, see
+    /// [`crate::pool`].) The tasks end when the engine is dropped; their
+    /// handles abort them sooner.
+    pub fn start_background(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks: Vec<_> = self
+            .spawn_health_checks(crate::health::DEFAULT_INTERVAL)
+            .into_iter()
+            .collect();
+        if let Some(retention) = self.retention() {
+            let every = crate::sweep::default_interval(retention);
+            if let Some(t) = self.spawn_sweeper(every) {
+                tracing::info!(
+                    ?retention,
+                    ?every,
+                    "sweeping stored messages past time_range"
+                );
+                tasks.push(t);
+            }
+        }
+        tasks
+    }
+
     /// Whether any rule is configured for `hook`: a broker may skip building
     /// the event when not.
     pub fn has_rules(&self, hook: Hook) -> bool {

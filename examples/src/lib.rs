@@ -3,4 +3,5 @@
 
 pub mod backends;
 pub mod glue;
+pub mod session;
 pub mod testbed;

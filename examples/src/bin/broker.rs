@@ -189,33 +189,21 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let engine = Arc::new(Engine::new(&config, &started.pools).map_err(|e| e.to_string())?);
-    // Health: every pool pinged now and every 15 s; each change of state
-    // (pool up / pool down with the error) is logged.
-    engine.spawn_health_checks(backend_core::health::DEFAULT_INTERVAL);
-    // Bounded storage: messages past time_range are removed in the
-    // background (nothing to do with time_range = infinity).
-    if let Some(retention) = engine.retention() {
-        let every = backend_core::sweep::default_interval(retention);
-        if engine.spawn_sweeper(every).is_some() {
-            tracing::info!(
-                ?retention,
-                ?every,
-                "sweeping stored messages past time_range"
-            );
-        }
-    }
+    // Health checks (each pool up/down logged) and, with a time_range,
+    // the sweeper that keeps storage bounded.
+    engine.start_background();
     let node = args
         .node
         .unwrap_or_else(|| format!("broker@{}", args.listen));
     let scx = ServerContext::new().build().await;
-    examples::glue::advertise_retained(&scx, &engine).await;
+    examples::session::advertise_retained(&scx, &engine).await;
     examples::glue::install(&scx, Arc::clone(&engine), node, Default::default()).await;
     if let Some(mut commands) = started.commands {
         let scx = scx.clone();
         tokio::spawn(async move {
             while let Some(cmd) = commands.recv().await {
                 tracing::info!(?cmd, "subscription command from the backend channel");
-                examples::glue::apply_command(&scx, cmd);
+                examples::session::apply_command(&scx, cmd);
             }
         });
     }
@@ -250,7 +238,7 @@ async fn run(args: Args) -> Result<(), String> {
     // Graceful shutdown: the listener is gone with `server`; close the
     // clients so no new hook starts, then let the hooks under way finish
     // and the buffered writes land.
-    let closed = examples::glue::disconnect_all(&scx).await;
+    let closed = examples::session::disconnect_all(&scx).await;
     tracing::info!(clients = closed, drain_timeout = ?args.drain, "clients closed; flushing storage");
     let left = engine.flush(args.drain).await;
     if left > 0 {
