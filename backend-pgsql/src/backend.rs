@@ -548,7 +548,11 @@ mod tests {
     fn fetch_statements_number_their_parameters() {
         let q = sql::build(false, sql::Shape::Range, false);
         assert!(q.contains("$3") && q.contains("$4") && q.contains("$5") && !q.contains("$6"));
-        let p = sql::build(true, sql::Shape::Scan, true);
+        let p = sql::build(true, sql::Shape::Scan, false);
         assert!(p.contains("m.topic ~ $5") && !p.contains("$6"));
+        let page = sql::build(true, sql::Shape::Range, true);
+        assert!(page.contains("t.topic ~ $7") && !page.contains("$8"));
+        let page = sql::build(false, sql::Shape::Scan, true);
+        assert!(page.contains("t.topic ~ $3") && !page.contains("$4"));
     }
 }

@@ -174,6 +174,9 @@ pub fn fetch(pubsub: bool, shape: Shape, oldest: bool) -> &'static str {
 
 /// Builds the text [`fetch`] returns.
 pub fn build(pubsub: bool, shape: Shape, oldest: bool) -> String {
+    if oldest && shape != Shape::Exact {
+        return build_page(pubsub, shape);
+    }
     let order = if oldest { "ASC" } else { "DESC" };
     let p = if pubsub { 5 } else { 3 };
     let topic = match shape {
@@ -185,32 +188,31 @@ pub fn build(pubsub: bool, shape: Shape, oldest: bool) -> String {
         ),
         Shape::Scan => format!("m.topic ~ ${p}"),
     };
-    let columns = "m.topic, m.msgid, m.sender, m.qos, m.retain, m.payload, m.arrived, m.props";
+    // One topic: its read position is one lookup, not one per row.
+    let acked_topic = match shape {
+        Shape::Exact => format!("${p}"),
+        _ => "m.topic".to_owned(),
+    };
     let since = "($1::timestamp IS NULL OR m.arrived >= $1)";
     if pubsub {
         // The first fetch of (client, filter) records the start (the
         // newest id so far) and returns nothing; later ones return what
         // came after the start and after the client's ack on each topic.
         format!(
-            "WITH first AS (
-INSERT INTO mqtt_acked (clientid, topic, mid, created)
-SELECT $3::text, $4::text, COALESCE(max(id), 0), timezone('UTC', now()) FROM mqtt_msg
-ON CONFLICT (clientid, topic) DO NOTHING
-RETURNING 1
-)
-SELECT {columns}
+            "WITH {FIRST}
+SELECT {COLUMNS}
   FROM mqtt_msg m
  WHERE NOT EXISTS (SELECT 1 FROM first)
    AND {topic}
    AND {since}
    AND m.id > (SELECT s.mid FROM mqtt_acked s WHERE s.clientid = $3 AND s.topic = $4)
-   AND m.id > COALESCE((SELECT a.mid FROM mqtt_acked a WHERE a.clientid = $3 AND a.topic = m.topic), 0)
+   AND m.id > COALESCE((SELECT a.mid FROM mqtt_acked a WHERE a.clientid = $3 AND a.topic = {acked_topic}), 0)
  ORDER BY m.id {order}
  LIMIT $2::int8"
         )
     } else {
         format!(
-            "SELECT {columns}
+            "SELECT {COLUMNS}
   FROM mqtt_msg m
  WHERE {topic}
    AND {since}
@@ -218,4 +220,72 @@ SELECT {columns}
  LIMIT $2::int8"
         )
     }
+}
+
+/// The columns a fetch returns, as `Message::from_row` reads them.
+const COLUMNS: &str = "m.topic, m.msgid, m.sender, m.qos, m.retain, m.payload, m.arrived, m.props";
+
+/// The pubsub start: the first fetch of (client, filter) records the
+/// newest id so far as where the subscription starts.
+const FIRST: &str = "first AS (
+INSERT INTO mqtt_acked (clientid, topic, mid, created)
+SELECT $3::text, $4::text, COALESCE(max(id), 0), timezone('UTC', now()) FROM mqtt_msg
+ON CONFLICT (clientid, topic) DO NOTHING
+RETURNING 1
+)";
+
+/// A page of a wildcard filter's backlog, oldest first, costing what the
+/// page holds rather than the backlog: the filter's topics are walked one
+/// index probe each (`topics`, a loose index scan of `(topic, id)`), each
+/// topic gives its oldest `$2` unread rows from its read position on (an
+/// index range), and the oldest `$2` of those are the page. A plain
+/// `ORDER BY id LIMIT` would read and sort every matching row, acked ones
+/// included, on every page.
+fn build_page(pubsub: bool, shape: Shape) -> String {
+    let p = if pubsub { 5 } else { 3 };
+    let (range, regex) = match shape {
+        Shape::Range => (
+            format!(
+                "m.topic COLLATE \"C\" >= ${p} AND m.topic COLLATE \"C\" < ${}",
+                p + 1
+            ),
+            format!("${}", p + 2),
+        ),
+        _ => ("TRUE".to_owned(), format!("${p}")),
+    };
+    let since = "($1::timestamp IS NULL OR m.arrived >= $1)";
+    let (first, unread, started) = if pubsub {
+        (
+            format!("{FIRST},\n"),
+            "AND m.id > (SELECT s.mid FROM mqtt_acked s WHERE s.clientid = $3 AND s.topic = $4)
+      AND m.id > COALESCE((SELECT a.mid FROM mqtt_acked a WHERE a.clientid = $3 AND a.topic = t.topic), 0)",
+            "AND NOT EXISTS (SELECT 1 FROM first)",
+        )
+    } else {
+        (String::new(), "", "")
+    };
+    format!(
+        "WITH RECURSIVE {first}topics(topic) AS (
+  SELECT min(m.topic COLLATE \"C\") FROM mqtt_msg m WHERE {range}
+  UNION ALL
+  SELECT (SELECT min(m.topic COLLATE \"C\") FROM mqtt_msg m
+           WHERE {range} AND m.topic COLLATE \"C\" > t.topic)
+    FROM topics t WHERE t.topic IS NOT NULL
+)
+SELECT {COLUMNS}
+  FROM topics t
+ CROSS JOIN LATERAL (
+    SELECT m.* FROM mqtt_msg m
+     WHERE m.topic = t.topic
+      AND {since}
+      {unread}
+     ORDER BY m.id
+     LIMIT $2::int8
+ ) m
+ WHERE t.topic IS NOT NULL
+   AND t.topic ~ {regex}
+   {started}
+ ORDER BY m.id
+ LIMIT $2::int8"
+    )
 }

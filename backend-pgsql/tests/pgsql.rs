@@ -871,6 +871,7 @@ impl backend_core::testkit::InFlightWriter for OpenTransaction {
                     &0i32,
                     &&m.payload[..],
                     &at,
+                    &m.stored_properties(),
                 ],
             )
             .await

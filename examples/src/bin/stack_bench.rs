@@ -7,7 +7,13 @@
 //! ```text
 //! stack_bench [--backends redis,pgsql,mysql] [--publishers 8]
 //!             [--messages 40000] [--rate 2000] [--seconds 5] [--set key=value]...
+//! stack_bench --backlog 100000 [--backends ...] [--publishers 8] [--set ...]
 //! ```
+//!
+//! With `--backlog N`: a persistent subscriber on a wildcard is away while
+//! the publishers send N QoS 1 messages (one topic each); back, the time
+//! until it has all N, each once and in order on each topic (checked),
+//! beside the backend reading the same N rows in one fetch.
 //!
 //! Run through `scripts/bench-stack.sh`, which builds in release and
 //! starts the servers.
@@ -33,6 +39,8 @@ struct Args {
     seconds: u64,
     /// Pool settings for the storage-on runs (`--set batch_size=500`).
     set: Vec<(String, String)>,
+    /// `--backlog N`: the backlog drain benchmark instead.
+    backlog: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
         rate: 2_000,
         seconds: 5,
         set: Vec::new(),
+        backlog: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -76,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
             "--messages" => a.messages = num(&v)? as usize,
             "--rate" => a.rate = num(&v)?,
             "--seconds" => a.seconds = num(&v)?,
+            "--backlog" => a.backlog = Some(num(&v)? as usize),
             "--set" => {
                 let (k, val) = v
                     .split_once('=')
@@ -200,7 +210,6 @@ async fn throughput(
     total: usize,
 ) -> Result<(usize, Instant), String> {
     let each = total / publishers;
-    let payload = vec![b'x'; 100];
     let mut clients = Vec::new();
     for p in 0..publishers {
         clients.push(connect(port, &testbed::unique("bench-pub")).await?);
@@ -210,14 +219,16 @@ async fn throughput(
     let mut tasks = tokio::task::JoinSet::new();
     for (p, (client, mut ev)) in clients.into_iter().enumerate() {
         let topic = format!("{topic}/{p}");
-        let payload = payload.clone();
         tasks.spawn(async move {
             let sender = tokio::spawn({
                 let client = client.clone();
                 async move {
-                    for _ in 0..each {
+                    for i in 0..each {
+                        // 100 bytes, `<publisher>:<n>` first: checkable.
+                        let mut payload = format!("{p}:{i}:").into_bytes();
+                        payload.resize(100, b'x');
                         if client
-                            .publish(&topic, rumqttc::QoS::AtLeastOnce, false, payload.clone())
+                            .publish(&topic, rumqttc::QoS::AtLeastOnce, false, payload)
                             .await
                             .is_err()
                         {
@@ -452,6 +463,9 @@ async fn main() -> ExitCode {
         eprintln!("stack_bench: {}: {e}", dir.display());
         return ExitCode::from(1);
     }
+    if let Some(n) = a.backlog {
+        return backlogs(&a, n, &dir).await;
+    }
     println!(
         "whole stack: {} QoS 1 publishers, {} messages of 100 bytes; latency at {} msg/s for {} s",
         a.publishers, a.messages, a.rate, a.seconds
@@ -503,5 +517,154 @@ async fn main() -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `--backlog N` for each backend: the drain through the broker beside
+/// the backend's one-fetch read of the same rows.
+async fn backlogs(a: &Args, n: usize, dir: &Path) -> ExitCode {
+    println!(
+        "backlog: {n} QoS 1 messages on {} topics for a persistent subscriber that was away",
+        a.publishers
+    );
+    println!("drain: SUBSCRIBE to the last message, every one once and in order (rmqtt's session keeps 1,000)");
+    println!(
+        "{:<8} {:>10} {:>10} {:>14} {:>14}",
+        "backend", "drain s", "drain/s", "raw fetch s", "raw fetch/s"
+    );
+    let mut failed = false;
+    for kind in &a.backends {
+        match backlog(*kind, a, n, dir).await {
+            Ok((drain, raw)) => println!(
+                "{:<8} {:>10.2} {:>10.0} {:>14.2} {:>14.0}",
+                kind.name(),
+                drain,
+                n as f64 / drain,
+                raw,
+                n as f64 / raw
+            ),
+            Err(e) => {
+                eprintln!("{kind}: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// One backend's backlog drain (seconds) and raw fetch (seconds).
+async fn backlog(kind: BackendKind, a: &Args, n: usize, dir: &Path) -> Result<(f64, f64), String> {
+    let url = testbed::server_url(kind);
+    let extra: Vec<String> = a
+        .set
+        .iter()
+        .map(|(k, v)| format!("backend.{}.pool1.{k} = {v}", kind.pool_prefix()))
+        .collect();
+    let text = testbed::conf_text(kind, Some(&url), &extra, true)?;
+    let conf = dir.join(format!("{}-backlog.conf", kind.name()));
+    std::fs::write(&conf, &text).map_err(|e| e.to_string())?;
+    let root = format!("pubsub/{}", testbed::unique("backlog"));
+    let filter = format!("{root}/#");
+    let sub_id = testbed::unique("drain");
+    let mut broker =
+        Broker::start(&conf, &dir.join(format!("{}-backlog.log", kind.name()))).await?;
+    let sub = Drainer::connect(broker.port, &sub_id, &filter).await?;
+    sub.leave().await;
+    let (sent, _) = throughput(broker.port, &root, a.publishers, n).await?;
+    let mut sub = Drainer::connect(broker.port, &sub_id, &filter).await?;
+    let start = Instant::now();
+    sub.drain(sent, a.publishers).await?;
+    let drain = start.elapsed().as_secs_f64();
+    sub.leave().await;
+    broker.terminate().await?;
+    // The same rows, read by the backend in one fetch.
+    let config = Config::parse(&text).map_err(|e| e.to_string())?;
+    let started = backends::connect(&config, Storage::Configured, StartMode::Required)
+        .await
+        .map_err(|e| e.to_string())?;
+    let backend = started
+        .pools
+        .get("pool1")
+        .cloned()
+        .ok_or("no pool1 in the conf")?;
+    let start = Instant::now();
+    let read = stored(&backend, &filter).await?;
+    let raw = start.elapsed().as_secs_f64();
+    if read != sent {
+        return Err(format!("the backend holds {read} of {sent} messages"));
+    }
+    Ok((drain, raw))
+}
+
+/// A persistent subscriber whose event loop acks what arrives.
+struct Drainer {
+    client: AsyncClient,
+    ev: rumqttc::EventLoop,
+}
+
+impl Drainer {
+    async fn connect(port: u16, id: &str, filter: &str) -> Result<Drainer, String> {
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_clean_session(false);
+        opts.set_keep_alive(Duration::from_secs(600));
+        let (client, mut ev) = AsyncClient::new(opts, 100);
+        client
+            .subscribe(filter, rumqttc::QoS::AtLeastOnce)
+            .await
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline.into(), ev.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => return Ok(Drainer { client, ev }),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(format!("{id}: {e}")),
+                Err(_) => return Err(format!("{id}: no SUBACK in 10 s")),
+            }
+        }
+    }
+
+    /// Receives `n` messages of `publishers` topics, each once and in
+    /// order on its topic (the payloads [`throughput`] sends).
+    async fn drain(&mut self, n: usize, publishers: usize) -> Result<(), String> {
+        let mut next = vec![0usize; publishers];
+        let mut got = 0;
+        while got < n {
+            match tokio::time::timeout(Duration::from_secs(60), self.ev.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                    let text = String::from_utf8_lossy(&p.payload);
+                    let mut parts = text.split(':');
+                    let (Some(Ok(k)), Some(Ok(i))) = (
+                        parts.next().map(str::parse::<usize>),
+                        parts.next().map(str::parse::<usize>),
+                    ) else {
+                        return Err(format!("an unexpected payload {text:?}"));
+                    };
+                    if k >= publishers || i != next[k] {
+                        return Err(format!(
+                            "message {k}:{i} after {got}: expected {k}:{} (out of order or twice)",
+                            next.get(k).copied().unwrap_or(0)
+                        ));
+                    }
+                    next[k] = i + 1;
+                    got += 1;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err(format!("{got} of {n} after 60 s without a message")),
+            }
+        }
+        Ok(())
+    }
+
+    async fn leave(mut self) {
+        let _ = self.client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while self.ev.poll().await.is_ok() {}
+        })
+        .await;
     }
 }
