@@ -171,10 +171,3 @@ async fn a_message_after_the_suback_comes_once() {
 async fn retain_handling_holds_for_stored_retained_messages() {
     scenarios::retain_handling_holds_for_stored_retained_messages(&Db::memory()).await;
 }
-
-/// A backlog of 10,000 messages, ten times what a session holds, arrives
-/// whole, once, in order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backlog_arrives_whole() {
-    scenarios::backlog_arrives_whole(&Db::memory(), 1250, false).await;
-}

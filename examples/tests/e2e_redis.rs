@@ -66,10 +66,3 @@ async fn channel_subscribes_an_online_client() {
 }
 
 broker_scenarios!(Db::redis());
-
-/// A backlog of 10000 messages, larger than a session holds, arrives
-/// whole, once, in order, across a broker restart in the middle.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backlog_arrives_whole() {
-    common::scenarios::backlog_arrives_whole(&Db::redis().await, 1250, true).await;
-}

@@ -457,17 +457,23 @@ impl Delivery {
         if self.tracker.fetched_before(client_id, message_id) {
             return LiveCopy::HoldBack;
         }
-        if !self.engine.stores_offline(topic) {
+        let draining: Vec<usize> = c
+            .backlogs
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.draining() && matches(strip_shared(&b.sub.filter), topic))
+            .map(|(i, _)| i)
+            .collect();
+        // The common case, a live message to a client with no backlog
+        // being read: no rule lookup.
+        if (draining.is_empty() && !own) || !self.engine.stores_offline(topic) {
             return LiveCopy::Send;
         }
-        let mut covered = false;
-        for b in c.backlogs.iter_mut() {
-            if b.draining() && matches(strip_shared(&b.sub.filter), topic) {
-                // Stored after the last page was read, or not yet read:
-                // a later page reads it.
-                b.more = true;
-                covered = true;
-            }
+        let covered = !draining.is_empty();
+        for i in draining {
+            // Stored after the last page was read, or not yet read: a
+            // later page reads it.
+            c.backlogs[i].more = true;
         }
         match (covered, own) {
             (true, _) => LiveCopy::HoldBack,
