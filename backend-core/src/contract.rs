@@ -82,7 +82,7 @@
 //! call, does the work; the broker's glue only maps its types and hands
 //! the session what the adapter returns.
 //!
-//! - **A backlog of any size arrives whole, once, in order.** A stored
+//! - **A backlog of any size arrives whole and once.** A stored
 //!   backlog is read oldest first, page by page
 //!   ([`crate::FetchRequest::page`]), and handed to the session as the
 //!   client acknowledges: never more than

@@ -173,8 +173,9 @@ impl Handler for HookRef {
                 LiveCopy::Send => {}
                 LiveCopy::HoldBack => return (false, Some(HookResult::MessageExpiry)),
                 LiveCopy::Resume => {
-                    let (hooks, s) = (Arc::clone(h), Session::clone(s));
-                    tokio::spawn(async move { hooks.resume(&s).await });
+                    // In the session's own task, like every other hand-over,
+                    // so the session takes stored messages in order.
+                    h.resume(s).await;
                     return (false, Some(HookResult::MessageExpiry));
                 }
             },

@@ -1,6 +1,6 @@
 //! A backlog ten times what a broker session holds, through the broker on
-//! each database: every message once, in order on each topic, across a
-//! broker restart in the middle of the drain (`scenarios::backlog_arrives_whole`).
+//! each database: every message once, across a broker restart in the
+//! middle of the drain (`scenarios::backlog_arrives_whole`).
 //! A test binary of its own, the drains one at a time: each loads its
 //! database and the two cores for seconds, which would starve the short
 //! waits of the other end-to-end tests run beside it.

@@ -428,6 +428,11 @@ impl Delivery {
         if !fetched {
             c.own.remove(message_id);
         } else if let Some(o) = c.handed.remove(message_id) {
+            tracing::info!(
+                client = client_id,
+                message = message_id,
+                "the session dropped a stored message it was handed; it is handed again"
+            );
             self.tracker.settle(client_id, message_id);
             c.returned.push_back(o);
         }

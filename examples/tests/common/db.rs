@@ -237,6 +237,61 @@ impl Db {
         args
     }
 
+    /// Removes the stored messages under `filter` (read and acked in queue
+    /// mode through the backend), so that a test storing many leaves the
+    /// shared server as it found it (FerretDB scans whole collections, so
+    /// every later test there would pay for them). Nothing for memory.
+    pub async fn remove_messages(&self, filter: &str) {
+        if let Db::Memory = self {
+            return;
+        }
+        let backend = self.backend().await;
+        let req = backend_core::FetchRequest::new(
+            testbed::unique("cleanup"),
+            filter,
+            backend_core::OfflineMode::Queue,
+        );
+        let msgs = backend
+            .fetch_messages(&req)
+            .await
+            .expect("read the messages to remove");
+        let acks: Vec<backend_core::Ack> = msgs
+            .iter()
+            .map(|m| backend_core::Ack {
+                client_id: req.client_id.clone(),
+                topic: m.topic.clone(),
+                message_id: m.id.clone(),
+            })
+            .collect();
+        for chunk in acks.chunks(1000) {
+            backend
+                .ack_messages(backend_core::OfflineMode::Queue, chunk)
+                .await
+                .expect("remove the messages");
+        }
+    }
+
+    /// Conf lines that make the project's conf fetch and ack offline
+    /// messages in queue mode on every topic (its own rules are pubsub on
+    /// `#`); none for Redis and memory, whose conf has `queue/#` rules.
+    pub fn queue_rules(&self) -> Vec<String> {
+        let kind = match self {
+            Db::Memory | Db::Redis { .. } => return Vec::new(),
+            Db::Pgsql { .. } => "pgsql",
+            Db::Mysql { .. } => "mysql",
+            Db::Mongo { .. } => "mongo",
+            Db::Cassa { .. } => "cassa",
+        };
+        vec![
+            format!(
+                r##"backend.{kind}.hook.session.subscribed.1 = {{"topic": "#", "action": {{"function": "on_message_fetch_for_queue"}}, "pool": "pool1"}}"##
+            ),
+            format!(
+                r##"backend.{kind}.hook.message.acked.1 = {{"topic": "#", "action": {{"function": "on_message_acked_for_queue"}}, "pool": "pool1"}}"##
+            ),
+        ]
+    }
+
     /// The project's conf file for this database, pointed at the test
     /// server, with `extra` lines appended; written to a temp file.
     pub fn config_file(&self, name: &str, extra: &[String]) -> PathBuf {
