@@ -505,6 +505,16 @@ fn the_schema_check_names_missing_tables_and_seed_tables() {
             )
             .await
             .expect("the seed's mqtt_msg");
+        // It lacks the MQTT 5 properties column, named first; the
+        // documented ALTER adds it, keeping the table's rows.
+        let e = MysqlBackend::connect(&pool, &conf)
+            .await
+            .expect_err("a seed table");
+        assert!(e.to_string().contains("lacks the column(s) props"), "{e}");
+        scratch
+            .query_drop("ALTER TABLE mqtt_msg ADD COLUMN props longblob")
+            .await
+            .expect("the documented ALTER");
         let e = MysqlBackend::connect(&pool, &conf)
             .await
             .expect_err("a seed table");
@@ -832,6 +842,7 @@ impl backend_core::testkit::InFlightWriter for OpenTransaction {
             0i64.into(),
             m.payload.to_vec().into(),
             "2026-01-01 00:00:00.000".into(),
+            mysql_async::Value::NULL,
         ];
         self.0
             .exec_drop(statements::store_messages(1), Params::Positional(values))
