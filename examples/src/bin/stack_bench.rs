@@ -404,14 +404,8 @@ struct Row {
 }
 
 async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
-    let url = testbed::server_url(kind);
-    let extra: Vec<String> = a
-        .set
-        .iter()
-        .map(|(k, v)| format!("backend.{}.pool1.{k} = {v}", kind.pool_prefix()))
-        .collect();
-    let on_text = testbed::conf_text(kind, Some(&url), &extra, true)?;
-    let off_text = testbed::conf_text(kind, Some(&url), &[], false)?;
+    let on_text = storage_conf(kind, a, true)?;
+    let off_text = storage_conf(kind, a, false)?;
     let on_conf = dir.join(format!("{}-on.conf", kind.name()));
     let off_conf = dir.join(format!("{}-off.conf", kind.name()));
     std::fs::write(&on_conf, &on_text).map_err(|e| e.to_string())?;
@@ -425,15 +419,7 @@ async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
     let lat_on = latencies(&on_conf, &log("on-lat"), &format!("{run}/onlat"), a).await?;
     // Checked after the broker's SIGTERM flush, with the same backend the
     // broker used.
-    let config = Config::parse(&on_text).map_err(|e| e.to_string())?;
-    let started = backends::connect(&config, Storage::Configured, StartMode::Required)
-        .await
-        .map_err(|e| e.to_string())?;
-    let backend = started
-        .pools
-        .get("pool1")
-        .cloned()
-        .ok_or("no pool1 in the conf")?;
+    let backend = pool_backend(&on_text).await?;
     let sent = a.messages / a.publishers * a.publishers;
     let stored = stored(&backend, &format!("{run}/on/#")).await?;
     let raw = raw_rate(&backend, &format!("{run}/raw"), a.messages).await?;
@@ -556,15 +542,37 @@ async fn backlogs(a: &Args, n: usize, dir: &Path) -> ExitCode {
     }
 }
 
+/// The project's conf for `kind` on its test server: with its hook rules
+/// and `--set` applied (storage on), or without both (storage off).
+fn storage_conf(kind: BackendKind, a: &Args, storage_on: bool) -> Result<String, String> {
+    let url = testbed::server_url(kind);
+    let extra: Vec<String> = if storage_on {
+        a.set
+            .iter()
+            .map(|(k, v)| format!("backend.{}.pool1.{k} = {v}", kind.pool_prefix()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    testbed::conf_text(kind, Some(&url), &extra, storage_on)
+}
+
+/// The backend of the conf's `pool1`, connected as the broker connects it.
+async fn pool_backend(text: &str) -> Result<Arc<dyn Backend>, String> {
+    let config = Config::parse(text).map_err(|e| e.to_string())?;
+    let started = backends::connect(&config, Storage::Configured, StartMode::Required)
+        .await
+        .map_err(|e| e.to_string())?;
+    started
+        .pools
+        .get("pool1")
+        .cloned()
+        .ok_or_else(|| "no pool1 in the conf".to_owned())
+}
+
 /// One backend's backlog drain (seconds) and raw fetch (seconds).
 async fn backlog(kind: BackendKind, a: &Args, n: usize, dir: &Path) -> Result<(f64, f64), String> {
-    let url = testbed::server_url(kind);
-    let extra: Vec<String> = a
-        .set
-        .iter()
-        .map(|(k, v)| format!("backend.{}.pool1.{k} = {v}", kind.pool_prefix()))
-        .collect();
-    let text = testbed::conf_text(kind, Some(&url), &extra, true)?;
+    let text = storage_conf(kind, a, true)?;
     let conf = dir.join(format!("{}-backlog.conf", kind.name()));
     std::fs::write(&conf, &text).map_err(|e| e.to_string())?;
     let root = format!("pubsub/{}", testbed::unique("backlog"));
@@ -582,15 +590,7 @@ async fn backlog(kind: BackendKind, a: &Args, n: usize, dir: &Path) -> Result<(f
     sub.leave().await;
     broker.terminate().await?;
     // The same rows, read by the backend in one fetch.
-    let config = Config::parse(&text).map_err(|e| e.to_string())?;
-    let started = backends::connect(&config, Storage::Configured, StartMode::Required)
-        .await
-        .map_err(|e| e.to_string())?;
-    let backend = started
-        .pools
-        .get("pool1")
-        .cloned()
-        .ok_or("no pool1 in the conf")?;
+    let backend = pool_backend(&text).await?;
     let start = Instant::now();
     let read = stored(&backend, &filter).await?;
     let raw = start.elapsed().as_secs_f64();
