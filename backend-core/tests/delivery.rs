@@ -61,6 +61,11 @@ impl Session {
                 match d.live_copy(&me.client_id, &m.id, &m.topic) {
                     LiveCopy::Send => {}
                     LiveCopy::HoldBack => continue,
+                    LiveCopy::Fill => {
+                        let more = d.fill(&me.client_id).await;
+                        self.push(d, &me.client_id, more);
+                        continue;
+                    }
                     LiveCopy::Resume => panic!("the test subscribes again"),
                 }
             }
@@ -99,10 +104,20 @@ fn assert_whole(received: &[Message], published: &[Message], what: &str) {
 
 /// 10,000 messages on 8 topics while a persistent subscriber is offline;
 /// its session kept the newest 1,000 (its own copies) and dropped the
-/// rest. Back online it gets all 10,000 once, in order on each topic.
+/// rest. Back online it gets all 10,000 once, in order on each topic,
+/// whether its own copies reach the new session before the first page or
+/// after it (rmqtt moves them over in a message of their own, which may
+/// come after the client's SUBSCRIBE: were the queue full then, its
+/// oldest, stored messages, would be dropped and come late).
 #[tokio::test]
 async fn a_backlog_ten_times_the_session_arrives_whole() {
-    for mode in ["pubsub", "queue"] {
+    for (mode, own_after) in [
+        ("pubsub", false),
+        ("queue", false),
+        ("pubsub", true),
+        ("queue", true),
+    ] {
+        let what = format!("{mode}, own copies after the first page: {own_after}");
         let d = Delivery::new(engine(), DeliveryConfig::default());
         let me = ClientInfo::new("sub", "node1");
         let sub = SessionSubscribed {
@@ -114,24 +129,31 @@ async fn a_backlog_ten_times_the_session_arrives_whole() {
             .subscribed(&sub, SubscribeOptions::default())
             .await
             .is_empty());
-        let mut session = Session::new(1000);
+        let mut offline = Session::new(1000);
         let mut published = Vec::new();
         for i in 0..10_000 {
             let topic = format!("{mode}/bl/{}", i % 8);
             let m = Message::new("pub", topic, QoS::AtLeastOnce, format!("{i}"));
             d.published(&m).await;
             d.queued_offline("sub", &m.id);
-            session.queue(&d, "sub", m.clone(), false);
+            offline.queue(&d, "sub", m.clone(), false);
             published.push(m);
+        }
+        let mut session = Session::new(1000);
+        if !own_after {
+            session.queue = std::mem::take(&mut offline.queue);
         }
         let first = d.subscribed(&sub, SubscribeOptions::default()).await;
         session.push(&d, "sub", first);
+        for (m, fetched) in std::mem::take(&mut offline.queue) {
+            session.queue(&d, "sub", m, fetched);
+        }
         session.drain(&d, &me).await;
-        assert_whole(&session.received, &published, mode);
+        assert_whole(&session.received, &published, &what);
         assert_eq!(
             d.tracker().pending("sub"),
             0,
-            "{mode}: nothing left pending"
+            "{what}: nothing left pending"
         );
     }
 }
@@ -140,7 +162,13 @@ async fn a_backlog_ten_times_the_session_arrives_whole() {
 /// come with the backlog, in order; once it is drained they flow live.
 #[tokio::test]
 async fn live_copies_wait_for_the_backlog() {
-    let d = Delivery::new(engine(), DeliveryConfig { window: 10 });
+    let d = Delivery::new(
+        engine(),
+        DeliveryConfig {
+            window: 10,
+            ..DeliveryConfig::default()
+        },
+    );
     let me = ClientInfo::new("sub", "node1");
     let sub = SessionSubscribed {
         client: me.clone(),

@@ -172,6 +172,11 @@ impl Handler for HookRef {
             Parameter::MessageExpiryCheck(s, _, p) => match h.live_copy(s, p) {
                 LiveCopy::Send => {}
                 LiveCopy::HoldBack => return (false, Some(HookResult::MessageExpiry)),
+                LiveCopy::Fill => {
+                    let more = d.fill(&s.id.client_id).await;
+                    h.hand_over(s, more).await;
+                    return (false, Some(HookResult::MessageExpiry));
+                }
                 LiveCopy::Resume => {
                     // In the session's own task, like every other hand-over,
                     // so the session takes stored messages in order.

@@ -22,18 +22,27 @@ pub struct DeliveryConfig {
     /// backlog larger than this is read page by page as the client
     /// acknowledges. The next page is read once half the window is free.
     pub window: usize,
+    /// The most messages the broker's session queues (rmqtt's
+    /// `max_mqueue_len`). Stored messages handed over and the session's own
+    /// offline copies still to pass [`Delivery::live_copy`] are kept within
+    /// it together: a broker whose full queue drops its oldest message
+    /// would otherwise drop a stored one and break the per-topic order.
+    pub session_queue: usize,
 }
 
 impl DeliveryConfig {
     /// The default window: half of the 1,000-message session queue common
     /// to rmqtt, mosquitto and EMQX.
     pub const DEFAULT_WINDOW: usize = 500;
+    /// The default session queue: rmqtt's, mosquitto's and EMQX's 1,000.
+    pub const DEFAULT_SESSION_QUEUE: usize = 1000;
 }
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
             window: Self::DEFAULT_WINDOW,
+            session_queue: Self::DEFAULT_SESSION_QUEUE,
         }
     }
 }
@@ -71,6 +80,10 @@ pub enum LiveCopy {
     /// Do not send it, and call [`Delivery::resume`] for each of the
     /// session's subscriptions: storage brings their backlogs.
     Resume,
+    /// Do not send it, and hand the session what [`Delivery::fill`]
+    /// returns: the session's own copies passing made room for more of a
+    /// backlog being paged in.
+    Fill,
 }
 
 /// A stored message for the broker to hand to a session.
@@ -115,7 +128,7 @@ pub struct Outgoing {
 /// backend.redis.hook.message.acked.1 = {"topic": "queue/#", "action": {"function": "on_message_acked_for_queue"}, "pool": "pool1"}
 /// "##).unwrap();
 /// let engine = Arc::new(Engine::with_backend(&conf, Arc::new(MemoryBackend::new())).unwrap());
-/// let delivery = Delivery::new(engine, DeliveryConfig { window: 2 });
+/// let delivery = Delivery::new(engine, DeliveryConfig { window: 2, ..Default::default() });
 /// for i in 0..3 {
 ///     delivery.published(&Message::new("pub", "queue/a", QoS::AtLeastOnce, vec![i])).await;
 /// }
@@ -134,6 +147,7 @@ pub struct Delivery {
     tracker: DeliveryTracker,
     clients: Mutex<HashMap<String, Client>>,
     window: usize,
+    session_queue: usize,
 }
 
 /// One client's subscriptions whose backlog is being paged in.
@@ -184,7 +198,24 @@ impl Delivery {
             tracker: DeliveryTracker::new(),
             clients: Mutex::default(),
             window: config.window.max(1),
+            session_queue: config.session_queue.max(1),
         }
+    }
+
+    /// How many more stored messages `client`'s session can be handed
+    /// now: what the window has left, and what its queue has left beside
+    /// the stored messages pending and its own copies still queued.
+    fn room(&self, client: &str, c: &Client) -> usize {
+        let pending = self.tracker.pending(client);
+        let queue = self.session_queue.saturating_sub(pending + c.own.len());
+        self.window.saturating_sub(pending).min(queue)
+    }
+
+    /// The room a refill waits for after an ack: half of what the window
+    /// (or a smaller session queue) holds, so pages are read in halves.
+    fn refill_at(&self) -> usize {
+        let most = self.window.min(self.session_queue);
+        most - most / 2
     }
 
     /// The engine it runs.
@@ -458,6 +489,7 @@ impl Delivery {
         let Some(c) = clients.get_mut(client_id) else {
             return LiveCopy::Send;
         };
+        let room_before = self.room(client_id, c);
         let own = c.own.remove(message_id);
         if self.tracker.fetched_before(client_id, message_id) {
             return LiveCopy::HoldBack;
@@ -481,6 +513,15 @@ impl Delivery {
             c.backlogs[i].more = true;
         }
         match (covered, own) {
+            // The session's own copies made room for the backlog's next
+            // messages, which wait for no ack.
+            (true, true)
+                if !c.reading
+                    && room_before < self.refill_at()
+                    && self.room(client_id, c) >= self.refill_at() =>
+            {
+                LiveCopy::Fill
+            }
             (true, _) => LiveCopy::HoldBack,
             (false, true) if !c.resuming => {
                 c.resuming = true;
@@ -512,8 +553,16 @@ impl Delivery {
         self.start_backlog(ev, options, first, false, false).await
     }
 
+    /// What `client`'s session has room for now of its backlogs being
+    /// paged in (see [`LiveCopy::Fill`]); [`Delivery::acked`] does the
+    /// same after an ack.
+    pub async fn fill(&self, client_id: &str) -> Vec<Outgoing> {
+        self.refill(client_id, false).await
+    }
+
     /// Records `o` as handed to `client`'s session.
     fn hand_over(&self, client: &str, c: &mut Client, o: &Outgoing) {
+        tracing::trace!(client, message = %o.message.id, topic = %o.message.topic, "handed over");
         if o.qos > QoS::AtMostOnce {
             // QoS 0 is never acknowledged: it takes no room in the window.
             self.tracker.hand_over_fetched(client, &o.message.id);
@@ -529,8 +578,11 @@ impl Delivery {
     /// until half the window is free, so pages are read in halves.
     async fn refill(&self, client: &str, subscribing: bool) -> Vec<Outgoing> {
         let mut out = Vec::new();
-        if !subscribing && self.tracker.pending(client) > self.window / 2 {
-            return out;
+        if !subscribing {
+            let room = self.lock().get(client).map(|c| self.room(client, c));
+            if room.is_some_and(|room| room < self.refill_at()) {
+                return out;
+            }
         }
         loop {
             let mut expired = Vec::new();
@@ -598,7 +650,7 @@ impl Delivery {
             // The reader hands over what this call would have.
             return None;
         }
-        let mut room = self.window.saturating_sub(self.tracker.pending(client));
+        let mut room = self.room(client, c);
         let mut taken = Vec::new();
         while room > 0 {
             let Some(o) = c.returned.pop_front() else {

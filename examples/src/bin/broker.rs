@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backend_core::delivery::DeliveryConfig;
 use backend_core::{Config, Engine, StartMode};
 use examples::backends::{self, Storage};
 use rmqtt::context::ServerContext;
@@ -197,7 +198,10 @@ async fn run(args: Args) -> Result<(), String> {
         .unwrap_or_else(|| format!("broker@{}", args.listen));
     let scx = ServerContext::new().build().await;
     examples::session::advertise_retained(&scx, &engine).await;
-    examples::glue::install(&scx, Arc::clone(&engine), node, Default::default()).await;
+    // The delivery adapter keeps stored messages within the session queue
+    // the listener below is given.
+    let delivery = DeliveryConfig::default();
+    examples::glue::install(&scx, Arc::clone(&engine), node, delivery).await;
     if let Some(mut commands) = started.commands {
         let scx = scx.clone();
         tokio::spawn(async move {
@@ -223,6 +227,7 @@ async fn run(args: Args) -> Result<(), String> {
         // sends with its next PUBLISH, so each PUBACK would wait one
         // publish interval.
         .nodelay(true)
+        .max_mqueue_len(delivery.session_queue)
         // A restarted broker must get its port back while the old
         // connections linger in TIME_WAIT.
         .reuseaddr(Some(true))

@@ -79,11 +79,19 @@ impl Broker {
     async fn start_on(port: u16, args: Vec<String>) -> Result<Broker, String> {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let log = dir.join(format!("broker-{port}-{}.log", std::process::id()));
-        let file = std::fs::File::create(&log).expect("create the broker log");
+        // Appended to: a restart on the same port keeps what came before.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open the broker log");
         let child = Command::new(env!("CARGO_BIN_EXE_broker"))
             .args(&args)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "info,rmqtt=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("BROKER_LOG").unwrap_or_else(|_| "info,rmqtt=warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
