@@ -18,7 +18,7 @@
 //! assert_eq!(&out.output.offline[0].payload[..], b"hi");
 //! # });
 //! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
-//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 //! # }
 //! ```
 
@@ -227,6 +227,10 @@ impl HookRules {
 }
 
 /// The rule engine for one configuration.
+///
+/// Its hooks run on a tokio runtime with the time driver on
+/// (`enable_all`, as every broker's runtime has): reads are bounded by
+/// each pool's `read_timeout`, and writes retry after a backoff.
 pub struct Engine {
     kind: BackendKind,
     limits: Limits,
@@ -917,26 +921,58 @@ type Steps<'a> = Vec<(&'a CompiledRule, StepResult)>;
 
 /// A rule's read (`query`, which runs only here), after what it waits for
 /// first: the buffered writes it depends on (see
-/// [`PoolWriter::barrier`]). While the pool's server is away (the last
-/// write could not reach it, none has landed since) the read fails at once
-/// with a retryable error, rather than waiting for a timeout of its own: a
-/// client connecting during an outage gets its CONNACK without a wait.
+/// [`PoolWriter::barrier`]). Both together take at most the pool's
+/// `read_timeout`. While the pool's server is away (the last write or
+/// read could not reach it or had no answer, and nothing has landed
+/// since) the read fails at once with a retryable error: a client
+/// connecting during an outage gets its CONNACK without a wait.
 async fn read<T>(
     rule: &CompiledRule,
     key: Option<&str>,
     query: impl std::future::Future<Output = BackendResult<T>>,
 ) -> BackendResult<T> {
+    let pool = &rule.rule.pool;
     if let Some(why) = rule.writer.away() {
         return Err(BackendError::new(
             ErrorKind::Connection,
-            format!(
-                "pool {}: the server is away ({why}); not read until a write lands again",
-                rule.rule.pool
-            ),
+            format!("pool {pool}: the server is away ({why}); not read until it answers again"),
         ));
     }
-    rule.writer.barrier(key).await;
-    query.await
+    let bound = rule.writer.read_timeout();
+    let start = tokio::time::Instant::now();
+    let deadline = start + bound;
+    if tokio::time::timeout_at(deadline, rule.writer.barrier(key))
+        .await
+        .is_err()
+    {
+        // The buffer is behind (or its server away): no finding about
+        // the server itself.
+        return Err(BackendError::new(
+            ErrorKind::Timeout,
+            format!("pool {pool}: the writes before this read took longer than read_timeout ({bound:?})"),
+        ));
+    }
+    let queried = tokio::time::Instant::now();
+    match tokio::time::timeout_at(deadline, query).await {
+        Ok(Err(e)) => {
+            if matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout) {
+                rule.writer.found_away_by_read(e.to_string());
+            }
+            Err(e)
+        }
+        Ok(done) => done,
+        Err(_) => {
+            let why = format!("no answer to a read within read_timeout ({bound:?})");
+            // Had the read most of the bound, the server is silent.
+            if deadline - queried >= bound / 2 {
+                rule.writer.found_away_by_read(why.clone());
+            }
+            Err(BackendError::new(
+                ErrorKind::Timeout,
+                format!("pool {pool}: {why}"),
+            ))
+        }
+    }
 }
 
 /// A write through the pool's buffer.

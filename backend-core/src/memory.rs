@@ -28,7 +28,7 @@ use crate::value::{Row, Value};
 ///
 /// ```
 /// use backend_core::{Backend, MemoryBackend, Message, QoS};
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let mem = MemoryBackend::new();
 /// let m = Message::new("c", "a/b", QoS::AtLeastOnce, "x").retained(true);
 /// mem.store_retained(&[m], Default::default()).await.unwrap();

@@ -171,6 +171,18 @@ pub struct WritePolicy {
     pub first_backoff: Duration,
     /// The longest wait between retries.
     pub max_backoff: Duration,
+    /// `read_timeout`: the longest a hook's read of this pool (a fetch, a
+    /// subscription lookup) waits, for the writes before it and for the
+    /// server (default 1 s). Past it the read fails as retryable, and a
+    /// server that did not answer counts as away (later reads fail at
+    /// once): a client never waits longer than this for its CONNACK,
+    /// SUBACK or PUBACK because of a database that is down or hung.
+    pub read_timeout: Duration,
+}
+
+impl WritePolicy {
+    /// The default `read_timeout`.
+    pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(1);
 }
 
 impl Default for WritePolicy {
@@ -184,6 +196,7 @@ impl Default for WritePolicy {
             buffer_full: BufferFull::Block,
             first_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            read_timeout: Self::DEFAULT_READ_TIMEOUT,
         }
     }
 }
@@ -198,15 +211,17 @@ impl WritePolicy {
     }
 
     /// This policy with `pool`'s own `batch_size`, `batch_time`,
-    /// `worker_pool_size`, `buffer_size`, `buffer_full` and `query_mode`,
-    /// where set.
+    /// `worker_pool_size`, `buffer_size`, `buffer_full`, `query_mode` and
+    /// `read_timeout`, where set.
     ///
     /// ```
     /// use backend_core::{config::PoolConfig, BackendKind, BufferFull, WritePolicy};
     /// let mut pool = PoolConfig::new(BackendKind::Pgsql, "pool1");
     /// pool.set("batch_size", "500")?.set("batch_time", "5ms")?.set("buffer_full", "drop_new")?;
+    /// pool.set("read_timeout", "250ms")?;
     /// let p = WritePolicy::default().for_pool(&pool);
     /// assert_eq!((p.batch_size, p.batch_time.as_millis()), (500, 5));
+    /// assert_eq!(p.read_timeout.as_millis(), 250);
     /// assert_eq!(p.buffer_full, BufferFull::DropNew);
     /// # Ok::<(), backend_core::ConfigError>(())
     /// ```
@@ -230,6 +245,13 @@ impl WritePolicy {
         }
         if let Some(ms) = pool.int("batch_time").and_then(|n| u64::try_from(n).ok()) {
             self.batch_time = Duration::from_millis(ms);
+        }
+        if let Some(ms) = pool
+            .int("read_timeout")
+            .and_then(|n| u64::try_from(n).ok())
+            .filter(|ms| *ms > 0)
+        {
+            self.read_timeout = Duration::from_millis(ms);
         }
         if let Some(f) = pool.text("buffer_full").and_then(BufferFull::from_word) {
             self.buffer_full = f;
@@ -654,10 +676,10 @@ pub(crate) struct PoolWriter {
     /// `buffer = disk`: the file that keeps writes kept for retry.
     disk: Option<DiskBuffer>,
     next_key: AtomicU64,
-    /// Why the server is away, and when a flush last found it so: the last
-    /// flush failed because it could not be reached or did not answer, and
-    /// none has landed since. Reads fail at once meanwhile instead of each
-    /// waiting for its own timeout.
+    /// Why the server is away, and until when the finding counts: the last
+    /// flush or read failed because it could not be reached or did not
+    /// answer, and no write has landed since. Reads fail at once meanwhile
+    /// instead of each waiting for its own timeout.
     away: Mutex<Option<(String, std::time::Instant)>>,
     is_away: AtomicBool,
 }
@@ -881,22 +903,48 @@ impl PoolWriter {
         ticket
     }
 
-    /// Why the pool's server is away, while it is: the last write failed
-    /// because the server could not be reached or did not answer, and no
-    /// write has landed since. A read then fails at once (the engine checks
-    /// before each read) rather than waiting for a timeout of its own.
+    /// The pool's `read_timeout`.
+    pub(crate) fn read_timeout(&self) -> Duration {
+        self.policy.read_timeout
+    }
+
+    /// A read found the server unreachable or silent: reads fail at once
+    /// for twice the `read_timeout` (at least a second), then one tries
+    /// the server again.
+    pub(crate) fn found_away_by_read(&self, why: String) {
+        let lasting = (self.policy.read_timeout * 2).max(Duration::from_secs(1));
+        self.found_away(why, lasting);
+    }
+
+    /// The server is away for `why`; the finding counts for `lasting`, or
+    /// as long as an earlier one still does.
+    fn found_away(&self, why: String, lasting: Duration) {
+        let mut away = self.away.lock().unwrap_or_else(|p| p.into_inner());
+        let until = std::time::Instant::now() + lasting;
+        let until = match &*away {
+            Some((_, earlier)) => until.max(*earlier),
+            None => until,
+        };
+        *away = Some((why, until));
+        self.is_away.store(true, Ordering::Relaxed);
+    }
+
+    /// Why the pool's server is away, while it is: the last write or read
+    /// failed because the server could not be reached or did not answer,
+    /// and no write has landed since. A read then fails at once (the
+    /// engine checks before each read) rather than waiting for a timeout
+    /// of its own.
     ///
     /// The retries of the kept writes renew the finding at least every
-    /// `max_backoff`; a finding older than twice that (at least a second)
-    /// no longer counts, so reads try the server again even if nothing is
-    /// left to retry.
+    /// `max_backoff`; a write's finding counts for twice that (at least a
+    /// second), a read's for twice the `read_timeout`, so reads try the
+    /// server again even if nothing is left to retry.
     pub(crate) fn away(&self) -> Option<String> {
         if !self.is_away.load(Ordering::Relaxed) {
             return None;
         }
-        let fresh = (self.policy.max_backoff * 2).max(Duration::from_secs(1));
         match &*self.away.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some((why, at)) if at.elapsed() < fresh => Some(why.clone()),
+            Some((why, until)) if std::time::Instant::now() < *until => Some(why.clone()),
             _ => None,
         }
     }
@@ -1083,9 +1131,8 @@ impl PoolWriter {
                 Some(e) => {
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     if matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout) {
-                        *self.away.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some((e.to_string(), std::time::Instant::now()));
-                        self.is_away.store(true, Ordering::Relaxed);
+                        let lasting = (self.policy.max_backoff * 2).max(Duration::from_secs(1));
+                        self.found_away(e.to_string(), lasting);
                     }
                     let first = backoff == self.policy.first_backoff;
                     if let Some(disk) = &self.disk {

@@ -27,6 +27,8 @@ struct Switchable {
     delay_ms: AtomicU64,
     store_calls: AtomicU64,
     fetch_calls: AtomicU64,
+    /// Fetches never answer (a hung server).
+    fetch_hangs: AtomicBool,
     /// Stores marked `again`, and stores not.
     again_stores: AtomicU64,
     fresh_stores: AtomicU64,
@@ -96,6 +98,9 @@ impl Backend for Switchable {
     }
     async fn fetch_messages(&self, r: &FetchRequest) -> BackendResult<Vec<Message>> {
         self.fetch_calls.fetch_add(1, Ordering::SeqCst);
+        if self.fetch_hangs.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.inner.fetch_messages(r).await
     }
     async fn ack_messages(&self, mode: OfflineMode, a: &[Ack]) -> BackendResult<()> {
@@ -277,6 +282,50 @@ async fn reads_fail_at_once_while_the_server_is_away_and_run_again_once_it_is_ba
     let got = e.on_session_subscribed(&sub).await;
     assert!(got.errors.is_empty(), "{:?}", got.errors);
     assert_eq!(b.fetch_calls.load(Ordering::SeqCst), 2);
+}
+
+/// A hung server: the first read gives up after `read_timeout`, and the
+/// reads after it fail at once (no client waits again) until the finding
+/// lapses, when one tries the server again.
+#[tokio::test]
+async fn a_read_of_a_silent_server_ends_at_read_timeout_and_the_next_fail_at_once() {
+    let b = Arc::new(Switchable::default());
+    let read_timeout = Duration::from_millis(200);
+    let e = engine(
+        Arc::clone(&b),
+        WritePolicy {
+            read_timeout,
+            ..policy(100)
+        },
+    );
+    let sub = backend_core::SessionSubscribed {
+        client: ClientInfo::new("s", "node1"),
+        filter: "t/silent".into(),
+        qos: QoS::AtLeastOnce,
+    };
+    b.fetch_hangs.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let got = e.on_session_subscribed(&sub).await;
+    let waited = started.elapsed();
+    let [err] = &got.errors[..] else {
+        panic!("one error: {:?}", got.errors)
+    };
+    assert_eq!(err.source.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains("read_timeout"), "{err}");
+    assert!(waited >= read_timeout, "gave up after {waited:?}");
+    assert_eq!(b.fetch_calls.load(Ordering::SeqCst), 1);
+    let got = e.on_session_subscribed(&sub).await;
+    let [err] = &got.errors[..] else {
+        panic!("one error: {:?}", got.errors)
+    };
+    assert!(err.to_string().contains("the server is away"), "{err}");
+    assert_eq!(b.fetch_calls.load(Ordering::SeqCst), 1, "not tried again");
+    // A read's finding lasts twice the read_timeout, at least a second.
+    b.fetch_hangs.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let got = e.on_session_subscribed(&sub).await;
+    assert!(got.errors.is_empty(), "{:?}", got.errors);
+    assert_eq!(b.fetch_calls.load(Ordering::SeqCst), 2, "tried again");
 }
 
 #[tokio::test]

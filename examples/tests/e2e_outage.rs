@@ -97,3 +97,38 @@ async fn cassa_disk_buffer_survives_a_crash() {
     let _turn = CASSA.lock().await;
     scenarios::disk_buffer_survives_a_crash(&Db::cassa().await).await;
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_clients_connect_while_it_is_down() {
+    let _turn = REDIS.lock().await;
+    scenarios::clients_connect_while_the_database_is_down(&Db::redis().await).await;
+}
+
+#[cfg(feature = "pgsql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgsql_clients_connect_while_it_is_down() {
+    let _turn = PGSQL.lock().await;
+    scenarios::clients_connect_while_the_database_is_down(&Db::pgsql().await).await;
+}
+
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_clients_connect_while_it_is_down() {
+    let _turn = MYSQL.lock().await;
+    scenarios::clients_connect_while_the_database_is_down(&Db::mysql().await).await;
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_clients_connect_while_it_is_down() {
+    let _turn = MONGO.lock().await;
+    scenarios::clients_connect_while_the_database_is_down(&Db::mongo().await).await;
+}
+
+#[cfg(feature = "cassa")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cassa_clients_connect_while_it_is_down() {
+    let _turn = CASSA.lock().await;
+    scenarios::clients_connect_while_the_database_is_down(&Db::cassa().await).await;
+}

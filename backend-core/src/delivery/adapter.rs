@@ -120,7 +120,7 @@ pub struct Outgoing {
 /// ```
 /// use std::sync::Arc;
 /// use backend_core::{delivery::*, ClientInfo, Config, Engine, MemoryBackend, Message, QoS, SessionSubscribed};
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let conf = Config::parse(r##"
 /// backend.redis.pool1.server = 127.0.0.1:6379
 /// backend.redis.hook.message.publish.1 = {"topic": "#", "action": {"function": "on_message_publish"}, "pool": "pool1"}
