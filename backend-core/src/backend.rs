@@ -242,6 +242,27 @@ pub struct BackendError {
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
+/// A failure kept for a snapshot ([`crate::health::PoolHealth`],
+/// [`crate::sweep::SweepMetrics`]): its kind and message, cloneable and
+/// comparable, unlike the [`BackendError`] it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", kind_name(*.kind))]
+pub struct FailureRecord {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// The error's message.
+    pub message: String,
+}
+
+impl From<&BackendError> for FailureRecord {
+    fn from(e: &BackendError) -> Self {
+        FailureRecord {
+            kind: e.kind,
+            message: e.message.clone(),
+        }
+    }
+}
+
 fn kind_name(k: ErrorKind) -> &'static str {
     match k {
         ErrorKind::Connection => "connection",

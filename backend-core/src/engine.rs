@@ -29,7 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::{
-    since_for, Ack, Backend, BackendError, BackendResult, ErrorKind, FetchRequest, WriteOptions,
+    since_for, Ack, Backend, BackendError, BackendResult, ErrorKind, FailureRecord, FetchRequest,
+    WriteOptions,
 };
 use crate::config::{Action, BackendKind, Config, Function, Limits, RawStatement, Rule};
 use crate::health::{HealthState, PoolHealth};
@@ -38,6 +39,7 @@ use crate::hook::{
     SessionUnsubscribed, TopicSource,
 };
 use crate::message::{Message, QoS, Subscription};
+use crate::observe::{ReadOp, ReadOutcome, RuleObserver};
 use crate::ordering::ClientLocks;
 use crate::sweep::{PoolSweeper, SweepMetrics};
 use crate::topic::{strip_shared, FilterTrie};
@@ -199,8 +201,17 @@ struct CompiledRule {
     tag: Arc<str>,
     backend: Arc<dyn Backend>,
     counters: Counters,
+    /// The rule's write counters, and all its counters through the
+    /// `metrics` facade (`retry.observe`).
     retry: Arc<RuleWriteCounters>,
     writer: Arc<PoolWriter>,
+}
+
+impl CompiledRule {
+    fn count_matched(&self) {
+        self.counters.matched.fetch_add(1, Ordering::Relaxed);
+        self.retry.observe.matched.increment(1);
+    }
 }
 
 #[derive(Default)]
@@ -314,11 +325,15 @@ impl Engine {
             h.rules.push(CompiledRule {
                 rule: rule.clone(),
                 tag: Arc::from(key.as_str()),
-                key,
                 backend: Arc::clone(backend),
                 counters: Counters::default(),
-                retry: Arc::default(),
+                retry: Arc::new(RuleWriteCounters::new(RuleObserver::new(
+                    &key,
+                    &rule.pool,
+                    backend.info().name,
+                ))),
                 writer,
+                key,
             });
         }
         let mut storing: BTreeMap<&str, Arc<dyn Backend>> = BTreeMap::new();
@@ -362,11 +377,14 @@ impl Engine {
     }
 
     /// The health of every pool as last checked, with the writes in its
-    /// buffer.
+    /// buffer and whether its server was found away since.
     pub fn health(&self) -> Vec<PoolHealth> {
         self.health
             .iter()
-            .map(|(_, h)| h.snapshot(self.writers.get(&h.pool).map_or(0, |w| w.len())))
+            .map(|(_, h)| {
+                let writer = self.writers.get(&h.pool);
+                h.snapshot(writer.map_or(0, |w| w.len()), writer.and_then(|w| w.away()))
+            })
             .collect()
     }
 
@@ -410,11 +428,11 @@ impl Engine {
         let pings = self.health.iter().map(|(b, h)| async move {
             let r = match tokio::time::timeout(crate::health::PING_TIMEOUT, b.ping()).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!(
-                    "no answer within {:?}",
-                    crate::health::PING_TIMEOUT
-                )),
+                Ok(Err(e)) => Err(FailureRecord::from(&e)),
+                Err(_) => Err(FailureRecord {
+                    kind: ErrorKind::Timeout,
+                    message: format!("no answer within {:?}", crate::health::PING_TIMEOUT),
+                }),
             };
             h.record(r);
         });
@@ -471,7 +489,7 @@ impl Engine {
     /// than [`Engine::retention`] (see [`crate::sweep`]). Returns the
     /// messages removed per pool, or why a pool's sweep failed; nothing
     /// when the retention is infinite.
-    pub async fn sweep(&self) -> Vec<(String, Result<u64, String>)> {
+    pub async fn sweep(&self) -> Vec<(String, Result<u64, FailureRecord>)> {
         let Some(retention) = self.retention() else {
             return Vec::new();
         };
@@ -576,6 +594,7 @@ impl Engine {
                 Action::Function(Function::SubscribeLookup) => {
                     match read(
                         rule,
+                        ReadOp::LookupSubscriptions,
                         Some(&ev.client.client_id),
                         rule.backend.lookup_subscriptions(&ev.client.client_id),
                     )
@@ -719,7 +738,7 @@ impl Engine {
             first || matches!(r.rule.action, Action::Function(Function::MessageFetch(_)))
         });
         for rule in rules {
-            rule.counters.matched.fetch_add(1, Ordering::Relaxed);
+            rule.count_matched();
             let result = match &rule.rule.action {
                 Action::Function(Function::MessageFetch(mode)) if ev.qos > QoS::AtMostOnce => {
                     let request = FetchRequest {
@@ -730,8 +749,10 @@ impl Engine {
                         since: since_for(self.limits.time_range),
                         page,
                     };
-                    match read(rule, literal(filter), rule.backend.fetch_messages(&request)).await {
+                    let fetch = rule.backend.fetch_messages(&request);
+                    match read(rule, ReadOp::FetchMessages, literal(filter), fetch).await {
                         Ok(msgs) => {
+                            rule.writer.reads.fetched.increment(msgs.len() as u64);
                             for m in msgs {
                                 if !out.output.offline.iter().any(|o| o.id == m.id) {
                                     out.output.offline.push(m);
@@ -743,7 +764,8 @@ impl Engine {
                     }
                 }
                 Action::Function(Function::RetainLookup) => {
-                    match read(rule, literal(filter), rule.backend.lookup_retained(filter)).await {
+                    let lookup = rule.backend.lookup_retained(filter);
+                    match read(rule, ReadOp::LookupRetained, literal(filter), lookup).await {
                         Ok(msgs) => {
                             for m in msgs {
                                 out.output.retained.retain(|o| o.topic != m.topic);
@@ -858,7 +880,7 @@ impl Engine {
 
     fn matching<'a>(&'a self, event: &Event<'_>) -> impl Iterator<Item = &'a CompiledRule> + 'a {
         self.selected(event).inspect(|r| {
-            r.counters.matched.fetch_add(1, Ordering::Relaxed);
+            r.count_matched();
         })
     }
 
@@ -928,11 +950,14 @@ type Steps<'a> = Vec<(&'a CompiledRule, StepResult)>;
 /// connecting during an outage gets its CONNACK without a wait.
 async fn read<T>(
     rule: &CompiledRule,
+    op: ReadOp,
     key: Option<&str>,
     query: impl std::future::Future<Output = BackendResult<T>>,
 ) -> BackendResult<T> {
     let pool = &rule.rule.pool;
+    let reads = &rule.writer.reads;
     if let Some(why) = rule.writer.away() {
+        reads.record(op, ReadOutcome::Away, None);
         return Err(BackendError::new(
             ErrorKind::Connection,
             format!("pool {pool}: the server is away ({why}); not read until it answers again"),
@@ -947,21 +972,30 @@ async fn read<T>(
     {
         // The buffer is behind (or its server away): no finding about
         // the server itself.
+        let took = start.elapsed().as_secs_f64();
+        reads.record(op, ReadOutcome::Timeout, Some(took));
         return Err(BackendError::new(
             ErrorKind::Timeout,
             format!("pool {pool}: the writes before this read took longer than read_timeout ({bound:?})"),
         ));
     }
     let queried = tokio::time::Instant::now();
-    match tokio::time::timeout_at(deadline, query).await {
+    let result = tokio::time::timeout_at(deadline, query).await;
+    let took = Some(start.elapsed().as_secs_f64());
+    match result {
         Ok(Err(e)) => {
+            reads.record(op, ReadOutcome::Error, took);
             if matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout) {
                 rule.writer.found_away_by_read(e.to_string());
             }
             Err(e)
         }
-        Ok(done) => done,
+        Ok(done) => {
+            reads.record(op, ReadOutcome::Ok, took);
+            done
+        }
         Err(_) => {
+            reads.record(op, ReadOutcome::Timeout, took);
             let why = format!("no answer to a read within read_timeout ({bound:?})");
             // Had the read most of the bound, the server is silent.
             if deadline - queried >= bound / 2 {
@@ -1041,10 +1075,12 @@ fn finish(rule: &CompiledRule, result: StepResult, errors: &mut Vec<RuleError>) 
     match result {
         Ok(_) => {
             rule.counters.succeeded.fetch_add(1, Ordering::Relaxed);
+            rule.retry.observe.succeeded.increment(1);
             tracing::trace!(rule = %rule.key, "rule ran");
         }
         Err((operation, source)) => {
             rule.counters.failed.fetch_add(1, Ordering::Relaxed);
+            rule.retry.observe.failed.increment(1);
             let error = RuleError {
                 rule: rule.key.clone(),
                 pool: rule.rule.pool.clone(),

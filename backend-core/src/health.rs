@@ -8,7 +8,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::backend::FailureRecord;
 use crate::message::Timestamp;
+use crate::observe::names;
 
 /// How often the health of every pool is checked by default.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
@@ -37,29 +39,45 @@ pub struct PoolHealth {
     /// Up, down, or not checked yet.
     pub state: PoolState,
     /// Why the last check failed, while down.
-    pub last_error: Option<String>,
+    pub last_error: Option<FailureRecord>,
     /// Since when it is in this state (`None` before the first check).
     pub since: Option<Timestamp>,
     /// Writes in the pool's buffer, waiting or in flight.
     pub queued: usize,
+    /// Why the server counts as away now, if it does: a write or a read
+    /// found it unreachable or silent since (fresher than `state`, which
+    /// the periodic check sets). Reads fail at once meanwhile.
+    pub away: Option<String>,
+}
+
+impl PoolHealth {
+    /// Whether the pool serves: its last check succeeded and nothing
+    /// since found its server away.
+    pub fn is_up(&self) -> bool {
+        self.state == PoolState::Up && self.away.is_none()
+    }
 }
 
 /// One pool's recorded state.
 pub(crate) struct HealthState {
     pub(crate) pool: String,
-    inner: Mutex<(PoolState, Option<String>, Option<Timestamp>)>,
+    inner: Mutex<(PoolState, Option<FailureRecord>, Option<Timestamp>)>,
+    /// `mqtt_storage_pool_up`.
+    up: metrics::Gauge,
 }
 
 impl HealthState {
     pub(crate) fn new(pool: String) -> Self {
         HealthState {
+            up: metrics::gauge!(names::POOL_UP, "pool" => pool.clone()),
             pool,
             inner: Mutex::new((PoolState::Unknown, None, None)),
         }
     }
 
     /// Records a check's result; logs a change of state.
-    pub(crate) fn record(&self, result: Result<(), String>) {
+    pub(crate) fn record(&self, result: Result<(), FailureRecord>) {
+        self.up.set(if result.is_ok() { 1.0 } else { 0.0 });
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (state, error) = match result {
             Ok(()) => (PoolState::Up, None),
@@ -76,7 +94,7 @@ impl HealthState {
         g.1 = error;
     }
 
-    pub(crate) fn snapshot(&self, queued: usize) -> PoolHealth {
+    pub(crate) fn snapshot(&self, queued: usize, away: Option<String>) -> PoolHealth {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         PoolHealth {
             pool: self.pool.clone(),
@@ -84,6 +102,7 @@ impl HealthState {
             last_error: g.1.clone(),
             since: g.2,
             queued,
+            away,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod health;
 pub mod hook;
 pub mod memory;
 pub mod message;
+pub mod observe;
 pub mod pool;
 pub mod properties;
 pub mod schema;
@@ -31,7 +32,8 @@ mod suggest;
 pub mod testkit;
 
 pub use backend::{
-    Ack, Backend, BackendError, BackendResult, ClientStatus, ErrorKind, FetchRequest, WriteOptions,
+    Ack, Backend, BackendError, BackendResult, ClientStatus, ErrorKind, FailureRecord,
+    FetchRequest, WriteOptions,
 };
 pub use config::{BackendKind, Config, ConfigError, Limits, OfflineMode, PayloadFormat, Rule};
 pub use connect::{connect_pools, Connect};

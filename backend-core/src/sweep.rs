@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::backend::{Backend, ErrorKind};
+use crate::backend::{Backend, ErrorKind, FailureRecord};
 use crate::message::Timestamp;
+use crate::observe::names;
 
 /// What the sweeper did for one pool so far.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -33,7 +34,7 @@ pub struct SweepMetrics {
     /// Sweeps that failed.
     pub failures: u64,
     /// The last failure, if the last sweep failed.
-    pub last_error: Option<String>,
+    pub last_error: Option<FailureRecord>,
     /// The backend does not sweep ([`ErrorKind::Unsupported`]).
     pub unsupported: bool,
 }
@@ -45,13 +46,33 @@ pub(crate) struct PoolSweeper {
     runs: AtomicU64,
     removed: AtomicU64,
     failures: AtomicU64,
-    last_error: Mutex<Option<String>>,
+    last_error: Mutex<Option<FailureRecord>>,
     unsupported: AtomicBool,
+    observe: SweepObserver,
+}
+
+/// `mqtt_storage_sweeps_total` and `mqtt_storage_swept_messages_total`.
+struct SweepObserver {
+    ok: metrics::Counter,
+    failed: metrics::Counter,
+    swept: metrics::Counter,
+}
+
+impl SweepObserver {
+    fn new(pool: &str) -> Self {
+        let outcome = |o: &'static str| [("pool", pool.to_owned()), ("outcome", o.to_owned())];
+        SweepObserver {
+            ok: metrics::counter!(names::SWEEPS, &outcome("ok")),
+            failed: metrics::counter!(names::SWEEPS, &outcome("error")),
+            swept: metrics::counter!(names::SWEPT_MESSAGES, "pool" => pool.to_owned()),
+        }
+    }
 }
 
 impl PoolSweeper {
     pub(crate) fn new(pool: String, backend: Arc<dyn Backend>) -> Self {
         PoolSweeper {
+            observe: SweepObserver::new(&pool),
             pool,
             backend,
             runs: AtomicU64::new(0),
@@ -63,7 +84,7 @@ impl PoolSweeper {
     }
 
     /// Removes what arrived before `now - retention`; returns how many.
-    pub(crate) async fn sweep(&self, retention: Duration) -> Result<u64, String> {
+    pub(crate) async fn sweep(&self, retention: Duration) -> Result<u64, FailureRecord> {
         if self.unsupported.load(Ordering::Relaxed) {
             return Ok(0);
         }
@@ -74,6 +95,8 @@ impl PoolSweeper {
         match result {
             Ok(n) => {
                 self.removed.fetch_add(n, Ordering::Relaxed);
+                self.observe.ok.increment(1);
+                self.observe.swept.increment(n);
                 *last = None;
                 if n > 0 {
                     tracing::debug!(pool = %self.pool, removed = n, "swept messages past time_range");
@@ -87,10 +110,11 @@ impl PoolSweeper {
             }
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                let text = e.to_string();
-                tracing::warn!(pool = %self.pool, error = %text, "sweeping messages past time_range failed; next sweep retries");
-                *last = Some(text.clone());
-                Err(text)
+                self.observe.failed.increment(1);
+                tracing::warn!(pool = %self.pool, error = %e, "sweeping messages past time_range failed; next sweep retries");
+                let record = FailureRecord::from(&e);
+                *last = Some(record.clone());
+                Err(record)
             }
         }
     }

@@ -87,6 +87,7 @@ use crate::backend::{Ack, Backend, BackendError, BackendResult, ErrorKind, Write
 use crate::config::{OfflineMode, PoolConfig};
 use crate::hook::ClientInfo;
 use crate::message::{Message, Timestamp};
+use crate::observe::{PoolObserver, ReadObserver, RuleObserver};
 use crate::template::Statement;
 
 /// What a pool does with a new write when its buffer is full.
@@ -264,6 +265,12 @@ impl WritePolicy {
         self
     }
 }
+
+/// A flush with no answer for this long finds the server away (hung): reads
+/// fail at once and health says so, while the flush still waits for the
+/// backend's own timeout. Long enough that a slow but working server (a
+/// large batch) is not taken for a hung one.
+pub const STALLED_WRITE: Duration = Duration::from_secs(5);
 
 /// A write the engine can batch and replay.
 #[derive(Debug, Clone)]
@@ -528,6 +535,22 @@ pub(crate) struct RuleWriteCounters {
     pub(crate) queued: AtomicU64,
     pub(crate) retried: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    /// The same numbers through the `metrics` facade.
+    pub(crate) observe: RuleObserver,
+}
+
+impl RuleWriteCounters {
+    pub(crate) fn new(observe: RuleObserver) -> Self {
+        RuleWriteCounters {
+            observe,
+            ..Default::default()
+        }
+    }
+
+    fn count_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.observe.dropped.increment(1);
+    }
 }
 
 /// What became of a write.
@@ -592,6 +615,7 @@ impl Entry {
         if !self.queued {
             self.queued = true;
             self.counters.queued.fetch_add(1, Ordering::Relaxed);
+            self.counters.observe.queued.increment(1);
         }
         self.tell(Submitted::Queued);
     }
@@ -603,17 +627,20 @@ impl Entry {
             Ok(()) => {
                 if self.queued {
                     self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                    self.counters.observe.retried.increment(1);
                 } else if self.waiter.is_none() {
                     self.counters.landed.fetch_add(1, Ordering::Relaxed);
+                    self.counters.observe.succeeded.increment(1);
                 }
                 self.tell(Submitted::Done);
             }
             Err(e) => {
                 if self.waiter.is_none() {
                     if self.queued {
-                        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        self.counters.count_dropped();
                     } else {
                         self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                        self.counters.observe.failed.increment(1);
                     }
                     tracing::error!(%pool, rule = %self.rule, operation = self.op.name(), error = %e, "buffered write failed for good: dropped");
                 }
@@ -682,6 +709,10 @@ pub(crate) struct PoolWriter {
     /// instead of each waiting for its own timeout.
     away: Mutex<Option<(String, std::time::Instant)>>,
     is_away: AtomicBool,
+    /// The numbers above through the `metrics` facade.
+    observe: PoolObserver,
+    /// The pool's reads, counted by the engine.
+    pub(crate) reads: ReadObserver,
 }
 
 /// Why a pool's disk buffer could not be opened.
@@ -763,7 +794,7 @@ impl PoolWriter {
                 room: permit,
             });
             st.submitted += 1;
-            self.buffered.fetch_add(1, Ordering::Relaxed);
+            self.buffered_one();
         }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             for lane in 0..self.lanes.len() {
@@ -786,6 +817,8 @@ impl PoolWriter {
             ..policy
         };
         Arc::new(PoolWriter {
+            observe: PoolObserver::new(&pool, backend.info().name),
+            reads: ReadObserver::new(&pool, backend.info().name),
             pool,
             backend,
             lanes: (0..policy.workers)
@@ -821,6 +854,30 @@ impl PoolWriter {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);
         (h.finish() % self.lanes.len() as u64) as usize
+    }
+
+    /// One more write waits in the buffer.
+    fn buffered_one(&self) {
+        let depth = self.buffered.fetch_add(1, Ordering::Relaxed) + 1;
+        self.observe.buffered.increment(1);
+        self.observe.depth.set(depth as f64);
+    }
+
+    /// `n` writes left the buffer.
+    fn unbuffered(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let depth = self
+            .buffered
+            .fetch_sub(n, Ordering::Relaxed)
+            .saturating_sub(n);
+        self.observe.depth.set(depth as f64);
+    }
+
+    fn count_dropped_full(&self) {
+        self.dropped_full.fetch_add(1, Ordering::Relaxed);
+        self.observe.dropped.increment(1);
     }
 
     /// Writes waiting or in flight.
@@ -894,7 +951,7 @@ impl PoolWriter {
             }
             st.waiting.push_back(entry);
             st.submitted += 1;
-            self.buffered.fetch_add(1, Ordering::Relaxed);
+            self.buffered_one();
             !std::mem::replace(&mut st.worker, true)
         };
         if start {
@@ -916,6 +973,12 @@ impl PoolWriter {
         self.found_away(why, lasting);
     }
 
+    /// How long a write's finding that the server is away counts: the
+    /// retries renew it at least every `max_backoff`.
+    fn away_lasting(&self) -> Duration {
+        (self.policy.max_backoff * 2).max(Duration::from_secs(1))
+    }
+
     /// The server is away for `why`; the finding counts for `lasting`, or
     /// as long as an earlier one still does.
     fn found_away(&self, why: String, lasting: Duration) {
@@ -927,6 +990,7 @@ impl PoolWriter {
         };
         *away = Some((why, until));
         self.is_away.store(true, Ordering::Relaxed);
+        self.observe.away.set(1.0);
     }
 
     /// Why the pool's server is away, while it is: the last write or read
@@ -1016,8 +1080,8 @@ impl PoolWriter {
                 tracing::debug!(pool = %self.pool, %rule, "buffer full: waiting for room");
             }
             BufferFull::DropNew => {
-                counters.dropped.fetch_add(1, Ordering::Relaxed);
-                self.dropped_full.fetch_add(1, Ordering::Relaxed);
+                counters.count_dropped();
+                self.count_dropped_full();
                 tracing::warn!(pool = %self.pool, %rule, operation = op.name(), "{}: new write dropped (buffer_full = drop_new)", full());
                 return Err(BackendError::new(
                     ErrorKind::Connection,
@@ -1035,10 +1099,10 @@ impl PoolWriter {
                         st.waiting.pop_front().map(|old| (old, st.outage))
                     };
                     if let Some((mut old, outage)) = evicted {
-                        self.buffered.fetch_sub(1, Ordering::Relaxed);
+                        self.unbuffered(1);
                         self.left_lane(l, 1, outage);
-                        old.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                        self.dropped_full.fetch_add(1, Ordering::Relaxed);
+                        old.counters.count_dropped();
+                        self.count_dropped_full();
                         tracing::warn!(pool = %self.pool, rule = %old.rule, operation = old.op.name(), "{}: oldest write dropped (buffer_full = drop_oldest)", full());
                         if let (Some(disk), true) = (&self.disk, old.on_disk) {
                             if let Err(e) = disk.remove(vec![old.key]).await {
@@ -1086,7 +1150,30 @@ impl PoolWriter {
                 st.waiting.drain(..n).collect()
             };
             let ops: Vec<&WriteOp> = batch.iter().map(|e| &e.op).collect();
-            let outcome = run_batch(&*self.backend, &ops).await;
+            let started = std::time::Instant::now();
+            let outcome = {
+                let flush = run_batch(&*self.backend, &ops);
+                tokio::pin!(flush);
+                tokio::select! {
+                    outcome = &mut flush => outcome,
+                    _ = tokio::time::sleep(STALLED_WRITE) => {
+                        // A hung server: reads stop waiting on it, and
+                        // health says so, while this write waits for its
+                        // answer.
+                        let why = format!("a write has had no answer for {STALLED_WRITE:?}");
+                        tracing::warn!(pool = %self.pool, "{why}");
+                        self.found_away(why, self.away_lasting());
+                        flush.await
+                    }
+                }
+            };
+            drop(ops);
+            self.observe
+                .flush_duration
+                .record(started.elapsed().as_secs_f64());
+            self.observe.batch_size.record(batch.len() as f64);
+            self.observe.flushes.increment(1);
+            self.observe.calls.increment(outcome.calls);
             self.flushes.fetch_add(1, Ordering::Relaxed);
             self.calls.fetch_add(outcome.calls, Ordering::Relaxed);
             self.largest
@@ -1099,11 +1186,12 @@ impl PoolWriter {
                     Some(r) => {
                         if r.is_ok() {
                             self.writes.fetch_add(1, Ordering::Relaxed);
+                            self.observe.flushed.increment(1);
                         }
                         if entry.on_disk {
                             landed_on_disk.push(entry.key);
                         }
-                        self.buffered.fetch_sub(1, Ordering::Relaxed);
+                        self.unbuffered(1);
                         left += 1;
                         entry.finish(&self.pool, r);
                     }
@@ -1125,14 +1213,15 @@ impl PoolWriter {
                     if self.is_away.load(Ordering::Relaxed) {
                         self.is_away.store(false, Ordering::Relaxed);
                         *self.away.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        self.observe.away.set(0.0);
                     }
                     backoff = self.policy.first_backoff;
                 }
                 Some(e) => {
                     self.retries.fetch_add(1, Ordering::Relaxed);
+                    self.observe.retries.increment(1);
                     if matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout) {
-                        let lasting = (self.policy.max_backoff * 2).max(Duration::from_secs(1));
-                        self.found_away(e.to_string(), lasting);
+                        self.found_away(e.to_string(), self.away_lasting());
                     }
                     let first = backoff == self.policy.first_backoff;
                     if let Some(disk) = &self.disk {

@@ -54,10 +54,9 @@ async fn an_unreachable_database_starts_disconnected_and_writes_land_once_it_con
     let health = engine.check_health().await;
     assert_eq!(health[0].state, PoolState::Down);
     assert!(
-        health[0]
-            .last_error
-            .as_deref()
-            .is_some_and(|e| e.contains("not connected yet")),
+        health[0].last_error.as_ref().is_some_and(|e| {
+            e.kind == backend_core::ErrorKind::Connection && e.message.contains("not connected yet")
+        }),
         "{health:?}"
     );
     // A publish while disconnected is queued, not lost.

@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use backend_core::backend::{BackendInfo, Capabilities, ClientStatus, FetchRequest};
 use backend_core::config::{ActionJson, ConfigSpec, RuleJson, RuleSpec};
+use backend_core::observe;
 use backend_core::{
     Ack, Backend, BackendError, BackendKind, BackendResult, BufferFull, ClientInfo, Config, Engine,
     ErrorKind, Hook, MemoryBackend, Message, OfflineMode, Pools, QoS, QueryMode, Row, Statement,
     Subscription, Timestamp, WriteOptions, WritePolicy,
 };
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::CompositeKey;
 
 /// A `MemoryBackend` whose writes fail while `down` is set, with `kind`;
 /// whose message stores take `delay_ms` and reject a whole call holding a
@@ -676,5 +679,107 @@ async fn async_mode_hooks_do_not_wait_for_other_connections_writes() {
             5,
             "publisher {p}'s messages landed"
         );
+    }
+}
+
+/// A metric's value in `snap` for `name` with `labels` among its labels:
+/// a counter's count, a gauge's value, a histogram's number of samples.
+fn metric(snap: &[(CompositeKey, DebugValue)], name: &str, labels: &[(&str, &str)]) -> f64 {
+    snap.iter()
+        .filter(|(k, _)| k.key().name() == name)
+        .filter(|(k, _)| {
+            labels
+                .iter()
+                .all(|(lk, lv)| k.key().labels().any(|l| l.key() == *lk && l.value() == *lv))
+        })
+        .map(|(_, v)| match v {
+            DebugValue::Counter(n) => *n as f64,
+            DebugValue::Gauge(g) => g.into_inner(),
+            DebugValue::Histogram(h) => h.len() as f64,
+        })
+        .sum()
+}
+
+/// The write path's and reads' numbers reach a `metrics` recorder: writes
+/// buffered and flushed, the buffer depth rising during an outage and
+/// back to 0 after it, the server found away, reads by outcome, the
+/// rules' counters; labelled by pool and rule, never by topic or client.
+#[tokio::test]
+async fn metrics_follow_the_write_path_and_the_reads() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let b = Arc::new(Switchable::default());
+    // Handles are taken when the engine is built.
+    let e = metrics::with_local_recorder(&recorder, || engine(Arc::clone(&b), policy(100)));
+    let snap = || -> Vec<(CompositeKey, DebugValue)> {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(k, _, _, v)| (k, v))
+            .collect()
+    };
+    let pool = [("pool", "pool1")];
+    for i in 0..3 {
+        let out = e.on_message_publish(&msg("t/m", format!("{i}"))).await;
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+    }
+    wait_drained(&e).await;
+    let s = snap();
+    assert_eq!(metric(&s, observe::names::WRITES_BUFFERED, &pool), 3.0);
+    assert_eq!(metric(&s, observe::names::WRITES_FLUSHED, &pool), 3.0);
+    assert_eq!(metric(&s, observe::names::BUFFER_DEPTH, &pool), 0.0);
+    assert!(metric(&s, observe::names::FLUSH_BATCH_SIZE, &pool) >= 1.0);
+    let rule = [("rule", "backend.redis.hook.message.publish.1")];
+    assert_eq!(metric(&s, observe::names::RULE_MATCHED, &rule), 3.0);
+    assert_eq!(metric(&s, observe::names::RULE_SUCCEEDED, &rule), 3.0);
+
+    b.down.store(true, Ordering::SeqCst);
+    for i in 0..2 {
+        let out = e.on_message_publish(&msg("t/m", format!("away {i}"))).await;
+        assert!(out.errors.is_empty(), "queued: {:?}", out.errors);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let s = snap();
+    assert_eq!(
+        metric(&s, observe::names::BUFFER_DEPTH, &pool),
+        2.0,
+        "{s:?}"
+    );
+    assert_eq!(metric(&s, observe::names::SERVER_AWAY, &pool), 1.0);
+    assert!(metric(&s, observe::names::FLUSH_RETRIES, &pool) >= 1.0);
+    assert!(metric(&s, observe::names::RULE_QUEUED, &rule) >= 1.0);
+    let sub = backend_core::SessionSubscribed {
+        client: ClientInfo::new("s", "node1"),
+        filter: "t/m".into(),
+        qos: QoS::AtLeastOnce,
+    };
+    let got = e.on_session_subscribed(&sub).await;
+    assert_eq!(got.errors.len(), 1, "the server is away");
+    let away = [("operation", "fetch_messages"), ("outcome", "away")];
+    assert_eq!(metric(&snap(), observe::names::READS, &away), 1.0);
+
+    b.down.store(false, Ordering::SeqCst);
+    wait_drained(&e).await;
+    let got = e.on_session_subscribed(&sub).await;
+    assert_eq!(got.output.offline.len(), 5, "{:?}", got.errors);
+    let s = snap();
+    assert_eq!(metric(&s, observe::names::BUFFER_DEPTH, &pool), 0.0);
+    assert_eq!(metric(&s, observe::names::SERVER_AWAY, &pool), 0.0);
+    // A snapshot takes the counts since the one before.
+    assert_eq!(metric(&s, observe::names::WRITES_FLUSHED, &pool), 2.0);
+    let ok = [("operation", "fetch_messages"), ("outcome", "ok")];
+    assert_eq!(metric(&s, observe::names::READS, &ok), 1.0);
+    assert_eq!(metric(&s, observe::names::MESSAGES_FETCHED, &pool), 5.0);
+    let bounded = ["pool", "backend", "rule", "operation", "outcome"];
+    for (k, _) in &s {
+        for l in k.key().labels() {
+            assert!(
+                bounded.contains(&l.key()),
+                "{} has label {}",
+                k.key().name(),
+                l.key()
+            );
+        }
     }
 }

@@ -3,5 +3,6 @@
 
 pub mod backends;
 pub mod glue;
+pub mod observability;
 pub mod session;
 pub mod testbed;

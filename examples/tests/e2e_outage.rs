@@ -132,3 +132,17 @@ async fn cassa_clients_connect_while_it_is_down() {
     let _turn = CASSA.lock().await;
     scenarios::clients_connect_while_the_database_is_down(&Db::cassa().await).await;
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_metrics_show_an_outage() {
+    let _turn = REDIS.lock().await;
+    scenarios::metrics_show_an_outage(&Db::redis().await).await;
+}
+
+#[cfg(feature = "pgsql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgsql_metrics_show_an_outage() {
+    let _turn = PGSQL.lock().await;
+    scenarios::metrics_show_an_outage(&Db::pgsql().await).await;
+}

@@ -8,6 +8,7 @@ use crate::engine::{DeliveryOptions, Engine, Subscribed};
 use crate::hook::{ClientConnected, ClientDisconnected, ClientInfo, Hook, MessageDelivery};
 use crate::hook::{SessionSubscribed, SessionUnsubscribed};
 use crate::message::{Message, QoS, Subscription, Timestamp};
+use crate::observe::DeliveryObserver;
 use crate::properties::Expiry;
 use crate::topic::{matches, strip_shared};
 
@@ -148,6 +149,7 @@ pub struct Delivery {
     clients: Mutex<HashMap<String, Client>>,
     window: usize,
     session_queue: usize,
+    observe: DeliveryObserver,
 }
 
 /// One client's subscriptions whose backlog is being paged in.
@@ -199,6 +201,7 @@ impl Delivery {
             clients: Mutex::default(),
             window: config.window.max(1),
             session_queue: config.session_queue.max(1),
+            observe: DeliveryObserver::new(),
         }
     }
 
@@ -465,6 +468,7 @@ impl Delivery {
                 "the session dropped a stored message it was handed; it is handed again"
             );
             self.tracker.settle(client_id, message_id);
+            self.observe.handed_again.increment(1);
             c.returned.push_back(o);
         }
     }
@@ -563,6 +567,7 @@ impl Delivery {
     /// Records `o` as handed to `client`'s session.
     fn hand_over(&self, client: &str, c: &mut Client, o: &Outgoing) {
         tracing::trace!(client, message = %o.message.id, topic = %o.message.topic, "handed over");
+        self.observe.handed.increment(1);
         if o.qos > QoS::AtMostOnce {
             // QoS 0 is never acknowledged: it takes no room in the window.
             self.tracker.hand_over_fetched(client, &o.message.id);
@@ -706,6 +711,7 @@ impl Delivery {
     async fn discard_expired(&self, expired: Vec<(ClientInfo, Message)>) {
         for (client, m) in expired {
             tracing::debug!(client = %client.client_id, message = %m.id, "a stored message expired before delivery; not delivered");
+            self.observe.expired.increment(1);
             let ev = MessageDelivery {
                 client,
                 message_id: m.id,

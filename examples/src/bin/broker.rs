@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! broker [--config FILE] [--backend configured|memory] [--listen ADDR] [--node NAME]
-//!        [--require-storage] [--drain-timeout SECS]
+//!        [--require-storage] [--drain-timeout SECS] [--metrics ADDR]
 //! broker --check-config FILE
 //! ```
 
@@ -29,7 +29,7 @@ messages through an EMQX-format backend configuration.
 
 USAGE:
     broker [--config FILE] [--backend configured|memory] [--listen ADDR] [--node NAME]
-           [--require-storage] [--drain-timeout SECS]
+           [--require-storage] [--drain-timeout SECS] [--metrics ADDR]
     broker --check-config FILE
 
 OPTIONS:
@@ -48,6 +48,9 @@ OPTIONS:
                           the clients, then wait up to SECS (default 10) for
                           hooks under way and buffered writes to land before
                           exiting; what cannot land is logged with its count
+    --metrics ADDR        serve Prometheus text on http://ADDR/metrics (storage's
+                          writes, buffer, reads, rules, pools) and the pools'
+                          health on /healthz (200, or 503 naming the pool)
     --check-config FILE   check a configuration, print every problem with its
                           line, and exit (0: valid, 1: problems)
     -h, --help            this text
@@ -62,6 +65,7 @@ struct Args {
     check: Option<String>,
     mode: StartMode,
     drain: Duration,
+    metrics: Option<SocketAddr>,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -73,6 +77,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         check: None,
         mode: StartMode::Background,
         drain: Duration::from_secs(10),
+        metrics: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -91,6 +96,10 @@ fn parse_args() -> Result<Option<Args>, String> {
                     .filter(|s: &f64| s.is_finite() && *s >= 0.0 && *s <= 86_400.0)
                     .ok_or_else(|| format!("--drain-timeout {v}: expected seconds (0 to 86400)"))?;
                 args.drain = Duration::from_secs_f64(secs);
+            }
+            "--metrics" => {
+                let v = value("--metrics")?;
+                args.metrics = Some(v.parse().map_err(|e| format!("--metrics {v}: {e}"))?);
             }
             "--listen" => {
                 let v = value("--listen")?;
@@ -176,6 +185,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    // Before the engine: its pools and rules take their metric handles
+    // when they are built.
+    let recorder = match args.metrics {
+        Some(_) => Some(examples::observability::install_recorder()?),
+        None => None,
+    };
     let (config, storage) = match &args.config {
         Some(path) => (
             read_config(path)?,
@@ -193,6 +208,10 @@ async fn run(args: Args) -> Result<(), String> {
     // Health checks (each pool up/down logged) and, with a time_range,
     // the sweeper that keeps storage bounded.
     engine.start_background();
+    if let (Some(addr), Some(handle)) = (args.metrics, recorder) {
+        let bound = examples::observability::serve(addr, handle, Arc::clone(&engine)).await?;
+        tracing::info!("metrics on http://{bound}/metrics, health on http://{bound}/healthz");
+    }
     let node = args
         .node
         .unwrap_or_else(|| format!("broker@{}", args.listen));

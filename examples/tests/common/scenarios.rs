@@ -1286,3 +1286,112 @@ pub async fn mqtt5_properties_come_back_from_storage(db: &Db) {
     }
     let _ = sub.disconnect().await;
 }
+
+/// The value of the Prometheus sample `name` whose labels include
+/// `pool="pool1"`, in the text `body` (0 when absent).
+fn pool1_sample(body: &str, name: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(name) && l.contains("pool=\"pool1\""))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// `--metrics` during a 10 s database outage under load, scraped with a
+/// real HTTP client: `/metrics` shows the buffer depth rise and fall back
+/// to 0 and the server found away, `/healthz` answers 503 naming the pool
+/// and then 200 again; every message is stored once.
+pub async fn metrics_show_an_outage(db: &Db) {
+    const PUBLISHERS: usize = 2;
+    const COUNT: usize = 1200;
+    let metrics_port = super::free_port();
+    let mut args = db.broker_args(&unique("metrics"), &[]);
+    args.extend(["--metrics".to_owned(), format!("127.0.0.1:{metrics_port}")]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut broker = Broker::start(&refs).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("HTTP client");
+    let base = format!("http://127.0.0.1:{metrics_port}");
+    let scrape = |path: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let r = http
+                .get(&url)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+    };
+    // Health is checked at start: up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while scrape("/healthz").await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "/healthz never said 200 at start:\n{}",
+            broker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let run = format!("pubsub/{}", unique("metrics"));
+    let filter = format!("{run}/#");
+    let pace = Some(Duration::from_millis(10));
+    let mut tasks = Vec::new();
+    for p in 0..PUBLISHERS {
+        let payloads = (0..COUNT).map(|i| format!("{p}:{i}")).collect();
+        tasks.push(
+            spawn_acked_publisher(broker.port, format!("{run}/{p}"), payloads, pace, None).await,
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let outage = db.outage();
+    let mut deepest = 0.0f64;
+    let mut unhealthy = None;
+    let mut away = 0.0f64;
+    let outage_end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < outage_end {
+        let (_, body) = scrape("/metrics").await;
+        deepest = deepest.max(pool1_sample(&body, "mqtt_storage_buffer_depth"));
+        away = away.max(pool1_sample(&body, "mqtt_storage_server_away"));
+        let (status, text) = scrape("/healthz").await;
+        if status == 503 {
+            unhealthy.get_or_insert(text);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    outage.end();
+    assert!(
+        deepest > 0.0,
+        "the buffer depth never rose during the outage"
+    );
+    assert_eq!(away, 1.0, "the server was never shown away");
+    let text = unhealthy.expect("/healthz never said 503 during the outage");
+    assert!(
+        text.contains("pool pool1"),
+        "/healthz names the pool: {text}"
+    );
+    for t in tasks {
+        assert_eq!(t.await.expect("publisher"), COUNT, "every publish PUBACKed");
+    }
+    // Back: the buffer drains to 0 and /healthz says 200.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = scrape("/metrics").await;
+        let depth = pool1_sample(&body, "mqtt_storage_buffer_depth");
+        let (status, text) = scrape("/healthz").await;
+        if depth == 0.0 && status == 200 {
+            assert!(pool1_sample(&body, "mqtt_storage_writes_flushed_total") > 0.0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the outage: depth {depth}, /healthz {status} {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop_and_assert_stored_once(db, &mut broker, &filter, PUBLISHERS, COUNT).await;
+    db.remove_messages(&filter).await;
+}
