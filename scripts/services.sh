@@ -98,10 +98,26 @@ canonical() {
 is_root() { [[ $(id -u) -eq 0 ]]; }
 
 pid_alive() { # pidfile
-    local pid
+    local pid started
     [[ -f $1 ]] || return 1
     pid=$(cat "$1" 2>/dev/null) || return 1
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+    # A pid file left by a server that is gone (the machine's processes
+    # stopped without `stop`) may name a newer, unrelated process by now:
+    # the server is alive only if its process started before the file was
+    # last written.
+    started=$(process_started "$pid") || return 0
+    ((started <= $(stat -c %Y "$1") + 2))
+}
+
+# process_started PID: when PID started, in seconds since the epoch.
+process_started() {
+    local ticks btime hz
+    ticks=$(awk '{ sub(/.*\) /, ""); print $20 }' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n $ticks ]] || return 1
+    btime=$(awk '/^btime/ { print $2 }' /proc/stat)
+    hz=$(getconf CLK_TCK)
+    echo $((btime + ticks / hz))
 }
 
 # wait_until TIMEOUT PIDFILE CMD... : run CMD every second until it succeeds.
