@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod backends;
+pub mod cpu;
 pub mod glue;
 pub mod observability;
 pub mod session;

@@ -28,7 +28,7 @@ use backend_core::{
     Backend, BackendKind, Config, FetchRequest, Message, OfflineMode, QoS, StartMode,
 };
 use examples::backends::{self, Storage};
-use examples::testbed;
+use examples::{cpu, testbed};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet};
 
 struct Args {
@@ -391,8 +391,51 @@ async fn stored(backend: &Arc<dyn Backend>, filter: &str) -> Result<usize, Strin
         .map_err(|e| e.to_string())
 }
 
+/// CPU seconds a run took: the broker's, and the database server's (when
+/// it runs here, from `scripts/services.sh`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    broker: f64,
+    db: Option<f64>,
+}
+
+/// The local test server's pid (from `scripts/services.sh`'s pid files).
+fn server_pid(kind: BackendKind) -> Option<u32> {
+    let file = match kind {
+        BackendKind::Redis => "target/services/redis/redis.pid",
+        BackendKind::Pgsql => "target/services/postgres/data/postmaster.pid",
+        BackendKind::Mysql => "target/services/mariadb/mysqld.pid",
+        BackendKind::Mongo => "target/services/ferretdb/ferretdb.pid",
+        BackendKind::Cassa => "target/services/cassandra/cassandra.pid",
+        _ => return None,
+    };
+    cpu::pid_file(Path::new(file))
+}
+
+/// Runs `run`, measuring the CPU the brokers it waited for and the
+/// database server `db` used meanwhile.
+async fn measured<T>(
+    db: Option<u32>,
+    run: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<(T, Cpu), String> {
+    let broker = cpu::children();
+    let server = db.map(cpu::tree);
+    let out = run.await?;
+    let used = Cpu {
+        broker: cpu::children() - broker,
+        db: server.zip(db).map(|(before, pid)| cpu::tree(pid) - before),
+    };
+    Ok((out, used))
+}
+
 struct Row {
     kind: BackendKind,
+    /// CPU of the storage-off and storage-on throughput runs, and of the
+    /// raw batched stores (`raw_n` messages).
+    cpu_off: Cpu,
+    cpu_on: Cpu,
+    cpu_raw: Cpu,
+    raw_n: usize,
     /// msg/s until the last PUBACK, and until all stored.
     off: (f64, f64),
     on: (f64, f64),
@@ -413,8 +456,13 @@ async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
     let run = testbed::unique("bench");
 
     let log = |what: &str| dir.join(format!("{}-{what}.log", kind.name()));
-    let off = rates(&off_conf, &log("off"), &format!("{run}/off"), a).await?;
-    let on = rates(&on_conf, &log("on"), &format!("{run}/on"), a).await?;
+    let db = server_pid(kind);
+    let (off, cpu_off) = measured(
+        db,
+        rates(&off_conf, &log("off"), &format!("{run}/off"), a),
+    )
+    .await?;
+    let (on, cpu_on) = measured(db, rates(&on_conf, &log("on"), &format!("{run}/on"), a)).await?;
     let lat_off = latencies(&off_conf, &log("off-lat"), &format!("{run}/offlat"), a).await?;
     let lat_on = latencies(&on_conf, &log("on-lat"), &format!("{run}/onlat"), a).await?;
     // Checked after the broker's SIGTERM flush, with the same backend the
@@ -422,9 +470,13 @@ async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
     let backend = pool_backend(&on_text).await?;
     let sent = a.messages / a.publishers * a.publishers;
     let stored = stored(&backend, &format!("{run}/on/#")).await?;
-    let raw = raw_rate(&backend, &format!("{run}/raw"), a.messages).await?;
+    let (raw, cpu_raw) = measured(db, raw_rate(&backend, &format!("{run}/raw"), a.messages)).await?;
     Ok(Row {
         kind,
+        cpu_off,
+        cpu_on,
+        cpu_raw,
+        raw_n: a.messages / 400 * 400,
         off,
         on,
         raw,
@@ -469,6 +521,7 @@ async fn main() -> ExitCode {
         "p50/p99 on ms"
     );
     let mut failed = false;
+    let mut rows = Vec::new();
     for kind in &a.backends {
         match bench(*kind, &a, &dir).await {
             Ok(r) => {
@@ -492,6 +545,7 @@ async fn main() -> ExitCode {
                     eprintln!("{}: {} of {} messages stored", r.kind, r.stored, r.sent);
                     failed = true;
                 }
+                rows.push(r);
             }
             Err(e) => {
                 eprintln!("{kind}: {e}");
@@ -499,10 +553,45 @@ async fn main() -> ExitCode {
             }
         }
     }
+    print_cpu(&rows);
     if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The cost per stored message: CPU µs in the broker process (storage off,
+/// on, and what storage added) and in the database server's processes
+/// (during the storage-on run, less the storage-off run's background; and
+/// for the same rows stored by the raw backend in batches of 100).
+fn print_cpu(rows: &[Row]) {
+    println!();
+    println!("CPU µs per stored message (broker process; database server processes, `-` when not local)");
+    println!(
+        "{:<8} {:>10} {:>10} {:>8} {:>10} {:>13}",
+        "backend", "broker off", "broker on", "added", "db added", "db raw batch"
+    );
+    let us = |secs: f64, n: usize| secs * 1e6 / n.max(1) as f64;
+    let db = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+    for r in rows {
+        let off = us(r.cpu_off.broker, r.sent);
+        let on = us(r.cpu_on.broker, r.sent);
+        let db_added = r
+            .cpu_on
+            .db
+            .zip(r.cpu_off.db)
+            .map(|(on, off)| us(on - off, r.sent));
+        let db_raw = r.cpu_raw.db.map(|d| us(d, r.raw_n));
+        println!(
+            "{:<8} {:>10.1} {:>10.1} {:>8.1} {:>10} {:>13}",
+            r.kind.name(),
+            off,
+            on,
+            on - off,
+            db(db_added),
+            db(db_raw)
+        );
     }
 }
 
