@@ -457,11 +457,8 @@ async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
 
     let log = |what: &str| dir.join(format!("{}-{what}.log", kind.name()));
     let db = server_pid(kind);
-    let (off, cpu_off) = measured(
-        db,
-        rates(&off_conf, &log("off"), &format!("{run}/off"), a),
-    )
-    .await?;
+    let (off, cpu_off) =
+        measured(db, rates(&off_conf, &log("off"), &format!("{run}/off"), a)).await?;
     let (on, cpu_on) = measured(db, rates(&on_conf, &log("on"), &format!("{run}/on"), a)).await?;
     let lat_off = latencies(&off_conf, &log("off-lat"), &format!("{run}/offlat"), a).await?;
     let lat_on = latencies(&on_conf, &log("on-lat"), &format!("{run}/onlat"), a).await?;
@@ -470,7 +467,8 @@ async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
     let backend = pool_backend(&on_text).await?;
     let sent = a.messages / a.publishers * a.publishers;
     let stored = stored(&backend, &format!("{run}/on/#")).await?;
-    let (raw, cpu_raw) = measured(db, raw_rate(&backend, &format!("{run}/raw"), a.messages)).await?;
+    let (raw, cpu_raw) =
+        measured(db, raw_rate(&backend, &format!("{run}/raw"), a.messages)).await?;
     Ok(Row {
         kind,
         cpu_off,
@@ -567,7 +565,9 @@ async fn main() -> ExitCode {
 /// for the same rows stored by the raw backend in batches of 100).
 fn print_cpu(rows: &[Row]) {
     println!();
-    println!("CPU µs per stored message (broker process; database server processes, `-` when not local)");
+    println!(
+        "CPU µs per stored message (broker process; database server processes, `-` when not local)"
+    );
     println!(
         "{:<8} {:>10} {:>10} {:>8} {:>10} {:>13}",
         "backend", "broker off", "broker on", "added", "db added", "db raw batch"
