@@ -944,7 +944,8 @@ type Steps<'a> = Vec<(&'a CompiledRule, StepResult)>;
 /// A rule's read (`query`, which runs only here), after what it waits for
 /// first: the buffered writes it depends on (see
 /// [`PoolWriter::barrier`]). Both together take at most the pool's
-/// `read_timeout`. While the pool's server is away (the last write or
+/// `read_timeout` (the subscription lookup a CONNACK waits for) or
+/// `fetch_timeout` (fetches). While the pool's server is away (the last write or
 /// read could not reach it or had no answer, and nothing has landed
 /// since) the read fails at once with a retryable error: a client
 /// connecting during an outage gets its CONNACK without a wait.
@@ -963,7 +964,11 @@ async fn read<T>(
             format!("pool {pool}: the server is away ({why}); not read until it answers again"),
         ));
     }
-    let bound = rule.writer.read_timeout();
+    let (lookup, fetch) = rule.writer.read_timeouts();
+    let (bound, key_name) = match op {
+        ReadOp::LookupSubscriptions => (lookup, "read_timeout"),
+        ReadOp::FetchMessages | ReadOp::LookupRetained => (fetch, "fetch_timeout"),
+    };
     let start = tokio::time::Instant::now();
     let deadline = start + bound;
     if tokio::time::timeout_at(deadline, rule.writer.barrier(key))
@@ -976,7 +981,9 @@ async fn read<T>(
         reads.record(op, ReadOutcome::Timeout, Some(took));
         return Err(BackendError::new(
             ErrorKind::Timeout,
-            format!("pool {pool}: the writes before this read took longer than read_timeout ({bound:?})"),
+            format!(
+                "pool {pool}: the writes before this read took longer than {key_name} ({bound:?})"
+            ),
         ));
     }
     let queried = tokio::time::Instant::now();
@@ -996,7 +1003,7 @@ async fn read<T>(
         }
         Err(_) => {
             reads.record(op, ReadOutcome::Timeout, took);
-            let why = format!("no answer to a read within read_timeout ({bound:?})");
+            let why = format!("no answer to a read within {key_name} ({bound:?})");
             // Had the read most of the bound, the server is silent.
             if deadline - queried >= bound / 2 {
                 rule.writer.found_away_by_read(why.clone());

@@ -32,7 +32,7 @@
 //! | `mqtt_storage_flush_duration_seconds` | histogram | `pool`, `backend` | how long a flush took |
 //! | `mqtt_storage_buffer_depth` | gauge | `pool`, `backend` | writes waiting or in flight |
 //! | `mqtt_storage_server_away` | gauge | `pool`, `backend` | 1 while the server is found away (reads fail at once) |
-//! | `mqtt_storage_reads_total` | counter | `pool`, `backend`, `operation`, `outcome` | reads: `ok`, `error`, `timeout` (`read_timeout`), `away` (not tried) |
+//! | `mqtt_storage_reads_total` | counter | `pool`, `backend`, `operation`, `outcome` | reads: `ok`, `error`, `timeout` (`read_timeout`, `fetch_timeout`), `away` (not tried) |
 //! | `mqtt_storage_read_duration_seconds` | histogram | `pool`, `backend`, `operation` | how long a read took (tried ones) |
 //! | `mqtt_storage_messages_fetched_total` | counter | `pool`, `backend` | stored messages read by offline-message fetches |
 //! | `mqtt_storage_pool_up` | gauge | `pool` | 1 when the last health check succeeded, 0 when it failed |

@@ -172,18 +172,24 @@ pub struct WritePolicy {
     pub first_backoff: Duration,
     /// The longest wait between retries.
     pub max_backoff: Duration,
-    /// `read_timeout`: the longest a hook's read of this pool (a fetch, a
-    /// subscription lookup) waits, for the writes before it and for the
-    /// server (default 1 s). Past it the read fails as retryable, and a
-    /// server that did not answer counts as away (later reads fail at
-    /// once): a client never waits longer than this for its CONNACK,
-    /// SUBACK or PUBACK because of a database that is down or hung.
+    /// `read_timeout`: the longest the subscription lookup of a
+    /// connecting client waits, for the writes before it and for the
+    /// server (default 1 s): its CONNACK waits for it. Past it the read
+    /// fails as retryable, and a server that did not answer counts as
+    /// away (later reads fail at once).
     pub read_timeout: Duration,
+    /// `fetch_timeout`: the same bound for the offline-message and
+    /// retained fetches of a subscribe and the backlog's pages (default
+    /// 10 s): they read many rows, and a fetch cut short leaves the
+    /// backlog for the next subscribe, so a slow server gets longer.
+    pub fetch_timeout: Duration,
 }
 
 impl WritePolicy {
     /// The default `read_timeout`.
     pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(1);
+    /// The default `fetch_timeout`.
+    pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 impl Default for WritePolicy {
@@ -198,6 +204,7 @@ impl Default for WritePolicy {
             first_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             read_timeout: Self::DEFAULT_READ_TIMEOUT,
+            fetch_timeout: Self::DEFAULT_FETCH_TIMEOUT,
         }
     }
 }
@@ -212,8 +219,8 @@ impl WritePolicy {
     }
 
     /// This policy with `pool`'s own `batch_size`, `batch_time`,
-    /// `worker_pool_size`, `buffer_size`, `buffer_full`, `query_mode` and
-    /// `read_timeout`, where set.
+    /// `worker_pool_size`, `buffer_size`, `buffer_full`, `query_mode`,
+    /// `read_timeout` and `fetch_timeout`, where set.
     ///
     /// ```
     /// use backend_core::{config::PoolConfig, BackendKind, BufferFull, WritePolicy};
@@ -247,12 +254,17 @@ impl WritePolicy {
         if let Some(ms) = pool.int("batch_time").and_then(|n| u64::try_from(n).ok()) {
             self.batch_time = Duration::from_millis(ms);
         }
-        if let Some(ms) = pool
-            .int("read_timeout")
-            .and_then(|n| u64::try_from(n).ok())
-            .filter(|ms| *ms > 0)
-        {
-            self.read_timeout = Duration::from_millis(ms);
+        let millis = |key: &str| {
+            pool.int(key)
+                .and_then(|n| u64::try_from(n).ok())
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis)
+        };
+        if let Some(t) = millis("read_timeout") {
+            self.read_timeout = t;
+        }
+        if let Some(t) = millis("fetch_timeout") {
+            self.fetch_timeout = t;
         }
         if let Some(f) = pool.text("buffer_full").and_then(BufferFull::from_word) {
             self.buffer_full = f;
@@ -960,9 +972,9 @@ impl PoolWriter {
         ticket
     }
 
-    /// The pool's `read_timeout`.
-    pub(crate) fn read_timeout(&self) -> Duration {
-        self.policy.read_timeout
+    /// The pool's `read_timeout` and `fetch_timeout`.
+    pub(crate) fn read_timeouts(&self) -> (Duration, Duration) {
+        (self.policy.read_timeout, self.policy.fetch_timeout)
     }
 
     /// A read found the server unreachable or silent: reads fail at once

@@ -287,17 +287,18 @@ async fn reads_fail_at_once_while_the_server_is_away_and_run_again_once_it_is_ba
     assert_eq!(b.fetch_calls.load(Ordering::SeqCst), 2);
 }
 
-/// A hung server: the first read gives up after `read_timeout`, and the
+/// A hung server: the first fetch gives up after `fetch_timeout`, and the
 /// reads after it fail at once (no client waits again) until the finding
 /// lapses, when one tries the server again.
 #[tokio::test]
-async fn a_read_of_a_silent_server_ends_at_read_timeout_and_the_next_fail_at_once() {
+async fn a_read_of_a_silent_server_ends_at_its_timeout_and_the_next_fail_at_once() {
     let b = Arc::new(Switchable::default());
-    let read_timeout = Duration::from_millis(200);
+    let fetch_timeout = Duration::from_millis(200);
     let e = engine(
         Arc::clone(&b),
         WritePolicy {
-            read_timeout,
+            read_timeout: Duration::from_millis(100),
+            fetch_timeout,
             ..policy(100)
         },
     );
@@ -314,8 +315,8 @@ async fn a_read_of_a_silent_server_ends_at_read_timeout_and_the_next_fail_at_onc
         panic!("one error: {:?}", got.errors)
     };
     assert_eq!(err.source.kind(), ErrorKind::Timeout, "{err}");
-    assert!(err.to_string().contains("read_timeout"), "{err}");
-    assert!(waited >= read_timeout, "gave up after {waited:?}");
+    assert!(err.to_string().contains("fetch_timeout"), "{err}");
+    assert!(waited >= fetch_timeout, "gave up after {waited:?}");
     assert_eq!(b.fetch_calls.load(Ordering::SeqCst), 1);
     let got = e.on_session_subscribed(&sub).await;
     let [err] = &got.errors[..] else {

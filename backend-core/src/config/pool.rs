@@ -74,7 +74,7 @@ impl BackendKind {
         use KeyType::*;
         // Every kind: TLS, and how the pool batches and buffers its
         // writes (`crate::write`).
-        const COMMON: [KeySpec; 13] = [
+        const COMMON: [KeySpec; 14] = [
             KeySpec::new("ssl", Bool),
             KeySpec::new("cacertfile", Text),
             KeySpec::new("certfile", Text),
@@ -88,6 +88,7 @@ impl BackendKind {
             KeySpec::new("buffer", OneOf(&["memory", "disk"])),
             KeySpec::new("buffer_path", Text),
             KeySpec::new("read_timeout", Millis),
+            KeySpec::new("fetch_timeout", Millis),
         ];
         macro_rules! keys {
             ($($k:literal => $t:expr),* $(,)?) => {{
@@ -95,7 +96,7 @@ impl BackendKind {
                     $(KeySpec::new($k, $t),)*
                     COMMON[0], COMMON[1], COMMON[2], COMMON[3], COMMON[4],
                     COMMON[5], COMMON[6], COMMON[7], COMMON[8], COMMON[9],
-                    COMMON[10], COMMON[11], COMMON[12],
+                    COMMON[10], COMMON[11], COMMON[12], COMMON[13],
                 ];
                 K
             }};
