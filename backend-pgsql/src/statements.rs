@@ -178,6 +178,15 @@ pub fn build(pubsub: bool, shape: Shape, oldest: bool) -> String {
         return build_page(pubsub, shape);
     }
     let order = if oldest { "ASC" } else { "DESC" };
+    // A prefix range is read through the topic index and sorted: ordered
+    // by the bare id, the planner may walk the whole primary key backwards
+    // instead, filtering by topic, when it guesses that few rows match
+    // (the regular expression's selectivity is a guess), which on a large
+    // table reads every row.
+    let order_by = match shape {
+        Shape::Range => "m.id + 0",
+        _ => "m.id",
+    };
     let p = if pubsub { 5 } else { 3 };
     let topic = match shape {
         Shape::Exact => format!("m.topic = ${p}"),
@@ -207,7 +216,7 @@ SELECT {COLUMNS}
    AND {since}
    AND m.id > (SELECT s.mid FROM mqtt_acked s WHERE s.clientid = $3 AND s.topic = $4)
    AND m.id > COALESCE((SELECT a.mid FROM mqtt_acked a WHERE a.clientid = $3 AND a.topic = {acked_topic}), 0)
- ORDER BY m.id {order}
+ ORDER BY {order_by} {order}
  LIMIT $2::int8"
         )
     } else {
@@ -216,7 +225,7 @@ SELECT {COLUMNS}
   FROM mqtt_msg m
  WHERE {topic}
    AND {since}
- ORDER BY m.id {order}
+ ORDER BY {order_by} {order}
  LIMIT $2::int8"
         )
     }

@@ -140,6 +140,30 @@ pub fn conf_text(
     Ok(text)
 }
 
+/// Removes every message stored under `filter` (read and acknowledged in
+/// queue mode through `backend`, 1,000 acks a call), so that a test or
+/// benchmark leaves a shared server as it found it. Returns how many.
+pub async fn remove_stored(
+    backend: &dyn backend_core::Backend,
+    filter: &str,
+) -> Result<usize, backend_core::BackendError> {
+    use backend_core::{Ack, FetchRequest, OfflineMode};
+    let req = FetchRequest::new(unique("cleanup"), filter, OfflineMode::Queue);
+    let msgs = backend.fetch_messages(&req).await?;
+    let acks: Vec<Ack> = msgs
+        .iter()
+        .map(|m| Ack {
+            client_id: req.client_id.clone(),
+            topic: m.topic.clone(),
+            message_id: m.id.clone(),
+        })
+        .collect();
+    for chunk in acks.chunks(1000) {
+        backend.ack_messages(OfflineMode::Queue, chunk).await?;
+    }
+    Ok(acks.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -374,6 +374,13 @@ async fn raw_rate(backend: &Arc<dyn Backend>, topic: &str, total: usize) -> Resu
     Ok((total / tasks / 100 * 100 * tasks) as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Removes the run's messages, so runs do not pile up on the servers.
+async fn remove(backend: &Arc<dyn Backend>, filter: &str) {
+    if let Err(e) = testbed::remove_stored(&**backend, filter).await {
+        eprintln!("could not remove the messages under {filter}: {e}");
+    }
+}
+
 /// Messages stored under `filter`, read back through the backend.
 async fn stored(backend: &Arc<dyn Backend>, filter: &str) -> Result<usize, String> {
     let req = FetchRequest {
@@ -469,6 +476,7 @@ async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
     let stored = stored(&backend, &format!("{run}/on/#")).await?;
     let (raw, cpu_raw) =
         measured(db, raw_rate(&backend, &format!("{run}/raw"), a.messages)).await?;
+    remove(&backend, &format!("{run}/#")).await;
     Ok(Row {
         kind,
         cpu_off,
@@ -686,6 +694,7 @@ async fn backlog(kind: BackendKind, a: &Args, n: usize, dir: &Path) -> Result<(f
     if read != sent {
         return Err(format!("the backend holds {read} of {sent} messages"));
     }
+    remove(&backend, &filter).await;
     Ok((drain, raw))
 }
 

@@ -246,29 +246,9 @@ impl Db {
             return;
         }
         let backend = self.backend().await;
-        let req = backend_core::FetchRequest::new(
-            testbed::unique("cleanup"),
-            filter,
-            backend_core::OfflineMode::Queue,
-        );
-        let msgs = backend
-            .fetch_messages(&req)
+        testbed::remove_stored(&*backend, filter)
             .await
-            .expect("read the messages to remove");
-        let acks: Vec<backend_core::Ack> = msgs
-            .iter()
-            .map(|m| backend_core::Ack {
-                client_id: req.client_id.clone(),
-                topic: m.topic.clone(),
-                message_id: m.id.clone(),
-            })
-            .collect();
-        for chunk in acks.chunks(1000) {
-            backend
-                .ack_messages(backend_core::OfflineMode::Queue, chunk)
-                .await
-                .expect("remove the messages");
-        }
+            .unwrap_or_else(|e| panic!("remove the messages under {filter}: {e}"));
     }
 
     /// Conf lines that make the project's conf fetch and ack offline
