@@ -943,12 +943,14 @@ type Steps<'a> = Vec<(&'a CompiledRule, StepResult)>;
 
 /// A rule's read (`query`, which runs only here), after what it waits for
 /// first: the buffered writes it depends on (see
-/// [`PoolWriter::barrier`]). Both together take at most the pool's
-/// `read_timeout` (the subscription lookup a CONNACK waits for) or
-/// `fetch_timeout` (fetches). While the pool's server is away (the last write or
-/// read could not reach it or had no answer, and nothing has landed
-/// since) the read fails at once with a retryable error: a client
-/// connecting during an outage gets its CONNACK without a wait.
+/// [`PoolWriter::barrier`]), unless the server is found away meanwhile (a
+/// write failed, or had no answer for many times the usual flush time);
+/// then the query. Each takes at most `read_timeout` (the subscription
+/// lookup a CONNACK waits for) or `fetch_timeout` (fetches).
+/// While the pool's server is away (a write or read could not reach it,
+/// or a write stalled, and no write has landed since) the read fails at
+/// once with a retryable error: a client connecting during an outage gets
+/// its CONNACK without a wait.
 async fn read<T>(
     rule: &CompiledRule,
     op: ReadOp,
@@ -957,12 +959,15 @@ async fn read<T>(
 ) -> BackendResult<T> {
     let pool = &rule.rule.pool;
     let reads = &rule.writer.reads;
-    if let Some(why) = rule.writer.away() {
-        reads.record(op, ReadOutcome::Away, None);
-        return Err(BackendError::new(
+    let away = |why: String| {
+        BackendError::new(
             ErrorKind::Connection,
             format!("pool {pool}: the server is away ({why}); not read until it answers again"),
-        ));
+        )
+    };
+    if let Some(why) = rule.writer.away() {
+        reads.record(op, ReadOutcome::Away, None);
+        return Err(away(why));
     }
     let (lookup, fetch) = rule.writer.read_timeouts();
     let (bound, key_name) = match op {
@@ -970,29 +975,31 @@ async fn read<T>(
         ReadOp::FetchMessages | ReadOp::LookupRetained => (fetch, "fetch_timeout"),
     };
     let start = tokio::time::Instant::now();
-    let deadline = start + bound;
-    if tokio::time::timeout_at(deadline, rule.writer.barrier(key))
-        .await
-        .is_err()
-    {
-        // The buffer is behind (or its server away): no finding about
-        // the server itself.
-        let took = start.elapsed().as_secs_f64();
-        reads.record(op, ReadOutcome::Timeout, Some(took));
-        return Err(BackendError::new(
-            ErrorKind::Timeout,
-            format!(
-                "pool {pool}: the writes before this read took longer than {key_name} ({bound:?})"
-            ),
-        ));
+    match tokio::time::timeout(bound, rule.writer.barrier_unless_away(key)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => {
+            reads.record(op, ReadOutcome::Away, None);
+            return Err(away(why));
+        }
+        Err(_) => {
+            // The buffer is behind: no finding about the server itself.
+            reads.record(
+                op,
+                ReadOutcome::Timeout,
+                Some(start.elapsed().as_secs_f64()),
+            );
+            return Err(BackendError::new(
+                ErrorKind::Timeout,
+                format!("pool {pool}: the writes before this read took longer than {key_name} ({bound:?})"),
+            ));
+        }
     }
-    let queried = tokio::time::Instant::now();
-    let result = tokio::time::timeout_at(deadline, query).await;
+    let result = tokio::time::timeout(bound, query).await;
     let took = Some(start.elapsed().as_secs_f64());
     match result {
         Ok(Err(e)) => {
             reads.record(op, ReadOutcome::Error, took);
-            if matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout) {
+            if e.kind() == ErrorKind::Connection {
                 rule.writer.found_away_by_read(e.to_string());
             }
             Err(e)
@@ -1001,16 +1008,13 @@ async fn read<T>(
             reads.record(op, ReadOutcome::Ok, took);
             done
         }
+        // A slow answer is no finding that the server is away: a hung one
+        // is found by its stalled writes.
         Err(_) => {
             reads.record(op, ReadOutcome::Timeout, took);
-            let why = format!("no answer to a read within {key_name} ({bound:?})");
-            // Had the read most of the bound, the server is silent.
-            if deadline - queried >= bound / 2 {
-                rule.writer.found_away_by_read(why.clone());
-            }
             Err(BackendError::new(
                 ErrorKind::Timeout,
-                format!("pool {pool}: {why}"),
+                format!("pool {pool}: no answer to a read within {key_name} ({bound:?})"),
             ))
         }
     }

@@ -172,22 +172,24 @@ pub struct WritePolicy {
     pub first_backoff: Duration,
     /// The longest wait between retries.
     pub max_backoff: Duration,
-    /// `read_timeout`: the longest the subscription lookup of a
-    /// connecting client waits, for the writes before it and for the
-    /// server (default 1 s): its CONNACK waits for it. Past it the read
-    /// fails as retryable, and a server that did not answer counts as
-    /// away (later reads fail at once).
+    /// `read_timeout`: the longest the subscription lookup of a connecting
+    /// client waits for the writes before it, and then for the server's
+    /// answer (default 4 s, under a client's usual 5 s connect timeout):
+    /// its CONNACK waits for it. Past it the read fails as retryable and
+    /// the client goes on without its stored subscriptions.
     pub read_timeout: Duration,
     /// `fetch_timeout`: the same bound for the offline-message and
     /// retained fetches of a subscribe and the backlog's pages (default
-    /// 10 s): they read many rows, and a fetch cut short leaves the
-    /// backlog for the next subscribe, so a slow server gets longer.
+    /// 10 s: they read many rows, and a fetch cut short leaves the backlog
+    /// for the next subscribe), and for the writes a read waits for first.
+    /// A server found away (a write refused, or stalled: see
+    /// [`STALLED_WRITE_MIN`]) fails every read at once instead.
     pub fetch_timeout: Duration,
 }
 
 impl WritePolicy {
     /// The default `read_timeout`.
-    pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(4);
     /// The default `fetch_timeout`.
     pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 }
@@ -278,11 +280,16 @@ impl WritePolicy {
     }
 }
 
-/// A flush with no answer for this long finds the server away (hung): reads
-/// fail at once and health says so, while the flush still waits for the
-/// backend's own timeout. Long enough that a slow but working server (a
-/// large batch) is not taken for a hung one.
-pub const STALLED_WRITE: Duration = Duration::from_secs(5);
+/// A flush with no answer for 20 times the pool's usual flush time (its
+/// moving average), at least [`STALLED_WRITE_MIN`] and at most
+/// [`STALLED_WRITE_MAX`], finds the server away (hung): reads fail at once
+/// and health says so, while the flush still waits for the backend's own
+/// timeout. Relative and at least 5 s, so that a server that is slow but
+/// answers (a large batch, a test server scanning its collections under
+/// load) is not taken for a hung one.
+pub const STALLED_WRITE_MIN: Duration = Duration::from_secs(5);
+/// See [`STALLED_WRITE_MIN`].
+pub const STALLED_WRITE_MAX: Duration = Duration::from_secs(10);
 
 /// A write the engine can batch and replay.
 #[derive(Debug, Clone)]
@@ -721,6 +728,8 @@ pub(crate) struct PoolWriter {
     /// instead of each waiting for its own timeout.
     away: Mutex<Option<(String, std::time::Instant)>>,
     is_away: AtomicBool,
+    /// The moving average of a flush's duration, in µs (0: none yet).
+    flush_average_us: AtomicU64,
     /// The numbers above through the `metrics` facade.
     observe: PoolObserver,
     /// The pool's reads, counted by the engine.
@@ -829,6 +838,7 @@ impl PoolWriter {
             ..policy
         };
         Arc::new(PoolWriter {
+            flush_average_us: AtomicU64::new(0),
             observe: PoolObserver::new(&pool, backend.info().name),
             reads: ReadObserver::new(&pool, backend.info().name),
             pool,
@@ -985,6 +995,25 @@ impl PoolWriter {
         self.found_away(why, lasting);
     }
 
+    /// How long a flush may go unanswered before the server counts as
+    /// hung (see [`STALLED_WRITE_MIN`]).
+    fn stalled_after(&self) -> Duration {
+        let usual = Duration::from_micros(self.flush_average_us.load(Ordering::Relaxed));
+        (usual * 20).clamp(STALLED_WRITE_MIN, STALLED_WRITE_MAX)
+    }
+
+    /// Folds a flush's duration into the moving average (weight 1/8).
+    fn flush_time(&self, took: Duration) {
+        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let old = self.flush_average_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            took
+        } else {
+            old - old / 8 + took / 8
+        };
+        self.flush_average_us.store(new, Ordering::Relaxed);
+    }
+
     /// How long a write's finding that the server is away counts: the
     /// retries renew it at least every `max_backoff`.
     fn away_lasting(&self) -> Duration {
@@ -1041,6 +1070,23 @@ impl PoolWriter {
             let mut rx = self.progress[i].subscribe();
             // The sender lives as long as `self`: the wait cannot fail.
             let _ = rx.wait_for(|p| p.left >= target || p.outage).await;
+        }
+    }
+
+    /// [`PoolWriter::barrier`], given up once the server is found away
+    /// (a write failed or stalled meanwhile): `Err` with the finding.
+    pub(crate) async fn barrier_unless_away(&self, key: Option<&str>) -> Result<(), String> {
+        let barrier = self.barrier(key);
+        tokio::pin!(barrier);
+        loop {
+            tokio::select! {
+                () = &mut barrier => return Ok(()),
+                () = tokio::time::sleep(Duration::from_millis(50)) => {
+                    if let Some(why) = self.away() {
+                        return Err(why);
+                    }
+                }
+            }
         }
     }
 
@@ -1163,16 +1209,17 @@ impl PoolWriter {
             };
             let ops: Vec<&WriteOp> = batch.iter().map(|e| &e.op).collect();
             let started = std::time::Instant::now();
+            let stalled = self.stalled_after();
             let outcome = {
                 let flush = run_batch(&*self.backend, &ops);
                 tokio::pin!(flush);
                 tokio::select! {
                     outcome = &mut flush => outcome,
-                    _ = tokio::time::sleep(STALLED_WRITE) => {
+                    _ = tokio::time::sleep(stalled) => {
                         // A hung server: reads stop waiting on it, and
                         // health says so, while this write waits for its
                         // answer.
-                        let why = format!("a write has had no answer for {STALLED_WRITE:?}");
+                        let why = format!("a write has had no answer for {stalled:?}");
                         tracing::warn!(pool = %self.pool, "{why}");
                         self.found_away(why, self.away_lasting());
                         flush.await
@@ -1180,6 +1227,7 @@ impl PoolWriter {
                 }
             };
             drop(ops);
+            self.flush_time(started.elapsed());
             self.observe
                 .flush_duration
                 .record(started.elapsed().as_secs_f64());

@@ -287,11 +287,12 @@ async fn reads_fail_at_once_while_the_server_is_away_and_run_again_once_it_is_ba
     assert_eq!(b.fetch_calls.load(Ordering::SeqCst), 2);
 }
 
-/// A hung server: the first fetch gives up after `fetch_timeout`, and the
-/// reads after it fail at once (no client waits again) until the finding
-/// lapses, when one tries the server again.
-#[tokio::test]
-async fn a_read_of_a_silent_server_ends_at_its_timeout_and_the_next_fail_at_once() {
+/// A silent server: each fetch gives up after `fetch_timeout` (a slow
+/// answer is no finding that the server is away: the next read tries
+/// again). A write that stalls, by contrast, finds the server away: reads
+/// then fail at once, until the write lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_end_at_their_timeout_and_a_stalled_write_finds_the_server_away() {
     let b = Arc::new(Switchable::default());
     let fetch_timeout = Duration::from_millis(200);
     let e = engine(
@@ -299,6 +300,8 @@ async fn a_read_of_a_silent_server_ends_at_its_timeout_and_the_next_fail_at_once
         WritePolicy {
             read_timeout: Duration::from_millis(100),
             fetch_timeout,
+            // The publish returns once its write is buffered.
+            mode: QueryMode::Async,
             ..policy(100)
         },
     );
@@ -308,28 +311,44 @@ async fn a_read_of_a_silent_server_ends_at_its_timeout_and_the_next_fail_at_once
         qos: QoS::AtLeastOnce,
     };
     b.fetch_hangs.store(true, Ordering::SeqCst);
+    for tries in 1..=2 {
+        let started = std::time::Instant::now();
+        let got = e.on_session_subscribed(&sub).await;
+        let waited = started.elapsed();
+        let [err] = &got.errors[..] else {
+            panic!("one error: {:?}", got.errors)
+        };
+        assert_eq!(err.source.kind(), ErrorKind::Timeout, "{err}");
+        assert!(err.to_string().contains("fetch_timeout"), "{err}");
+        assert!(waited >= fetch_timeout, "gave up after {waited:?}");
+        assert_eq!(b.fetch_calls.load(Ordering::SeqCst), tries, "tried again");
+    }
+    b.fetch_hangs.store(false, Ordering::SeqCst);
+    // A store that takes 7 s: stalled after 5 s (20 × a flush's usual
+    // time, at least 5 s).
+    b.delay_ms.store(7000, Ordering::SeqCst);
+    let out = e.on_message_publish(&msg("t/silent", "slow")).await;
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    tokio::time::sleep(Duration::from_millis(5300)).await;
     let started = std::time::Instant::now();
     let got = e.on_session_subscribed(&sub).await;
-    let waited = started.elapsed();
-    let [err] = &got.errors[..] else {
-        panic!("one error: {:?}", got.errors)
-    };
-    assert_eq!(err.source.kind(), ErrorKind::Timeout, "{err}");
-    assert!(err.to_string().contains("fetch_timeout"), "{err}");
-    assert!(waited >= fetch_timeout, "gave up after {waited:?}");
-    assert_eq!(b.fetch_calls.load(Ordering::SeqCst), 1);
-    let got = e.on_session_subscribed(&sub).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "failed at once"
+    );
     let [err] = &got.errors[..] else {
         panic!("one error: {:?}", got.errors)
     };
     assert!(err.to_string().contains("the server is away"), "{err}");
-    assert_eq!(b.fetch_calls.load(Ordering::SeqCst), 1, "not tried again");
-    // A read's finding lasts twice the read_timeout, at least a second.
-    b.fetch_hangs.store(false, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(err.to_string().contains("no answer"), "{err}");
+    assert_eq!(b.fetch_calls.load(Ordering::SeqCst), 2, "not tried");
+    // The write lands: reads run again, and see it.
+    wait_drained(&e).await;
+    b.delay_ms.store(0, Ordering::SeqCst);
     let got = e.on_session_subscribed(&sub).await;
     assert!(got.errors.is_empty(), "{:?}", got.errors);
-    assert_eq!(b.fetch_calls.load(Ordering::SeqCst), 2, "tried again");
+    let fetched: Vec<&[u8]> = got.output.offline.iter().map(|m| &m.payload[..]).collect();
+    assert_eq!(fetched, [b"slow"]);
 }
 
 #[tokio::test]
