@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ use crate::hook::{
     SessionUnsubscribed, TopicSource,
 };
 use crate::message::{Message, QoS, Subscription};
-use crate::observe::{ReadOp, ReadOutcome, RuleObserver};
+use crate::observe::{ReadOp, ReadOutcome, RuleObserver, Tally};
 use crate::ordering::ClientLocks;
 use crate::sweep::{PoolSweeper, SweepMetrics};
 use crate::topic::{strip_shared, FilterTrie};
@@ -187,11 +187,21 @@ pub struct RuleMetrics {
     pub dropped: u64,
 }
 
-#[derive(Default)]
+/// The runs of one rule.
 struct Counters {
-    matched: AtomicU64,
-    succeeded: AtomicU64,
-    failed: AtomicU64,
+    matched: Tally,
+    succeeded: Tally,
+    failed: Tally,
+}
+
+impl Counters {
+    fn new(observe: &RuleObserver) -> Self {
+        Counters {
+            matched: Tally::new(observe.matched.clone()),
+            succeeded: Tally::new(observe.succeeded.clone()),
+            failed: Tally::new(observe.failed.clone()),
+        }
+    }
 }
 
 struct CompiledRule {
@@ -201,17 +211,9 @@ struct CompiledRule {
     tag: Arc<str>,
     backend: Arc<dyn Backend>,
     counters: Counters,
-    /// The rule's write counters, and all its counters through the
-    /// `metrics` facade (`retry.observe`).
+    /// What became of the rule's buffered writes.
     retry: Arc<RuleWriteCounters>,
     writer: Arc<PoolWriter>,
-}
-
-impl CompiledRule {
-    fn count_matched(&self) {
-        self.counters.matched.fetch_add(1, Ordering::Relaxed);
-        self.retry.observe.matched.increment(1);
-    }
 }
 
 #[derive(Default)]
@@ -322,16 +324,13 @@ impl Engine {
                 }
                 _ => h.always.push(idx),
             }
+            let observe = RuleObserver::new(&key, &rule.pool, backend.info().name);
             h.rules.push(CompiledRule {
                 rule: rule.clone(),
                 tag: Arc::from(key.as_str()),
                 backend: Arc::clone(backend),
-                counters: Counters::default(),
-                retry: Arc::new(RuleWriteCounters::new(RuleObserver::new(
-                    &key,
-                    &rule.pool,
-                    backend.info().name,
-                ))),
+                counters: Counters::new(&observe),
+                retry: Arc::new(RuleWriteCounters::new(&observe)),
                 writer,
                 key,
             });
@@ -565,14 +564,12 @@ impl Engine {
             .flat_map(|h| h.rules.iter())
             .map(|r| RuleMetrics {
                 rule: r.key.clone(),
-                matched: r.counters.matched.load(Ordering::Relaxed),
-                succeeded: r.counters.succeeded.load(Ordering::Relaxed)
-                    + r.retry.landed.load(Ordering::Relaxed),
-                failed: r.counters.failed.load(Ordering::Relaxed)
-                    + r.retry.failed.load(Ordering::Relaxed),
-                queued: r.retry.queued.load(Ordering::Relaxed),
-                retried: r.retry.retried.load(Ordering::Relaxed),
-                dropped: r.retry.dropped.load(Ordering::Relaxed),
+                matched: r.counters.matched.get(),
+                succeeded: r.counters.succeeded.get() + r.retry.landed.get(),
+                failed: r.counters.failed.get() + r.retry.failed.get(),
+                queued: r.retry.queued.get(),
+                retried: r.retry.retried.get(),
+                dropped: r.retry.dropped.get(),
             })
             .collect()
     }
@@ -738,7 +735,7 @@ impl Engine {
             first || matches!(r.rule.action, Action::Function(Function::MessageFetch(_)))
         });
         for rule in rules {
-            rule.count_matched();
+            rule.counters.matched.add(1);
             let result = match &rule.rule.action {
                 Action::Function(Function::MessageFetch(mode)) if ev.qos > QoS::AtMostOnce => {
                     let request = FetchRequest {
@@ -880,7 +877,7 @@ impl Engine {
 
     fn matching<'a>(&'a self, event: &Event<'_>) -> impl Iterator<Item = &'a CompiledRule> + 'a {
         self.selected(event).inspect(|r| {
-            r.count_matched();
+            r.counters.matched.add(1);
         })
     }
 
@@ -975,11 +972,13 @@ async fn read<T>(
         ReadOp::FetchMessages | ReadOp::LookupRetained => (fetch, "fetch_timeout"),
     };
     let start = tokio::time::Instant::now();
-    match tokio::time::timeout(bound, rule.writer.barrier_unless_away(key)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => {
-            reads.record(op, ReadOutcome::Away, None);
-            return Err(away(why));
+    // The barrier ends early in a lane whose writes failed or stalled.
+    match tokio::time::timeout(bound, rule.writer.barrier(key)).await {
+        Ok(()) => {
+            if let Some(why) = rule.writer.away() {
+                reads.record(op, ReadOutcome::Away, None);
+                return Err(away(why));
+            }
         }
         Err(_) => {
             // The buffer is behind: no finding about the server itself.
@@ -1085,13 +1084,11 @@ async fn settle(steps: Steps<'_>, errors: &mut Vec<RuleError>) {
 fn finish(rule: &CompiledRule, result: StepResult, errors: &mut Vec<RuleError>) {
     match result {
         Ok(_) => {
-            rule.counters.succeeded.fetch_add(1, Ordering::Relaxed);
-            rule.retry.observe.succeeded.increment(1);
+            rule.counters.succeeded.add(1);
             tracing::trace!(rule = %rule.key, "rule ran");
         }
         Err((operation, source)) => {
-            rule.counters.failed.fetch_add(1, Ordering::Relaxed);
-            rule.retry.observe.failed.increment(1);
+            rule.counters.failed.add(1);
             let error = RuleError {
                 rule: rule.key.clone(),
                 pool: rule.rule.pool.clone(),

@@ -45,6 +45,8 @@
 //! `operation` is `fetch_messages`, `lookup_retained` or
 //! `lookup_subscriptions`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 /// The metric names, for dashboards and tests.
@@ -101,7 +103,42 @@ pub mod names {
     pub const DELIVERY_EXPIRED: &str = "mqtt_storage_delivery_expired_total";
 }
 
-/// One rule's counters.
+/// A count kept here, for the snapshots of the getters
+/// ([`crate::Engine::metrics`], [`crate::Engine::write_metrics`]), and
+/// recorded through the `metrics` facade, in one call.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    n: AtomicU64,
+    metric: Counter,
+}
+
+impl Tally {
+    pub(crate) fn new(metric: Counter) -> Self {
+        Tally {
+            n: AtomicU64::new(0),
+            metric,
+        }
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        self.n.fetch_add(n, Ordering::Relaxed);
+        self.metric.increment(n);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.n.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::new(Counter::noop())
+    }
+}
+
+/// One rule's metric handles; its counts are [`Tally`]s on them (the
+/// engine's runs and the write path's later outcomes of the same rule
+/// share `succeeded` and `failed`).
 #[derive(Debug, Clone)]
 pub(crate) struct RuleObserver {
     pub(crate) matched: Counter,
@@ -110,19 +147,6 @@ pub(crate) struct RuleObserver {
     pub(crate) queued: Counter,
     pub(crate) retried: Counter,
     pub(crate) dropped: Counter,
-}
-
-impl Default for RuleObserver {
-    fn default() -> Self {
-        RuleObserver {
-            matched: Counter::noop(),
-            succeeded: Counter::noop(),
-            failed: Counter::noop(),
-            queued: Counter::noop(),
-            retried: Counter::noop(),
-            dropped: Counter::noop(),
-        }
-    }
 }
 
 impl RuleObserver {
@@ -147,11 +171,11 @@ impl RuleObserver {
 #[derive(Debug)]
 pub(crate) struct PoolObserver {
     pub(crate) buffered: Counter,
-    pub(crate) flushed: Counter,
-    pub(crate) dropped: Counter,
-    pub(crate) flushes: Counter,
-    pub(crate) retries: Counter,
-    pub(crate) calls: Counter,
+    pub(crate) flushed: Tally,
+    pub(crate) dropped: Tally,
+    pub(crate) flushes: Tally,
+    pub(crate) retries: Tally,
+    pub(crate) calls: Tally,
     pub(crate) batch_size: Histogram,
     pub(crate) flush_duration: Histogram,
     pub(crate) depth: Gauge,
@@ -163,11 +187,11 @@ impl PoolObserver {
         let labels = [("pool", pool.to_owned()), ("backend", backend.to_owned())];
         PoolObserver {
             buffered: counter!(names::WRITES_BUFFERED, &labels),
-            flushed: counter!(names::WRITES_FLUSHED, &labels),
-            dropped: counter!(names::WRITES_DROPPED, &labels),
-            flushes: counter!(names::FLUSHES, &labels),
-            retries: counter!(names::FLUSH_RETRIES, &labels),
-            calls: counter!(names::BACKEND_CALLS, &labels),
+            flushed: Tally::new(counter!(names::WRITES_FLUSHED, &labels)),
+            dropped: Tally::new(counter!(names::WRITES_DROPPED, &labels)),
+            flushes: Tally::new(counter!(names::FLUSHES, &labels)),
+            retries: Tally::new(counter!(names::FLUSH_RETRIES, &labels)),
+            calls: Tally::new(counter!(names::BACKEND_CALLS, &labels)),
             batch_size: histogram!(names::FLUSH_BATCH_SIZE, &labels),
             flush_duration: histogram!(names::FLUSH_DURATION, &labels),
             depth: gauge!(names::BUFFER_DEPTH, &labels),

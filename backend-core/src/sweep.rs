@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::backend::{Backend, ErrorKind, FailureRecord};
 use crate::message::Timestamp;
-use crate::observe::names;
+use crate::observe::{names, Tally};
 
 /// What the sweeper did for one pool so far.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -44,40 +44,25 @@ pub(crate) struct PoolSweeper {
     pub(crate) pool: String,
     pub(crate) backend: Arc<dyn Backend>,
     runs: AtomicU64,
-    removed: AtomicU64,
-    failures: AtomicU64,
+    /// `mqtt_storage_swept_messages_total`.
+    removed: Tally,
+    /// `mqtt_storage_sweeps_total`, by outcome.
+    succeeded: metrics::Counter,
+    failures: Tally,
     last_error: Mutex<Option<FailureRecord>>,
     unsupported: AtomicBool,
-    observe: SweepObserver,
-}
-
-/// `mqtt_storage_sweeps_total` and `mqtt_storage_swept_messages_total`.
-struct SweepObserver {
-    ok: metrics::Counter,
-    failed: metrics::Counter,
-    swept: metrics::Counter,
-}
-
-impl SweepObserver {
-    fn new(pool: &str) -> Self {
-        let outcome = |o: &'static str| [("pool", pool.to_owned()), ("outcome", o.to_owned())];
-        SweepObserver {
-            ok: metrics::counter!(names::SWEEPS, &outcome("ok")),
-            failed: metrics::counter!(names::SWEEPS, &outcome("error")),
-            swept: metrics::counter!(names::SWEPT_MESSAGES, "pool" => pool.to_owned()),
-        }
-    }
 }
 
 impl PoolSweeper {
     pub(crate) fn new(pool: String, backend: Arc<dyn Backend>) -> Self {
+        let outcome = |o: &'static str| [("pool", pool.clone()), ("outcome", o.to_owned())];
         PoolSweeper {
-            observe: SweepObserver::new(&pool),
+            removed: Tally::new(metrics::counter!(names::SWEPT_MESSAGES, "pool" => pool.clone())),
+            succeeded: metrics::counter!(names::SWEEPS, &outcome("ok")),
+            failures: Tally::new(metrics::counter!(names::SWEEPS, &outcome("error"))),
             pool,
             backend,
             runs: AtomicU64::new(0),
-            removed: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
             last_error: Mutex::new(None),
             unsupported: AtomicBool::new(false),
         }
@@ -94,9 +79,8 @@ impl PoolSweeper {
         let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(n) => {
-                self.removed.fetch_add(n, Ordering::Relaxed);
-                self.observe.ok.increment(1);
-                self.observe.swept.increment(n);
+                self.removed.add(n);
+                self.succeeded.increment(1);
                 *last = None;
                 if n > 0 {
                     tracing::debug!(pool = %self.pool, removed = n, "swept messages past time_range");
@@ -109,8 +93,7 @@ impl PoolSweeper {
                 Ok(0)
             }
             Err(e) => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-                self.observe.failed.increment(1);
+                self.failures.add(1);
                 tracing::warn!(pool = %self.pool, error = %e, "sweeping messages past time_range failed; next sweep retries");
                 let record = FailureRecord::from(&e);
                 *last = Some(record.clone());
@@ -123,8 +106,8 @@ impl PoolSweeper {
         SweepMetrics {
             pool: self.pool.clone(),
             runs: self.runs.load(Ordering::Relaxed),
-            removed: self.removed.load(Ordering::Relaxed),
-            failures: self.failures.load(Ordering::Relaxed),
+            removed: self.removed.get(),
+            failures: self.failures.get(),
             last_error: self
                 .last_error
                 .lock()

@@ -87,7 +87,7 @@ use crate::backend::{Ack, Backend, BackendError, BackendResult, ErrorKind, Write
 use crate::config::{OfflineMode, PoolConfig};
 use crate::hook::ClientInfo;
 use crate::message::{Message, Timestamp};
-use crate::observe::{PoolObserver, ReadObserver, RuleObserver};
+use crate::observe::{PoolObserver, ReadObserver, RuleObserver, Tally};
 use crate::template::Statement;
 
 /// What a pool does with a new write when its buffer is full.
@@ -548,27 +548,24 @@ async fn run_group_bisecting(
 #[derive(Debug, Default)]
 pub(crate) struct RuleWriteCounters {
     /// Writes that landed with no hook waiting (async mode).
-    pub(crate) landed: AtomicU64,
+    pub(crate) landed: Tally,
     /// Writes that failed for good with no hook waiting (async mode).
-    pub(crate) failed: AtomicU64,
-    pub(crate) queued: AtomicU64,
-    pub(crate) retried: AtomicU64,
-    pub(crate) dropped: AtomicU64,
-    /// The same numbers through the `metrics` facade.
-    pub(crate) observe: RuleObserver,
+    pub(crate) failed: Tally,
+    pub(crate) queued: Tally,
+    pub(crate) retried: Tally,
+    pub(crate) dropped: Tally,
 }
 
 impl RuleWriteCounters {
-    pub(crate) fn new(observe: RuleObserver) -> Self {
+    /// Counts recorded on the rule's metric handles.
+    pub(crate) fn new(observe: &RuleObserver) -> Self {
         RuleWriteCounters {
-            observe,
-            ..Default::default()
+            landed: Tally::new(observe.succeeded.clone()),
+            failed: Tally::new(observe.failed.clone()),
+            queued: Tally::new(observe.queued.clone()),
+            retried: Tally::new(observe.retried.clone()),
+            dropped: Tally::new(observe.dropped.clone()),
         }
-    }
-
-    fn count_dropped(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-        self.observe.dropped.increment(1);
     }
 }
 
@@ -633,8 +630,7 @@ impl Entry {
     fn queued(&mut self) {
         if !self.queued {
             self.queued = true;
-            self.counters.queued.fetch_add(1, Ordering::Relaxed);
-            self.counters.observe.queued.increment(1);
+            self.counters.queued.add(1);
         }
         self.tell(Submitted::Queued);
     }
@@ -645,21 +641,18 @@ impl Entry {
         match result {
             Ok(()) => {
                 if self.queued {
-                    self.counters.retried.fetch_add(1, Ordering::Relaxed);
-                    self.counters.observe.retried.increment(1);
+                    self.counters.retried.add(1);
                 } else if self.waiter.is_none() {
-                    self.counters.landed.fetch_add(1, Ordering::Relaxed);
-                    self.counters.observe.succeeded.increment(1);
+                    self.counters.landed.add(1);
                 }
                 self.tell(Submitted::Done);
             }
             Err(e) => {
                 if self.waiter.is_none() {
                     if self.queued {
-                        self.counters.count_dropped();
+                        self.counters.dropped.add(1);
                     } else {
-                        self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                        self.counters.observe.failed.increment(1);
+                        self.counters.failed.add(1);
                     }
                     tracing::error!(%pool, rule = %self.rule, operation = self.op.name(), error = %e, "buffered write failed for good: dropped");
                 }
@@ -712,12 +705,7 @@ pub(crate) struct PoolWriter {
     /// dropped), and whether it is in an outage; what reads wait on.
     progress: Vec<watch::Sender<Progress>>,
     room: Arc<Semaphore>,
-    flushes: AtomicU64,
-    writes: AtomicU64,
-    calls: AtomicU64,
     largest: AtomicU64,
-    dropped_full: AtomicU64,
-    retries: AtomicU64,
     buffered: AtomicUsize,
     /// `buffer = disk`: the file that keeps writes kept for retry.
     disk: Option<DiskBuffer>,
@@ -853,12 +841,7 @@ impl PoolWriter {
                 policy.buffer_size.min(Semaphore::MAX_PERMITS),
             )),
             policy,
-            flushes: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-            calls: AtomicU64::new(0),
             largest: AtomicU64::new(0),
-            dropped_full: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
             buffered: AtomicUsize::new(0),
             disk: None,
             next_key: AtomicU64::new(1),
@@ -897,11 +880,6 @@ impl PoolWriter {
         self.observe.depth.set(depth as f64);
     }
 
-    fn count_dropped_full(&self) {
-        self.dropped_full.fetch_add(1, Ordering::Relaxed);
-        self.observe.dropped.increment(1);
-    }
-
     /// Writes waiting or in flight.
     pub(crate) fn len(&self) -> usize {
         self.buffered.load(Ordering::Relaxed)
@@ -911,13 +889,13 @@ impl PoolWriter {
     pub(crate) fn metrics(&self) -> WriteMetrics {
         WriteMetrics {
             pool: self.pool.clone(),
-            flushes: self.flushes.load(Ordering::Relaxed),
-            writes: self.writes.load(Ordering::Relaxed),
-            calls: self.calls.load(Ordering::Relaxed),
+            flushes: self.observe.flushes.get(),
+            writes: self.observe.flushed.get(),
+            calls: self.observe.calls.get(),
             largest_batch: self.largest.load(Ordering::Relaxed),
             buffered: self.len(),
-            dropped_full: self.dropped_full.load(Ordering::Relaxed),
-            retries: self.retries.load(Ordering::Relaxed),
+            dropped_full: self.observe.dropped.get(),
+            retries: self.observe.retries.get(),
         }
     }
 
@@ -987,9 +965,8 @@ impl PoolWriter {
         (self.policy.read_timeout, self.policy.fetch_timeout)
     }
 
-    /// A read found the server unreachable or silent: reads fail at once
-    /// for twice the `read_timeout` (at least a second), then one tries
-    /// the server again.
+    /// A read could not reach the server: reads fail at once for twice the
+    /// `read_timeout` (at least a second), then one tries the server again.
     pub(crate) fn found_away_by_read(&self, why: String) {
         let lasting = (self.policy.read_timeout * 2).max(Duration::from_secs(1));
         self.found_away(why, lasting);
@@ -1056,7 +1033,8 @@ impl PoolWriter {
 
     /// Waits until the writes put in the buffer before this call that a
     /// read of `key` depends on have left it, except in lanes whose server
-    /// is away: what every read does first, so that it sees the writes
+    /// is away (their last flush failed, or has had no answer for the
+    /// stall time): what every read does first, so that it sees the writes
     /// that came before it (a fetch after a publish, a subscribe after an
     /// ack), whatever the `query_mode`. `key` is a topic or client id
     /// (its lane only), or `None` for a wildcard read (every lane).
@@ -1070,23 +1048,6 @@ impl PoolWriter {
             let mut rx = self.progress[i].subscribe();
             // The sender lives as long as `self`: the wait cannot fail.
             let _ = rx.wait_for(|p| p.left >= target || p.outage).await;
-        }
-    }
-
-    /// [`PoolWriter::barrier`], given up once the server is found away
-    /// (a write failed or stalled meanwhile): `Err` with the finding.
-    pub(crate) async fn barrier_unless_away(&self, key: Option<&str>) -> Result<(), String> {
-        let barrier = self.barrier(key);
-        tokio::pin!(barrier);
-        loop {
-            tokio::select! {
-                () = &mut barrier => return Ok(()),
-                () = tokio::time::sleep(Duration::from_millis(50)) => {
-                    if let Some(why) = self.away() {
-                        return Err(why);
-                    }
-                }
-            }
         }
     }
 
@@ -1138,8 +1099,8 @@ impl PoolWriter {
                 tracing::debug!(pool = %self.pool, %rule, "buffer full: waiting for room");
             }
             BufferFull::DropNew => {
-                counters.count_dropped();
-                self.count_dropped_full();
+                counters.dropped.add(1);
+                self.observe.dropped.add(1);
                 tracing::warn!(pool = %self.pool, %rule, operation = op.name(), "{}: new write dropped (buffer_full = drop_new)", full());
                 return Err(BackendError::new(
                     ErrorKind::Connection,
@@ -1159,8 +1120,8 @@ impl PoolWriter {
                     if let Some((mut old, outage)) = evicted {
                         self.unbuffered(1);
                         self.left_lane(l, 1, outage);
-                        old.counters.count_dropped();
-                        self.count_dropped_full();
+                        old.counters.dropped.add(1);
+                        self.observe.dropped.add(1);
                         tracing::warn!(pool = %self.pool, rule = %old.rule, operation = old.op.name(), "{}: oldest write dropped (buffer_full = drop_oldest)", full());
                         if let (Some(disk), true) = (&self.disk, old.on_disk) {
                             if let Err(e) = disk.remove(vec![old.key]).await {
@@ -1222,20 +1183,20 @@ impl PoolWriter {
                         let why = format!("a write has had no answer for {stalled:?}");
                         tracing::warn!(pool = %self.pool, "{why}");
                         self.found_away(why, self.away_lasting());
+                        // Reads waiting on this lane stop waiting, as for
+                        // a failed write; the flush's outcome sets it again.
+                        self.progress[lane].send_modify(|p| p.outage = true);
                         flush.await
                     }
                 }
             };
             drop(ops);
-            self.flush_time(started.elapsed());
-            self.observe
-                .flush_duration
-                .record(started.elapsed().as_secs_f64());
+            let took = started.elapsed();
+            self.flush_time(took);
+            self.observe.flush_duration.record(took.as_secs_f64());
             self.observe.batch_size.record(batch.len() as f64);
-            self.observe.flushes.increment(1);
-            self.observe.calls.increment(outcome.calls);
-            self.flushes.fetch_add(1, Ordering::Relaxed);
-            self.calls.fetch_add(outcome.calls, Ordering::Relaxed);
+            self.observe.flushes.add(1);
+            self.observe.calls.add(outcome.calls);
             self.largest
                 .fetch_max(batch.len() as u64, Ordering::Relaxed);
             let mut keep = Vec::new();
@@ -1245,8 +1206,7 @@ impl PoolWriter {
                 match result {
                     Some(r) => {
                         if r.is_ok() {
-                            self.writes.fetch_add(1, Ordering::Relaxed);
-                            self.observe.flushed.increment(1);
+                            self.observe.flushed.add(1);
                         }
                         if entry.on_disk {
                             landed_on_disk.push(entry.key);
@@ -1278,8 +1238,7 @@ impl PoolWriter {
                     backoff = self.policy.first_backoff;
                 }
                 Some(e) => {
-                    self.retries.fetch_add(1, Ordering::Relaxed);
-                    self.observe.retries.increment(1);
+                    self.observe.retries.add(1);
                     if matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout) {
                         self.found_away(e.to_string(), self.away_lasting());
                     }

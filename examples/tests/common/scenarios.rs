@@ -442,6 +442,48 @@ async fn spawn_acked_publisher(
     })
 }
 
+/// `publishers` publishers at `pace`, publisher `p` sending `p:0` to
+/// `p:{count - 1}` on `{run}/{p}` (see [`spawn_acked_publisher`]), each
+/// with how long it waited for its CONNACK.
+async fn spawn_numbered_publishers(
+    port: u16,
+    run: &str,
+    publishers: usize,
+    count: usize,
+    pace: Option<Duration>,
+) -> Vec<(tokio::task::JoinHandle<usize>, Duration)> {
+    let mut tasks = Vec::new();
+    for p in 0..publishers {
+        let payloads = (0..count).map(|i| format!("{p}:{i}")).collect();
+        let started = Instant::now();
+        let task = spawn_acked_publisher(port, format!("{run}/{p}"), payloads, pace, None).await;
+        tasks.push((task, started.elapsed()));
+    }
+    tasks
+}
+
+/// The PUBACKs the publishers got, all of them within `max`.
+async fn all_acked(
+    tasks: Vec<(tokio::task::JoinHandle<usize>, Duration)>,
+    max: Duration,
+    broker: &Broker,
+) -> usize {
+    tokio::time::timeout(max, async {
+        let mut acked = 0;
+        for (t, _) in tasks {
+            acked += t.await.expect("publisher task");
+        }
+        acked
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "publishers did not finish within {max:?}:\n{}",
+            broker.log_text()
+        )
+    })
+}
+
 /// The database goes away for 10 s while three publishers send QoS 1
 /// messages through the broker: every publisher finishes (each PUBACK
 /// comes), and after the broker's graceful stop every PUBACKed message is
@@ -460,26 +502,12 @@ pub async fn database_outage_under_load_loses_nothing(db: &Db) {
     let run = unique("outage");
     let count = (per_second * SECONDS) as usize;
     let pace = Some(Duration::from_micros(1_000_000 / per_second));
-    let mut tasks = Vec::new();
-    for p in 0..PUBLISHERS {
-        let payloads = (0..count).map(|i| format!("{p}:{i}")).collect();
-        tasks.push(
-            spawn_acked_publisher(broker.port, format!("{run}/{p}"), payloads, pace, None).await,
-        );
-    }
+    let tasks = spawn_numbered_publishers(broker.port, &run, PUBLISHERS, count, pace).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let outage = db.outage();
     tokio::time::sleep(Duration::from_secs(10)).await;
     outage.end();
-    let finished = tokio::time::timeout(Duration::from_secs(120), async {
-        let mut acked = 0;
-        for t in tasks {
-            acked += t.await.expect("publisher task");
-        }
-        acked
-    })
-    .await
-    .unwrap_or_else(|_| panic!("publishers did not finish:\n{}", broker.log_text()));
+    let finished = all_acked(tasks, Duration::from_secs(120), &broker).await;
     assert_eq!(finished, PUBLISHERS * count, "every publish was PUBACKed");
     // The buffer drains at the database's pace (FerretDB over SQLite takes
     // a few hundred messages a second): the shutdown comes once it has,
@@ -555,36 +583,17 @@ pub async fn clients_connect_while_the_database_is_down(db: &Db) {
         broker.log_text()
     );
     sub.subscribe(&filter, QoS::AtLeastOnce).await;
-    let mut tasks = Vec::new();
     // Each publisher at 50 msg/s: 400 msg/s in all.
     let pace = Some(Duration::from_millis(20));
-    for p in 0..PUBLISHERS {
-        let payloads = (0..COUNT).map(|i| format!("{p}:{i}")).collect();
-        let started = Instant::now();
-        tasks.push(
-            spawn_acked_publisher(broker.port, format!("{run}/{p}"), payloads, pace, None).await,
-        );
-        let waited = started.elapsed();
+    let tasks = spawn_numbered_publishers(broker.port, &run, PUBLISHERS, COUNT, pace).await;
+    for (p, (_, waited)) in tasks.iter().enumerate() {
         assert!(
-            waited < Duration::from_millis(4700),
+            *waited < Duration::from_millis(4700),
             "publisher {p}'s CONNACK took {waited:?} with the database down:\n{}",
             broker.log_text()
         );
     }
-    let acked = tokio::time::timeout(Duration::from_secs(30), async {
-        let mut acked = 0;
-        for t in tasks {
-            acked += t.await.expect("publisher task");
-        }
-        acked
-    })
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "PUBACKs missing with the database down:\n{}",
-            broker.log_text()
-        )
-    });
+    let acked = all_acked(tasks, Duration::from_secs(30), &broker).await;
     assert_eq!(acked, PUBLISHERS * COUNT, "every publish was PUBACKed");
     let live = sub
         .expect(PUBLISHERS * COUNT, Duration::from_secs(30))
@@ -1340,13 +1349,7 @@ pub async fn metrics_show_an_outage(db: &Db) {
     let run = format!("pubsub/{}", unique("metrics"));
     let filter = format!("{run}/#");
     let pace = Some(Duration::from_millis(10));
-    let mut tasks = Vec::new();
-    for p in 0..PUBLISHERS {
-        let payloads = (0..COUNT).map(|i| format!("{p}:{i}")).collect();
-        tasks.push(
-            spawn_acked_publisher(broker.port, format!("{run}/{p}"), payloads, pace, None).await,
-        );
-    }
+    let tasks = spawn_numbered_publishers(broker.port, &run, PUBLISHERS, COUNT, pace).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let outage = db.outage();
     let mut deepest = 0.0f64;
@@ -1374,7 +1377,7 @@ pub async fn metrics_show_an_outage(db: &Db) {
         text.contains("pool pool1"),
         "/healthz names the pool: {text}"
     );
-    for t in tasks {
+    for (t, _) in tasks {
         assert_eq!(t.await.expect("publisher"), COUNT, "every publish PUBACKed");
     }
     // Back: the buffer drains to 0 and /healthz says 200.
