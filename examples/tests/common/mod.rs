@@ -204,6 +204,7 @@ impl Drop for Broker {
 pub struct Client {
     pub client: AsyncClient,
     rx: mpsc::UnboundedReceiver<Publish>,
+    subacks: mpsc::UnboundedReceiver<()>,
     task: JoinHandle<()>,
 }
 
@@ -215,6 +216,7 @@ impl Client {
         opts.set_keep_alive(Duration::from_secs(30));
         let (client, mut eventloop) = AsyncClient::new(opts, 100);
         let (tx, rx) = mpsc::unbounded_channel();
+        let (suback_tx, subacks) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let mut ready_tx = Some(ready_tx);
         let task = tokio::spawn(async move {
@@ -228,6 +230,9 @@ impl Client {
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let _ = tx.send(p);
                     }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = suback_tx.send(());
+                    }
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
@@ -237,14 +242,26 @@ impl Client {
             .await
             .unwrap_or_else(|_| panic!("{id}: no CONNACK within 10 s"))
             .unwrap_or_else(|_| panic!("{id}: event loop ended before CONNACK"));
-        Client { client, rx, task }
+        Client {
+            client,
+            rx,
+            subacks,
+            task,
+        }
     }
 
-    pub async fn subscribe(&self, filter: &str, qos: QoS) {
+    /// Subscribes and waits for the SUBACK, as a client does before it
+    /// counts on the subscription: a message published before the broker
+    /// took the SUBSCRIBE is not the subscriber's.
+    pub async fn subscribe(&mut self, filter: &str, qos: QoS) {
         self.client
             .subscribe(filter, qos)
             .await
             .expect("send SUBSCRIBE");
+        tokio::time::timeout(Duration::from_secs(15), self.subacks.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no SUBACK for {filter} within 15 s"))
+            .expect("the event loop ended before the SUBACK");
     }
 
     pub async fn publish(&self, topic: &str, qos: QoS, retain: bool, payload: &[u8]) {

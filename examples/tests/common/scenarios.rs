@@ -19,7 +19,7 @@ async fn start(db: &Db, name: &str, extra: &[String]) -> Broker {
 /// `id` connects (clean session or not), subscribes to `topic` at QoS 1
 /// and goes away.
 pub async fn subscribe_and_leave(port: u16, id: &str, clean: bool, topic: &str) {
-    let sub = Client::connect(port, id, clean).await;
+    let mut sub = Client::connect(port, id, clean).await;
     sub.subscribe(topic, QoS::AtLeastOnce).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     sub.disconnect().await;
