@@ -33,7 +33,7 @@ async fn a_client_moving_between_nodes_gets_its_offline_messages_once() {
     let topic = format!("queue/{id}");
 
     // On node a: a persistent session subscribed to its queue topic.
-    let device = Client::connect(a.port, &id, false).await;
+    let mut device = Client::connect(a.port, &id, false).await;
     device.subscribe(&topic, QoS::AtLeastOnce).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let on_a = db.status(&id).await.expect("a status row");
