@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use backend_cassa::cdrs_tokio;
 use backend_cassa::CassaBackend;
 use backend_core::config::PoolConfig;
-use backend_core::{Backend, BackendKind, Config, FetchRequest, Message, OfflineMode, QoS};
+use backend_core::{Backend, Config, FetchRequest, Message, OfflineMode, QoS};
 use cdrs_tokio::authenticators::StaticPasswordAuthenticatorProvider;
 use cdrs_tokio::cluster::session::{Session, SessionBuilder, TcpSessionBuilder};
 use cdrs_tokio::cluster::{NodeTcpConfigBuilder, TcpConnectionManager};
@@ -98,7 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         env("CASSA_PASSWORD", "cassandra"),
     );
     let pool = PoolConfig::from_settings(
-        BackendKind::Cassa,
+        backend_cassa::KIND,
         "pool1",
         &[
             ("nodes", nodes.as_str()),
@@ -108,7 +108,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ("create_tables", "true"),
         ],
     )?;
-    let config = Config::new(BackendKind::Cassa).with_pool(pool.clone());
+    let config = Config::new(backend_cassa::KIND).with_pool(pool.clone());
     let backend = CassaBackend::connect(&pool, &config).await?;
 
     let auth = StaticPasswordAuthenticatorProvider::new(user.clone(), password.clone());

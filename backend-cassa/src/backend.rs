@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    apply_limits, batches, Ack, Backend, BackendInfo, BackendResult, Capabilities, ClientStatus,
-    FetchRequest, WriteOptions,
+    apply_limits, batches, Ack, Backend, BackendInfo, BackendResult, ClientStatus, FetchRequest,
+    WriteOptions,
 };
 use backend_core::config::PoolConfig;
 use backend_core::hook::ClientInfo;
@@ -20,8 +20,7 @@ use backend_core::message::last_of_each;
 use backend_core::topic::{matches, FilterScope};
 use backend_core::value::Row;
 use backend_core::{
-    BackendKind, Bytes, CommonError, Config, Message, OfflineMode, QoS, Statement, Subscription,
-    Timestamp,
+    Bytes, CommonError, Config, Message, OfflineMode, QoS, Statement, Subscription, Timestamp,
 };
 use cdrs_tokio::types::blob::Blob;
 use cdrs_tokio::types::IntoRustByIndex;
@@ -85,7 +84,7 @@ impl std::fmt::Debug for CassaBackend {
     }
 }
 
-backend_core::backend_connect!(CassaBackend, Cassa, CassaError);
+backend_core::backend_connect!(CassaBackend, crate::KIND, CassaError);
 
 /// The index partition of a topic: its first level and a `/` (never
 /// empty, as a partition key must not be).
@@ -215,7 +214,7 @@ impl CassaBackend {
     /// `create_tables` is on, and checks the schema (a missing table is an
     /// error naming it).
     pub async fn connect(pool: &PoolConfig, config: &Config) -> Result<CassaBackend, CassaError> {
-        CommonError::check_kind(BackendKind::Cassa, config.kind())?;
+        CommonError::check_kind(crate::KIND, config.kind())?;
         Self::connect_with(CassaConfig::from_pool(pool)?).await
     }
 

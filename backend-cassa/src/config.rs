@@ -25,7 +25,7 @@
 //! ```
 //! use backend_core::{config::PoolConfig, BackendKind};
 //! use backend_cassa::CassaConfig;
-//! let mut pool = PoolConfig::new(BackendKind::Cassa, "pool1");
+//! let mut pool = PoolConfig::new(backend_cassa::KIND, "pool1");
 //! pool.set("nodes", "10.0.0.1:9042, 10.0.0.2")?;
 //! pool.set("username", "mqtt")?.set("password", "s3cret")?;
 //! let c = CassaConfig::from_pool(&pool)?;
@@ -37,10 +37,56 @@
 
 use std::time::Duration;
 
+use backend_core::backend::Capabilities;
 use backend_core::config::{Login, PoolConfig, ServerAddr, TlsFiles};
 use backend_core::{BackendKind, CommonError};
 
 use crate::error::CassaError;
+use backend_core::config::{KeySpec, KeyType, KindSpec, StatementLanguage};
+
+/// `backend.cassa.*` (rules) and `backend.ecql.*` (pools): the keys this
+/// crate reads, with their defaults.
+pub const KIND: BackendKind = BackendKind::declare(&KindSpec {
+    name: "cassa",
+    pool_prefix: "ecql",
+    pool_keys: &[
+        KeySpec::new("nodes", KeyType::Text).with_default("127.0.0.1:9042"),
+        KeySpec::new("size", KeyType::Count).with_default("8"),
+        KeySpec::new("auto_reconnect", KeyType::Bool).with_default("true"),
+        KeySpec::new("username", KeyType::Text),
+        KeySpec::new("password", KeyType::Secret),
+        KeySpec::new("keyspace", KeyType::Text).with_default("mqtt"),
+        KeySpec::new(
+            "logger",
+            KeyType::OneOf(&["debug", "info", "notice", "warning", "error", "critical"]),
+        ),
+        KeySpec::new("create_tables", KeyType::Bool).with_default("true"),
+        KeySpec::new(
+            "consistency",
+            KeyType::OneOf(&[
+                "any",
+                "one",
+                "two",
+                "three",
+                "quorum",
+                "all",
+                "local_quorum",
+                "each_quorum",
+                "local_one",
+            ]),
+        ),
+        KeySpec::new("connect_timeout", KeyType::Millis).with_default("5s"),
+        KeySpec::new("request_timeout", KeyType::Millis).with_default("10s"),
+        KeySpec::new("server_name_indication", KeyType::Text),
+    ],
+    global_keys: &[],
+    statements: Some(StatementLanguage::Cql),
+    capabilities: Capabilities::NONE
+        .with_raw_statements()
+        .with_admin()
+        .with_sweep(),
+});
+backend_core::register_kind!(KIND);
 
 /// Default CQL port.
 pub const DEFAULT_PORT: u16 = 9042;
@@ -175,7 +221,7 @@ impl CassaConfig {
 
     /// Reads `backend.ecql.<pool>.*`; errors name the key and its line.
     pub fn from_pool(pool: &PoolConfig) -> Result<Self, CassaError> {
-        CommonError::check_kind(BackendKind::Cassa, pool.kind())?;
+        CommonError::check_kind(crate::KIND, pool.kind())?;
         let bad = |key: &'static str, problem: String| CommonError::config(pool, key, problem);
         let mut c = CassaConfig::new(pool.name());
         if let Some(nodes) = pool.text("nodes") {
@@ -274,10 +320,7 @@ mod tests {
     use super::*;
 
     fn read(lines: &[(&str, &str)]) -> Result<CassaConfig, CassaError> {
-        CassaConfig::from_pool(&backend_core::testkit::pool_config(
-            BackendKind::Cassa,
-            lines,
-        ))
+        CassaConfig::from_pool(&backend_core::testkit::pool_config(crate::KIND, lines))
     }
 
     #[test]
@@ -390,11 +433,6 @@ mod tests {
     fn the_settings_every_backend_shares() {
         let tls = cfg!(feature = "tls");
         let read = CassaConfig::from_pool;
-        backend_core::testkit::assert_reads_common_settings(
-            BackendKind::Cassa,
-            "username",
-            read,
-            tls,
-        );
+        backend_core::testkit::assert_reads_common_settings(crate::KIND, "username", read, tls);
     }
 }

@@ -14,6 +14,7 @@ mod sequence;
 mod statements;
 
 pub use backend::{connect_pools, CassaBackend};
+pub use config::KIND;
 pub use config::{CassaConfig, CassaTls, Consistency};
 pub use error::CassaError;
 

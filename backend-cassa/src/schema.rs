@@ -3,7 +3,7 @@
 //! first (`CREATE TABLE IF NOT EXISTS`); the keyspace must exist.
 
 use backend_core::schema::{Catalog, PayloadType, Schema, SchemaTarget, TableSpec};
-use backend_core::{BackendKind, CommonError};
+use backend_core::CommonError;
 use cdrs_tokio::types::IntoRustByIndex;
 
 use crate::driver::{Cql, CqlValue};
@@ -143,7 +143,7 @@ async fn check(cql: &Cql, keyspace: &str, target: &SchemaTarget) -> Result<(), C
 /// The target of the check, for its errors.
 pub(crate) fn target(pool: &str, nodes: &str, keyspace: &str, label: &str) -> SchemaTarget {
     SchemaTarget {
-        kind: BackendKind::Cassa,
+        kind: crate::KIND,
         pool: pool.to_owned(),
         host_port: nodes.to_owned(),
         database: keyspace.to_owned(),

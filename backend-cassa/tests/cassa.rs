@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use backend_cassa::{CassaBackend, CassaError};
 use backend_core::config::PoolConfig;
 use backend_core::{
-    Backend, BackendKind, Bytes, Config, ErrorKind, FetchRequest, Message, OfflineMode, QoS,
-    Statement, Value,
+    Backend, Bytes, Config, ErrorKind, FetchRequest, Message, OfflineMode, QoS, Statement, Value,
 };
 
 fn rt() -> tokio::runtime::Runtime {
@@ -29,7 +28,7 @@ fn with(pool: PoolConfig, key: &str, value: &str) -> PoolConfig {
 }
 
 async fn connect(pool: PoolConfig) -> Result<CassaBackend, CassaError> {
-    let conf = Config::new(BackendKind::Cassa).with_pool(pool.clone());
+    let conf = Config::new(backend_cassa::KIND).with_pool(pool.clone());
     CassaBackend::connect(&pool, &conf).await
 }
 

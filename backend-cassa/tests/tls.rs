@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use backend_cassa::{CassaBackend, CassaError};
 use backend_core::config::PoolConfig;
-use backend_core::{Backend, BackendKind, ErrorKind};
+use backend_core::{Backend, ErrorKind};
 
 fn tls_nodes() -> String {
     std::env::var("CASSA_TLS_NODES").unwrap_or_else(|_| "127.0.0.1:9142".to_owned())
@@ -43,7 +43,7 @@ fn pool(lines: &[(&str, String)]) -> PoolConfig {
 }
 
 async fn connect(p: &PoolConfig) -> Result<CassaBackend, CassaError> {
-    let conf = backend_core::Config::new(BackendKind::Cassa).with_pool(p.clone());
+    let conf = backend_core::Config::new(backend_cassa::KIND).with_pool(p.clone());
     match tokio::time::timeout(Duration::from_secs(60), CassaBackend::connect(p, &conf)).await {
         Ok(r) => r,
         Err(_) => panic!("connecting took over 60 s"),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use backend_core::config::{ActionJson, ConfigSpec, RuleJson, RuleSpec};
 use backend_core::topic::{matches, FilterTrie};
-use backend_core::{BackendKind, Config, Engine, Hook, MemoryBackend, Message, QoS};
+use backend_core::{Config, Engine, Hook, MemoryBackend, Message, QoS};
 
 /// Runs `f` repeatedly for about `budget` and returns nanoseconds per call.
 fn time_per_call(budget: Duration, mut f: impl FnMut()) -> f64 {
@@ -72,7 +72,7 @@ fn main() {
     }
 
     // A whole hook call whose topic matches none of 1000 rules.
-    let mut spec = ConfigSpec::new(BackendKind::Redis);
+    let mut spec = ConfigSpec::new(backend_core::testkit::kinds::REDIS);
     spec.pools.insert("pool1".into(), Default::default());
     for f in filters(1_000) {
         spec.rules.push(RuleSpec {

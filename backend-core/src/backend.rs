@@ -139,6 +139,15 @@ pub struct Capabilities {
     /// Takes subscribe and unsubscribe commands from a channel of its
     /// database (Redis's `channel`).
     pub channel: bool,
+    /// Answers the admin operations ([`Backend::client_status`],
+    /// [`Backend::store_subscriptions`], [`Backend::delete_subscriptions`]),
+    /// which the engine never calls: tools and the conformance suite do.
+    /// Without it they answer [`ErrorKind::Unsupported`].
+    pub admin: bool,
+    /// Removes messages by age ([`Backend::remove_messages_before`]), so the
+    /// engine's sweeper bounds its storage. Without it the engine says at
+    /// start that stored messages stay until acknowledged.
+    pub sweep: bool,
 }
 
 impl Capabilities {
@@ -147,6 +156,8 @@ impl Capabilities {
         raw_statements: false,
         payload_format: false,
         channel: false,
+        admin: false,
+        sweep: false,
     };
 
     /// With raw statements.
@@ -164,6 +175,18 @@ impl Capabilities {
     /// With a subscription channel.
     pub const fn with_channel(mut self) -> Self {
         self.channel = true;
+        self
+    }
+
+    /// With the admin operations.
+    pub const fn with_admin(mut self) -> Self {
+        self.admin = true;
+        self
+    }
+
+    /// With removal by age.
+    pub const fn with_sweep(mut self) -> Self {
+        self.sweep = true;
         self
     }
 }
@@ -341,22 +364,34 @@ pub trait Backend: Send + Sync + 'static {
     /// `on_client_disconnected`: state 0, `offline_at` = `at`.
     async fn client_offline(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()>;
 
-    /// The recorded state of a client, if any.
-    async fn client_status(&self, client_id: &str) -> BackendResult<Option<ClientStatus>>;
+    /// The recorded state of a client, if any. An admin operation (see
+    /// [`Capabilities::admin`]).
+    async fn client_status(&self, client_id: &str) -> BackendResult<Option<ClientStatus>> {
+        let _ = client_id;
+        Err(self.unsupported("client_status", "admin"))
+    }
 
     /// `on_subscribe_lookup`: the client's stored subscriptions.
     async fn lookup_subscriptions(&self, client_id: &str) -> BackendResult<Vec<Subscription>>;
 
     /// Stores subscriptions for a client (replacing the QoS of existing
     /// filters): how proxy subscriptions get into the database from code.
+    /// An admin operation (see [`Capabilities::admin`]).
     async fn store_subscriptions(
         &self,
         client_id: &str,
         subscriptions: &[Subscription],
-    ) -> BackendResult<()>;
+    ) -> BackendResult<()> {
+        let _ = (client_id, subscriptions);
+        Err(self.unsupported("store_subscriptions", "admin"))
+    }
 
-    /// Removes stored subscriptions of a client.
-    async fn delete_subscriptions(&self, client_id: &str, filters: &[String]) -> BackendResult<()>;
+    /// Removes stored subscriptions of a client. An admin operation (see
+    /// [`Capabilities::admin`]).
+    async fn delete_subscriptions(&self, client_id: &str, filters: &[String]) -> BackendResult<()> {
+        let _ = (client_id, filters);
+        Err(self.unsupported("delete_subscriptions", "admin"))
+    }
 
     /// `on_message_publish`: stores messages for offline subscribers, each
     /// after every message stored before it on its topic.
@@ -391,29 +426,41 @@ pub trait Backend: Send + Sync + 'static {
     async fn lookup_retained(&self, filter: &str) -> BackendResult<Vec<Message>>;
 
     /// Runs one rendered raw statement; returns its rows (for Redis, the
-    /// reply's elements), empty for statements that return none.
-    async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>>;
+    /// reply's elements), empty for statements that return none. Only for
+    /// a backend with [`Capabilities::raw_statements`] (its kind then
+    /// declares a statement language, so the configuration has no raw
+    /// statements for any other).
+    async fn execute(&self, statement: &Statement) -> BackendResult<Vec<Row>> {
+        let _ = statement;
+        Err(self.unsupported("execute", "raw_statements"))
+    }
 
     /// Checks the server answers (`PING`, `SELECT 1`, the `ping` command):
-    /// what [`crate::Engine::check_health`] asks every pool. The default
-    /// answers `Ok` (an in-process backend is always there).
-    async fn ping(&self) -> BackendResult<()> {
-        Ok(())
-    }
+    /// what [`crate::Engine::check_health`] asks every pool. Required: a
+    /// backend that cannot tell is never reported healthy by mistake.
+    async fn ping(&self) -> BackendResult<()>;
 
     /// Removes stored offline messages that arrived before `before` (queue
     /// and pubsub alike): no fetch with a `time_range` would return them.
     /// Returns how many were removed. Removes in bounded steps, so a large
     /// backlog never becomes one huge transaction. The engine's sweeper
-    /// ([`crate::Engine::sweep`]) calls it; the default is
-    /// [`ErrorKind::Unsupported`], for backends that bound their storage
-    /// another way.
+    /// ([`crate::Engine::sweep`]) calls it on a backend with
+    /// [`Capabilities::sweep`].
     async fn remove_messages_before(&self, before: Timestamp) -> BackendResult<u64> {
         let _ = before;
-        Err(BackendError::new(
+        Err(self.unsupported("remove_messages_before", "sweep"))
+    }
+
+    /// The error of an operation the backend does not offer: it names the
+    /// capability that would offer it.
+    fn unsupported(&self, operation: &str, capability: &str) -> BackendError {
+        BackendError::new(
             ErrorKind::Unsupported,
-            format!("{}: remove_messages_before is not supported", self.name()),
-        ))
+            format!(
+                "{}: {operation} is not supported (no `{capability}` capability)",
+                self.name()
+            ),
+        )
     }
 }
 

@@ -71,14 +71,14 @@ pub use async_trait::async_trait as __async_trait;
 /// writes the crate's `connect_pools` for it: one line per backend crate.
 ///
 /// ```text
-/// backend_core::backend_connect!(MyBackend, Cassa, MyError);
+/// backend_core::backend_connect!(MyBackend, crate::KIND, MyError);
 /// ```
 #[macro_export]
 macro_rules! backend_connect {
-    ($backend:ident, $kind:ident, $error:ty) => {
+    ($backend:ident, $kind:expr, $error:ty) => {
         #[$crate::connect::__async_trait]
         impl $crate::Connect for $backend {
-            const KIND: $crate::BackendKind = $crate::BackendKind::$kind;
+            const KIND: $crate::BackendKind = $kind;
             type Error = $error;
 
             async fn connect(
@@ -109,7 +109,7 @@ mod tests {
     // (test builds only).
     #[async_trait]
     impl Connect for MemoryBackend {
-        const KIND: BackendKind = BackendKind::Redis;
+        const KIND: BackendKind = crate::testkit::kinds::REDIS;
         type Error = CommonError;
         async fn connect(pool: &PoolConfig, _config: &Config) -> Result<Self, CommonError> {
             if pool.name() == "broken" {

@@ -343,8 +343,19 @@ impl Engine {
                 }
             }
         }
+        // The engine decides by what the kind declares, never by its name.
+        let sweeps = config.kind().spec().capabilities.sweep;
+        if !sweeps && !storing.is_empty() {
+            tracing::warn!(
+                backend = %config.kind(),
+                pools = ?storing.keys().collect::<Vec<_>>(),
+                "this backend cannot remove messages by age: stored messages stay until \
+                 acknowledged, and pubsub messages forever, so storage grows without bound"
+            );
+        }
         let sweepers = storing
             .into_iter()
+            .filter(|_| sweeps)
             .map(|(pool, b)| PoolSweeper::new(pool.to_owned(), b))
             .collect();
         let health = pools

@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn config_errors_name_kind_key_and_line() {
-        let mut pool = PoolConfig::new(BackendKind::Pgsql, "pool1");
+        let mut pool = PoolConfig::new(crate::testkit::kinds::PGSQL, "pool1");
         pool.set("server", "db:1").expect("a valid key");
         let e = CommonError::config(&pool, "server", "invalid port `x`");
         // Set in code: no line.
@@ -217,7 +217,7 @@ mod tests {
             "backend.pgsql.pool1.server: invalid port `x`"
         );
         let e = CommonError::Config {
-            kind: BackendKind::Mysql,
+            kind: crate::testkit::kinds::MYSQL,
             pool: "pool1".into(),
             key: "server",
             line: Some(4),
@@ -232,8 +232,13 @@ mod tests {
 
     #[test]
     fn wrong_kind_names_both() {
-        assert!(CommonError::check_kind(BackendKind::Redis, BackendKind::Redis).is_ok());
-        let e = CommonError::check_kind(BackendKind::Pgsql, BackendKind::Mysql).unwrap_err();
+        assert!(CommonError::check_kind(
+            crate::testkit::kinds::REDIS,
+            crate::testkit::kinds::REDIS
+        )
+        .is_ok());
+        let e = CommonError::check_kind(crate::testkit::kinds::PGSQL, crate::testkit::kinds::MYSQL)
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "the configuration is for `mysql`, not `pgsql`"

@@ -15,10 +15,10 @@
 //! | `Cargo.toml` | `backend-core` (feature `tls` if the driver speaks TLS), the driver, `async-trait`, `thiserror`, `tracing`; `backend-core` with feature `testkit` under `[dev-dependencies]` |
 //! | `README.md` | the crate docs (`#![doc = include_str!("../README.md")]`): configuration keys, schema and why it differs from the seed, errors, tests |
 //! | `src/lib.rs` | the modules, the public types, and the driver re-exported (`pub use <driver>;`) so users name the same version |
-//! | `src/config.rs` | the pool keys read from a [`crate::config::PoolConfig`] into a settings struct; SQL backends wrap [`crate::config::DbSettings`] (their [`crate::config::DbDefaults`] from `db_defaults!`), which reads `server`, `pool_size`, the user, `password`, `database`, `create_tables` and the TLS files; others read a user and password with [`crate::config::PoolConfig::login`] and the TLS files with [`crate::config::PoolConfig::tls_files`]; a bad value is [`crate::CommonError::config`], which names the key and its line; a test calls [`crate::testkit::assert_reads_common_settings`] |
+//! | `src/config.rs` | the crate's kind: `pub const KIND: BackendKind = BackendKind::declare(&KindSpec { .. })` (its name in the conf, its pool prefix, its pool keys with their types and defaults, its global keys, its statement language, its [`crate::backend::Capabilities`]) and `backend_core::register_kind!(KIND);`, which makes [`crate::Config::parse`] read `backend.<name>.` keys wherever the crate is linked (see [`crate::config::BackendKind`]); then the pool keys read from a [`crate::config::PoolConfig`] into a settings struct; SQL backends on a server wrap [`crate::config::DbSettings`] (their [`crate::config::DbDefaults`] from `db_defaults!`); others read a user and password with [`crate::config::PoolConfig::login`] and the TLS files with [`crate::config::PoolConfig::tls_files`]; a bad value is [`crate::CommonError::config`], which names the key and its line |
 //! | `src/error.rs` | one `thiserror` enum: `Common(#[from] CommonError)` (settings, TLS, schema, bind, data and timeout failures) plus the driver's variants, a `kind()` that maps each onto [`crate::ErrorKind`] (connection losses and timeouts are retryable, settings are not), and `From<YourError> for BackendError` |
 //! | `src/schema.rs` and `<name>/` schema file | the tables, embedded with `include_str!`; the same file under `etc/`, described by one [`crate::schema::Schema`] const (the text, the file, the payload type, the tables as [`crate::schema::TableSpec`]s) whose [`crate::schema::Schema::check`] runs the start-up check over the catalog; the `schema = SCHEMA` argument of the `conformance_tests!` line tests it ([`crate::testkit::assert_schema`]): the two copies identical, and the check passing the tables the file creates and refusing, with the fix, tables that differ |
-//! | `src/backend.rs` | the backend struct, its `connect`, and `backend_core::backend_connect!(MyBackend, Kind, MyError);` (the [`crate::Connect`] impl and the crate's `connect_pools`) |
+//! | `src/backend.rs` | the backend struct, its `connect`, and `backend_core::backend_connect!(MyBackend, crate::KIND, MyError);` (the [`crate::Connect`] impl and the crate's `connect_pools`) |
 //! | `src/backend/storage.rs` | `impl` [`crate::Backend`]: each operation in terms of the parent module's statements and helpers (a child module, so it sees them without widening their visibility) |
 //! | `tests/conformance.rs` | one line: `backend_core::conformance_tests!(factory, RawFixture::..., schema = SCHEMA)` |
 //!
@@ -43,7 +43,7 @@
 //! &Config)`, one line writes it and the crate's `connect_pools`:
 //!
 //! ```text
-//! backend_core::backend_connect!(MyBackend, Cassa, MyError);
+//! backend_core::backend_connect!(MyBackend, crate::KIND, MyError);
 //! ```
 //!
 //! With it, [`crate::connect_pools`] connects every pool of a
@@ -54,12 +54,20 @@
 //! so that a wrong password or a missing table fails at start with a clear
 //! error; it must never wait without a deadline.
 //!
-//! [`crate::Backend`] is storage I/O only: store and fetch messages, acks,
-//! retained messages, subscriptions, client status, raw statements
-//! (`execute`), and `ping`, plus `info()`: the backend's name and its
-//! [`crate::backend::Capabilities`] (raw statements, payload formats, a
-//! subscription channel), which the engine checks instead of asking
-//! which backend it has. Its docs say what each method must do; its
+//! [`crate::Backend`] is storage I/O only. Required: what the engine
+//! calls (client online and offline, the subscription lookup, store,
+//! fetch and ack messages, store, delete and look up retained messages,
+//! and `ping`, which has no default so that no backend is reported
+//! healthy without asking its server), plus `info()`: the backend's name
+//! and its [`crate::backend::Capabilities`], the same ones its kind
+//! declares. The rest is provided through capabilities, with defaults
+//! that answer [`crate::ErrorKind::Unsupported`] naming the capability:
+//! raw statements (`execute`, `raw_statements`), the admin operations the
+//! engine never calls (`client_status`, `store_subscriptions`,
+//! `delete_subscriptions`, `admin`) and removal by age
+//! (`remove_messages_before`, `sweep`; without it the engine says at
+//! start that storage grows until messages are acknowledged). The engine
+//! and the configuration decide by capabilities, never by a kind's name. Its docs say what each method must do; its
 //! slice methods receive whole batches from the write path, so write each
 //! batch in one round trip or a few. Values are always bound as
 //! parameters, never spliced into statement text. Bytes read back from
@@ -77,7 +85,7 @@
 //! use backend_core::testkit::RawFixture;
 //! backend_core::conformance_tests!(
 //!     common::factory,
-//!     RawFixture::sql(BackendKind::Mysql),
+//!     RawFixture::sql(backend_mysql::KIND),
 //!     schema = backend_mysql::schema::SCHEMA
 //! );
 //! ```
@@ -98,11 +106,14 @@
 //! - `etc/emqx_backend_<name>.conf`: the seed's block for the kind.
 //! - The example broker: a cargo feature `<name>` in `examples/Cargo.toml`
 //!   and one arm in `examples/src/backends.rs`:
-//!   `BackendKind::X => Ok((connector_of::<backend_x::XBackend>(), None))`.
+//!   `"<name>" => Ok((connector_of::<backend_x::XBackend>(), None))`.
+//!
+//! Nothing under `backend-core/src/` changes: core names no backend.
 //!
 //! # Checklist
 //!
-//! 1. One crate, one trait impl file, a config file, a schema.
+//! 1. One crate: its kind declared and registered, one trait impl file, a
+//!    config file, a schema.
 //! 2. `conformance_tests!` passes against the real server.
 //! 3. `cargo clippy --workspace --all-targets --all-features -D warnings`,
 //!    `cargo fmt --check`, and rustdoc on every public item.

@@ -17,6 +17,7 @@ pub mod observe;
 pub mod pool;
 pub mod properties;
 pub mod schema;
+pub mod sql_filter;
 pub mod sweep;
 pub mod template;
 #[cfg(feature = "tls")]

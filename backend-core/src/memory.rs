@@ -129,7 +129,13 @@ impl State {
 #[async_trait]
 impl Backend for MemoryBackend {
     fn info(&self) -> BackendInfo {
-        BackendInfo::new("memory", Capabilities::NONE.with_raw_statements())
+        BackendInfo::new(
+            "memory",
+            Capabilities::NONE
+                .with_raw_statements()
+                .with_admin()
+                .with_sweep(),
+        )
     }
 
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {
@@ -213,6 +219,11 @@ impl Backend for MemoryBackend {
             s.topics.entry(m.topic.clone()).or_default().insert(seq);
             s.messages.insert(seq, m.clone());
         }
+        Ok(())
+    }
+
+    /// In-process: always there.
+    async fn ping(&self) -> BackendResult<()> {
         Ok(())
     }
 

@@ -304,7 +304,10 @@ mod tests {
     };
 
     fn pgsql_pool() -> DbSettings {
-        DbSettings::new("pool1", crate::db_defaults!(Pgsql, 5432, "username"))
+        DbSettings::new(
+            "pool1",
+            crate::db_defaults!(crate::testkit::kinds::PGSQL, 5432, "username"),
+        )
     }
 
     #[test]
@@ -321,7 +324,7 @@ mod tests {
 
     #[test]
     fn the_catalog_check_finds_missing_and_wanting_tables() {
-        let target = SchemaTarget::of(BackendKind::Pgsql, &pgsql_pool(), SCHEMA.file);
+        let target = SchemaTarget::of(crate::testkit::kinds::PGSQL, &pgsql_pool(), SCHEMA.file);
         let mut catalog = Catalog::default();
         let e = SCHEMA.check(&catalog, &target).expect_err("no table");
         assert!(
@@ -363,7 +366,7 @@ mod tests {
 
     #[test]
     fn targets_name_the_pool_and_the_file() {
-        let t = SchemaTarget::of(BackendKind::Pgsql, &pgsql_pool(), "etc/sql/x.sql");
+        let t = SchemaTarget::of(crate::testkit::kinds::PGSQL, &pgsql_pool(), "etc/sql/x.sql");
         let e = t.missing("mqtt_msg").to_string();
         assert_eq!(
             e,

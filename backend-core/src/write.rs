@@ -226,7 +226,7 @@ impl WritePolicy {
     ///
     /// ```
     /// use backend_core::{config::PoolConfig, BackendKind, BufferFull, WritePolicy};
-    /// let mut pool = PoolConfig::new(BackendKind::Pgsql, "pool1");
+    /// let mut pool = PoolConfig::new(backend_core::testkit::kinds::PGSQL, "pool1");
     /// pool.set("batch_size", "500")?.set("batch_time", "5ms")?.set("buffer_full", "drop_new")?;
     /// pool.set("read_timeout", "250ms")?;
     /// let p = WritePolicy::default().for_pool(&pool);

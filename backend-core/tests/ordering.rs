@@ -25,6 +25,10 @@ impl Backend for SlowOffline {
         BackendInfo::new("slow-offline", Capabilities::NONE)
     }
 
+    async fn ping(&self) -> BackendResult<()> {
+        Ok(())
+    }
+
     async fn client_online(&self, c: &ClientInfo, at: Timestamp) -> BackendResult<()> {
         self.0.client_online(c, at).await
     }

@@ -3,7 +3,7 @@
 
 use backend_core::config::{Action, Function, OfflineMode, ProblemKind};
 use backend_core::testkit::OrPanic;
-use backend_core::{BackendKind, Config, Hook};
+use backend_core::{Config, Hook};
 
 fn seed(kind: &str) -> String {
     let path = format!("{}/tests/seed/{kind}.conf", env!("CARGO_MANIFEST_DIR"));
@@ -32,10 +32,10 @@ fn functions(c: &Config, hook: Hook) -> Vec<Function> {
 #[test]
 fn seed_redis_mysql_pgsql_mongo_blocks_parse() {
     for (kind, expect, rules) in [
-        ("redis", BackendKind::Redis, 13),
-        ("mysql", BackendKind::Mysql, 11),
-        ("pgsql", BackendKind::Pgsql, 11),
-        ("mongo", BackendKind::Mongo, 9),
+        ("redis", backend_core::testkit::kinds::REDIS, 13),
+        ("mysql", backend_core::testkit::kinds::MYSQL, 11),
+        ("pgsql", backend_core::testkit::kinds::PGSQL, 11),
+        ("mongo", backend_core::testkit::kinds::MONGO, 9),
     ] {
         let c = Config::parse(&seed(kind)).unwrap_or_else(|e| panic!("seed {kind}:\n{e}"));
         assert_eq!(c.kind(), expect);
@@ -43,7 +43,10 @@ fn seed_redis_mysql_pgsql_mongo_blocks_parse() {
         assert!(c.pools().contains_key("pool1"));
     }
     let redis = Config::parse(&seed("redis")).unwrap();
-    assert_eq!(redis.msg_expired_after().as_secs(), 3600);
+    assert_eq!(
+        redis.global("msg.expired_after"),
+        Some(&backend_core::config::Setting::Int(3600))
+    );
     assert_eq!(
         functions(&redis, Hook::SessionSubscribed),
         vec![

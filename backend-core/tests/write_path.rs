@@ -12,9 +12,9 @@ use backend_core::backend::{BackendInfo, Capabilities, ClientStatus, FetchReques
 use backend_core::config::{ActionJson, ConfigSpec, RuleJson, RuleSpec};
 use backend_core::observe;
 use backend_core::{
-    Ack, Backend, BackendError, BackendKind, BackendResult, BufferFull, ClientInfo, Config, Engine,
-    ErrorKind, Hook, MemoryBackend, Message, OfflineMode, Pools, QoS, QueryMode, Row, Statement,
-    Subscription, Timestamp, WriteOptions, WritePolicy,
+    Ack, Backend, BackendError, BackendResult, BufferFull, ClientInfo, Config, Engine, ErrorKind,
+    Hook, MemoryBackend, Message, OfflineMode, Pools, QoS, QueryMode, Row, Statement, Subscription,
+    Timestamp, WriteOptions, WritePolicy,
 };
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::CompositeKey;
@@ -67,6 +67,10 @@ impl Switchable {
 impl Backend for Switchable {
     fn info(&self) -> BackendInfo {
         BackendInfo::new("switchable", Capabilities::NONE)
+    }
+
+    async fn ping(&self) -> BackendResult<()> {
+        Ok(())
     }
 
     async fn client_online(&self, c: &ClientInfo, at: Timestamp) -> BackendResult<()> {
@@ -128,7 +132,7 @@ impl Backend for Switchable {
 }
 
 fn engine(backend: Arc<Switchable>, policy: WritePolicy) -> Engine {
-    let mut spec = ConfigSpec::new(BackendKind::Redis);
+    let mut spec = ConfigSpec::new(backend_core::testkit::kinds::REDIS);
     spec.pools.insert("pool1".into(), Default::default());
     for function in ["on_message_publish", "on_message_retain"] {
         spec.rules.push(RuleSpec {

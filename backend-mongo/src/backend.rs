@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    Ack, BackendInfo, BackendResult, Capabilities, ClientStatus, FetchRequest, WriteOptions,
+    Ack, BackendInfo, BackendResult, ClientStatus, FetchRequest, WriteOptions,
 };
 use backend_core::config::PoolConfig;
 use backend_core::hook::ClientInfo;
@@ -15,8 +15,8 @@ use backend_core::topic::{
 };
 use backend_core::value::Row;
 use backend_core::{
-    Backend, BackendKind, Bytes, CommonError, Config, Message, OfflineMode, QoS, Statement,
-    Subscription, Timestamp,
+    Backend, Bytes, CommonError, Config, Message, OfflineMode, QoS, Statement, Subscription,
+    Timestamp,
 };
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
@@ -73,7 +73,7 @@ impl std::fmt::Debug for MongoBackend {
     }
 }
 
-backend_core::backend_connect!(MongoBackend, Mongo, MongoError);
+backend_core::backend_connect!(MongoBackend, crate::KIND, MongoError);
 
 /// How many times an upsert that lost a race (duplicate key) is retried.
 const UPSERT_RETRIES: usize = 3;
@@ -183,7 +183,7 @@ impl MongoBackend {
     /// `backend.mongo.topology.*`): builds the driver's client, checks the
     /// server answers (`ping`) and creates the indexes (idempotent).
     pub async fn connect(pool: &PoolConfig, config: &Config) -> Result<MongoBackend, MongoError> {
-        CommonError::check_kind(BackendKind::Mongo, config.kind())?;
+        CommonError::check_kind(crate::KIND, config.kind())?;
         let settings = MongoConfig::from_pool(pool, config)?;
         Self::connect_with(settings).await
     }
@@ -210,7 +210,7 @@ impl MongoBackend {
             Some(files) => {
                 let f = crate::tls::driver_files(&settings.pool, files).map_err(|problem| {
                     CommonError::Config {
-                        kind: BackendKind::Mongo,
+                        kind: crate::KIND,
                         pool: settings.pool.clone(),
                         key: "ssl",
                         line: None,

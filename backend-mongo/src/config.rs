@@ -5,7 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use backend_core::config::{PoolConfig, ServerAddr};
+use backend_core::backend::Capabilities;
+use backend_core::config::{PoolConfig, ServerAddr, Setting};
 use backend_core::{BackendKind, CommonError, Config};
 use mongodb::options::{
     Acknowledgment, ClientOptions, Credential, ReadPreference, SelectionCriteria, ServerAddress,
@@ -13,6 +14,48 @@ use mongodb::options::{
 };
 
 use crate::error::MongoError;
+use backend_core::config::{KeySpec, KeyType, KindSpec};
+
+/// `backend.mongo.*`: the keys this crate reads, with their defaults.
+pub const KIND: BackendKind = BackendKind::declare(&KindSpec {
+    name: "mongo",
+    pool_prefix: "mongo",
+    pool_keys: &[
+        KeySpec::new(
+            "type",
+            KeyType::OneOf(&["single", "unknown", "sharded", "rs"]),
+        )
+        .with_default("single"),
+        KeySpec::new("rs_set_name", KeyType::Text),
+        KeySpec::new("server", KeyType::Text).with_default("127.0.0.1:27017"),
+        KeySpec::new("c_pool_size", KeyType::Count),
+        KeySpec::new("database", KeyType::Text).with_default("mqtt"),
+        KeySpec::new("login", KeyType::Text),
+        KeySpec::new("password", KeyType::Secret),
+        KeySpec::new("auth_source", KeyType::Text),
+        KeySpec::new("w_mode", KeyType::OneOf(&["safe", "unsafe"])).with_default("safe"),
+        KeySpec::new("r_mode", KeyType::OneOf(&["master", "slave_ok"])).with_default("master"),
+    ],
+    global_keys: &[
+        KeySpec::new("topology.pool_size", KeyType::Int),
+        KeySpec::new("topology.max_overflow", KeyType::Int),
+        KeySpec::new("topology.overflow_ttl", KeyType::Int),
+        KeySpec::new("topology.overflow_check_period", KeyType::Int),
+        KeySpec::new("topology.local_threshold_ms", KeyType::Int),
+        KeySpec::new("topology.connect_timeout_ms", KeyType::Int),
+        KeySpec::new("topology.socket_timeout_ms", KeyType::Int),
+        KeySpec::new("topology.server_selection_timeout_ms", KeyType::Int),
+        KeySpec::new("topology.wait_queue_timeout_ms", KeyType::Int),
+        KeySpec::new("topology.heartbeat_frequency_ms", KeyType::Int),
+        KeySpec::new("topology.min_heartbeat_frequency_ms", KeyType::Int),
+    ],
+    statements: None,
+    capabilities: Capabilities::NONE
+        .with_payload_format()
+        .with_admin()
+        .with_sweep(),
+});
+backend_core::register_kind!(KIND);
 
 /// The default MongoDB port.
 pub const DEFAULT_PORT: u16 = 27017;
@@ -52,7 +95,7 @@ impl MongoConfig {
 
     /// Reads the pool's keys and the configuration's `topology.*` options.
     pub fn from_pool(pool: &PoolConfig, config: &Config) -> Result<MongoConfig, MongoError> {
-        CommonError::check_kind(BackendKind::Mongo, pool.kind())?;
+        CommonError::check_kind(crate::KIND, pool.kind())?;
         let name = pool.name().to_owned();
         let err = |key: &'static str, problem: String| {
             MongoError::from(CommonError::config(pool, key, problem))
@@ -169,11 +212,18 @@ impl MongoConfig {
             o.tls = Some(Tls::Enabled(TlsOptions::default()));
         }
         let mut ignored = Vec::new();
-        for (key, value) in config.topology() {
-            let ms = || Duration::from_millis(u64::try_from(*value).unwrap_or(0));
-            match key.as_str() {
+        let topology = config.globals().filter_map(|(key, value)| {
+            let key = key.strip_prefix("topology.")?;
+            match value {
+                Setting::Int(v) => Some((key, *v)),
+                _ => None,
+            }
+        });
+        for (key, value) in topology {
+            let ms = || Duration::from_millis(u64::try_from(value).unwrap_or(0));
+            match key {
                 "pool_size" => {
-                    o.min_pool_size = u32::try_from(*value).ok();
+                    o.min_pool_size = u32::try_from(value).ok();
                 }
                 "local_threshold_ms" => o.local_threshold = Some(ms()),
                 "connect_timeout_ms" => o.connect_timeout = Some(ms()),
@@ -209,12 +259,7 @@ mod tests {
     /// kind's pool is refused.
     #[test]
     fn the_settings_every_backend_shares() {
-        let read = |p: &PoolConfig| MongoConfig::from_pool(p, &Config::new(BackendKind::Mongo));
-        backend_core::testkit::assert_reads_common_settings(
-            BackendKind::Mongo,
-            "login",
-            read,
-            true,
-        );
+        let read = |p: &PoolConfig| MongoConfig::from_pool(p, &Config::new(crate::KIND));
+        backend_core::testkit::assert_reads_common_settings(crate::KIND, "login", read, true);
     }
 }

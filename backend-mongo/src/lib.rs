@@ -13,5 +13,6 @@ mod tls;
 
 pub use backend::{connect_pools, MongoBackend};
 pub use config::MongoConfig;
+pub use config::KIND;
 pub use error::MongoError;
 pub use mongodb;

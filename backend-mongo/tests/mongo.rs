@@ -12,8 +12,8 @@ use backend_core::config::PoolConfig;
 use backend_core::hook::ClientInfo;
 use backend_core::testkit::unique;
 use backend_core::{
-    Ack, Backend, BackendKind, Config, ErrorKind, FetchRequest, Message, OfflineMode,
-    PayloadFormat, QoS, Subscription, Timestamp, WriteOptions,
+    Ack, Backend, Config, ErrorKind, FetchRequest, Message, OfflineMode, PayloadFormat, QoS,
+    Subscription, Timestamp, WriteOptions,
 };
 use backend_mongo::mongodb::bson::{doc, Bson, Document};
 use backend_mongo::mongodb::options::{Acknowledgment, ReadPreference, SelectionCriteria, Tls};
@@ -381,7 +381,7 @@ fn indexes_exist_and_explain() {
 }
 
 fn pool(keys: &[(&str, &str)]) -> PoolConfig {
-    let mut p = PoolConfig::new(BackendKind::Mongo, "pool1");
+    let mut p = PoolConfig::new(backend_mongo::KIND, "pool1");
     for (k, v) in keys {
         p.set(k, v).or_panic(k);
     }
@@ -451,7 +451,7 @@ fn configuration_mapping() {
     assert!(!debug.contains("s3cret-pw"), "password in Debug: {debug}");
 
     // Defaults: single, primary, w: 1, auth source = the database.
-    let config = Config::new(BackendKind::Mongo);
+    let config = Config::new(backend_mongo::KIND);
     let c = MongoConfig::from_pool(&pool(&[("login", "u"), ("database", "db1")]), &config)
         .or_panic("MongoConfig::from_pool");
     assert_eq!(c.options.direct_connection, Some(true));
@@ -501,7 +501,7 @@ fn unreachable_server_is_a_retryable_error_without_the_password() {
             }
             Ok(b) => panic!("connected to port 1: {b:?}"),
         }
-        let wrong = Config::new(BackendKind::Mysql);
+        let wrong = Config::new(backend_core::testkit::kinds::MYSQL);
         match backend_mongo::connect_pools(&wrong).await {
             Err(e) => assert_eq!(e.kind(), ErrorKind::Config),
             Ok(_) => panic!("a mysql config accepted"),

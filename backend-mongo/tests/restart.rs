@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use backend_core::config::{ConfigSpec, PoolConfig};
 use backend_core::testkit::restart_under_load;
-use backend_core::{Backend, BackendKind, Config};
+use backend_core::{Backend, Config};
 use backend_mongo::MongoBackend;
 
 fn ferretdb_bin() -> PathBuf {
@@ -119,11 +119,12 @@ fn operations_succeed_again_after_a_server_restart() {
         .build()
         .or_panic("a tokio runtime");
     rt.block_on(async {
-        let mut spec = ConfigSpec::new(BackendKind::Mongo);
-        spec.topology
-            .insert("server_selection_timeout_ms".into(), 5000);
-        spec.topology.insert("connect_timeout_ms".into(), 2000);
-        let mut pool = PoolConfig::new(BackendKind::Mongo, "pool1");
+        let mut spec = ConfigSpec::new(backend_mongo::KIND);
+        spec.globals
+            .insert("topology.server_selection_timeout_ms".into(), 5000.into());
+        spec.globals
+            .insert("topology.connect_timeout_ms".into(), 2000.into());
+        let mut pool = PoolConfig::new(backend_mongo::KIND, "pool1");
         pool.set("server", &format!("127.0.0.1:{port}"))
             .and_then(|p| p.set("database", "mqtt"))
             .and_then(|p| p.set("c_pool_size", "8"))

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    apply_limits, batches, Ack, Backend, BackendInfo, BackendResult, Capabilities, ClientStatus,
-    FetchRequest, WriteOptions,
+    apply_limits, batches, Ack, Backend, BackendInfo, BackendResult, ClientStatus, FetchRequest,
+    WriteOptions,
 };
 use backend_core::config::{OfflineMode, PoolConfig};
 use backend_core::hook::ClientInfo;
@@ -23,9 +23,7 @@ use backend_core::message::Columns;
 use backend_core::schema::SchemaTarget;
 use backend_core::topic::{decode_matching, matches};
 use backend_core::value::{Row, Value};
-use backend_core::{
-    BackendKind, Bytes, CommonError, Config, Message, Statement, Subscription, Timestamp,
-};
+use backend_core::{Bytes, CommonError, Config, Message, Statement, Subscription, Timestamp};
 use mysql_async::prelude::Queryable;
 use mysql_async::{
     Conn, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, TxOpts, Value as MyValue,
@@ -86,7 +84,7 @@ impl fmt::Debug for MysqlBackend {
     }
 }
 
-backend_core::backend_connect!(MysqlBackend, Mysql, MysqlError);
+backend_core::backend_connect!(MysqlBackend, crate::KIND, MysqlError);
 
 fn params(values: Vec<MyValue>) -> Params {
     if values.is_empty() {
@@ -105,7 +103,7 @@ impl MysqlBackend {
     /// opens one connection, creates the tables if `create_tables` is on,
     /// and checks the schema (a missing table is an error naming it).
     pub async fn connect(pool: &PoolConfig, config: &Config) -> Result<MysqlBackend, MysqlError> {
-        CommonError::check_kind(BackendKind::Mysql, config.kind())?;
+        CommonError::check_kind(crate::KIND, config.kind())?;
         Self::connect_with(MysqlConfig::from_pool(pool)?).await
     }
 
@@ -119,7 +117,7 @@ impl MysqlBackend {
         let db = &config.db;
         let size = db.pool_size.max(1);
         let constraints = PoolConstraints::new(size, size).ok_or_else(|| CommonError::Config {
-            kind: BackendKind::Mysql,
+            kind: crate::KIND,
             pool: db.pool_name.clone(),
             key: "pool_size",
             line: None,
@@ -186,7 +184,7 @@ impl MysqlBackend {
             tracing::warn!(server = %backend.inner.label, sql_mode, "the server is not in strict mode: a topic longer than its column is truncated instead of refused");
         }
         let c = &backend.inner.config.db;
-        let target = SchemaTarget::of(BackendKind::Mysql, c, schema::SCHEMA.file);
+        let target = SchemaTarget::of(crate::KIND, c, schema::SCHEMA.file);
         schema::prepare(&mut conn, c.create_tables, &target).await?;
         drop(conn);
         if let Some(inner) = Arc::get_mut(&mut backend.inner) {

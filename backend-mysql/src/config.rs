@@ -16,7 +16,7 @@
 //! ```
 //! use backend_core::{config::PoolConfig, BackendKind};
 //! use backend_mysql::MysqlConfig;
-//! let mut pool = PoolConfig::new(BackendKind::Mysql, "pool1");
+//! let mut pool = PoolConfig::new(backend_mysql::KIND, "pool1");
 //! pool.set("server", "db.example:3307")?.set("password", "s3cret")?;
 //! let c = MysqlConfig::from_pool(&pool)?;
 //! assert_eq!((c.db.host.as_str(), c.db.port), ("db.example", 3307));
@@ -25,10 +25,35 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use backend_core::backend::Capabilities;
 use backend_core::config::{DbDefaults, DbSettings, PoolConfig};
 use backend_core::CommonError;
 
 use crate::error::MysqlError;
+use backend_core::config::{KeySpec, KeyType, KindSpec, StatementLanguage};
+use backend_core::template::Placeholders;
+use backend_core::BackendKind;
+
+/// `backend.mysql.*`: the keys this crate reads, with their defaults.
+pub const KIND: BackendKind = BackendKind::declare(&KindSpec {
+    name: "mysql",
+    pool_prefix: "mysql",
+    pool_keys: &[
+        KeySpec::new("server", KeyType::Text).with_default("127.0.0.1:3306"),
+        KeySpec::new("pool_size", KeyType::Count).with_default("8"),
+        KeySpec::new("user", KeyType::Text).with_default("root"),
+        KeySpec::new("password", KeyType::Secret),
+        KeySpec::new("database", KeyType::Text).with_default("mqtt"),
+        KeySpec::new("create_tables", KeyType::Bool).with_default("false"),
+    ],
+    global_keys: &[],
+    statements: Some(StatementLanguage::Sql(Placeholders::Question)),
+    capabilities: Capabilities::NONE
+        .with_raw_statements()
+        .with_admin()
+        .with_sweep(),
+});
+backend_core::register_kind!(KIND);
 
 /// Prepared statements kept per connection (mysql_async's LRU cache;
 /// its own default is 32). The built-in functions use about 20 statement
@@ -36,7 +61,7 @@ use crate::error::MysqlError;
 pub const DEFAULT_STMT_CACHE_SIZE: usize = 256;
 
 /// What this backend reads differently from the other SQL backends.
-pub const DEFAULTS: DbDefaults = backend_core::db_defaults!(Mysql, 3306, "user");
+pub const DEFAULTS: DbDefaults = backend_core::db_defaults!(KIND, 3306, "user");
 
 /// The settings of one MySQL pool: the keys every SQL backend shares
 /// ([`DbSettings`]) and the statement cache. Build it from a

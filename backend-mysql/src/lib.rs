@@ -17,6 +17,7 @@ pub mod statements;
 mod tls;
 
 pub use backend::{connect_pools, MysqlBackend};
+pub use config::KIND;
 pub use config::{MysqlConfig, TlsSettings};
 pub use error::MysqlError;
 

@@ -8,7 +8,7 @@
 //! Statements of many rows (batches) have one text per row count: each is
 //! prepared the first time a connection sees that count.
 
-pub mod filter;
+pub use backend_core::sql_filter as filter;
 
 use filter::{TopicCondition, TopicMatch};
 

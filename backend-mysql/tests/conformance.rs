@@ -4,10 +4,9 @@
 mod common;
 
 use backend_core::testkit::RawFixture;
-use backend_core::BackendKind;
 
 backend_core::conformance_tests!(
     common::factory,
-    RawFixture::sql(BackendKind::Mysql),
+    RawFixture::sql(backend_mysql::KIND),
     schema = backend_mysql::schema::SCHEMA
 );

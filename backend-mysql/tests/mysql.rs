@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use backend_core::testkit::unique;
 use backend_core::{
-    Ack, Backend, BackendKind, Bytes, ClientInfo, Config, Engine, ErrorKind, FetchRequest, Message,
-    OfflineMode, QoS, Statement, Subscription, Timestamp, Value,
+    Ack, Backend, Bytes, ClientInfo, Config, Engine, ErrorKind, FetchRequest, Message, OfflineMode,
+    QoS, Statement, Subscription, Timestamp, Value,
 };
 use backend_mysql::mysql_async::prelude::Queryable;
 use backend_mysql::mysql_async::{self, Conn, Params};
@@ -202,7 +202,7 @@ fn rows_are_readable_with_plain_sql_as_the_seed_shows_them() {
 }
 
 fn seed_engine(b: &MysqlBackend, extra: &str) -> Engine {
-    backend_core::testkit::sql::seed_engine(Arc::new(b.clone()), BackendKind::Mysql, extra)
+    backend_core::testkit::sql::seed_engine(Arc::new(b.clone()), backend_mysql::KIND, extra)
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn the_seeds_delete_ack_rule_resets_the_read_position() {
         };
         backend_core::testkit::sql::the_seeds_delete_ack_rule_resets_the_read_position(
             Arc::new(b),
-            BackendKind::Mysql,
+            backend_mysql::KIND,
             acked_rows,
         )
         .await;
@@ -464,7 +464,7 @@ fn the_schema_check_names_missing_tables_and_seed_tables() {
             .expect("create the scratch database");
         let mut pool = s.pool_for("pool1", db);
         pool.set("create_tables", "false").expect("set");
-        let conf = Config::new(BackendKind::Mysql).with_pool(pool.clone());
+        let conf = Config::new(backend_mysql::KIND).with_pool(pool.clone());
         let e = MysqlBackend::connect(&pool, &conf)
             .await
             .expect_err("no tables");
@@ -706,7 +706,7 @@ fn errors_are_classified_and_never_show_the_password() {
     rt().block_on(async {
         let s = common::server();
         let conf = |pool: backend_core::config::PoolConfig| {
-            Config::new(BackendKind::Mysql).with_pool(pool)
+            Config::new(backend_mysql::KIND).with_pool(pool)
         };
 
         let mut pool = s.pool("pool1");
@@ -785,16 +785,20 @@ fn errors_are_classified_and_never_show_the_password() {
             "{settings}"
         );
 
-        let e = MysqlBackend::connect(&s.pool("pool1"), &Config::new(BackendKind::Pgsql))
-            .await
-            .expect_err("a PostgreSQL configuration");
-        assert!(matches!(
-            e,
-            MysqlError::Common(backend_core::CommonError::WrongKind {
-                found: BackendKind::Pgsql,
-                ..
-            })
-        ));
+        let e = MysqlBackend::connect(
+            &s.pool("pool1"),
+            &Config::new(backend_core::testkit::kinds::PGSQL),
+        )
+        .await
+        .expect_err("a PostgreSQL configuration");
+        assert!(
+            matches!(
+                &e,
+                MysqlError::Common(backend_core::CommonError::WrongKind { found, .. })
+                    if *found == backend_core::testkit::kinds::PGSQL
+            ),
+            "{e}"
+        );
     });
 }
 
@@ -802,7 +806,7 @@ fn errors_are_classified_and_never_show_the_password() {
 fn connect_pools_connects_every_pool() {
     rt().block_on(async {
         let s = common::server();
-        let conf = Config::new(BackendKind::Mysql)
+        let conf = Config::new(backend_mysql::KIND)
             .with_pool(s.pool("pool1"))
             .with_pool(s.pool("pool2"));
         let pools = backend_mysql::connect_pools(&conf)

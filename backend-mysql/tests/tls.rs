@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use backend_core::config::PoolConfig;
-use backend_core::{Backend, BackendKind, Config, ErrorKind, Value};
+use backend_core::{Backend, Config, ErrorKind, Value};
 use backend_mysql::MysqlBackend;
 
 fn env_or(var: &str, default: &str) -> String {
@@ -36,7 +36,7 @@ fn pool(user: &str, keys: &[(&str, String)]) -> PoolConfig {
     let (cred, hostdb) = rest.split_once('@').expect("user:password@host:port/db");
     let password = cred.split_once(':').map_or("", |(_, p)| p);
     let (host, db) = hostdb.split_once('/').expect("host:port/db");
-    let mut p = PoolConfig::new(BackendKind::Mysql, "tls");
+    let mut p = PoolConfig::new(backend_mysql::KIND, "tls");
     for (k, v) in [
         ("server", host.to_owned()),
         ("user", user.to_owned()),
@@ -55,7 +55,7 @@ fn pool(user: &str, keys: &[(&str, String)]) -> PoolConfig {
 async fn connect(p: &PoolConfig) -> Result<MysqlBackend, backend_mysql::MysqlError> {
     match tokio::time::timeout(
         Duration::from_secs(30),
-        MysqlBackend::connect(p, &Config::new(BackendKind::Mysql)),
+        MysqlBackend::connect(p, &Config::new(backend_mysql::KIND)),
     )
     .await
     {

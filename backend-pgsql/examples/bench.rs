@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use backend_core::config::PoolConfig;
-use backend_core::{Backend, BackendKind, Config, FetchRequest, Message, OfflineMode, QoS};
+use backend_core::{Backend, Config, FetchRequest, Message, OfflineMode, QoS};
 use backend_pgsql::statements::{self, Shape};
 use backend_pgsql::PgsqlBackend;
 use tokio_postgres::types::ToSql;
@@ -75,7 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (user, password, host, port, db) =
         parse_url(&url).ok_or("PGSQL_URL is not postgres://user:password@host:port/database")?;
 
-    let mut pool = PoolConfig::new(BackendKind::Pgsql, "pool1");
+    let mut pool = PoolConfig::new(backend_pgsql::KIND, "pool1");
     pool.set("server", &format!("{host}:{port}"))?
         .set("username", &user)?
         .set("password", &password)?
@@ -83,7 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .set("create_tables", "true")?;
     let backend = PgsqlBackend::connect(
         &pool,
-        &Config::new(BackendKind::Pgsql).with_pool(pool.clone()),
+        &Config::new(backend_pgsql::KIND).with_pool(pool.clone()),
     )
     .await?;
     let mut pg = tokio_postgres::Config::new();

@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    batches, Ack, Backend, BackendInfo, BackendResult, Capabilities, ClientStatus, FetchRequest,
-    WriteOptions,
+    batches, Ack, Backend, BackendInfo, BackendResult, ClientStatus, FetchRequest, WriteOptions,
 };
 use backend_core::config::{OfflineMode, PoolConfig};
 use backend_core::hook::ClientInfo;
@@ -19,9 +18,7 @@ use backend_core::message::Columns;
 use backend_core::schema::SchemaTarget;
 use backend_core::topic::{decode_matching, matches};
 use backend_core::value::{Row, Value};
-use backend_core::{
-    BackendKind, Bytes, CommonError, Config, Message, Statement, Subscription, Timestamp,
-};
+use backend_core::{Bytes, CommonError, Config, Message, Statement, Subscription, Timestamp};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -77,14 +74,14 @@ impl fmt::Debug for PgsqlBackend {
     }
 }
 
-backend_core::backend_connect!(PgsqlBackend, Pgsql, PgsqlError);
+backend_core::backend_connect!(PgsqlBackend, crate::KIND, PgsqlError);
 
 impl PgsqlBackend {
     /// Connects the pool `pool` of `config` (`backend.pgsql.<pool>.*`):
     /// opens one connection, creates the tables if `create_tables` is on,
     /// and checks the schema (a missing table is an error naming it).
     pub async fn connect(pool: &PoolConfig, config: &Config) -> Result<PgsqlBackend, PgsqlError> {
-        CommonError::check_kind(BackendKind::Pgsql, config.kind())?;
+        CommonError::check_kind(crate::KIND, config.kind())?;
         Self::connect_with(PgsqlConfig::from_pool(pool)?).await
     }
 
@@ -129,7 +126,7 @@ impl PgsqlBackend {
         };
         let client = backend.client("connect").await?;
         let c = &backend.inner.config.db;
-        let target = SchemaTarget::of(BackendKind::Pgsql, c, schema::SCHEMA.file);
+        let target = SchemaTarget::of(crate::KIND, c, schema::SCHEMA.file);
         schema::prepare(&client, c.create_tables, &target).await?;
         tracing::info!(
             pool = %c.pool_name,

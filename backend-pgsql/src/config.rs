@@ -16,7 +16,7 @@
 //! ```
 //! use backend_core::{config::PoolConfig, BackendKind};
 //! use backend_pgsql::PgsqlConfig;
-//! let mut pool = PoolConfig::new(BackendKind::Pgsql, "pool1");
+//! let mut pool = PoolConfig::new(backend_pgsql::KIND, "pool1");
 //! pool.set("server", "db.example:6432")?.set("password", "s3cret")?;
 //! let c = PgsqlConfig::from_pool(&pool)?;
 //! assert_eq!((c.db.host.as_str(), c.db.port), ("db.example", 6432));
@@ -27,12 +27,37 @@
 
 use std::time::Duration;
 
+use backend_core::backend::Capabilities;
 use backend_core::config::{DbDefaults, DbSettings, PoolConfig};
 
 use crate::error::PgsqlError;
+use backend_core::config::{KeySpec, KeyType, KindSpec, StatementLanguage};
+use backend_core::template::Placeholders;
+use backend_core::BackendKind;
+
+/// `backend.pgsql.*`: the keys this crate reads, with their defaults.
+pub const KIND: BackendKind = BackendKind::declare(&KindSpec {
+    name: "pgsql",
+    pool_prefix: "pgsql",
+    pool_keys: &[
+        KeySpec::new("server", KeyType::Text).with_default("127.0.0.1:5432"),
+        KeySpec::new("pool_size", KeyType::Count).with_default("8"),
+        KeySpec::new("username", KeyType::Text).with_default("root"),
+        KeySpec::new("password", KeyType::Secret),
+        KeySpec::new("database", KeyType::Text).with_default("mqtt"),
+        KeySpec::new("create_tables", KeyType::Bool).with_default("false"),
+    ],
+    global_keys: &[],
+    statements: Some(StatementLanguage::Sql(Placeholders::Numbered)),
+    capabilities: Capabilities::NONE
+        .with_raw_statements()
+        .with_admin()
+        .with_sweep(),
+});
+backend_core::register_kind!(KIND);
 
 /// What this backend reads differently from the other SQL backends.
-pub const DEFAULTS: DbDefaults = backend_core::db_defaults!(Pgsql, 5432, "username");
+pub const DEFAULTS: DbDefaults = backend_core::db_defaults!(KIND, 5432, "username");
 
 /// The settings of one PostgreSQL pool: the keys every SQL backend shares
 /// ([`DbSettings`]); PostgreSQL adds none. Build it from a [`PoolConfig`]
@@ -93,10 +118,9 @@ impl PgsqlConfig {
 mod tests {
     use super::*;
     use backend_core::config::Secret;
-    use backend_core::BackendKind;
 
     fn pool(lines: &[(&str, &str)]) -> PoolConfig {
-        backend_core::testkit::pool_config(BackendKind::Pgsql, lines)
+        backend_core::testkit::pool_config(crate::KIND, lines)
     }
 
     #[test]

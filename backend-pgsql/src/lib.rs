@@ -17,6 +17,7 @@ pub mod schema;
 pub mod statements;
 
 pub use backend::{connect_pools, PgsqlBackend};
+pub use config::KIND;
 pub use config::{PgsqlConfig, TlsSettings};
 pub use error::PgsqlError;
 

@@ -4,10 +4,9 @@
 mod common;
 
 use backend_core::testkit::RawFixture;
-use backend_core::BackendKind;
 
 backend_core::conformance_tests!(
     common::factory,
-    RawFixture::sql(BackendKind::Pgsql),
+    RawFixture::sql(backend_pgsql::KIND),
     schema = backend_pgsql::schema::SCHEMA
 );

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use backend_core::testkit::unique;
 use backend_core::{
-    Ack, Backend, BackendKind, Bytes, ClientInfo, Config, Engine, ErrorKind, FetchRequest, Message,
-    OfflineMode, QoS, Statement, Subscription, Timestamp, Value,
+    Ack, Backend, Bytes, ClientInfo, Config, Engine, ErrorKind, FetchRequest, Message, OfflineMode,
+    QoS, Statement, Subscription, Timestamp, Value,
 };
 use backend_pgsql::filter::{topic_match, TopicMatch, Wildcard};
 use backend_pgsql::statements::{self, Shape};
@@ -187,7 +187,7 @@ fn rows_are_readable_with_plain_sql_as_the_seed_shows_them() {
 }
 
 fn seed_engine(b: &PgsqlBackend, extra: &str) -> Engine {
-    backend_core::testkit::sql::seed_engine(Arc::new(b.clone()), BackendKind::Pgsql, extra)
+    backend_core::testkit::sql::seed_engine(Arc::new(b.clone()), backend_pgsql::KIND, extra)
 }
 
 #[test]
@@ -209,7 +209,7 @@ fn the_seeds_delete_ack_rule_resets_the_read_position() {
         };
         backend_core::testkit::sql::the_seeds_delete_ack_rule_resets_the_read_position(
             Arc::new(b),
-            BackendKind::Pgsql,
+            backend_pgsql::KIND,
             acked_rows,
         )
         .await;
@@ -435,7 +435,7 @@ async fn connect_to(
         .expect("create_tables");
     PgsqlBackend::connect(
         &pool,
-        &Config::new(BackendKind::Pgsql).with_pool(pool.clone()),
+        &Config::new(backend_pgsql::KIND).with_pool(pool.clone()),
     )
     .await
 }
@@ -756,7 +756,7 @@ fn errors_are_classified_and_never_show_the_password() {
     rt().block_on(async {
         let s = common::server();
         let conf = |pool: backend_core::config::PoolConfig| {
-            Config::new(BackendKind::Pgsql).with_pool(pool)
+            Config::new(backend_pgsql::KIND).with_pool(pool)
         };
 
         let mut pool = s.pool("pool1");
@@ -815,16 +815,20 @@ fn errors_are_classified_and_never_show_the_password() {
         assert!(!debug.contains(&s.password), "{debug}");
         assert!(debug.contains("PgsqlBackend"), "{debug}");
 
-        let e = PgsqlBackend::connect(&s.pool("pool1"), &Config::new(BackendKind::Mysql))
-            .await
-            .expect_err("a MySQL configuration");
-        assert!(matches!(
-            e,
-            PgsqlError::Common(backend_core::CommonError::WrongKind {
-                found: BackendKind::Mysql,
-                ..
-            })
-        ));
+        let e = PgsqlBackend::connect(
+            &s.pool("pool1"),
+            &Config::new(backend_core::testkit::kinds::MYSQL),
+        )
+        .await
+        .expect_err("a MySQL configuration");
+        assert!(
+            matches!(
+                &e,
+                PgsqlError::Common(backend_core::CommonError::WrongKind { found, .. })
+                    if *found == backend_core::testkit::kinds::MYSQL
+            ),
+            "{e}"
+        );
     });
 }
 
@@ -832,7 +836,7 @@ fn errors_are_classified_and_never_show_the_password() {
 fn connect_pools_connects_every_pool() {
     rt().block_on(async {
         let s = common::server();
-        let conf = Config::new(BackendKind::Pgsql)
+        let conf = Config::new(backend_pgsql::KIND)
             .with_pool(s.pool("pool1"))
             .with_pool(s.pool("pool2"));
         let pools = backend_pgsql::connect_pools(&conf)

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use backend_core::config::PoolConfig;
-use backend_core::{BackendKind, Config, ErrorKind, Value};
+use backend_core::{Config, ErrorKind, Value};
 use backend_pgsql::{PgsqlBackend, PgsqlError};
 
 fn bin(name: &str) -> PathBuf {
@@ -313,7 +313,7 @@ fn start_server() -> TlsServer {
 
 impl TlsServer {
     fn pool(&self, user: &str) -> PoolConfig {
-        let mut p = PoolConfig::new(BackendKind::Pgsql, "pool1");
+        let mut p = PoolConfig::new(backend_pgsql::KIND, "pool1");
         let set = |p: &mut PoolConfig, k: &str, v: &str| {
             p.set(k, v).or_panic(k);
         };
@@ -338,7 +338,7 @@ impl TlsServer {
 async fn connect(pool: &PoolConfig) -> Result<PgsqlBackend, PgsqlError> {
     PgsqlBackend::connect(
         pool,
-        &Config::new(BackendKind::Pgsql).with_pool(pool.clone()),
+        &Config::new(backend_pgsql::KIND).with_pool(pool.clone()),
     )
     .await
 }
@@ -401,7 +401,7 @@ fn ssl_true_verifies_the_server_and_can_present_a_client_certificate() {
         assert!(e.to_string().contains("certificate"), "{e}");
 
         // Without ssl the server (hostnossl reject) refuses us.
-        let mut clear = PoolConfig::new(BackendKind::Pgsql, "pool1");
+        let mut clear = PoolConfig::new(backend_pgsql::KIND, "pool1");
         clear
             .set("server", &format!("127.0.0.1:{}", server.port))
             .expect("server");

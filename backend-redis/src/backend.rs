@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backend_core::backend::{
-    Ack, Backend, BackendError, BackendInfo, BackendResult, Capabilities, ClientStatus,
-    FetchRequest, WriteOptions,
+    Ack, Backend, BackendError, BackendInfo, BackendResult, ClientStatus, FetchRequest,
+    WriteOptions,
 };
 use backend_core::config::PoolConfig;
 use backend_core::template::message_fields;
@@ -55,7 +55,7 @@ impl std::fmt::Debug for RedisBackend {
     }
 }
 
-backend_core::backend_connect!(RedisBackend, Redis, RedisError);
+backend_core::backend_connect!(RedisBackend, crate::KIND, RedisError);
 
 impl RedisBackend {
     /// Connects one pool: reads its settings (see [`RedisSettings`]) and

@@ -36,7 +36,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backend_core::config::{PoolConfig, Secret};
+use backend_core::backend::Capabilities;
+use backend_core::config::{PoolConfig, Secret, Setting};
 use backend_core::{BackendKind, CommonError, Config};
 
 use crate::error::RedisError;
@@ -59,6 +60,45 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 pub use backend_core::config::ServerAddr;
+use backend_core::config::{KeySpec, KeyType, KindSpec, StatementLanguage};
+
+/// `backend.redis.*`: the keys this crate reads, with their defaults.
+pub const KIND: BackendKind = BackendKind::declare(&KindSpec {
+    name: "redis",
+    pool_prefix: "redis",
+    pool_keys: &[
+        KeySpec::new("server", KeyType::Text).with_default("127.0.0.1:6379"),
+        KeySpec::new("sentinel", KeyType::Text),
+        KeySpec::new("pool_size", KeyType::Count).with_default("8"),
+        KeySpec::new("database", KeyType::Int).with_default("0"),
+        KeySpec::new("username", KeyType::Text),
+        KeySpec::new("password", KeyType::Secret),
+        KeySpec::new("channel", KeyType::Text),
+        KeySpec::new("type", KeyType::OneOf(&["single", "sentinel", "cluster"]))
+            .with_default("single"),
+        KeySpec::new("replica_acks", KeyType::Natural).with_default("0"),
+    ],
+    global_keys: &[KeySpec::new("msg.expired_after", KeyType::Int).with_default("7200")],
+    statements: Some(StatementLanguage::Commands),
+    capabilities: Capabilities::NONE
+        .with_raw_statements()
+        .with_channel()
+        .with_admin()
+        .with_sweep(),
+});
+backend_core::register_kind!(KIND);
+
+/// The default of `backend.redis.msg.expired_after`: two hours.
+pub const DEFAULT_MSG_EXPIRY: Duration = Duration::from_secs(7200);
+
+/// `backend.redis.msg.expired_after`, whole seconds; not set, or 0 or
+/// less, is [`DEFAULT_MSG_EXPIRY`].
+pub fn msg_expired_after(config: &Config) -> Duration {
+    match config.global("msg.expired_after") {
+        Some(Setting::Int(secs)) if *secs > 0 => Duration::from_secs(secs.unsigned_abs()),
+        _ => DEFAULT_MSG_EXPIRY,
+    }
+}
 
 /// TLS files; every one optional. Without `cacertfile` the system's trust
 /// store is used.
@@ -132,7 +172,7 @@ impl RedisSettings {
             password: None,
             channel: None,
             tls: None,
-            msg_expired_after: Config::new(BackendKind::Redis).msg_expired_after(),
+            msg_expired_after: DEFAULT_MSG_EXPIRY,
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             check_interval: DEFAULT_CHECK_INTERVAL,
@@ -145,7 +185,7 @@ impl RedisSettings {
         let err = |key: &'static str, message: String| {
             RedisError::from(CommonError::config(pool, key, message))
         };
-        CommonError::check_kind(BackendKind::Redis, pool.kind())?;
+        CommonError::check_kind(crate::KIND, pool.kind())?;
         let sentinel = pool.text("sentinel").map(str::trim).map(str::to_owned);
         if sentinel.as_deref() == Some("") {
             return Err(err("sentinel", "the master name is empty".into()));
@@ -286,7 +326,7 @@ impl RedisSettings {
             password: pool.secret("password").cloned(),
             channel,
             tls,
-            msg_expired_after: config.msg_expired_after(),
+            msg_expired_after: msg_expired_after(config),
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             check_interval: DEFAULT_CHECK_INTERVAL,
@@ -366,11 +406,11 @@ mod tests {
     use super::*;
 
     fn pool(lines: &[(&str, &str)]) -> PoolConfig {
-        backend_core::testkit::pool_config(BackendKind::Redis, lines)
+        backend_core::testkit::pool_config(crate::KIND, lines)
     }
 
     fn settings(lines: &[(&str, &str)]) -> Result<RedisSettings, RedisError> {
-        RedisSettings::from_pool(&pool(lines), &Config::new(BackendKind::Redis))
+        RedisSettings::from_pool(&pool(lines), &Config::new(crate::KIND))
     }
 
     /// Built without a feature, its keys are configuration errors that
@@ -380,14 +420,9 @@ mod tests {
     /// kind's pool is refused.
     #[test]
     fn the_settings_every_backend_shares() {
-        let read = |p: &PoolConfig| RedisSettings::from_pool(p, &Config::new(BackendKind::Redis));
+        let read = |p: &PoolConfig| RedisSettings::from_pool(p, &Config::new(crate::KIND));
         let tls = cfg!(feature = "tls");
-        backend_core::testkit::assert_reads_common_settings(
-            BackendKind::Redis,
-            "username",
-            read,
-            tls,
-        );
+        backend_core::testkit::assert_reads_common_settings(crate::KIND, "username", read, tls);
     }
 
     #[test]
@@ -499,7 +534,7 @@ mod tests {
     fn bad_values() {
         assert!(settings(&[("database", "-1")]).is_err());
         assert!(settings(&[("sentinel", " ")]).is_err());
-        let other = PoolConfig::new(BackendKind::Mysql, "p");
-        assert!(RedisSettings::from_pool(&other, &Config::new(BackendKind::Redis)).is_err());
+        let other = PoolConfig::new(backend_core::testkit::kinds::MYSQL, "p");
+        assert!(RedisSettings::from_pool(&other, &Config::new(crate::KIND)).is_err());
     }
 }

@@ -18,6 +18,7 @@ mod scripts;
 pub use backend::{connect_pools, IndexRebuild, RedisBackend};
 pub use channel::{ChannelCommand, ChannelListener, ChannelStats};
 pub use config::RedisSettings;
+pub use config::KIND;
 pub use error::RedisError;
 
 /// The `redis` crate this backend is built on, re-exported so a broker

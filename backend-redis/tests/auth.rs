@@ -9,7 +9,7 @@ use backend_core::testkit::OrPanic;
 use std::time::Duration;
 
 use backend_core::config::PoolConfig;
-use backend_core::{Backend, BackendKind, Bytes, Config, ErrorKind, Statement};
+use backend_core::{Backend, Bytes, Config, ErrorKind, Statement};
 use backend_redis::{RedisBackend, RedisError};
 
 const PORT: u16 = 6393;
@@ -17,7 +17,7 @@ const PASSWORD: &str = "default-pw-7f3a9c";
 const BOB_PASSWORD: &str = "bob-pw-51e0d2";
 
 fn pool(extra: &[(&str, &str)]) -> PoolConfig {
-    let mut p = PoolConfig::new(BackendKind::Redis, "auth");
+    let mut p = PoolConfig::new(backend_redis::KIND, "auth");
     p.set("server", &format!("127.0.0.1:{PORT}"))
         .expect("server");
     p.set("channel", "auth-channel").expect("channel");
@@ -28,7 +28,7 @@ fn pool(extra: &[(&str, &str)]) -> PoolConfig {
 }
 
 async fn connect(extra: &[(&str, &str)]) -> Result<RedisBackend, RedisError> {
-    RedisBackend::connect(&pool(extra), &Config::new(BackendKind::Redis)).await
+    RedisBackend::connect(&pool(extra), &Config::new(backend_redis::KIND)).await
 }
 
 fn assert_hidden(text: &str) {

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use backend_core::testkit::unique;
-use backend_core::{BackendKind, Config, ErrorKind, QoS};
+use backend_core::{Config, ErrorKind, QoS};
 use backend_redis::{ChannelCommand, ChannelStats};
 use common::cmd;
 use futures::StreamExt;
@@ -32,7 +32,7 @@ async fn numsub(c: &mut redis::aio::MultiplexedConnection, channel: &str) -> i64
 #[tokio::test]
 async fn subscribe_unsubscribe_and_malformed_messages() {
     let channel = unique("mqtt_channel");
-    let b = common::backend_with(&[("channel", &channel)], &Config::new(BackendKind::Redis)).await;
+    let b = common::backend_with(&[("channel", &channel)], &Config::new(backend_redis::KIND)).await;
     let mut listener = b.listen().expect("listen");
     assert_eq!(listener.channel(), channel);
     assert!(listener.wait_subscribed(WAIT).await, "subscribed");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use backend_core::config::PoolConfig;
 use backend_core::testkit::unique;
-use backend_core::{Backend, BackendKind, Config, FetchRequest, Message, OfflineMode, QoS};
+use backend_core::{Backend, Config, FetchRequest, Message, OfflineMode, QoS};
 use backend_redis::{keys, RedisBackend, RedisSettings};
 use common::{cmd, Server};
 
@@ -177,7 +177,7 @@ async fn failover_to_the_replica() {
     .await;
 
     // The backend, through the Sentinel.
-    let mut pool = PoolConfig::new(BackendKind::Redis, "sentinel");
+    let mut pool = PoolConfig::new(backend_redis::KIND, "sentinel");
     for (k, v) in [
         ("server", format!("127.0.0.1:{SENTINEL}")),
         ("sentinel", NAME.to_owned()),
@@ -187,7 +187,7 @@ async fn failover_to_the_replica() {
         pool.set(k, &v).or_panic(k);
     }
     let settings =
-        RedisSettings::from_pool(&pool, &Config::new(BackendKind::Redis)).or_panic("settings");
+        RedisSettings::from_pool(&pool, &Config::new(backend_redis::KIND)).or_panic("settings");
     // The +switch-master events are followed at once; the periodic check
     // is the fallback, left at its default here.
     assert_eq!(settings.check_interval, Duration::from_secs(10));

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use backend_core::config::PoolConfig;
-use backend_core::{Backend, BackendKind, Bytes, Config, ErrorKind, Statement, Value};
+use backend_core::{Backend, Bytes, Config, ErrorKind, Statement, Value};
 use backend_redis::{RedisBackend, RedisError};
 
 const PORT: u16 = 6392;
@@ -108,7 +108,7 @@ fn make_pki(dir: &Path) -> Pki {
 }
 
 fn pool(extra: &[(&str, &str)]) -> PoolConfig {
-    let mut p = PoolConfig::new(BackendKind::Redis, "tls");
+    let mut p = PoolConfig::new(backend_redis::KIND, "tls");
     p.set("pool_size", "2").expect("pool_size");
     for (k, v) in extra {
         p.set(k, v).or_panic(k);
@@ -117,7 +117,7 @@ fn pool(extra: &[(&str, &str)]) -> PoolConfig {
 }
 
 async fn connect(extra: &[(&str, &str)]) -> Result<RedisBackend, RedisError> {
-    RedisBackend::connect(&pool(extra), &Config::new(BackendKind::Redis)).await
+    RedisBackend::connect(&pool(extra), &Config::new(backend_redis::KIND)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,17 +125,17 @@ fn connector(
     StartError,
 > {
     let kind = config.kind();
-    match kind {
+    match kind.name() {
         #[cfg(feature = "redis")]
-        BackendKind::Redis => Ok(redis::connector()),
+        "redis" => Ok(redis::connector()),
         #[cfg(feature = "pgsql")]
-        BackendKind::Pgsql => Ok((connector_of::<backend_pgsql::PgsqlBackend>(), None)),
+        "pgsql" => Ok((connector_of::<backend_pgsql::PgsqlBackend>(), None)),
         #[cfg(feature = "mysql")]
-        BackendKind::Mysql => Ok((connector_of::<backend_mysql::MysqlBackend>(), None)),
+        "mysql" => Ok((connector_of::<backend_mysql::MysqlBackend>(), None)),
         #[cfg(feature = "mongo")]
-        BackendKind::Mongo => Ok((connector_of::<backend_mongo::MongoBackend>(), None)),
+        "mongo" => Ok((connector_of::<backend_mongo::MongoBackend>(), None)),
         #[cfg(feature = "cassa")]
-        BackendKind::Cassa => Ok((connector_of::<backend_cassa::CassaBackend>(), None)),
+        "cassa" => Ok((connector_of::<backend_cassa::CassaBackend>(), None)),
         // Reached only when some backend is left out of the build.
         #[allow(unreachable_patterns)]
         _ => Err(StartError::NotCompiled { kind }),

@@ -10,12 +10,12 @@ use backend_core::BackendKind;
 /// The URL of the test server for `kind` (its variable, or the address
 /// `scripts/services.sh` uses).
 pub fn server_url(kind: BackendKind) -> String {
-    let (var, default) = match kind {
-        BackendKind::Redis => ("REDIS_URL", "redis://127.0.0.1:6379"),
-        BackendKind::Pgsql => ("PGSQL_URL", "postgres://root:public@127.0.0.1:5432/mqtt"),
-        BackendKind::Mysql => ("MYSQL_URL", "mysql://root:public@127.0.0.1:3306/mqtt"),
-        BackendKind::Mongo => ("MONGO_URL", "mongodb://127.0.0.1:27017"),
-        BackendKind::Cassa => ("CASSA_NODES", "127.0.0.1:9042"),
+    let (var, default) = match kind.name() {
+        "redis" => ("REDIS_URL", "redis://127.0.0.1:6379"),
+        "pgsql" => ("PGSQL_URL", "postgres://root:public@127.0.0.1:5432/mqtt"),
+        "mysql" => ("MYSQL_URL", "mysql://root:public@127.0.0.1:3306/mqtt"),
+        "mongo" => ("MONGO_URL", "mongodb://127.0.0.1:27017"),
+        "cassa" => ("CASSA_NODES", "127.0.0.1:9042"),
         // A kind added later has no test server yet.
         _ => return String::new(),
     };
@@ -60,14 +60,14 @@ pub fn etc_file(kind: BackendKind) -> PathBuf {
 /// The lines that point `kind`'s `pool1` at `url`.
 pub fn server_lines(kind: BackendKind, url: &str) -> Vec<String> {
     let p = format!("backend.{}.pool1", kind.pool_prefix());
-    match kind {
-        BackendKind::Redis => {
+    match kind.name() {
+        "redis" => {
             let server = url.trim_start_matches("redis://").trim_end_matches('/');
             vec![format!("{p}.server = {server}")]
         }
-        BackendKind::Pgsql | BackendKind::Mysql => {
+        "pgsql" | "mysql" => {
             let (user, pass, host, db) = parse_url(url);
-            let user_key = if kind == BackendKind::Mysql {
+            let user_key = if kind == backend_mysql::KIND {
                 "user"
             } else {
                 "username"
@@ -80,12 +80,12 @@ pub fn server_lines(kind: BackendKind, url: &str) -> Vec<String> {
                 format!("{p}.create_tables = true"),
             ]
         }
-        BackendKind::Mongo => {
+        "mongo" => {
             let rest = url.trim_start_matches("mongodb://");
             let host = rest.split(['/', '?']).next().unwrap_or(rest);
             vec![format!("{p}.server = {host}")]
         }
-        BackendKind::Cassa => {
+        "cassa" => {
             let var = |name: &str| std::env::var(name).unwrap_or_else(|_| "cassandra".into());
             vec![
                 format!("{p}.nodes = {url}"),
@@ -187,10 +187,15 @@ mod tests {
 
     #[test]
     fn storage_off_keeps_the_pools_and_drops_the_rules() {
-        let on = conf_text(BackendKind::Pgsql, Some("postgres://a:b@h:1/d"), &[], true)
+        let on = conf_text(backend_pgsql::KIND, Some("postgres://a:b@h:1/d"), &[], true)
             .expect("etc file");
-        let off = conf_text(BackendKind::Pgsql, Some("postgres://a:b@h:1/d"), &[], false)
-            .expect("etc file");
+        let off = conf_text(
+            backend_pgsql::KIND,
+            Some("postgres://a:b@h:1/d"),
+            &[],
+            false,
+        )
+        .expect("etc file");
         let on = backend_core::Config::parse(&on).expect("valid");
         let off = backend_core::Config::parse(&off).expect("valid");
         assert!(!on.rules().is_empty());

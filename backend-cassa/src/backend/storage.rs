@@ -6,7 +6,7 @@ use super::*;
 #[async_trait]
 impl Backend for CassaBackend {
     fn info(&self) -> BackendInfo {
-        BackendInfo::new("cassa", Capabilities::NONE.with_raw_statements())
+        BackendInfo::new("cassa", crate::KIND.spec().capabilities)
     }
 
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {

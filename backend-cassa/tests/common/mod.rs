@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use backend_cassa::CassaBackend;
 use backend_core::config::PoolConfig;
-use backend_core::{Backend, BackendKind, Config};
+use backend_core::{Backend, Config};
 
 /// The default of `CASSA_NODES`: what `scripts/services.sh` starts.
 pub const DEFAULT_NODES: &str = "127.0.0.1:9042";
@@ -34,7 +34,7 @@ pub fn password() -> String {
 
 /// A pool of the test cluster.
 pub fn pool(name: &str) -> PoolConfig {
-    let mut p = PoolConfig::new(BackendKind::Cassa, name);
+    let mut p = PoolConfig::new(backend_cassa::KIND, name);
     for (k, v) in [
         ("nodes", nodes()),
         ("username", user()),
@@ -50,7 +50,7 @@ pub fn pool(name: &str) -> PoolConfig {
 
 /// A configuration with one pool, `pool1`.
 pub fn config() -> Config {
-    Config::new(BackendKind::Cassa).with_pool(pool("pool1"))
+    Config::new(backend_cassa::KIND).with_pool(pool("pool1"))
 }
 
 /// Connects a new backend, or fails the test naming the cluster.
@@ -87,7 +87,7 @@ pub async fn connect_cluster(extra: &[(&str, &str)]) -> CassaBackend {
     for (k, v) in extra {
         p.set(k, v).or_panic(k);
     }
-    let conf = Config::new(BackendKind::Cassa).with_pool(p.clone());
+    let conf = Config::new(backend_cassa::KIND).with_pool(p.clone());
     match CassaBackend::connect(&p, &conf).await {
         Ok(b) => b,
         Err(e) => panic!(

@@ -33,20 +33,20 @@ pub struct DbDefaults {
     pub tls_built: bool,
 }
 
-/// The [`DbDefaults`] of the crate that invokes it: its kind, default port
+/// The [`DbDefaults`] of the crate that invokes it: its kind (its `KIND`), default port
 /// and user key, with `package` and `tls_built` taken from that crate's
 /// build (`CARGO_PKG_NAME`, `cfg!(feature = "tls")`).
 ///
 /// ```
 /// const DEFAULTS: backend_core::config::DbDefaults =
-///     backend_core::db_defaults!(Pgsql, 5432, "username");
+///     backend_core::db_defaults!(backend_core::testkit::kinds::PGSQL, 5432, "username");
 /// assert_eq!((DEFAULTS.port, DEFAULTS.user_key), (5432, "username"));
 /// ```
 #[macro_export]
 macro_rules! db_defaults {
-    ($kind:ident, $port:literal, $user_key:literal) => {
+    ($kind:expr, $port:literal, $user_key:literal) => {
         $crate::config::DbDefaults {
-            kind: $crate::BackendKind::$kind,
+            kind: $kind,
             port: $port,
             user_key: $user_key,
             package: env!("CARGO_PKG_NAME"),
@@ -171,10 +171,11 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    const PG: DbDefaults = crate::db_defaults!(Pgsql, 5432, "username");
+    const PG: DbDefaults = crate::db_defaults!(crate::testkit::kinds::PGSQL, 5432, "username");
 
     fn pool(lines: &[(&str, &str)]) -> PoolConfig {
-        PoolConfig::from_settings(BackendKind::Pgsql, "pool1", lines).expect("valid settings")
+        PoolConfig::from_settings(crate::testkit::kinds::PGSQL, "pool1", lines)
+            .expect("valid settings")
     }
 
     #[test]
@@ -241,13 +242,13 @@ mod tests {
 
     #[test]
     fn wrong_kind() {
-        let p = PoolConfig::new(BackendKind::Mysql, "pool1");
-        assert!(matches!(
-            DbSettings::from_pool(&p, PG),
-            Err(CommonError::WrongKind {
-                expected: BackendKind::Pgsql,
-                found: BackendKind::Mysql
-            })
-        ));
+        let p = PoolConfig::new(crate::testkit::kinds::MYSQL, "pool1");
+        match DbSettings::from_pool(&p, PG) {
+            Err(CommonError::WrongKind { expected, found }) => {
+                assert_eq!(expected, crate::testkit::kinds::PGSQL);
+                assert_eq!(found, crate::testkit::kinds::MYSQL);
+            }
+            other => panic!("not refused as the wrong kind: {other:?}"),
+        }
     }
 }

@@ -45,6 +45,14 @@ pub enum ProblemKind {
         /// The nearest known key.
         suggestion: Option<String>,
     },
+    /// `backend.<name>.…` where no linked backend crate declares `<name>`.
+    #[error("no backend `{name}` is linked into this program (known: {known}); add the crate that declares it")]
+    UnknownBackend {
+        /// The name after `backend.`.
+        name: String,
+        /// The names of the kinds that are linked.
+        known: String,
+    },
     /// A key given twice.
     #[error("duplicate key: also set on line {first_line}")]
     Duplicate {

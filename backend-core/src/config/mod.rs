@@ -2,25 +2,24 @@
 //! seed writes it, and the same typed [`Config`] built in code or with serde.
 //!
 //! ```
-//! use backend_core::{Config, BackendKind, Hook};
+//! use backend_core::{Config, Hook};
 //! let conf = Config::parse(r#"
 //! ## Redis Server
 //! backend.redis.pool1.server = 127.0.0.1:6379
 //! backend.redis.pool1.password = s3cret
 //! backend.redis.hook.client.connected.1 = {"action": {"function": "on_client_connected"}, "pool": "pool1"}
 //! "#)?;
-//! assert_eq!(conf.kind(), BackendKind::Redis);
+//! assert_eq!(conf.kind().name(), "redis");
 //! assert_eq!(conf.rules()[0].hook, Hook::ClientConnected);
 //! assert!(!format!("{conf:?}").contains("s3cret"));
 //! # Ok::<(), backend_core::ConfigError>(())
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use pool::parse_setting;
+use pool::{parse_setting, parse_value};
 use rule::build_rule;
 
 use crate::hook::Hook;
@@ -28,6 +27,7 @@ use crate::suggest::nearest;
 
 mod db;
 mod error;
+mod kind;
 mod limits;
 mod parse;
 mod pool;
@@ -36,10 +36,11 @@ mod server;
 
 pub use db::{DbDefaults, DbSettings};
 pub use error::{ConfigError, Problem, ProblemKind};
+#[doc(hidden)]
+pub use kind::{__inventory, KindRegistration};
+pub use kind::{BackendKind, KindSpec, COMMON_POOL_KEYS};
 pub use limits::{parse_count, parse_duration, Limits};
-pub use pool::{
-    BackendKind, KeySpec, KeyType, Login, PoolConfig, Secret, Setting, StatementLanguage, TlsFiles,
-};
+pub use pool::{KeySpec, KeyType, Login, PoolConfig, Secret, Setting, StatementLanguage, TlsFiles};
 pub use rule::{
     Action, ActionJson, Function, OfflineMode, OneOrMany, PayloadFormat, RawStatement, Rule,
     RuleJson, RuleSpec,
@@ -52,27 +53,9 @@ pub struct Config {
     kind: BackendKind,
     pools: BTreeMap<String, PoolConfig>,
     limits: Limits,
-    msg_expired_after: Option<Duration>,
-    topology: BTreeMap<String, i64>,
+    globals: BTreeMap<String, (Setting, Option<usize>)>,
     rules: Vec<Rule>,
 }
-
-const MONGO_TOPOLOGY_KEYS: [&str; 11] = [
-    "pool_size",
-    "max_overflow",
-    "overflow_ttl",
-    "overflow_check_period",
-    "local_threshold_ms",
-    "connect_timeout_ms",
-    "socket_timeout_ms",
-    "server_selection_timeout_ms",
-    "wait_queue_timeout_ms",
-    "heartbeat_frequency_ms",
-    "min_heartbeat_frequency_ms",
-];
-
-/// The default of `backend.redis.msg.expired_after`: two hours.
-pub const DEFAULT_MSG_EXPIRY: Duration = Duration::from_secs(7200);
 
 /// `max_returned_count` in a serde-built configuration: a number or
 /// `"infinity"`.
@@ -112,12 +95,10 @@ pub struct ConfigSpec {
     /// `time_range` (`2h`, `infinity`).
     #[serde(default)]
     pub time_range: Option<String>,
-    /// Redis `msg.expired_after`, seconds; <= 0 means the default.
+    /// The kind's own global keys (see [`KindSpec::global_keys`]), by
+    /// their name after `backend.<name>.`: `{"msg.expired_after": 3600}`.
     #[serde(default)]
-    pub msg_expired_after: Option<i64>,
-    /// MongoDB `topology.*` options.
-    #[serde(default)]
-    pub topology: BTreeMap<String, i64>,
+    pub globals: BTreeMap<String, serde_json::Value>,
     /// The rules.
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
@@ -131,8 +112,7 @@ impl ConfigSpec {
             pools: BTreeMap::new(),
             max_returned_count: None,
             time_range: None,
-            msg_expired_after: None,
-            topology: BTreeMap::new(),
+            globals: BTreeMap::new(),
             rules: Vec::new(),
         }
     }
@@ -158,8 +138,7 @@ struct Builder {
     problems: Vec<Problem>,
     pools: BTreeMap<String, PoolConfig>,
     limits: Limits,
-    msg_expired_after: Option<Duration>,
-    topology: BTreeMap<String, i64>,
+    globals: BTreeMap<String, (Setting, Option<usize>)>,
     /// Rules with their key and line, validated against pools at the end.
     rules: Vec<(String, Option<usize>, Hook, u32, RuleJson)>,
 }
@@ -171,8 +150,7 @@ impl Builder {
             problems: Vec::new(),
             pools: BTreeMap::new(),
             limits: Limits::default(),
-            msg_expired_after: None,
-            topology: BTreeMap::new(),
+            globals: BTreeMap::new(),
             rules: Vec::new(),
         }
     }
@@ -194,6 +172,22 @@ impl Builder {
                     .or_insert_with(|| PoolConfig::new(kind, pool))
                     .settings
                     .insert(name.to_owned(), (setting, line));
+            }
+            Err(kind) => self.problem(line, key, kind),
+        }
+    }
+
+    /// A global key declared by the kind (`name` after `backend.<kind>.`).
+    fn global_setting(&mut self, line: Option<usize>, key: &str, name: &str, raw: &str) {
+        let Some(spec) = self.kind.global_key(name) else {
+            let kind = self.kind;
+            let known = kind.spec().global_keys.iter().map(|k| k.name);
+            self.problem(line, key, unknown_among(name, known));
+            return;
+        };
+        match parse_value(spec, raw) {
+            Ok(setting) => {
+                self.globals.insert(name.to_owned(), (setting, line));
             }
             Err(kind) => self.problem(line, key, kind),
         }
@@ -227,8 +221,7 @@ impl Builder {
             kind: self.kind,
             pools: self.pools,
             limits: self.limits,
-            msg_expired_after: self.msg_expired_after,
-            topology: self.topology,
+            globals: self.globals,
             rules,
         })
     }
@@ -241,8 +234,7 @@ impl Config {
             kind,
             pools: BTreeMap::new(),
             limits: Limits::default(),
-            msg_expired_after: None,
-            topology: BTreeMap::new(),
+            globals: BTreeMap::new(),
             rules: Vec::new(),
         }
     }
@@ -255,21 +247,9 @@ impl Config {
         for (pool, settings) in &spec.pools {
             for (name, value) in settings {
                 let key = format!("backend.{}.{pool}.{name}", kind.pool_prefix());
-                let raw = match value {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Number(n) => n.to_string(),
-                    serde_json::Value::Bool(v) => v.to_string(),
-                    _ => {
-                        b.problem(
-                            None,
-                            &key,
-                            ProblemKind::BadValue {
-                                value: "(not a string, number or boolean)".into(),
-                                expected: "a string, number or boolean".into(),
-                            },
-                        );
-                        continue;
-                    }
+                let Some(raw) = json_scalar(value) else {
+                    b.problem(None, &key, not_scalar());
+                    continue;
                 };
                 b.pool_setting(None, &key, pool, name, &raw);
             }
@@ -296,25 +276,11 @@ impl Config {
                 Err(e) => b.problem(None, &global("time_range"), ProblemKind::BadLimit(e)),
             }
         }
-        if let Some(secs) = spec.msg_expired_after {
-            if kind == BackendKind::Redis {
-                b.msg_expired_after = Some(expiry_from_secs(secs));
-            } else {
-                b.problem(
-                    None,
-                    &global("msg.expired_after"),
-                    not_for_kind(kind, "redis"),
-                );
-            }
-        }
-        for (name, value) in &spec.topology {
-            let key = format!("backend.mongo.topology.{name}");
-            if kind != BackendKind::Mongo {
-                b.problem(None, &key, not_for_kind(kind, "mongo"));
-            } else if MONGO_TOPOLOGY_KEYS.contains(&name.as_str()) {
-                b.topology.insert(name.clone(), *value);
-            } else {
-                b.problem(None, &key, unknown_among(name, &MONGO_TOPOLOGY_KEYS));
+        for (name, value) in &spec.globals {
+            let key = global(name);
+            match json_scalar(value) {
+                Some(raw) => b.global_setting(None, &key, name, &raw),
+                None => b.problem(None, &key, not_scalar()),
             }
         }
         let mut used: HashMap<(Hook, u32), ()> = HashMap::new();
@@ -359,14 +325,34 @@ impl Config {
         self.limits
     }
 
-    /// Redis `msg.expired_after`; [`DEFAULT_MSG_EXPIRY`] unless set above 0.
-    pub fn msg_expired_after(&self) -> Duration {
-        self.msg_expired_after.unwrap_or(DEFAULT_MSG_EXPIRY)
+    /// A global key the kind declares (`msg.expired_after`), if given.
+    pub fn global(&self, name: &str) -> Option<&Setting> {
+        self.globals.get(name).map(|(s, _)| s)
     }
 
-    /// MongoDB `topology.*` options.
-    pub fn topology(&self) -> &BTreeMap<String, i64> {
-        &self.topology
+    /// The `.conf` line a global key came from.
+    pub fn global_line(&self, name: &str) -> Option<usize> {
+        self.globals.get(name).and_then(|(_, l)| *l)
+    }
+
+    /// Every global key given, by name (`topology.pool_size`).
+    pub fn globals(&self) -> impl Iterator<Item = (&str, &Setting)> {
+        self.globals.iter().map(|(k, (s, _))| (k.as_str(), s))
+    }
+
+    /// Sets global key `name` from its text form, checked like a `.conf`
+    /// line.
+    pub fn with_global(mut self, name: &str, value: &str) -> Result<Self, ConfigError> {
+        let key = format!("backend.{}.{name}", self.kind.name());
+        let mut b = Builder::new(self.kind);
+        b.global_setting(None, &key, name, value);
+        if !b.problems.is_empty() {
+            return Err(ConfigError {
+                problems: b.problems,
+            });
+        }
+        self.globals.append(&mut b.globals);
+        Ok(self)
     }
 
     /// The rules, in the order a broker runs them: by hook, then by `<n>`.
@@ -387,25 +373,26 @@ impl Config {
     }
 }
 
-fn expiry_from_secs(secs: i64) -> Duration {
-    if secs <= 0 {
-        DEFAULT_MSG_EXPIRY
-    } else {
-        Duration::from_secs(secs.unsigned_abs())
+/// A JSON scalar as the text a `.conf` line would give.
+fn json_scalar(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(v) => Some(v.to_string()),
+        _ => None,
     }
 }
 
-fn not_for_kind(kind: BackendKind, only: &str) -> ProblemKind {
-    ProblemKind::NotOffered {
-        what: "this setting".into(),
-        kind,
-        hint: Some(format!("it applies to {only} only")),
+fn not_scalar() -> ProblemKind {
+    ProblemKind::BadValue {
+        value: "(not a string, number or boolean)".into(),
+        expected: "a string, number or boolean".into(),
     }
 }
 
-fn unknown_among(name: &str, known: &[&str]) -> ProblemKind {
+fn unknown_among<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> ProblemKind {
     ProblemKind::UnknownKey {
-        suggestion: nearest(name, known.iter().copied()).map(str::to_owned),
+        suggestion: nearest(name, known).map(str::to_owned),
     }
 }
 

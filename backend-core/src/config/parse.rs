@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use super::pool::unquote;
 use super::rule::build_rule;
 use super::*;
 use crate::suggest::nearest;
@@ -45,13 +44,25 @@ impl Config {
             }
             seen.insert(key.clone(), line);
             match (key_kind(&key), first_kind) {
-                (None, _) => early.push(Problem {
-                    line: Some(line),
-                    key,
-                    kind: ProblemKind::UnknownKey {
-                        suggestion: Some("backend.<redis|mysql|pgsql|mongo|cassa|ecql>.…".into()),
-                    },
-                }),
+                (None, _) => {
+                    let kind = match key.strip_prefix("backend.").and_then(|r| r.split_once('.')) {
+                        Some((name, _)) if !name.is_empty() => ProblemKind::UnknownBackend {
+                            name: name.to_owned(),
+                            known: BackendKind::registered_names(),
+                        },
+                        _ => ProblemKind::UnknownKey {
+                            suggestion: Some(format!(
+                                "backend.<{}>.…",
+                                BackendKind::registered_names()
+                            )),
+                        },
+                    };
+                    early.push(Problem {
+                        line: Some(line),
+                        key,
+                        kind,
+                    })
+                }
                 (Some((k, _)), None) => {
                     first_kind = Some((k, line));
                     entries.push((line, key, value));
@@ -117,11 +128,13 @@ fn parse_entry(b: &mut Builder, line: usize, key: &str, value: &str) {
     let kind = b.kind;
     let l = Some(line);
     let parts: Vec<&str> = key.split('.').collect();
-    let is_ecql = parts.get(1) == Some(&"ecql");
+    // A kind whose pools have a prefix of their own (Cassandra's `ecql`)
+    // takes only pool keys under it.
+    let pools_only = kind.pool_prefix() != kind.name() && parts.get(1) == Some(&kind.pool_prefix());
     // Never index past the end: the key comes from the user's file.
     let rest = parts.get(2..).unwrap_or_default();
     match rest {
-        ["hook", hook_and_n @ ..] if !is_ecql && hook_and_n.len() >= 2 => {
+        ["hook", hook_and_n @ ..] if !pools_only && hook_and_n.len() >= 2 => {
             let (n, hook_parts) = hook_and_n.split_last().unwrap_or((&"", &[]));
             let hook_name = hook_parts.join(".");
             let hook = match hook_name.parse::<Hook>() {
@@ -148,44 +161,18 @@ fn parse_entry(b: &mut Builder, line: usize, key: &str, value: &str) {
                 Err(e) => b.problem(l, key, ProblemKind::InvalidJson(json_error(&e))),
             }
         }
-        ["max_returned_count"] if !is_ecql => match parse_count(value) {
+        ["max_returned_count"] if !pools_only => match parse_count(value) {
             Ok(n) => b.limits.max_returned_count = n,
             Err(e) => b.problem(l, key, ProblemKind::BadLimit(e)),
         },
-        ["time_range"] if !is_ecql => match parse_duration(value) {
+        ["time_range"] if !pools_only => match parse_duration(value) {
             Ok(d) => b.limits.time_range = d,
             Err(e) => b.problem(l, key, ProblemKind::BadLimit(e)),
         },
-        ["msg", "expired_after"] if kind == BackendKind::Redis => {
-            match unquote(value).parse::<i64>() {
-                Ok(secs) => b.msg_expired_after = Some(expiry_from_secs(secs)),
-                Err(_) => b.problem(
-                    l,
-                    key,
-                    ProblemKind::BadLimit(format!("bad number `{value}`: expected whole seconds")),
-                ),
-            }
+        [first, ..] if !pools_only && is_global_start(kind, first) => {
+            b.global_setting(l, key, &rest.join("."), value);
         }
-        ["topology", name] if kind == BackendKind::Mongo => {
-            if !MONGO_TOPOLOGY_KEYS.contains(name) {
-                b.problem(l, key, unknown_among(name, &MONGO_TOPOLOGY_KEYS));
-            } else {
-                match unquote(value).parse::<i64>() {
-                    Ok(v) => {
-                        b.topology.insert((*name).to_owned(), v);
-                    }
-                    Err(_) => b.problem(
-                        l,
-                        key,
-                        ProblemKind::BadValue {
-                            value: value.to_owned(),
-                            expected: "an integer".into(),
-                        },
-                    ),
-                }
-            }
-        }
-        [pool, name] if !is_global_name(pool) => {
+        [pool, name] if !matches!(*pool, "hook" | "max_returned_count" | "time_range") => {
             if !is_identifier(pool) {
                 b.problem(l, key, unknown_key(kind, key));
             } else {
@@ -202,11 +189,13 @@ fn is_identifier(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn is_global_name(s: &str) -> bool {
-    matches!(
-        s,
-        "hook" | "max_returned_count" | "time_range" | "msg" | "topology"
-    )
+/// Whether `first` is the first part of one of the kind's global keys
+/// (`msg` of `msg.expired_after`): such a key is never a pool's.
+fn is_global_start(kind: BackendKind, first: &str) -> bool {
+    kind.spec()
+        .global_keys
+        .iter()
+        .any(|k| k.name.split('.').next() == Some(first))
 }
 
 /// An unknown key, with the nearest key of the same shape suggested.
@@ -216,16 +205,12 @@ fn unknown_key(kind: BackendKind, key: &str) -> ProblemKind {
         format!("backend.{}.max_returned_count", kind.name()),
         format!("backend.{}.time_range", kind.name()),
     ];
-    if kind == BackendKind::Redis {
-        candidates.push("backend.redis.msg.expired_after".into());
-    }
-    if kind == BackendKind::Mongo {
-        candidates.extend(
-            MONGO_TOPOLOGY_KEYS
-                .iter()
-                .map(|k| format!("backend.mongo.topology.{k}")),
-        );
-    }
+    candidates.extend(
+        kind.spec()
+            .global_keys
+            .iter()
+            .map(|k| format!("backend.{}.{}", kind.name(), k.name)),
+    );
     if parts.len() > 3 {
         // A misspelt `hook` or a misspelt hook name.
         let tail = parts[3..].join(".");

@@ -4,155 +4,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
-use super::{ConfigError, ProblemKind};
+use super::{BackendKind, ConfigError, ProblemKind};
 use crate::suggest::nearest;
 use crate::template::{Placeholders, StatementTemplate, Template, TemplateError};
-
-/// Which database a configuration is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum BackendKind {
-    /// `backend.redis.*`
-    Redis,
-    /// `backend.mysql.*`
-    Mysql,
-    /// `backend.pgsql.*`
-    Pgsql,
-    /// `backend.mongo.*`
-    Mongo,
-    /// `backend.cassa.*` (rules, globals) and `backend.ecql.*` (pools).
-    Cassa,
-}
-
-impl BackendKind {
-    /// Every kind.
-    pub const ALL: [BackendKind; 5] = [
-        BackendKind::Redis,
-        BackendKind::Mysql,
-        BackendKind::Pgsql,
-        BackendKind::Mongo,
-        BackendKind::Cassa,
-    ];
-
-    /// The name used in rule keys (`backend.<name>.hook.`).
-    pub const fn name(self) -> &'static str {
-        match self {
-            BackendKind::Redis => "redis",
-            BackendKind::Mysql => "mysql",
-            BackendKind::Pgsql => "pgsql",
-            BackendKind::Mongo => "mongo",
-            BackendKind::Cassa => "cassa",
-        }
-    }
-
-    /// The prefix of pool keys (`backend.<prefix>.<pool>.<key>`): the name,
-    /// except Cassandra's `ecql`.
-    pub const fn pool_prefix(self) -> &'static str {
-        match self {
-            BackendKind::Cassa => "ecql",
-            other => other.name(),
-        }
-    }
-
-    /// The action key of raw statements (`sql`, `commands`, `cql`) and how
-    /// they mark parameters; MongoDB has none.
-    pub const fn statements(self) -> Option<StatementLanguage> {
-        match self {
-            BackendKind::Redis => Some(StatementLanguage::Commands),
-            BackendKind::Mysql => Some(StatementLanguage::Sql(Placeholders::Question)),
-            BackendKind::Pgsql => Some(StatementLanguage::Sql(Placeholders::Numbered)),
-            BackendKind::Cassa => Some(StatementLanguage::Cql),
-            BackendKind::Mongo => None,
-        }
-    }
-
-    /// The pool keys this kind accepts.
-    pub fn pool_keys(self) -> &'static [KeySpec] {
-        use KeyType::*;
-        // Every kind: TLS, and how the pool batches and buffers its
-        // writes (`crate::write`).
-        const COMMON: [KeySpec; 14] = [
-            KeySpec::new("ssl", Bool),
-            KeySpec::new("cacertfile", Text),
-            KeySpec::new("certfile", Text),
-            KeySpec::new("keyfile", Text),
-            KeySpec::new("batch_size", Count),
-            KeySpec::new("batch_time", Millis),
-            KeySpec::new("worker_pool_size", Count),
-            KeySpec::new("buffer_size", Natural),
-            KeySpec::new("buffer_full", OneOf(&crate::write::BufferFull::WORDS)),
-            KeySpec::new("query_mode", OneOf(&crate::write::QueryMode::WORDS)),
-            KeySpec::new("buffer", OneOf(&["memory", "disk"])),
-            KeySpec::new("buffer_path", Text),
-            KeySpec::new("read_timeout", Millis),
-            KeySpec::new("fetch_timeout", Millis),
-        ];
-        macro_rules! keys {
-            ($($k:literal => $t:expr),* $(,)?) => {{
-                const K: &[KeySpec] = &[
-                    $(KeySpec::new($k, $t),)*
-                    COMMON[0], COMMON[1], COMMON[2], COMMON[3], COMMON[4],
-                    COMMON[5], COMMON[6], COMMON[7], COMMON[8], COMMON[9],
-                    COMMON[10], COMMON[11], COMMON[12], COMMON[13],
-                ];
-                K
-            }};
-        }
-        match self {
-            BackendKind::Redis => keys! {
-                "server" => Text, "sentinel" => Text, "pool_size" => Count,
-                "database" => Int, "username" => Text, "password" => Secret, "channel" => Text,
-                "type" => OneOf(&["single", "sentinel", "cluster"]), "replica_acks" => Natural,
-            },
-            BackendKind::Mysql => keys! {
-                "server" => Text, "pool_size" => Count, "user" => Text,
-                "password" => Secret, "database" => Text, "create_tables" => Bool,
-            },
-            BackendKind::Pgsql => keys! {
-                "server" => Text, "pool_size" => Count, "username" => Text,
-                "password" => Secret, "database" => Text, "create_tables" => Bool,
-            },
-            BackendKind::Mongo => keys! {
-                "type" => OneOf(&["single", "unknown", "sharded", "rs"]),
-                "rs_set_name" => Text, "server" => Text, "c_pool_size" => Count,
-                "database" => Text, "login" => Text, "password" => Secret,
-                "auth_source" => Text, "w_mode" => OneOf(&["safe", "unsafe"]),
-                "r_mode" => OneOf(&["master", "slave_ok"]),
-            },
-            BackendKind::Cassa => keys! {
-                "nodes" => Text, "size" => Count, "auto_reconnect" => Bool,
-                "username" => Text, "password" => Secret, "keyspace" => Text,
-                "logger" => OneOf(&["debug", "info", "notice", "warning", "error", "critical"]),
-                "create_tables" => Bool,
-                "consistency" => OneOf(&[
-                    "any", "one", "two", "three", "quorum", "all", "local_quorum",
-                    "each_quorum", "local_one",
-                ]),
-                "connect_timeout" => Millis, "request_timeout" => Millis,
-                "server_name_indication" => Text,
-            },
-        }
-    }
-
-    pub(super) fn from_prefix(s: &str) -> Option<(BackendKind, bool)> {
-        match s {
-            "ecql" => Some((BackendKind::Cassa, true)),
-            _ => BackendKind::ALL
-                .into_iter()
-                .find(|k| k.name() == s)
-                .map(|k| (k, false)),
-        }
-    }
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// The raw-statement language of a kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,11 +48,26 @@ pub struct KeySpec {
     pub name: &'static str,
     /// Its value type.
     pub ty: KeyType,
+    /// The value the backend uses when the key is not given, as a `.conf`
+    /// line would write it; `None` when there is none or it depends on
+    /// other keys.
+    pub default: Option<&'static str>,
 }
 
 impl KeySpec {
-    const fn new(name: &'static str, ty: KeyType) -> Self {
-        KeySpec { name, ty }
+    /// A key of type `ty` with no stated default.
+    pub const fn new(name: &'static str, ty: KeyType) -> Self {
+        KeySpec {
+            name,
+            ty,
+            default: None,
+        }
+    }
+
+    /// The same key, stating its default.
+    pub const fn with_default(mut self, default: &'static str) -> Self {
+        self.default = Some(default);
+        self
     }
 }
 
@@ -286,7 +155,7 @@ impl PoolConfig {
     ///
     /// ```
     /// use backend_core::{config::PoolConfig, BackendKind};
-    /// let mut p = PoolConfig::new(BackendKind::Redis, "pool1");
+    /// let mut p = PoolConfig::new(backend_core::testkit::kinds::REDIS, "pool1");
     /// p.set("pool_size", "8")?;
     /// assert_eq!(p.int("pool_size"), Some(8));
     /// assert!(p.set("pool_size", "eight").is_err());
@@ -306,9 +175,9 @@ impl PoolConfig {
     ///
     /// ```
     /// use backend_core::{config::PoolConfig, BackendKind};
-    /// let p = PoolConfig::from_settings(BackendKind::Redis, "pool1", &[("server", "db:6380")])?;
+    /// let p = PoolConfig::from_settings(backend_core::testkit::kinds::REDIS, "pool1", &[("server", "db:6380")])?;
     /// assert_eq!(p.text("server"), Some("db:6380"));
-    /// assert!(PoolConfig::from_settings(BackendKind::Redis, "p", &[("sever", "x")]).is_err());
+    /// assert!(PoolConfig::from_settings(backend_core::testkit::kinds::REDIS, "p", &[("sever", "x")]).is_err());
     /// # Ok::<(), backend_core::ConfigError>(())
     /// ```
     pub fn from_settings(
@@ -406,7 +275,7 @@ impl PoolConfig {
     /// ```
     /// use backend_core::config::PoolConfig;
     /// use backend_core::BackendKind;
-    /// let mut pool = PoolConfig::new(BackendKind::Cassa, "pool1");
+    /// let mut pool = PoolConfig::new(backend_core::testkit::kinds::CASSA, "pool1");
     /// pool.set("username", "app")?.set("password", "s3cret")?;
     /// let login = pool.login("username").unwrap().expect("a login");
     /// assert_eq!(login.user, "app");
@@ -445,7 +314,7 @@ impl PoolConfig {
     ///
     /// ```
     /// use backend_core::{config::PoolConfig, BackendKind};
-    /// let mut p = PoolConfig::new(BackendKind::Pgsql, "pool1");
+    /// let mut p = PoolConfig::new(backend_core::testkit::kinds::PGSQL, "pool1");
     /// p.set("cacertfile", "/ca.pem")?;
     /// assert_eq!(p.tls_files().unwrap_err().0, "cacertfile");
     /// p.set("ssl", "true")?;
@@ -484,13 +353,14 @@ pub(super) fn parse_setting(
     key: &str,
     raw: &str,
 ) -> Result<Setting, ProblemKind> {
-    let spec = kind
-        .pool_keys()
-        .iter()
-        .find(|k| k.name == key)
-        .ok_or_else(|| ProblemKind::UnknownKey {
-            suggestion: nearest(key, kind.pool_keys().iter().map(|k| k.name)).map(str::to_owned),
-        })?;
+    let spec = kind.pool_key(key).ok_or_else(|| ProblemKind::UnknownKey {
+        suggestion: nearest(key, kind.pool_keys().map(|k| k.name)).map(str::to_owned),
+    })?;
+    parse_value(spec, raw)
+}
+
+/// `raw` read as the value of `spec`.
+pub(super) fn parse_value(spec: &KeySpec, raw: &str) -> Result<Setting, ProblemKind> {
     let raw = unquote(raw);
     let bad = |expected: &str| ProblemKind::BadValue {
         value: if spec.ty == KeyType::Secret {

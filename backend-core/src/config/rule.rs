@@ -264,11 +264,11 @@ pub(super) fn build_rule(
             error,
         })?;
     }
-    if json.payload_format.is_some() && kind != BackendKind::Mongo {
+    if json.payload_format.is_some() && !kind.spec().capabilities.payload_format {
         return Err(ProblemKind::NotOffered {
             what: "`payload_format`".into(),
             kind,
-            hint: Some("it applies to MongoDB only".into()),
+            hint: Some("it stores payloads one way only".into()),
         });
     }
     let a = &json.action;
@@ -297,7 +297,7 @@ pub(super) fn build_rule(
             let lang = kind.statements().ok_or_else(|| ProblemKind::NotOffered {
                 what: format!("`{key}`"),
                 kind,
-                hint: Some("MongoDB rules take built-in functions only".into()),
+                hint: Some("its rules take built-in functions only".into()),
             })?;
             if *key != lang.key() {
                 return Err(ProblemKind::NotOffered {

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use super::*;
 use crate::template::StatementTemplate;
 use proptest::prelude::*;
@@ -40,13 +42,13 @@ fn globals() {
     .unwrap();
     assert_eq!(c.limits().max_returned_count, Some(500));
     assert_eq!(c.limits().time_range, Some(Duration::from_secs(7200)));
-    assert_eq!(c.msg_expired_after(), DEFAULT_MSG_EXPIRY);
+    assert_eq!(c.global("msg.expired_after"), Some(&Setting::Int(0)));
     let c = Config::parse(&format!(
         "{POOL}backend.redis.max_returned_count = infinity\nbackend.redis.time_range = infinity\nbackend.redis.msg.expired_after = 3600\n"
     ))
     .unwrap();
     assert_eq!(c.limits(), Limits::default());
-    assert_eq!(c.msg_expired_after(), Duration::from_secs(3600));
+    assert_eq!(c.global("msg.expired_after"), Some(&Setting::Int(3600)));
     let p = problems(&format!(
         "{POOL}backend.redis.time_range = 2x\nbackend.redis.max_returned_count = -1\n"
     ));
@@ -168,23 +170,25 @@ fn kind_specific_keys() {
         "backend.ecql.pool1.nodes = 127.0.0.1:9042\nbackend.ecql.pool1.auto_reconnect = 1\nbackend.cassa.time_range = 1d\n",
     )
     .unwrap();
-    assert_eq!(c.kind(), BackendKind::Cassa);
+    assert_eq!(c.kind(), crate::testkit::kinds::CASSA);
     assert_eq!(c.pools()["pool1"].bool("auto_reconnect"), Some(true));
     assert_eq!(c.limits().time_range, Some(Duration::from_secs(86_400)));
     let c = Config::parse("backend.mongo.pool1.type = rs\nbackend.mongo.topology.pool_size = 1\n")
         .unwrap();
-    assert_eq!(c.topology().get("pool_size"), Some(&1));
+    assert_eq!(c.global("topology.pool_size"), Some(&Setting::Int(1)));
     let p = problems("backend.mongo.pool1.type = cluster\nbackend.mongo.topology.poolsize = 1\nbackend.mysql.x = 1\n");
     assert!(p[0]
         .to_string()
         .contains("one of single, unknown, sharded, rs"));
-    assert!(p[1].to_string().contains("did you mean `pool_size`?"));
+    assert!(p[1]
+        .to_string()
+        .contains("did you mean `topology.pool_size`?"));
     let p = problems("backend.mysql.pool1.server = x\nbackend.mysql.msg.expired_after = 5\n");
     assert_eq!(p[0].line, Some(2));
     let p = problems("backend.mongo.pool1.server = x\nbackend.mongo.hook.client.connected.1 = {\"action\": {\"sql\": [\"x\"]}, \"pool\": \"pool1\"}\n");
     assert!(p[0]
         .to_string()
-        .contains("MongoDB rules take built-in functions only"));
+        .contains("its rules take built-in functions only"));
     assert_eq!(problems("")[0].kind, ProblemKind::Empty);
     assert!(problems("foo.bar = 1\n")[0]
         .to_string()
@@ -223,7 +227,7 @@ fn serde_and_code_built_configs_are_checked_the_same_way() {
         "{e}"
     );
     assert!(e.contains("backend.redis.hook.client.connected.1: function `on_message_publish` runs on message.publish"), "{e}");
-    let mut spec = ConfigSpec::new(BackendKind::Mysql);
+    let mut spec = ConfigSpec::new(crate::testkit::kinds::MYSQL);
     spec.pools.insert(
         "p".into(),
         BTreeMap::from([("pool_size".to_owned(), serde_json::json!(4))]),
@@ -251,9 +255,9 @@ fn serde_and_code_built_configs_are_checked_the_same_way() {
         panic!("query")
     };
     assert_eq!(q.text(), "insert into m(t) values(?)");
-    let mut pool = PoolConfig::new(BackendKind::Mysql, "p2");
+    let mut pool = PoolConfig::new(crate::testkit::kinds::MYSQL, "p2");
     pool.set("server", "db:3306").unwrap();
-    let c = Config::new(BackendKind::Mysql).with_pool(pool);
+    let c = Config::new(crate::testkit::kinds::MYSQL).with_pool(pool);
     assert_eq!(c.pools()["p2"].text("server"), Some("db:3306"));
 }
 

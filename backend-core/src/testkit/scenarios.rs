@@ -11,7 +11,7 @@ use futures::future::join_all;
 
 use super::{unique, Ctx};
 use crate::backend::{Ack, Backend, ErrorKind, FetchRequest};
-use crate::config::{ActionJson, BackendKind, Config, ConfigSpec, OfflineMode, RuleJson, RuleSpec};
+use crate::config::{ActionJson, Config, ConfigSpec, OfflineMode, RuleJson, RuleSpec};
 use crate::engine::Engine;
 use crate::hook::{ClientInfo, Event, Hook, SessionSubscribed};
 use crate::message::{Message, QoS, Subscription, Timestamp};
@@ -127,7 +127,7 @@ fn function_rule(hook: Hook, topic: Option<&str>, function: &str) -> RuleSpec {
 
 /// An engine with the seed's Redis rules (queue and pubsub under `root`).
 fn seed_engine(backend: Arc<dyn Backend>, root: &str) -> Engine {
-    let mut spec = ConfigSpec::new(BackendKind::Redis);
+    let mut spec = ConfigSpec::new(crate::testkit::kinds::REDIS);
     spec.pools.insert("pool1".into(), BTreeMap::new());
     spec.rules = vec![
         function_rule(

@@ -133,9 +133,9 @@ impl SqlServer {
     /// to the server's own, query parameters are ignored), if it has that
     /// form.
     pub fn parse(defaults: DbDefaults, url: &str) -> Option<SqlServer> {
-        let schemes: &[&str] = match defaults.kind {
-            BackendKind::Mysql => &["mysql://", "mariadb://"],
-            BackendKind::Pgsql => &["postgres://", "postgresql://"],
+        let schemes: &[&str] = match defaults.kind.name() {
+            "mysql" => &["mysql://", "mariadb://"],
+            "pgsql" => &["postgres://", "postgresql://"],
             _ => return None,
         };
         let rest = schemes.iter().find_map(|s| url.strip_prefix(s))?;
@@ -195,8 +195,8 @@ impl SqlServer {
 mod tests {
     use super::*;
 
-    const MYSQL: DbDefaults = crate::db_defaults!(Mysql, 3306, "user");
-    const PGSQL: DbDefaults = crate::db_defaults!(Pgsql, 5432, "username");
+    const MYSQL: DbDefaults = crate::db_defaults!(crate::testkit::kinds::MYSQL, 3306, "user");
+    const PGSQL: DbDefaults = crate::db_defaults!(crate::testkit::kinds::PGSQL, 5432, "username");
 
     #[test]
     fn urls_are_read_with_their_defaults() {
@@ -208,7 +208,7 @@ mod tests {
         assert!(SqlServer::parse(PGSQL, "mysql://u@h/d").is_none());
         assert!(SqlServer::parse(MYSQL, "mysql://u@h:port/d").is_none());
         let redis = DbDefaults {
-            kind: BackendKind::Redis,
+            kind: crate::testkit::kinds::REDIS,
             ..MYSQL
         };
         assert!(SqlServer::parse(redis, "redis://h").is_none());

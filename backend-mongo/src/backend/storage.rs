@@ -6,7 +6,7 @@ use super::*;
 #[async_trait]
 impl Backend for MongoBackend {
     fn info(&self) -> BackendInfo {
-        BackendInfo::new("mongo", Capabilities::NONE.with_payload_format())
+        BackendInfo::new("mongo", crate::KIND.spec().capabilities)
     }
 
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {

@@ -7,7 +7,7 @@ use backend_core::testkit::OrPanic;
 use std::sync::Arc;
 
 use backend_core::config::PoolConfig;
-use backend_core::{Backend, BackendKind, Config};
+use backend_core::{Backend, Config};
 use backend_mongo::mongodb::bson::Document;
 use backend_mongo::mongodb::Collection;
 use backend_mongo::MongoBackend;
@@ -30,7 +30,7 @@ pub fn server() -> String {
 
 /// A pool of the test server on `database`.
 pub fn pool_for(name: &str, database: &str) -> PoolConfig {
-    let mut p = PoolConfig::new(BackendKind::Mongo, name);
+    let mut p = PoolConfig::new(backend_mongo::KIND, name);
     let set = |p: &mut PoolConfig, k: &str, v: &str| {
         p.set(k, v).or_panic(&format!("test pool setting {k}"));
     };
@@ -53,10 +53,11 @@ pub fn pool_for(name: &str, database: &str) -> PoolConfig {
 /// A configuration with one pool of the test server; short server
 /// selection so an outage shows as an error within seconds.
 pub fn config() -> Config {
-    let mut spec = backend_core::config::ConfigSpec::new(BackendKind::Mongo);
-    spec.topology
-        .insert("server_selection_timeout_ms".into(), 5000);
-    spec.topology.insert("connect_timeout_ms".into(), 3000);
+    let mut spec = backend_core::config::ConfigSpec::new(backend_mongo::KIND);
+    spec.globals
+        .insert("topology.server_selection_timeout_ms".into(), 5000.into());
+    spec.globals
+        .insert("topology.connect_timeout_ms".into(), 3000.into());
     let base = Config::from_spec(spec).or_panic("test config");
     base.with_pool(pool_for("pool1", DATABASE))
 }

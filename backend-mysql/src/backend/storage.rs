@@ -6,7 +6,7 @@ use super::*;
 #[async_trait]
 impl Backend for MysqlBackend {
     fn info(&self) -> BackendInfo {
-        BackendInfo::new("mysql", Capabilities::NONE.with_raw_statements())
+        BackendInfo::new("mysql", crate::KIND.spec().capabilities)
     }
 
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {

@@ -6,7 +6,7 @@ use super::*;
 #[async_trait]
 impl Backend for PgsqlBackend {
     fn info(&self) -> BackendInfo {
-        BackendInfo::new("pgsql", Capabilities::NONE.with_raw_statements())
+        BackendInfo::new("pgsql", crate::KIND.spec().capabilities)
     }
 
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {

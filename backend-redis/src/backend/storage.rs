@@ -6,10 +6,7 @@ use super::*;
 #[async_trait]
 impl Backend for RedisBackend {
     fn info(&self) -> BackendInfo {
-        BackendInfo::new(
-            "redis",
-            Capabilities::NONE.with_raw_statements().with_channel(),
-        )
+        BackendInfo::new("redis", crate::KIND.spec().capabilities)
     }
 
     async fn client_online(&self, client: &ClientInfo, at: Timestamp) -> BackendResult<()> {

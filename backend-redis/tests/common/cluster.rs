@@ -6,7 +6,7 @@ use backend_core::testkit::OrPanic;
 use std::time::Duration;
 
 use backend_core::config::PoolConfig;
-use backend_core::{BackendKind, Config};
+use backend_core::Config;
 use backend_redis::{redis, RedisBackend};
 
 /// The six nodes services.sh starts.
@@ -18,7 +18,7 @@ pub fn nodes() -> String {
 }
 
 pub fn pool(extra: &[(&str, &str)]) -> PoolConfig {
-    let mut p = PoolConfig::new(BackendKind::Redis, "pool1");
+    let mut p = PoolConfig::new(backend_redis::KIND, "pool1");
     p.set("type", "cluster").expect("type");
     p.set("server", &nodes()).expect("server");
     for (k, v) in extra {
@@ -29,7 +29,7 @@ pub fn pool(extra: &[(&str, &str)]) -> PoolConfig {
 
 pub async fn connect(extra: &[(&str, &str)]) -> RedisBackend {
     let p = pool(extra);
-    let conf = Config::new(BackendKind::Redis).with_pool(p.clone());
+    let conf = Config::new(backend_redis::KIND).with_pool(p.clone());
     match tokio::time::timeout(Duration::from_secs(60), RedisBackend::connect(&p, &conf)).await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => panic!(

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use backend_core::config::PoolConfig;
-use backend_core::{BackendKind, Config};
+use backend_core::Config;
 use backend_redis::{RedisBackend, RedisSettings};
 
 /// The default address, as `scripts/services.sh` starts it.
@@ -74,7 +74,7 @@ pub fn target() -> Target {
 /// Pool settings for the test server, plus `extra` keys.
 pub fn pool_config(extra: &[(&str, &str)]) -> PoolConfig {
     let t = target();
-    let mut p = PoolConfig::new(BackendKind::Redis, "pool1");
+    let mut p = PoolConfig::new(backend_redis::KIND, "pool1");
     let set = |p: &mut PoolConfig, k: &str, v: &str| {
         p.set(k, v).or_panic(&format!("test pool setting {k}"));
     };
@@ -102,7 +102,7 @@ fn unreachable(e: impl std::fmt::Display) -> ! {
 
 /// A backend on the test server; fails the test when it is unreachable.
 pub async fn backend() -> RedisBackend {
-    backend_with(&[], &Config::new(BackendKind::Redis)).await
+    backend_with(&[], &Config::new(backend_redis::KIND)).await
 }
 
 /// A backend with extra pool keys and a configuration of its own.
@@ -114,7 +114,7 @@ pub async fn backend_with(extra: &[(&str, &str)], config: &Config) -> RedisBacke
 
 /// Settings for the test server (to adjust in code).
 pub fn settings() -> RedisSettings {
-    RedisSettings::from_pool(&pool_config(&[]), &Config::new(BackendKind::Redis))
+    RedisSettings::from_pool(&pool_config(&[]), &Config::new(backend_redis::KIND))
         .or_panic("test settings")
 }
 

@@ -124,7 +124,18 @@ fn parse_args() -> Result<Option<Args>, String> {
 
 fn read_config(path: &str) -> Result<Config, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    Config::parse(&text).map_err(|e| format!("{path}:\n{e}"))
+    Config::parse(&text).map_err(|e| {
+        let missing = e.problems().iter().find_map(|p| match &p.kind {
+            backend_core::config::ProblemKind::UnknownBackend { name, .. } => Some(name.clone()),
+            _ => None,
+        });
+        match missing {
+            Some(name) => format!(
+                "{path}:\n{e}\nthis broker was built without the {name} backend: rebuild with `--features {name}`"
+            ),
+            None => format!("{path}:\n{e}"),
+        }
+    })
 }
 
 fn main() -> ExitCode {

@@ -48,10 +48,10 @@ fn parse_args() -> Result<Args, String> {
         // MongoDB on request (`--backends mongo`): the test set-up's
         // FerretDB scans whole collections, so its figures say little.
         backends: vec![
-            BackendKind::Redis,
-            BackendKind::Pgsql,
-            BackendKind::Mysql,
-            BackendKind::Cassa,
+            backend_redis::KIND,
+            backend_pgsql::KIND,
+            backend_mysql::KIND,
+            backend_cassa::KIND,
         ],
         publishers: 8,
         messages: 40_000,
@@ -74,9 +74,7 @@ fn parse_args() -> Result<Args, String> {
                 a.backends = v
                     .split(',')
                     .map(|k| {
-                        BackendKind::ALL
-                            .into_iter()
-                            .find(|b| b.name() == k.trim())
+                        BackendKind::named(k.trim())
                             .ok_or_else(|| format!("--backends: unknown backend `{k}`"))
                     })
                     .collect::<Result<_, _>>()?
@@ -408,12 +406,12 @@ struct Cpu {
 
 /// The local test server's pid (from `scripts/services.sh`'s pid files).
 fn server_pid(kind: BackendKind) -> Option<u32> {
-    let file = match kind {
-        BackendKind::Redis => "target/services/redis/redis.pid",
-        BackendKind::Pgsql => "target/services/postgres/data/postmaster.pid",
-        BackendKind::Mysql => "target/services/mariadb/mysqld.pid",
-        BackendKind::Mongo => "target/services/ferretdb/ferretdb.pid",
-        BackendKind::Cassa => "target/services/cassandra/cassandra.pid",
+    let file = match kind.name() {
+        "redis" => "target/services/redis/redis.pid",
+        "pgsql" => "target/services/postgres/data/postmaster.pid",
+        "mysql" => "target/services/mariadb/mysqld.pid",
+        "mongo" => "target/services/ferretdb/ferretdb.pid",
+        "cassa" => "target/services/cassandra/cassandra.pid",
         _ => return None,
     };
     cpu::pid_file(Path::new(file))

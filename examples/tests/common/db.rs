@@ -44,7 +44,7 @@ pub enum Db {
 
 impl Db {
     pub async fn redis() -> Db {
-        let url = testbed::server_url(BackendKind::Redis);
+        let url = testbed::server_url(backend_redis::KIND);
         let db = Db::Redis { url };
         // Fail loudly, naming the server, when it is down.
         db.redis_conn().await;
@@ -52,7 +52,7 @@ impl Db {
     }
 
     pub async fn pgsql() -> Db {
-        let url = testbed::server_url(BackendKind::Pgsql);
+        let url = testbed::server_url(backend_pgsql::KIND);
         let (client, conn) = tokio::time::timeout(
             Duration::from_secs(10),
             tokio_postgres::connect(&url, tokio_postgres::NoTls),
@@ -67,7 +67,7 @@ impl Db {
     }
 
     pub async fn mysql() -> Db {
-        let url = testbed::server_url(BackendKind::Mysql);
+        let url = testbed::server_url(backend_mysql::KIND);
         let opts = mysql_async::Opts::from_url(&url)
             .unwrap_or_else(|e| panic!("MYSQL_URL is not a mysql:// URL: {e}"));
         let opts = mysql_async::OptsBuilder::from_opts(opts)
@@ -119,7 +119,7 @@ impl Db {
 
     pub async fn mongo() -> Db {
         let db = Db::Mongo {
-            url: testbed::server_url(BackendKind::Mongo),
+            url: testbed::server_url(backend_mongo::KIND),
         };
         // Fail loudly, naming the server, when it is down.
         drop(db.backend().await);
@@ -128,7 +128,7 @@ impl Db {
 
     pub async fn cassa() -> Db {
         let db = Db::Cassa {
-            url: testbed::server_url(BackendKind::Cassa),
+            url: testbed::server_url(backend_cassa::KIND),
         };
         // Fail loudly, naming the server, when it is down.
         drop(db.backend().await);
@@ -160,11 +160,11 @@ impl Db {
     /// The kind of the conf the broker runs.
     pub fn kind(&self) -> BackendKind {
         match self {
-            Db::Memory | Db::Redis { .. } => BackendKind::Redis,
-            Db::Pgsql { .. } => BackendKind::Pgsql,
-            Db::Mysql { .. } => BackendKind::Mysql,
-            Db::Mongo { .. } => BackendKind::Mongo,
-            Db::Cassa { .. } => BackendKind::Cassa,
+            Db::Memory | Db::Redis { .. } => backend_redis::KIND,
+            Db::Pgsql { .. } => backend_pgsql::KIND,
+            Db::Mysql { .. } => backend_mysql::KIND,
+            Db::Mongo { .. } => backend_mongo::KIND,
+            Db::Cassa { .. } => backend_cassa::KIND,
         }
     }
 
@@ -276,12 +276,12 @@ impl Db {
     /// server, with `extra` lines appended; written to a temp file.
     pub fn config_file(&self, name: &str, extra: &[String]) -> PathBuf {
         let (kind, url) = match self {
-            Db::Memory => (BackendKind::Redis, None),
-            Db::Redis { url } => (BackendKind::Redis, Some(url.as_str())),
-            Db::Pgsql { url, .. } => (BackendKind::Pgsql, Some(url.as_str())),
-            Db::Mysql { url, .. } => (BackendKind::Mysql, Some(url.as_str())),
-            Db::Mongo { url } => (BackendKind::Mongo, Some(url.as_str())),
-            Db::Cassa { url } => (BackendKind::Cassa, Some(url.as_str())),
+            Db::Memory => (backend_redis::KIND, None),
+            Db::Redis { url } => (backend_redis::KIND, Some(url.as_str())),
+            Db::Pgsql { url, .. } => (backend_pgsql::KIND, Some(url.as_str())),
+            Db::Mysql { url, .. } => (backend_mysql::KIND, Some(url.as_str())),
+            Db::Mongo { url } => (backend_mongo::KIND, Some(url.as_str())),
+            Db::Cassa { url } => (backend_cassa::KIND, Some(url.as_str())),
         };
         let text = testbed::conf_text(kind, url, extra, true).unwrap_or_else(|e| panic!("{e}"));
         let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.conf"));

@@ -1,5 +1,6 @@
-//! How a topic filter becomes a `WHERE` clause on a `VARBINARY` topic
-//! column, whose byte order is its index order.
+//! How a topic filter becomes a `WHERE` clause, with `?` placeholders, on
+//! a binary topic column whose byte order is its index order (MySQL's
+//! `VARBINARY`, SQLite's `BLOB`).
 //!
 //! - A filter without wildcards is an equality: the `(topic, id)` index
 //!   finds it directly.
@@ -9,11 +10,11 @@
 //!   are exactly such ranges (`#`: every topic before `$` or from `%` on;
 //!   `p/#`: `p` itself, i.e. `[p, p\0)`, and `[p/, p0)`), so the database
 //!   applies `LIMIT` itself. Other filters (with `+`) are narrowed by their
-//!   literal prefix ([`backend_core::topic::literal_prefix`]) and checked
-//!   row by row with [`backend_core::topic::matches`], which every row
+//!   literal prefix ([`crate::topic::literal_prefix`]) and checked
+//!   row by row with [`crate::topic::matches`], which every row
 //!   returned passes anyway.
 
-use backend_core::topic::{has_wildcards, prefix_upper_bound, TopicSelect};
+use crate::topic::{has_wildcards, prefix_upper_bound, TopicSelect};
 
 /// A byte range `[from, to)`; `to = None` is unbounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +143,7 @@ impl TopicCondition for TopicMatch {
 }
 
 /// The smallest byte string greater than every string starting with
-/// `prefix` ([`backend_core::topic::prefix_upper_bound`]; UTF-8 byte order
+/// `prefix` ([`crate::topic::prefix_upper_bound`]; UTF-8 byte order
 /// is code point order). `None` if there is none.
 pub fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     let prefix = std::str::from_utf8(prefix).ok()?;
@@ -152,8 +153,8 @@ pub fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backend_core::topic::matches;
-    use backend_core::topic::validate_filter;
+    use crate::topic::matches;
+    use crate::topic::validate_filter;
 
     fn within(m: &TopicMatch, topic: &str) -> bool {
         let t = topic.as_bytes();
