@@ -1,6 +1,6 @@
 //! Connects the backend a configuration names, among those compiled in
-//! (cargo features `redis`, `pgsql`, `mysql`, `mongo`, `cassa`), or the in-memory
-//! backend.
+//! (cargo features `sqlite` (the default), `redis`, `pgsql`, `mysql`, `mongo`,
+//! `cassa`), or the in-memory backend.
 
 use std::sync::Arc;
 
@@ -102,6 +102,7 @@ type Connector = Arc<dyn Fn(PoolConfig, Config) -> Connect + Send + Sync>;
 /// The connector of a backend type that implements [`backend_core::Connect`].
 #[cfg_attr(
     not(any(
+        feature = "sqlite",
         feature = "pgsql",
         feature = "mysql",
         feature = "mongo",
@@ -128,6 +129,8 @@ fn connector(
     match kind.name() {
         #[cfg(feature = "redis")]
         "redis" => Ok(redis::connector()),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok((connector_of::<backend_sqlite::SqliteBackend>(), None)),
         #[cfg(feature = "pgsql")]
         "pgsql" => Ok((connector_of::<backend_pgsql::PgsqlBackend>(), None)),
         #[cfg(feature = "mysql")]

@@ -16,6 +16,8 @@ pub fn server_url(kind: BackendKind) -> String {
         "mysql" => ("MYSQL_URL", "mysql://root:public@127.0.0.1:3306/mqtt"),
         "mongo" => ("MONGO_URL", "mongodb://127.0.0.1:27017"),
         "cassa" => ("CASSA_NODES", "127.0.0.1:9042"),
+        // A file, not a server: the caller names it.
+        "sqlite" => return String::new(),
         // A kind added later has no test server yet.
         _ => return String::new(),
     };
@@ -85,6 +87,7 @@ pub fn server_lines(kind: BackendKind, url: &str) -> Vec<String> {
             let host = rest.split(['/', '?']).next().unwrap_or(rest);
             vec![format!("{p}.server = {host}")]
         }
+        "sqlite" => vec![format!("{p}.path = {url}")],
         "cassa" => {
             let var = |name: &str| std::env::var(name).unwrap_or_else(|_| "cassandra".into());
             vec![

@@ -23,6 +23,13 @@ async fn memory_backlog_arrives_whole() {
     backlog_arrives_whole(&Db::memory(), PER_TOPIC, false).await;
 }
 
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_backlog_arrives_whole() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    backlog_arrives_whole(&Db::sqlite().await, PER_TOPIC, true).await;
+}
+
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_backlog_arrives_whole() {

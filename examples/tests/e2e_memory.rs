@@ -1,4 +1,6 @@
-//! The broker on its default in-memory storage, driven by real MQTT clients.
+//! The broker on its in-memory storage (`--backend memory`) with the
+//! project's Redis rules (queue/# and pubsub/#), driven by real MQTT
+//! clients.
 
 mod common;
 
@@ -11,6 +13,13 @@ use rumqttc::QoS;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The broker on the in-memory backend.
+async fn start_in_memory() -> Broker {
+    let args = Db::memory().broker_args(&unique("memory"), &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Broker::start(&args).await
+}
+
 /// A persistent QoS 1 subscriber that goes offline gets each message once,
 /// in order, when it comes back and subscribes again; once acked, never again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,7 +31,7 @@ async fn persistent_session_gets_each_message_once() {
 /// the stored messages come from the backend alone, once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_messages_reach_a_clean_session_subscriber() {
-    let broker = Broker::start(&[]).await;
+    let broker = start_in_memory().await;
     let topic = format!("pubsub/{}", unique("c"));
     let sub_id = unique("clean");
     scenarios::subscribe_and_leave(broker.port, &sub_id, true, &topic).await;
@@ -40,7 +49,7 @@ async fn stored_messages_reach_a_clean_session_subscriber() {
 /// the retain flag; an empty retained payload deletes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retained_messages_reach_wildcard_subscribers() {
-    let broker = Broker::start(&[]).await;
+    let broker = start_in_memory().await;
     let root = unique("r");
     let publisher = Client::connect(broker.port, &unique("pub"), true).await;
     publisher
@@ -76,7 +85,7 @@ async fn retained_messages_reach_wildcard_subscribers() {
 /// subscriber, and once acked to nobody else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_messages_go_to_one_subscriber() {
-    let broker = Broker::start(&[]).await;
+    let broker = start_in_memory().await;
     let topic = format!("queue/{}", unique("q"));
     let publisher = Client::connect(broker.port, &unique("pub"), true).await;
     publisher

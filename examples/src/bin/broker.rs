@@ -1,8 +1,8 @@
 //! An MQTT broker (rmqtt) whose hooks run an EMQX-format backend config.
 //!
 //! ```text
-//! broker [--config FILE] [--backend configured|memory] [--listen ADDR] [--node NAME]
-//!        [--require-storage] [--drain-timeout SECS] [--metrics ADDR]
+//! broker [--config FILE] [--backend configured|memory] [--data-dir DIR] [--listen ADDR]
+//!        [--node NAME] [--require-storage] [--drain-timeout SECS] [--metrics ADDR]
 //! broker --check-config FILE
 //! ```
 
@@ -18,25 +18,29 @@ use rmqtt::context::ServerContext;
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
 
-/// The rules the broker runs without `--config`: the project's Redis
-/// configuration (queue/# and pubsub/# offline messages, retained messages,
-/// client status), on the in-memory backend.
-const DEFAULT_CONFIG: &str = include_str!("../../../etc/emqx_backend_redis.conf");
+/// The rules the broker runs without `--config`: the project's SQLite
+/// configuration (offline messages, retained messages, client status,
+/// stored subscriptions) in `<data dir>/mqtt.db`: durable, with no server.
+const DEFAULT_CONFIG: &str = include_str!("../../../etc/emqx_backend_sqlite.conf");
 
 const USAGE: &str = "\
 broker: an MQTT broker (rmqtt) storing client state, offline and retained
 messages through an EMQX-format backend configuration.
 
 USAGE:
-    broker [--config FILE] [--backend configured|memory] [--listen ADDR] [--node NAME]
-           [--require-storage] [--drain-timeout SECS] [--metrics ADDR]
+    broker [--config FILE] [--backend configured|memory] [--data-dir DIR] [--listen ADDR]
+           [--node NAME] [--require-storage] [--drain-timeout SECS] [--metrics ADDR]
     broker --check-config FILE
 
 OPTIONS:
     --config FILE         emqx_backend_<kind>.conf to run (default: the built-in
-                          Redis rules on the in-memory backend)
-    --backend KIND        `configured` (the database the file is for; default
-                          with --config) or `memory` (run its rules in-process)
+                          SQLite rules, stored in DIR/mqtt.db: offline and
+                          retained messages survive a restart)
+    --backend KIND        `configured` (the database the file is for; the
+                          default) or `memory` (run the rules in-process:
+                          everything is forgotten when the broker stops)
+    --data-dir DIR        where the built-in SQLite rules keep their database
+                          (default ./data)
     --listen ADDR         MQTT TCP listener (default 127.0.0.1:1883)
     --node NAME           node name recorded with client status
                           (default broker@<listen address>)
@@ -59,6 +63,7 @@ Logs go to stderr; RUST_LOG sets the level (default info).";
 
 struct Args {
     config: Option<String>,
+    data_dir: std::path::PathBuf,
     storage: Option<Storage>,
     listen: SocketAddr,
     node: Option<String>,
@@ -71,6 +76,7 @@ struct Args {
 fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
         config: None,
+        data_dir: std::path::PathBuf::from("data"),
         storage: None,
         listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
         node: None,
@@ -85,6 +91,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
             "--config" => args.config = Some(value("--config")?),
+            "--data-dir" => args.data_dir = value("--data-dir")?.into(),
             "--check-config" => args.check = Some(value("--check-config")?),
             "--node" => args.node = Some(value("--node")?),
             "--require-storage" => args.mode = StartMode::Required,
@@ -120,6 +127,25 @@ fn parse_args() -> Result<Option<Args>, String> {
         }
     }
     Ok(Some(args))
+}
+
+/// The built-in SQLite rules, their database in `data_dir`.
+fn default_config(data_dir: &std::path::Path) -> Result<Config, String> {
+    let config = Config::parse(DEFAULT_CONFIG).map_err(|e| format!("built-in config: {e}"))?;
+    let mut pool = config
+        .pools()
+        .get("pool1")
+        .cloned()
+        .ok_or("built-in config: no pool1")?;
+    let file = data_dir.join("mqtt.db");
+    let file = file.to_str().ok_or_else(|| {
+        format!(
+            "--data-dir {}: not a UTF-8 path",
+            data_dir.to_string_lossy()
+        )
+    })?;
+    pool.set("path", file).map_err(|e| e.to_string())?;
+    Ok(config.with_pool(pool))
 }
 
 fn read_config(path: &str) -> Result<Config, String> {
@@ -208,8 +234,8 @@ async fn run(args: Args) -> Result<(), String> {
             args.storage.unwrap_or(Storage::Configured),
         ),
         None => (
-            Config::parse(DEFAULT_CONFIG).map_err(|e| format!("built-in config: {e}"))?,
-            Storage::Memory,
+            default_config(&args.data_dir)?,
+            args.storage.unwrap_or(Storage::Configured),
         ),
     };
     let started = backends::connect(&config, storage, args.mode)

@@ -40,6 +40,10 @@ pub enum Db {
     Cassa {
         url: String,
     },
+    /// A database file the broker and the test both open.
+    Sqlite {
+        url: String,
+    },
 }
 
 impl Db {
@@ -135,6 +139,26 @@ impl Db {
         db
     }
 
+    /// A SQLite file of this test run under the target folder, emptied
+    /// when first asked for.
+    pub async fn sqlite() -> Db {
+        static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        let path = PATH.get_or_init(|| {
+            let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-sqlite.db");
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.clone().into_os_string();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
+            path
+        });
+        let db = Db::Sqlite {
+            url: path.display().to_string(),
+        };
+        drop(db.backend().await);
+        db
+    }
+
     /// The backend the broker uses, connected from the test.
     async fn backend(&self) -> std::sync::Arc<dyn backend_core::Backend> {
         let url = match self {
@@ -143,7 +167,8 @@ impl Db {
             | Db::Pgsql { url, .. }
             | Db::Mysql { url, .. }
             | Db::Mongo { url }
-            | Db::Cassa { url } => url,
+            | Db::Cassa { url }
+            | Db::Sqlite { url } => url,
         };
         let text = testbed::conf_text(self.kind(), Some(url), &[], true).expect("conf");
         let config = backend_core::Config::parse(&text).expect("valid conf");
@@ -165,6 +190,7 @@ impl Db {
             Db::Mysql { .. } => backend_mysql::KIND,
             Db::Mongo { .. } => backend_mongo::KIND,
             Db::Cassa { .. } => backend_cassa::KIND,
+            Db::Sqlite { .. } => backend_sqlite::KIND,
         }
     }
 
@@ -174,7 +200,7 @@ impl Db {
     /// (SIGSTOP), so requests hang and time out, and its data survives.
     pub fn stop_server(&self) {
         match self {
-            Db::Memory => panic!("the in-memory backend has no server"),
+            Db::Memory | Db::Sqlite { .. } => panic!("{} has no server", self.kind()),
             Db::Redis { .. } => signal_redis("-STOP"),
             Db::Pgsql { .. } => services("stop", "postgres"),
             Db::Mysql { .. } => services("stop", "mariadb"),
@@ -194,7 +220,7 @@ impl Db {
     /// Brings the server back after [`Db::stop_server`].
     pub fn start_server(&self) {
         match self {
-            Db::Memory => panic!("the in-memory backend has no server"),
+            Db::Memory | Db::Sqlite { .. } => panic!("{} has no server", self.kind()),
             Db::Redis { .. } => signal_redis("-CONT"),
             Db::Pgsql { .. } => services("start", "postgres"),
             Db::Mysql { .. } => services("start", "mariadb"),
@@ -261,6 +287,7 @@ impl Db {
             Db::Mysql { .. } => "mysql",
             Db::Mongo { .. } => "mongo",
             Db::Cassa { .. } => "cassa",
+            Db::Sqlite { .. } => "sqlite",
         };
         vec![
             format!(
@@ -282,6 +309,7 @@ impl Db {
             Db::Mysql { url, .. } => (backend_mysql::KIND, Some(url.as_str())),
             Db::Mongo { url } => (backend_mongo::KIND, Some(url.as_str())),
             Db::Cassa { url } => (backend_cassa::KIND, Some(url.as_str())),
+            Db::Sqlite { url } => (backend_sqlite::KIND, Some(url.as_str())),
         };
         let text = testbed::conf_text(kind, url, extra, true).unwrap_or_else(|e| panic!("{e}"));
         let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.conf"));
@@ -326,7 +354,7 @@ impl Db {
                     offline_at: row.get(3),
                 })
             }
-            Db::Mongo { .. } | Db::Cassa { .. } => {
+            Db::Mongo { .. } | Db::Cassa { .. } | Db::Sqlite { .. } => {
                 let st = self
                     .backend()
                     .await
@@ -384,7 +412,7 @@ impl Db {
                     .await
                     .expect("insert into mqtt_sub");
             }
-            Db::Mongo { .. } | Db::Cassa { .. } => {
+            Db::Mongo { .. } | Db::Cassa { .. } | Db::Sqlite { .. } => {
                 let qos = backend_core::QoS::try_from(u8::try_from(qos).expect("qos 0..2"))
                     .expect("qos 0..2");
                 self.backend()
