@@ -110,6 +110,35 @@
 //!
 //! Nothing under `backend-core/src/` changes: core names no backend.
 //!
+//! # A worked example: backend-sqlite
+//!
+//! `backend-sqlite/` was added this way, touching no file of core:
+//!
+//! - `src/config.rs`: `KIND` (name and pool prefix `sqlite`; keys `path`,
+//!   `pool_size`, `create_tables`, `busy_timeout`, `synchronous`, each
+//!   with its default; SQL with `?` placeholders; raw statements, admin
+//!   operations and the sweep), `register_kind!(KIND)`, and
+//!   `SqliteConfig::from_pool`.
+//! - `src/error.rs`: `SqliteError`, a busy database a conflict (retried),
+//!   a full disk a lost connection (retried), a rejected statement a
+//!   query error.
+//! - `src/schema.rs` with `sql/emqx_backend_sqlite.sql` (the same file as
+//!   `etc/sql/`): the seed's five tables; the check reads SQLite's
+//!   catalog (`pragma_table_info`, `pragma_index_list`) into a
+//!   [`crate::schema::Catalog`].
+//! - `src/statements.rs`: the built-in functions' SQL; the topic
+//!   conditions come from [`crate::sql_filter`], shared with MySQL.
+//! - `src/backend.rs`: the file's connections (deadpool-sqlite), one
+//!   writer taking each batch of the write path as one transaction (group
+//!   commit), readers beside it in WAL mode; `src/backend/storage.rs` the
+//!   [`crate::Backend`] impl, reading rows through
+//!   [`crate::message::Columns`].
+//! - `tests/conformance.rs`: the `conformance_tests!` line on a file under
+//!   the target folder. SQLite needs no server, so `scripts/services.sh`
+//!   has nothing to start.
+//! - `etc/emqx_backend_sqlite.conf`, and the broker's `sqlite` feature and
+//!   arm: the example broker's default storage.
+//!
 //! # Checklist
 //!
 //! 1. One crate: its kind declared and registered, one trait impl file, a
