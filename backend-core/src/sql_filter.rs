@@ -14,6 +14,8 @@
 //!   row by row with [`crate::topic::matches`], which every row
 //!   returned passes anyway.
 
+use crate::backend::FetchRequest;
+use crate::message::Timestamp;
 use crate::topic::{has_wildcards, prefix_upper_bound, TopicSelect};
 
 /// A byte range `[from, to)`; `to = None` is unbounded.
@@ -148,6 +150,120 @@ impl TopicCondition for TopicMatch {
 pub fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     let prefix = std::str::from_utf8(prefix).ok()?;
     prefix_upper_bound(prefix).map(String::into_bytes)
+}
+
+/// One parameter of a [`FetchQuery`], in the statement's order; each
+/// backend binds it as its driver wants (a time as its time type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchParam {
+    /// The subscribing client (pubsub: its read positions).
+    ClientId(String),
+    /// A bound of the topic condition: a topic, or a range end.
+    Topic(Vec<u8>),
+    /// The id after which the pubsub subscription starts.
+    StartId(i64),
+    /// The oldest arrival returned (`time_range`).
+    Since(Timestamp),
+    /// The row limit.
+    Limit(u64),
+}
+
+/// A fetch of offline messages from the seed's `mqtt_msg` (and, in pubsub
+/// mode, the read positions in `mqtt_acked`) as one statement with `?`
+/// placeholders, selecting `topic, msgid, sender, qos, retain, payload,
+/// arrived, props` ([`crate::Message::from_row`]'s order).
+///
+/// The database applies the count or page limit when its rows are exactly
+/// the filter's topics; otherwise the caller checks each row with
+/// [`crate::topic::matches`] and applies the limits after
+/// ([`crate::backend::apply_limits`]). A page without a count limit is
+/// read oldest first; otherwise newest first, and reversed.
+///
+/// ```
+/// use backend_core::sql_filter::{topic_match, FetchParam, FetchQuery};
+/// use backend_core::{FetchRequest, OfflineMode};
+/// let mut req = FetchRequest::new("c1", "a/#", OfflineMode::Pubsub);
+/// req.page = Some(100);
+/// let q = FetchQuery::new(&req, &topic_match(&req.filter), Some(41));
+/// assert!(q.oldest_first);
+/// assert_eq!(q.text.matches('?').count(), q.params.len());
+/// assert_eq!(q.params[0], FetchParam::ClientId("c1".into()));
+/// assert_eq!(q.params.last(), Some(&FetchParam::Limit(100)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchQuery {
+    /// The statement.
+    pub text: String,
+    /// Its parameters, in order.
+    pub params: Vec<FetchParam>,
+    /// Whether rows come oldest first; otherwise newest first.
+    pub oldest_first: bool,
+}
+
+impl FetchQuery {
+    /// The fetch of `request` over `target` (its filter's
+    /// [`topic_match`]); `start` is the pubsub subscription's start id
+    /// (`None` reads in queue mode).
+    pub fn new(request: &FetchRequest, target: &TopicMatch, start: Option<i64>) -> FetchQuery {
+        let exact = target.is_exact();
+        let oldest = request.oldest_first_limit().filter(|_| exact);
+        let limit = oldest
+            .or(request.max_count.filter(|_| exact))
+            .map(|n| u64::try_from(n).unwrap_or(u64::MAX));
+        let mut params = Vec::new();
+        if start.is_some() {
+            params.push(FetchParam::ClientId(request.client_id.clone()));
+        }
+        let (_, topics) = target.condition("m.topic");
+        params.extend(topics.into_iter().map(FetchParam::Topic));
+        params.extend(start.map(FetchParam::StartId));
+        params.extend(request.since.map(FetchParam::Since));
+        params.extend(limit.map(FetchParam::Limit));
+        FetchQuery {
+            text: fetch_statement(
+                start.is_some(),
+                target,
+                request.since.is_some(),
+                limit.is_some(),
+                oldest.is_some(),
+            ),
+            params,
+            oldest_first: oldest.is_some(),
+        }
+    }
+}
+
+/// The fetch statement of [`FetchQuery`], newest first (for a count
+/// limit) or, with `oldest`, oldest first (for a page). Parameters:
+/// pubsub: the client id; then the topic condition's; pubsub: the start
+/// id; with `since`: the oldest arrival; with `limit`: the row limit.
+/// (Without a limit there is no `LIMIT` clause: a huge one would tempt an
+/// optimizer to walk the primary key backwards instead of the topic
+/// range.)
+pub fn fetch_statement(
+    pubsub: bool,
+    target: &TopicMatch,
+    since: bool,
+    limit: bool,
+    oldest: bool,
+) -> String {
+    let (cond, _) = target.condition("m.topic");
+    let order = if oldest { "ASC" } else { "DESC" };
+    let columns = "m.topic, m.msgid, m.sender, m.qos, m.retain, m.payload, m.arrived, m.props";
+    let since = if since { " AND m.arrived >= ?" } else { "" };
+    let limit = if limit { " LIMIT ?" } else { "" };
+    if pubsub {
+        // After the subscription's start, and after the client's ack on
+        // each topic.
+        format!(
+            "SELECT {columns} FROM mqtt_msg m \
+LEFT JOIN mqtt_acked a ON a.clientid = ? AND a.topic = m.topic \
+WHERE {cond} AND m.id > ? AND (a.mid IS NULL OR m.id > a.mid){since} \
+ORDER BY m.id {order}{limit}"
+        )
+    } else {
+        format!("SELECT {columns} FROM mqtt_msg m WHERE {cond}{since} ORDER BY m.id {order}{limit}")
+    }
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ use crate::convert::{self, datetime};
 use crate::error::MysqlError;
 use crate::schema;
 use crate::statements as sql;
-use crate::statements::filter::{topic_match, TopicCondition, TopicMatch};
+use crate::statements::filter::{topic_match, FetchParam, FetchQuery, TopicCondition, TopicMatch};
 
 mod storage;
 

@@ -137,31 +137,9 @@ pub fn lookup_retained(target: &TopicMatch) -> String {
     )
 }
 
-/// The fetch statement, newest first (for a count limit) or, with
-/// `oldest`, oldest first (for a page). Parameters: pubsub: the client id;
-/// then the topic condition's; pubsub: the start id; with `since`: the
-/// oldest arrival; with `limit`: the row limit. (Without a limit there is
-/// no `LIMIT` clause: a huge one would tempt the optimizer to walk the
-/// primary key backwards instead of the topic range.)
-pub fn fetch(pubsub: bool, target: &TopicMatch, since: bool, limit: bool, oldest: bool) -> String {
-    let (cond, _) = target.condition("m.topic");
-    let order = if oldest { "ASC" } else { "DESC" };
-    let columns = "m.topic, m.msgid, m.sender, m.qos, m.retain, m.payload, m.arrived, m.props";
-    let since = if since { " AND m.arrived >= ?" } else { "" };
-    let limit = if limit { " LIMIT ?" } else { "" };
-    if pubsub {
-        // After the subscription's start, and after the client's ack on
-        // each topic.
-        format!(
-            "SELECT {columns} FROM mqtt_msg m \
-LEFT JOIN mqtt_acked a ON a.clientid = ? AND a.topic = m.topic \
-WHERE {cond} AND m.id > ? AND (a.mid IS NULL OR m.id > a.mid){since} \
-ORDER BY m.id {order}{limit}"
-        )
-    } else {
-        format!("SELECT {columns} FROM mqtt_msg m WHERE {cond}{since} ORDER BY m.id {order}{limit}")
-    }
-}
+/// The fetch statement: [`backend_core::sql_filter::fetch_statement`],
+/// the same SQL on every backend with the seed's tables and `?`.
+pub use backend_core::sql_filter::fetch_statement as fetch;
 
 #[cfg(test)]
 mod tests {

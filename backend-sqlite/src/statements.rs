@@ -86,27 +86,3 @@ pub fn lookup_retained(target: &TopicMatch) -> String {
 WHERE {cond} ORDER BY topic"
     )
 }
-
-/// The fetch statement, newest first (for a count limit) or, with
-/// `oldest`, oldest first (for a page). Parameters: pubsub: the client
-/// id; then the topic condition's; pubsub: the start id; with `since`:
-/// the oldest arrival; with `limit`: the row limit.
-pub fn fetch(pubsub: bool, target: &TopicMatch, since: bool, limit: bool, oldest: bool) -> String {
-    let (cond, _) = target.condition("m.topic");
-    let order = if oldest { "ASC" } else { "DESC" };
-    let columns = "m.topic, m.msgid, m.sender, m.qos, m.retain, m.payload, m.arrived, m.props";
-    let since = if since { " AND m.arrived >= ?" } else { "" };
-    let limit = if limit { " LIMIT ?" } else { "" };
-    if pubsub {
-        // After the subscription's start, and after the client's ack on
-        // each topic.
-        format!(
-            "SELECT {columns} FROM mqtt_msg m \
-LEFT JOIN mqtt_acked a ON a.clientid = ? AND a.topic = m.topic \
-WHERE {cond} AND m.id > ? AND (a.mid IS NULL OR m.id > a.mid){since} \
-ORDER BY m.id {order}{limit}"
-        )
-    } else {
-        format!("SELECT {columns} FROM mqtt_msg m WHERE {cond}{since} ORDER BY m.id {order}{limit}")
-    }
-}

@@ -163,7 +163,6 @@ impl Backend for MysqlBackend {
         let pubsub = request.mode == OfflineMode::Pubsub;
         let op = "fetch_messages";
         let mut conn = self.conn(op).await?;
-        let mut values = Vec::new();
         let mut start = None;
         if pubsub {
             let key = vec![bytes(&request.client_id), bytes(&request.filter)];
@@ -187,41 +186,28 @@ impl Backend for MysqlBackend {
                     return Ok(Vec::new());
                 }
             }
-            values.push(bytes(&request.client_id));
         }
-        let (_, topic_params) = target.condition("m.topic");
-        values.extend(topic_params.into_iter().map(MyValue::Bytes));
-        if let Some(s) = start {
-            values.push(MyValue::Int(s));
+        let fetch = FetchQuery::new(request, &target, start);
+        let mut values = Vec::with_capacity(fetch.params.len());
+        for p in fetch.params {
+            values.push(match p {
+                FetchParam::ClientId(id) => bytes(&id),
+                FetchParam::Topic(t) => MyValue::Bytes(t),
+                FetchParam::StartId(id) => MyValue::Int(id),
+                FetchParam::Since(since) => self.bind_time(&fetch.text, values.len() + 1, since)?,
+                FetchParam::Limit(n) => MyValue::UInt(n),
+            });
         }
-        // The database applies the count or page limit when its rows are
-        // exactly the matching ones; otherwise `apply_limits` does, after
-        // `matches`. A page without a count limit is read oldest first.
-        let exact = target.is_exact();
-        let oldest = request.oldest_first_limit().filter(|_| exact);
-        let limit = oldest
-            .or(request.max_count.filter(|_| exact))
-            .map(|n| u64::try_from(n).unwrap_or(u64::MAX));
-        let text = sql::fetch(
-            pubsub,
-            &target,
-            request.since.is_some(),
-            limit.is_some(),
-            oldest.is_some(),
-        );
-        if let Some(since) = request.since {
-            values.push(self.bind_time(&text, values.len() + 1, since)?);
-        }
-        if let Some(n) = limit {
-            values.push(MyValue::UInt(n));
-        }
-        let mut rows = query(&mut conn, &text, values).await.map_err(self.my(op))?;
+        let mut rows = query(&mut conn, &fetch.text, values)
+            .await
+            .map_err(self.my(op))?;
         drop(conn);
         // Newest first from the database for LIMIT, unless read oldest
         // first; oldest first out.
-        if oldest.is_none() {
+        if !fetch.oldest_first {
             rows.reverse();
         }
+        let exact = target.is_exact();
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let m = message(row, "mqtt_msg", true)?;

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use backend_core::backend::{apply_limits, BackendInfo, ClientStatus};
 use backend_core::message::Columns;
-use backend_core::sql_filter::{topic_match, TopicCondition, TopicMatch};
+use backend_core::sql_filter::{topic_match, FetchParam, FetchQuery, TopicCondition, TopicMatch};
 use backend_core::template::Statement;
 use backend_core::topic::matches;
 use backend_core::{
@@ -363,37 +363,19 @@ fn fetch(
     target: &TopicMatch,
     start: Option<i64>,
 ) -> Result<Vec<Message>, Failure> {
-    let pubsub = start.is_some();
-    let mut values = Vec::new();
-    if pubsub {
-        values.push(Sql::Text(r.client_id.clone()));
-    }
-    let (_, topic_params) = target.condition("m.topic");
-    values.extend(topic_params.into_iter().map(text));
-    if let Some(s) = start {
-        values.push(Sql::Integer(s));
-    }
-    // SQLite applies the count or page limit when its rows are exactly the
-    // matching ones; otherwise `apply_limits` does, after `matches`.
-    let exact = target.is_exact();
-    let oldest = r.oldest_first_limit().filter(|_| exact);
-    let limit = oldest
-        .or(r.max_count.filter(|_| exact))
-        .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-    let text = sql::fetch(
-        pubsub,
-        target,
-        r.since.is_some(),
-        limit.is_some(),
-        oldest.is_some(),
-    );
-    if let Some(since) = r.since {
-        values.push(Sql::Integer(since.as_millis()));
-    }
-    if let Some(n) = limit {
-        values.push(Sql::Integer(n));
-    }
-    let mut stmt = c.prepare_cached(&text)?;
+    let fetch = FetchQuery::new(r, target, start);
+    let values: Vec<Sql> = fetch
+        .params
+        .into_iter()
+        .map(|p| match p {
+            FetchParam::ClientId(id) => Sql::Text(id),
+            FetchParam::Topic(t) => text(t),
+            FetchParam::StartId(id) => Sql::Integer(id),
+            FetchParam::Since(since) => Sql::Integer(since.as_millis()),
+            FetchParam::Limit(n) => Sql::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+        })
+        .collect();
+    let mut stmt = c.prepare_cached(&fetch.text)?;
     let mut rows = stmt.query(params_from_iter(values.iter()))?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
@@ -403,7 +385,7 @@ fn fetch(
         }
     }
     // Newest first from the database for LIMIT, unless read oldest first.
-    if oldest.is_none() {
+    if !fetch.oldest_first {
         out.reverse();
     }
     Ok(out)
