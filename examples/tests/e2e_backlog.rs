@@ -16,6 +16,8 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 /// 1,250 messages on each of 8 topics: 10,000.
 const PER_TOPIC: usize = 1250;
 
+/// With the Redis rules: `--features redis`.
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_backlog_arrives_whole() {
     let _turn = ONE_AT_A_TIME.lock().await;

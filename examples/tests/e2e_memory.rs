@@ -1,6 +1,7 @@
 //! The broker on its in-memory storage (`--backend memory`) with the
 //! project's Redis rules (queue/# and pubsub/#), driven by real MQTT
-//! clients.
+//! clients. The Redis rules need the redis kind: `--features redis`.
+#![cfg(feature = "redis")]
 
 mod common;
 

@@ -48,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         // MongoDB on request (`--backends mongo`): the test set-up's
         // FerretDB scans whole collections, so its figures say little.
         backends: vec![
+            backend_sqlite::KIND,
             backend_redis::KIND,
             backend_pgsql::KIND,
             backend_mysql::KIND,

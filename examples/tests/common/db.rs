@@ -46,9 +46,17 @@ pub enum Db {
     },
 }
 
+/// The linked backend kind called `name` (its crate is a cargo feature of
+/// the examples).
+pub fn kind(name: &str) -> BackendKind {
+    BackendKind::named(name).unwrap_or_else(|| {
+        panic!("the {name} backend is not built into this test: run with `--features {name}`")
+    })
+}
+
 impl Db {
     pub async fn redis() -> Db {
-        let url = testbed::server_url(backend_redis::KIND);
+        let url = testbed::server_url(kind("redis"));
         let db = Db::Redis { url };
         // Fail loudly, naming the server, when it is down.
         db.redis_conn().await;
@@ -56,7 +64,7 @@ impl Db {
     }
 
     pub async fn pgsql() -> Db {
-        let url = testbed::server_url(backend_pgsql::KIND);
+        let url = testbed::server_url(kind("pgsql"));
         let (client, conn) = tokio::time::timeout(
             Duration::from_secs(10),
             tokio_postgres::connect(&url, tokio_postgres::NoTls),
@@ -71,7 +79,7 @@ impl Db {
     }
 
     pub async fn mysql() -> Db {
-        let url = testbed::server_url(backend_mysql::KIND);
+        let url = testbed::server_url(kind("mysql"));
         let opts = mysql_async::Opts::from_url(&url)
             .unwrap_or_else(|e| panic!("MYSQL_URL is not a mysql:// URL: {e}"));
         let opts = mysql_async::OptsBuilder::from_opts(opts)
@@ -123,7 +131,7 @@ impl Db {
 
     pub async fn mongo() -> Db {
         let db = Db::Mongo {
-            url: testbed::server_url(backend_mongo::KIND),
+            url: testbed::server_url(kind("mongo")),
         };
         // Fail loudly, naming the server, when it is down.
         drop(db.backend().await);
@@ -132,7 +140,7 @@ impl Db {
 
     pub async fn cassa() -> Db {
         let db = Db::Cassa {
-            url: testbed::server_url(backend_cassa::KIND),
+            url: testbed::server_url(kind("cassa")),
         };
         // Fail loudly, naming the server, when it is down.
         drop(db.backend().await);
@@ -185,12 +193,12 @@ impl Db {
     /// The kind of the conf the broker runs.
     pub fn kind(&self) -> BackendKind {
         match self {
-            Db::Memory | Db::Redis { .. } => backend_redis::KIND,
-            Db::Pgsql { .. } => backend_pgsql::KIND,
-            Db::Mysql { .. } => backend_mysql::KIND,
-            Db::Mongo { .. } => backend_mongo::KIND,
-            Db::Cassa { .. } => backend_cassa::KIND,
-            Db::Sqlite { .. } => backend_sqlite::KIND,
+            Db::Memory | Db::Redis { .. } => kind("redis"),
+            Db::Pgsql { .. } => kind("pgsql"),
+            Db::Mysql { .. } => kind("mysql"),
+            Db::Mongo { .. } => kind("mongo"),
+            Db::Cassa { .. } => kind("cassa"),
+            Db::Sqlite { .. } => kind("sqlite"),
         }
     }
 
@@ -303,13 +311,13 @@ impl Db {
     /// server, with `extra` lines appended; written to a temp file.
     pub fn config_file(&self, name: &str, extra: &[String]) -> PathBuf {
         let (kind, url) = match self {
-            Db::Memory => (backend_redis::KIND, None),
-            Db::Redis { url } => (backend_redis::KIND, Some(url.as_str())),
-            Db::Pgsql { url, .. } => (backend_pgsql::KIND, Some(url.as_str())),
-            Db::Mysql { url, .. } => (backend_mysql::KIND, Some(url.as_str())),
-            Db::Mongo { url } => (backend_mongo::KIND, Some(url.as_str())),
-            Db::Cassa { url } => (backend_cassa::KIND, Some(url.as_str())),
-            Db::Sqlite { url } => (backend_sqlite::KIND, Some(url.as_str())),
+            Db::Memory => (kind("redis"), None),
+            Db::Redis { url } => (kind("redis"), Some(url.as_str())),
+            Db::Pgsql { url, .. } => (kind("pgsql"), Some(url.as_str())),
+            Db::Mysql { url, .. } => (kind("mysql"), Some(url.as_str())),
+            Db::Mongo { url } => (kind("mongo"), Some(url.as_str())),
+            Db::Cassa { url } => (kind("cassa"), Some(url.as_str())),
+            Db::Sqlite { url } => (kind("sqlite"), Some(url.as_str())),
         };
         let text = testbed::conf_text(kind, url, extra, true).unwrap_or_else(|e| panic!("{e}"));
         let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.conf"));
