@@ -10,8 +10,9 @@ use backend_core::backend::{
 };
 use backend_core::config::PoolConfig;
 use backend_core::hook::ClientInfo;
+use backend_core::message::last_of_each;
 use backend_core::topic::{
-    decode_matching, has_wildcards, literal_prefix, matches, prefix_upper_bound,
+    decode_matching, has_wildcards, matches, prefix_upper_bound, TopicSelect,
 };
 use backend_core::value::Row;
 use backend_core::{
@@ -164,15 +165,15 @@ pub(crate) fn put_properties(d: &mut Document, m: &Message) -> bool {
 /// without wildcards, the literal prefix's range for one with, nothing
 /// when the filter starts with a wildcard. Matches are checked after.
 fn topic_condition(filter: &str) -> Option<Bson> {
-    if !has_wildcards(filter) {
-        return Some(Bson::String(filter.to_owned()));
-    }
-    let prefix = literal_prefix(filter);
-    if prefix.is_empty() {
-        return None;
-    }
-    let mut range = doc! { "$gte": prefix };
-    if let Some(upper) = prefix_upper_bound(prefix) {
+    let prefix = match TopicSelect::new(filter, |_, prefix| prefix.to_owned()) {
+        // An invalid filter selects no topic.
+        TopicSelect::Nothing => return Some(Bson::Document(doc! { "$in": [] })),
+        TopicSelect::Exact(topic) => return Some(Bson::String(topic)),
+        TopicSelect::Wildcard(prefix) if prefix.is_empty() => return None,
+        TopicSelect::Wildcard(prefix) => prefix,
+    };
+    let mut range = doc! { "$gte": &prefix };
+    if let Some(upper) = prefix_upper_bound(&prefix) {
         range.insert("$lt", upper);
     }
     Some(Bson::Document(range))

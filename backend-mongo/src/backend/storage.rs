@@ -113,16 +113,7 @@ impl Backend for MongoBackend {
         }
         // The same id twice: the later replaces the earlier, as a store
         // of it after the batch would.
-        let mut last: HashMap<&str, usize> = HashMap::new();
-        for (i, m) in messages.iter().enumerate() {
-            last.insert(m.id.as_str(), i);
-        }
-        let kept: Vec<&Message> = messages
-            .iter()
-            .enumerate()
-            .filter(|(i, m)| last.get(m.id.as_str()) == Some(i))
-            .map(|(_, m)| m)
-            .collect();
+        let kept = last_of_each(messages, |m| m.id.as_str());
         let ids: Vec<&str> = kept.iter().map(|m| m.id.as_str()).collect();
         // Storing an id again replaces the message (with a new _id).
         self.inner
@@ -341,7 +332,8 @@ impl Backend for MongoBackend {
         messages: &[Message],
         options: WriteOptions,
     ) -> BackendResult<()> {
-        for m in messages {
+        // Only the last of each topic stays retained: one upsert per topic.
+        for m in last_of_each(messages, |m| m.topic.as_str()) {
             let mut set = doc! {
                 "msgid": &m.id,
                 "sender": &m.sender,
