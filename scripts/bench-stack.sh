@@ -12,6 +12,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh start redis postgres mariadb cassandra ferretdb >/dev/null
-cargo build --release -p examples --features sqlite,redis,pgsql,mysql,mongo,cassa \
+cargo build --release -p examples \
     --bin broker --bin stack_bench
 exec target/release/stack_bench "$@"

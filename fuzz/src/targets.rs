@@ -14,6 +14,10 @@ use backend_core::{
 
 use crate::Target;
 
+// Linked for its kind alone (no parser of its own): the conf target reads
+// `backend.sqlite.` keys as a broker with the crate does.
+use backend_sqlite as _;
+
 /// Every target, in the order `all` runs them.
 pub fn targets() -> Vec<Target> {
     vec![
@@ -253,6 +257,7 @@ fn conf_seeds() -> Vec<Vec<u8>> {
         include_str!("../../etc/emqx_backend_pgsql.conf"),
         include_str!("../../etc/emqx_backend_mongo.conf"),
         include_str!("../../etc/emqx_backend_cassa.conf"),
+        include_str!("../../etc/emqx_backend_sqlite.conf"),
         include_str!("../../backend-core/tests/seed/redis.conf"),
         include_str!("../../backend-core/tests/seed/mysql.conf"),
         include_str!("../../backend-core/tests/seed/pgsql.conf"),

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use backend_core::config::ProblemKind;
 use fuzz::{fuzz, run_one, targets};
 
 /// Inputs per target in CI (debug build): seconds, not minutes.
@@ -86,4 +87,32 @@ fn a_panicking_target_is_caught_and_reported() {
     );
     let r = fuzz(&t, 5_000, 1);
     assert_eq!(r.crashes.len(), 1, "one panic location, reported once");
+}
+
+/// Every backend kind the conf target's seeds name is linked into the
+/// harness, so mutants reach the keys' checks and the rules instead of
+/// stopping at an unknown backend. (The seed's own Cassandra block has a
+/// duplicate key; the project's files parse whole.)
+#[test]
+fn every_conf_seed_names_a_linked_backend() {
+    let conf = targets()
+        .into_iter()
+        .find(|t| t.name == "conf")
+        .expect("the conf target");
+    let seeds = (conf.seeds)();
+    assert!(seeds.len() >= 6, "{} seeds", seeds.len());
+    let mut parsed = 0;
+    for seed in seeds {
+        let text = String::from_utf8(seed).expect("UTF-8 seed");
+        match backend_core::Config::parse(&text) {
+            Ok(_) => parsed += 1,
+            Err(e) => assert!(
+                !e.problems()
+                    .iter()
+                    .any(|p| matches!(p.kind, ProblemKind::UnknownBackend { .. })),
+                "a seed names a backend the harness does not link: {e}"
+            ),
+        }
+    }
+    assert!(parsed >= 6, "only {parsed} seeds parse");
 }
