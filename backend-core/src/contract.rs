@@ -46,8 +46,9 @@
 //!   where it starts; later fetches for that client and filter return the
 //!   stored messages on matching topics that came after that start and
 //!   that the client has not acked, oldest first. Acking a message marks
-//!   it and every earlier message on its topic read for that client only.
-//!   A reader never skips a message whose write was still in flight.
+//!   it and every earlier message on its topic read for that client only;
+//!   an ack of an older message after a newer one marks nothing unread
+//!   again. A reader never skips a message whose write was still in flight.
 //! - **Queue mode** (`_for_queue` names): a fetch returns the stored
 //!   messages on matching topics, oldest first; an ack deletes the message
 //!   for everyone.

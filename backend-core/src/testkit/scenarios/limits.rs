@@ -115,7 +115,8 @@ pub async fn backlog_pages(ctx: Ctx) {
     );
 }
 
-/// Acking twice, or acking an unknown message, is harmless.
+/// Acking twice, or acking an unknown message, is harmless, and an older
+/// ack after a newer one moves no read position back.
 pub async fn acks_are_idempotent(ctx: Ctx) {
     let b = &*ctx.backend;
     let topic = unique("idem");
@@ -134,6 +135,15 @@ pub async fn acks_are_idempotent(ctx: Ctx) {
         &fetch(b, &sub, &topic, OfflineMode::Pubsub).await,
         &[&m[1]],
         "after repeated acks",
+    );
+    // An older ack after a newer one (a late retransmission's) never
+    // moves the read position back.
+    ack(b, OfflineMode::Pubsub, &sub, &[&m[1]]).await;
+    ack(b, OfflineMode::Pubsub, &sub, &[&m[0]]).await;
+    assert_same(
+        &fetch(b, &sub, &topic, OfflineMode::Pubsub).await,
+        &[],
+        "an older ack after a newer one",
     );
     ack(b, OfflineMode::Queue, &sub, &[&m[1]]).await;
     ack(b, OfflineMode::Queue, &sub, &[&m[1]]).await;
