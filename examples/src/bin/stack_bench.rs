@@ -442,6 +442,9 @@ struct Row {
     cpu_on: Cpu,
     cpu_raw: Cpu,
     raw_n: usize,
+    /// The server's bulk path for as many rows (see `examples::bulk`), if
+    /// it has one of its own here.
+    cpu_bulk: Option<Cpu>,
     /// msg/s until the last PUBACK, and until all stored.
     off: (f64, f64),
     on: (f64, f64),
@@ -475,6 +478,13 @@ async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
     let stored = stored(&backend, &format!("{run}/on/#")).await?;
     let (raw, cpu_raw) =
         measured(db, raw_rate(&backend, &format!("{run}/raw"), a.messages)).await?;
+    let url = testbed::server_url(kind);
+    let bulk_topic = format!("{run}/bulk");
+    let (has_bulk, cpu_bulk) = measured(
+        db,
+        examples::bulk::store(kind, &url, &bulk_topic, a.messages / 400 * 400),
+    )
+    .await?;
     remove(&backend, &format!("{run}/#")).await;
     Ok(Row {
         kind,
@@ -482,6 +492,7 @@ async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
         cpu_on,
         cpu_raw,
         raw_n: a.messages / 400 * 400,
+        cpu_bulk: has_bulk.then_some(cpu_bulk),
         off,
         on,
         raw,
@@ -568,16 +579,24 @@ async fn main() -> ExitCode {
 
 /// The cost per stored message: CPU µs in the broker process (storage off,
 /// on, and what storage added) and in the database server's processes
-/// (during the storage-on run, less the storage-off run's background; and
-/// for the same rows stored by the raw backend in batches of 100).
+/// (during the storage-on run, less the storage-off run's background; for
+/// the same rows stored by the raw backend in batches of 100; and for them
+/// taken through the server's bulk path, the floor).
 fn print_cpu(rows: &[Row]) {
     println!();
     println!(
         "CPU µs per stored message (broker process; database server processes, `-` when not local)"
     );
     println!(
-        "{:<8} {:>10} {:>10} {:>8} {:>10} {:>13}",
-        "backend", "broker off", "broker on", "added", "db added", "db raw batch"
+        "{:<8} {:>10} {:>10} {:>8} {:>10} {:>13} {:>8} {:>11}",
+        "backend",
+        "broker off",
+        "broker on",
+        "added",
+        "db added",
+        "db raw batch",
+        "db bulk",
+        "added/bulk"
     );
     let us = |secs: f64, n: usize| secs * 1e6 / n.max(1) as f64;
     let db = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
@@ -590,14 +609,20 @@ fn print_cpu(rows: &[Row]) {
             .zip(r.cpu_off.db)
             .map(|(on, off)| us(on - off, r.sent));
         let db_raw = r.cpu_raw.db.map(|d| us(d, r.raw_n));
+        let db_bulk = r.cpu_bulk.and_then(|c| c.db).map(|d| us(d, r.raw_n));
+        let ratio = db_added
+            .zip(db_bulk)
+            .map_or_else(|| "-".to_owned(), |(a, b)| format!("{:.2}", a / b));
         println!(
-            "{:<8} {:>10.1} {:>10.1} {:>8.1} {:>10} {:>13}",
+            "{:<8} {:>10.1} {:>10.1} {:>8.1} {:>10} {:>13} {:>8} {:>11}",
             r.kind.name(),
             off,
             on,
             on - off,
             db(db_added),
-            db(db_raw)
+            db(db_raw),
+            db(db_bulk),
+            ratio
         );
     }
 }
