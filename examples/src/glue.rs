@@ -2,7 +2,7 @@
 //! one hook handler that maps each rmqtt event to the adapter's typed
 //! call and hands the stored messages it returns to the session. The
 //! delivery logic (backlog paging, ids, subscription options, live copies)
-//! is the adapter's; what is here maps rmqtt's types ([`convert`]) and
+//! is the adapter's; what is here maps rmqtt's types (`convert`) and
 //! carries a stored message's id through rmqtt.
 //!
 //! A stored message's id travels with it through rmqtt as an MQTT v5 user

@@ -6,7 +6,7 @@
 //! the Redis subscribe/unsubscribe channel, and the rows, hashes, replies
 //! and documents the backends read back from a database that another tool
 //! may have written. [`fuzz`] runs a target on mutants of its seed corpus
-//! (see [`mutate`]) and catches every panic; some targets also check an
+//! (see [`mod@mutate`]) and catches every panic; some targets also check an
 //! invariant (the topic trie agrees with `matches`, a MongoDB payload
 //! decodes to the bytes it was encoded from).
 //!

@@ -100,7 +100,7 @@ pub const COMMON_POOL_KEYS: &[KeySpec] = &[
 pub struct BackendKind(&'static KindSpec);
 
 impl BackendKind {
-    /// The kind `spec` declares (see the [module docs](self)).
+    /// The kind `spec` declares (see [`KindSpec`]).
     pub const fn declare(spec: &'static KindSpec) -> Self {
         BackendKind(spec)
     }
