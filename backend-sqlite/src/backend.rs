@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use backend_core::schema::SchemaTarget;
 use backend_core::{Config, Value};
-use deadpool_sqlite::rusqlite::{self, types::ValueRef, Connection, TransactionBehavior};
+use deadpool_sqlite::rusqlite::{self, types::ValueRef, Connection};
 use deadpool_sqlite::{Hook, HookError, Pool, Runtime};
 
 use crate::config::SqliteConfig;
@@ -133,25 +133,31 @@ impl SqliteBackend {
             .get()
             .await
             .map_err(|e| self.pool_error(operation, e))?;
+        let busy = self.inner.config.busy_timeout;
         let result: Result<T, Failure> = conn
             .interact(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(Failure::Sqlite)?;
-                let out = f(&tx)?;
-                tx.commit().map_err(Failure::Sqlite)?;
-                Ok(out)
+                retry_busy(busy, || conn.execute_batch("BEGIN IMMEDIATE"))?;
+                let out = f(conn).and_then(|out| {
+                    conn.execute_batch("COMMIT")?;
+                    Ok(out)
+                });
+                if out.is_err() && !conn.is_autocommit() {
+                    // Nothing of a failed call stays: the batch is retried whole.
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                out
             })
             .await
             .map_err(|e| self.pool_error(operation, e))?;
         result.map_err(|e| e.into_error(self, operation))
     }
 
-    /// Runs `f` on a read connection.
+    /// Runs `f` on a read connection (again while SQLite answers busy at
+    /// once, see [`retry_busy`]).
     pub(crate) async fn read<T, F>(&self, operation: &'static str, f: F) -> Result<T, SqliteError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, Failure> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, Failure> + Send + 'static,
     {
         let conn = self
             .inner
@@ -159,8 +165,23 @@ impl SqliteBackend {
             .get()
             .await
             .map_err(|e| self.pool_error(operation, e))?;
+        let busy = self.inner.config.busy_timeout;
         let result: Result<T, Failure> = conn
-            .interact(move |conn| f(conn))
+            .interact(move |conn| {
+                let deadline = std::time::Instant::now() + busy;
+                let mut pause = std::time::Duration::from_millis(1);
+                loop {
+                    match f(conn) {
+                        Err(Failure::Sqlite(e))
+                            if is_busy(&e) && std::time::Instant::now() < deadline =>
+                        {
+                            std::thread::sleep(pause);
+                            pause = (pause * 2).min(std::time::Duration::from_millis(50));
+                        }
+                        other => return other,
+                    }
+                }
+            })
             .await
             .map_err(|e| self.pool_error(operation, e))?;
         result.map_err(|e| e.into_error(self, operation))
@@ -230,10 +251,48 @@ fn set_up(
 ) -> rusqlite::Result<()> {
     c.busy_timeout(busy)?;
     // WAL: readers never wait for the writer, and a commit is one append.
-    let _mode: String = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    c.pragma_update(None, "synchronous", synchronous)?;
+    // The mode is the file's, kept across connections: set it only once.
+    let mode: String = retry_busy(busy, || {
+        c.query_row("PRAGMA journal_mode", [], |r| r.get(0))
+    })?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        let _: String = retry_busy(busy, || {
+            c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        })?;
+    }
+    retry_busy(busy, || c.pragma_update(None, "synchronous", synchronous))?;
     c.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// Whether SQLite answered that the file is locked.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Runs `f`, again while SQLite answers busy, for up to `busy`. The busy
+/// timeout makes most lock waits SQLite's own; a few it answers at once
+/// (a connection opening while another recovers the file after a crash,
+/// or cleans it up as the last one closes it), and a broker starting
+/// beside others must not fail on them.
+fn retry_busy<T>(
+    busy: std::time::Duration,
+    mut f: impl FnMut() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + busy;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match f() {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A core value as SQLite binds it: times as milliseconds since the epoch,
