@@ -11,10 +11,8 @@ use backend_sqlite::{SqliteBackend, SqliteConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opening_and_writing_wait_for_another_holder_of_the_lock() {
-    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "locked-{}.db",
-        std::process::id()
-    ));
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("locked-{}.db", std::process::id()));
     let mut config = SqliteConfig::new("pool1");
     config.path = path.clone();
     let first = SqliteBackend::open(config.clone()).await.expect("open");
@@ -33,7 +31,9 @@ async fn opening_and_writing_wait_for_another_holder_of_the_lock() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let started = std::time::Instant::now();
-    let second = SqliteBackend::open(config).await.expect("opens once the lock is free");
+    let second = SqliteBackend::open(config)
+        .await
+        .expect("opens once the lock is free");
     let m = Message::new("p", "locked/t", QoS::AtLeastOnce, "x");
     second
         .store_messages(std::slice::from_ref(&m), Default::default())
