@@ -317,6 +317,12 @@ pub(crate) fn is_identifier(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn core_stand_in_is_this_kind() {
+        backend_core::testkit::kinds::assert_stand_in_matches(crate::KIND);
+    }
+
     use super::*;
 
     fn read(lines: &[(&str, &str)]) -> Result<CassaConfig, CassaError> {

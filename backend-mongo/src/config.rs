@@ -253,6 +253,12 @@ impl MongoConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn core_stand_in_is_this_kind() {
+        backend_core::testkit::kinds::assert_stand_in_matches(crate::KIND);
+    }
+
     use super::*;
 
     /// `ssl` is always built in, `Debug` hides the password, another

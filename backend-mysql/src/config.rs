@@ -113,6 +113,12 @@ impl MysqlConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn core_stand_in_is_this_kind() {
+        backend_core::testkit::kinds::assert_stand_in_matches(crate::KIND);
+    }
+
     use super::*;
     use backend_core::config::Secret;
     use backend_core::testkit::{assert_reads_common_settings, pool_config};

@@ -116,6 +116,12 @@ impl PgsqlConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn core_stand_in_is_this_kind() {
+        backend_core::testkit::kinds::assert_stand_in_matches(crate::KIND);
+    }
+
     use super::*;
     use backend_core::config::Secret;
 

@@ -403,6 +403,12 @@ fn parse_servers(text: &str, default_port: u16) -> Result<(Vec<ServerAddr>, bool
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn core_stand_in_is_this_kind() {
+        backend_core::testkit::kinds::assert_stand_in_matches(crate::KIND);
+    }
+
     use super::*;
 
     fn pool(lines: &[(&str, &str)]) -> PoolConfig {

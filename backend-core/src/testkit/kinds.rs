@@ -1,7 +1,9 @@
 //! Stand-ins for the five backend crates' kinds, for core's own tests and
 //! examples, which link no backend crate. Each crate declares its real
 //! kind (`backend_redis::KIND`, …); where both are linked, the crate's is
-//! the one [`crate::Config::parse`] uses.
+//! the one [`crate::Config::parse`] uses. Each of the five checks that
+//! its stand-in here is the same declaration ([`assert_stand_in_matches`]),
+//! so the two never drift apart.
 
 use crate::backend::Capabilities;
 use crate::config::{KeySpec, KeyType::*, KindRegistration, KindSpec, StatementLanguage};
@@ -155,3 +157,32 @@ inventory::submit! { KindRegistration { kind: MYSQL, stand_in: true } }
 inventory::submit! { KindRegistration { kind: PGSQL, stand_in: true } }
 inventory::submit! { KindRegistration { kind: MONGO, stand_in: true } }
 inventory::submit! { KindRegistration { kind: CASSA, stand_in: true } }
+
+/// Asserts that the stand-in of `kind`'s name declares exactly what
+/// `kind` does: its prefix, pool and global keys (types and defaults),
+/// statement language and capabilities. A backend crate with a stand-in
+/// calls it from a test.
+pub fn assert_stand_in_matches(kind: BackendKind) {
+    let stand_in = [REDIS, MYSQL, PGSQL, MONGO, CASSA]
+        .into_iter()
+        .find(|k| k.name() == kind.name())
+        .unwrap_or_else(|| panic!("no stand-in of `{}`", kind.name()));
+    let (real, mirror) = (kind.spec(), stand_in.spec());
+    assert_eq!(real.pool_prefix, mirror.pool_prefix, "pool prefix");
+    assert_eq!(real.pool_keys, mirror.pool_keys, "pool keys of `{}`", kind);
+    assert_eq!(
+        real.global_keys, mirror.global_keys,
+        "global keys of `{}`",
+        kind
+    );
+    assert_eq!(
+        real.statements, mirror.statements,
+        "statements of `{}`",
+        kind
+    );
+    assert_eq!(
+        real.capabilities, mirror.capabilities,
+        "capabilities of `{}`",
+        kind
+    );
+}
