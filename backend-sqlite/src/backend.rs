@@ -127,29 +127,20 @@ impl SqliteBackend {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, Failure> + Send + 'static,
     {
-        let conn = self
-            .inner
-            .writer
-            .get()
-            .await
-            .map_err(|e| self.pool_error(operation, e))?;
         let busy = self.inner.config.busy_timeout;
-        let result: Result<T, Failure> = conn
-            .interact(move |conn| {
-                retry_busy(busy, || conn.execute_batch("BEGIN IMMEDIATE"))?;
-                let out = f(conn).and_then(|out| {
-                    conn.execute_batch("COMMIT")?;
-                    Ok(out)
-                });
-                if out.is_err() && !conn.is_autocommit() {
-                    // Nothing of a failed call stays: the batch is retried whole.
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-                out
-            })
-            .await
-            .map_err(|e| self.pool_error(operation, e))?;
-        result.map_err(|e| e.into_error(self, operation))
+        self.on(&self.inner.writer, operation, move |conn| {
+            retry_busy(busy, || conn.execute_batch("BEGIN IMMEDIATE"))?;
+            let out = f(conn).and_then(|out| {
+                conn.execute_batch("COMMIT")?;
+                Ok(out)
+            });
+            if out.is_err() && !conn.is_autocommit() {
+                // Nothing of a failed call stays: the batch is retried whole.
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            out
+        })
+        .await
     }
 
     /// Runs `f` on a read connection (again while SQLite answers busy at
@@ -159,29 +150,25 @@ impl SqliteBackend {
         T: Send + 'static,
         F: Fn(&Connection) -> Result<T, Failure> + Send + 'static,
     {
-        let conn = self
-            .inner
-            .readers
+        let busy = self.inner.config.busy_timeout;
+        self.on(&self.inner.readers, operation, move |conn| {
+            retry_busy(busy, || f(conn))
+        })
+        .await
+    }
+
+    /// Runs `f` on a connection of `pool`, in the pool's blocking thread.
+    async fn on<T, F>(&self, pool: &Pool, operation: &'static str, f: F) -> Result<T, SqliteError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Failure> + Send + 'static,
+    {
+        let conn = pool
             .get()
             .await
             .map_err(|e| self.pool_error(operation, e))?;
-        let busy = self.inner.config.busy_timeout;
-        let result: Result<T, Failure> = conn
-            .interact(move |conn| {
-                let deadline = std::time::Instant::now() + busy;
-                let mut pause = std::time::Duration::from_millis(1);
-                loop {
-                    match f(conn) {
-                        Err(Failure::Sqlite(e))
-                            if is_busy(&e) && std::time::Instant::now() < deadline =>
-                        {
-                            std::thread::sleep(pause);
-                            pause = (pause * 2).min(std::time::Duration::from_millis(50));
-                        }
-                        other => return other,
-                    }
-                }
-            })
+        let result = conn
+            .interact(f)
             .await
             .map_err(|e| self.pool_error(operation, e))?;
         result.map_err(|e| e.into_error(self, operation))
@@ -265,12 +252,25 @@ fn set_up(
     Ok(())
 }
 
-/// Whether SQLite answered that the file is locked.
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
+/// An error SQLite may answer "busy" with.
+trait Busy {
+    /// Whether SQLite answered that the file is locked.
+    fn is_busy(&self) -> bool;
+}
+
+impl Busy for rusqlite::Error {
+    fn is_busy(&self) -> bool {
+        matches!(
+            self.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
+impl Busy for Failure {
+    fn is_busy(&self) -> bool {
+        matches!(self, Failure::Sqlite(e) if e.is_busy())
+    }
 }
 
 /// Runs `f`, again while SQLite answers busy, for up to `busy`. The busy
@@ -278,15 +278,15 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 /// (a connection opening while another recovers the file after a crash,
 /// or cleans it up as the last one closes it), and a broker starting
 /// beside others must not fail on them.
-fn retry_busy<T>(
+fn retry_busy<T, E: Busy>(
     busy: std::time::Duration,
-    mut f: impl FnMut() -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
+    mut f: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
     let deadline = std::time::Instant::now() + busy;
     let mut pause = std::time::Duration::from_millis(1);
     loop {
         match f() {
-            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+            Err(e) if e.is_busy() && std::time::Instant::now() < deadline => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(std::time::Duration::from_millis(50));
             }
