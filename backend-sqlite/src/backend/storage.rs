@@ -6,7 +6,7 @@ use backend_core::backend::{apply_limits, BackendInfo, ClientStatus};
 use backend_core::message::Columns;
 use backend_core::sql_filter::{topic_match, FetchParam, FetchQuery, TopicCondition, TopicMatch};
 use backend_core::template::Statement;
-use backend_core::topic::matches;
+use backend_core::topic::decode_matching;
 use backend_core::{
     Ack, Backend, BackendResult, Bytes, ClientInfo, CommonError, FetchRequest, Message,
     OfflineMode, Row, Subscription, Timestamp, WriteOptions,
@@ -258,15 +258,11 @@ impl Backend for SqliteBackend {
             .read("lookup_retained", move |c| {
                 let (_, values) = target.condition("topic");
                 let mut stmt = c.prepare_cached(&sql::lookup_retained(&target))?;
-                let mut rows = stmt.query(params_from_iter(values.into_iter().map(text)))?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next()? {
-                    let m = Message::from_row(&mut SqlRow::new(row, "mqtt_retain"), false)?;
-                    if matches(&filter, &m.topic) {
-                        out.push(m);
-                    }
-                }
-                Ok(out)
+                let rows = stmt
+                    .query_and_then(params_from_iter(values.into_iter().map(text)), |row| {
+                        Message::from_row(&mut SqlRow::new(row, "mqtt_retain"), false)
+                    })?;
+                decode_matching(&filter, rows, |m| m)
             })
             .await?)
     }
@@ -376,14 +372,10 @@ fn fetch(
         })
         .collect();
     let mut stmt = c.prepare_cached(&fetch.text)?;
-    let mut rows = stmt.query(params_from_iter(values.iter()))?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let m = Message::from_row(&mut SqlRow::new(row, "mqtt_msg"), true)?;
-        if matches(&r.filter, &m.topic) {
-            out.push(m);
-        }
-    }
+    let rows = stmt.query_and_then(params_from_iter(values.iter()), |row| {
+        Message::from_row(&mut SqlRow::new(row, "mqtt_msg"), true)
+    })?;
+    let mut out = decode_matching(&r.filter, rows, |m| m)?;
     // Newest first from the database for LIMIT, unless read oldest first.
     if !fetch.oldest_first {
         out.reverse();
