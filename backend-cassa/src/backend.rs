@@ -97,8 +97,27 @@ fn text(v: &str) -> CqlValue {
     CqlValue::from(v.to_owned())
 }
 
-fn opt_text(v: Option<&str>) -> CqlValue {
-    v.map_or(CqlValue::Null, text)
+/// What an absent optional column binds to.
+#[derive(Clone, Copy)]
+pub(crate) enum Absent {
+    /// Left unset: for a new row. A bound null is a tombstone, which
+    /// Cassandra writes, keeps and reads past until compaction drops it.
+    Unset,
+    /// Null: for a row written over, whose old value must go.
+    Null,
+}
+
+impl Absent {
+    fn value(self) -> CqlValue {
+        match self {
+            Absent::Unset => CqlValue::NotSet,
+            Absent::Null => CqlValue::Null,
+        }
+    }
+}
+
+fn opt_text(v: Option<&str>, absent: Absent) -> CqlValue {
+    v.map_or_else(|| absent.value(), text)
 }
 
 fn qos_value(q: QoS) -> CqlValue {
@@ -201,10 +220,10 @@ fn properties(
 }
 
 /// A message's properties as the `props` column holds them.
-pub(crate) fn props_value(m: &Message) -> CqlValue {
+pub(crate) fn props_value(m: &Message, absent: Absent) -> CqlValue {
     match m.stored_properties() {
         Some(p) => CqlValue::from(Blob::new(p)),
-        None => CqlValue::Null,
+        None => absent.value(),
     }
 }
 
@@ -437,12 +456,12 @@ impl CassaBackend {
                     CqlValue::from(*seq),
                     text(&m.id),
                     text(&m.sender),
-                    opt_text(m.username.as_deref()),
+                    opt_text(m.username.as_deref(), Absent::Unset),
                     qos_value(m.qos),
                     CqlValue::from(i32::from(m.retain)),
                     CqlValue::from(Blob::new(m.payload.to_vec())),
                     CqlValue::from(m.timestamp.as_millis()),
-                    props_value(m),
+                    props_value(m, Absent::Unset),
                 ],
                 message_bytes(m),
             ));

@@ -270,11 +270,11 @@ impl Backend for CassaBackend {
                         text(&m.topic),
                         text(&m.id),
                         text(&m.sender),
-                        opt_text(m.username.as_deref()),
+                        opt_text(m.username.as_deref(), Absent::Null),
                         qos_value(m.qos),
                         CqlValue::from(Blob::new(m.payload.to_vec())),
                         CqlValue::from(m.timestamp.as_millis()),
-                        props_value(m),
+                        props_value(m, Absent::Null),
                     ],
                 )
                 .await?;
