@@ -32,16 +32,18 @@ use cdrs_tokio::cluster::{
 };
 use cdrs_tokio::compression::Compression;
 use cdrs_tokio::consistency::Consistency as DriverConsistency;
-use cdrs_tokio::frame::message_batch::BatchType;
+use cdrs_tokio::frame::message_batch::{BatchQuery, BatchQuerySubj, BatchType, BodyReqBatch};
 use cdrs_tokio::frame::message_error::ErrorType;
 use cdrs_tokio::frame::message_result::ColType;
 use cdrs_tokio::frame::Version;
 use cdrs_tokio::frame_encoding::ProtocolFrameEncodingFactory;
 use cdrs_tokio::load_balancing::{LoadBalancingStrategy, TopologyAwareLoadBalancingStrategy};
-use cdrs_tokio::query::{BatchQueryBuilder, PreparedQuery, QueryValues};
+use cdrs_tokio::query::batch_query_builder::QueryBatchPreparedStatement;
+use cdrs_tokio::query::{PreparedQuery, QueryBatch, QueryValues};
 use cdrs_tokio::retry::{ConstantReconnectionPolicy, NeverReconnectionPolicy};
 use cdrs_tokio::statement::StatementParamsBuilder;
 use cdrs_tokio::transport::{CdrsTransport, TransportTcp};
+use cdrs_tokio::types::CBytesShort;
 
 pub(crate) use cdrs_tokio::types::rows::Row as CqlRow;
 pub(crate) use cdrs_tokio::types::value::Value as CqlValue;
@@ -585,15 +587,44 @@ impl Cql {
             }
             _ => {}
         }
-        let mut builder = BatchQueryBuilder::new()
-            .with_batch_type(BatchType::Unlogged)
-            .with_consistency(self.consistency);
+        // Built directly rather than through `BatchQueryBuilder`, which
+        // copies each row's statement text and keyspace into a map: a
+        // batch looks up, and names, each distinct statement once.
+        let mut queries = Vec::with_capacity(statements.len());
+        let mut texts: HashMap<CBytesShort, QueryBatchPreparedStatement> = HashMap::new();
+        let mut last: Option<(&str, Arc<Prepared>)> = None;
         for (cql, values) in statements {
-            let prepared = self.prepare(operation, cql).await?;
-            builder =
-                builder.add_query_prepared(&prepared.query, QueryValues::SimpleValues(values));
+            let prepared = match &last {
+                Some((text, p)) if *text == cql => Arc::clone(p),
+                _ => {
+                    let p = self.prepare(operation, cql).await?;
+                    texts.entry(p.query.id.clone()).or_insert_with(|| {
+                        QueryBatchPreparedStatement::new(
+                            p.query.query.clone(),
+                            p.query.keyspace.clone(),
+                        )
+                    });
+                    last = Some((cql, Arc::clone(&p)));
+                    p
+                }
+            };
+            queries.push(BatchQuery {
+                subject: BatchQuerySubj::PreparedId(prepared.query.id.clone()),
+                values: QueryValues::SimpleValues(values),
+            });
         }
-        let batch = builder.build().map_err(self.failed(operation))?;
+        let batch = QueryBatch::new(
+            BodyReqBatch {
+                batch_type: BatchType::Unlogged,
+                queries,
+                consistency: self.consistency,
+                serial_consistency: None,
+                timestamp: None,
+                keyspace: None,
+                now_in_seconds: None,
+            },
+            texts,
+        );
         on_session!(&self.session, s => self.within(operation, s.batch(batch)).await).map(drop)
     }
 }

@@ -149,7 +149,20 @@ pub fn new_message_id() -> String {
     });
     let millis = Timestamp::now().as_millis() as u64 & 0xFFFF_FFFF_FFFF;
     let seq = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{millis:012X}{seq:08X}{node:012X}")
+    id_text(millis, seq, node)
+}
+
+/// `millis` (12 hex digits), `seq` (8) and `node` (12), upper case. Written
+/// digit by digit: this runs for every message published.
+fn id_text(millis: u64, seq: u32, node: u64) -> String {
+    let mut id = String::with_capacity(32);
+    for (value, digits) in [(millis, 12), (u64::from(seq), 8), (node, 12)] {
+        for i in (0..digits).rev() {
+            let nibble = ((value >> (i * 4)) & 0xF) as u8;
+            id.push(char::from(b"0123456789ABCDEF"[usize::from(nibble)]));
+        }
+    }
+    id
 }
 
 /// An MQTT application message as the backends store and return it.
@@ -379,6 +392,20 @@ mod tests {
             Timestamp::from_millis(i64::MIN).saturating_sub(Duration::from_secs(1)),
             Timestamp::from_millis(i64::MIN)
         );
+    }
+
+    #[test]
+    fn id_text_is_fixed_width_upper_hex() {
+        for (millis, seq, node) in [
+            (0, 0, 0),
+            (0x0123_4567_89AB, 0xCDEF_0123, 0xFFFF_FFFF_FFFF),
+            (1_700_000_000_000, 7, 42),
+        ] {
+            assert_eq!(
+                id_text(millis, seq, node),
+                format!("{millis:012X}{seq:08X}{node:012X}")
+            );
+        }
     }
 
     #[test]

@@ -479,19 +479,33 @@ impl CommandTemplate {
 /// it has any. Shared by `${message}` and the Redis backend so both write
 /// the same shape.
 pub fn message_fields(m: &crate::Message) -> Vec<(&'static str, Bytes)> {
-    let mut fields = vec![
-        ("id", Bytes::from(m.id.clone())),
-        ("from", Bytes::from(m.sender.clone())),
-        ("qos", Bytes::from(m.qos.as_u8().to_string())),
-        ("topic", Bytes::from(m.topic.clone())),
-        ("retain", Bytes::from(if m.retain { "1" } else { "0" })),
-        ("payload", m.payload.clone()),
-        ("ts", Bytes::from(m.timestamp.as_secs().to_string())),
-    ];
-    if !m.properties.is_empty() {
-        fields.push(("props", Bytes::from(m.properties.encode())));
-    }
+    let mut fields = Vec::with_capacity(8);
+    visit_message_fields(m, |name, value| {
+        let value = match name {
+            // The payload is shared, not copied.
+            "payload" => m.payload.clone(),
+            _ => Bytes::copy_from_slice(value),
+        };
+        fields.push((name, value));
+    });
     fields
+}
+
+/// The pairs of [`message_fields`], in the same order, handed to `visit`
+/// one at a time and borrowed from the message: the write path copies
+/// each value once, into the command it builds.
+pub fn visit_message_fields(m: &crate::Message, mut visit: impl FnMut(&'static str, &[u8])) {
+    let mut number = itoa::Buffer::new();
+    visit("id", m.id.as_bytes());
+    visit("from", m.sender.as_bytes());
+    visit("qos", number.format(m.qos.as_u8()).as_bytes());
+    visit("topic", m.topic.as_bytes());
+    visit("retain", if m.retain { b"1" } else { b"0" });
+    visit("payload", &m.payload);
+    visit("ts", number.format(m.timestamp.as_secs()).as_bytes());
+    if !m.properties.is_empty() {
+        visit("props", &m.properties.encode());
+    }
 }
 
 /// A compiled raw action: a query or a Redis command.

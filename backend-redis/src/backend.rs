@@ -11,7 +11,7 @@ use backend_core::backend::{
     WriteOptions,
 };
 use backend_core::config::PoolConfig;
-use backend_core::template::message_fields;
+use backend_core::template::{message_fields, visit_message_fields};
 use backend_core::topic::{has_wildcards, literal_prefix, matches, strip_shared, validate_filter};
 use backend_core::{
     Bytes, ClientInfo, Config, Message, OfflineMode, QoS, Row, Statement, Subscription, Timestamp,
@@ -25,7 +25,7 @@ use crate::config::RedisSettings;
 use crate::conn::{AnyConn, Connections};
 use crate::error::RedisError;
 use crate::keys::{self, MESSAGE_FIELDS};
-use crate::scripts;
+use crate::scripts::{self, ScriptCmd};
 
 mod storage;
 
@@ -447,12 +447,16 @@ pub(crate) fn decode_retained(
 /// The hash field/value pairs of a message, as the store scripts take
 /// them: all of [`MESSAGE_FIELDS`], `props` empty when it has none (the
 /// scripts then write no `props` field).
-pub(crate) fn hash_args(m: &Message) -> Vec<(&'static str, Bytes)> {
-    let mut fields = message_fields(m);
-    if fields.len() < MESSAGE_FIELDS.len() {
-        fields.push(("props", Bytes::new()));
+/// Each value is handed to `arg` in that order, borrowed from the message.
+pub(crate) fn hash_args(m: &Message, mut arg: impl FnMut(&[u8])) {
+    let mut props = false;
+    visit_message_fields(m, |name, value| {
+        props |= name == "props";
+        arg(value);
+    });
+    if !props {
+        arg(b"");
     }
-    fields
 }
 
 fn parse_secs(v: Option<&Vec<u8>>) -> Result<Option<Timestamp>, String> {
@@ -590,13 +594,19 @@ mod tests {
     fn hash_round_trip() {
         let mut m = Message::new("c", "a/b", QoS::ExactlyOnce, &b"\x00\xff"[..]).retained(true);
         m.timestamp = Timestamp::from_secs(1_700_000_000);
-        let fields = hash_args(&m).into_iter().map(|(_, v)| v.to_vec()).collect();
-        let names: Vec<&str> = hash_args(&m).iter().map(|(f, _)| *f).collect();
-        assert_eq!(names, MESSAGE_FIELDS);
+        let args = |m: &Message| {
+            let mut out = Vec::new();
+            hash_args(m, |v| out.push(v.to_vec()));
+            out
+        };
+        let fields = args(&m);
+        assert_eq!(fields.len(), MESSAGE_FIELDS.len());
+        assert_eq!(fields.last(), Some(&Vec::new()), "no props: an empty value");
         assert_eq!(decode_message(None, fields).expect("round trip"), m);
         m.properties.user_properties.push(("k".into(), "v".into()));
         m.properties.message_expiry_interval = Some(60);
-        let fields = hash_args(&m).into_iter().map(|(_, v)| v.to_vec()).collect();
+        let fields = args(&m);
+        assert_eq!(fields.len(), MESSAGE_FIELDS.len());
         assert_eq!(decode_message(None, fields).expect("with properties"), m);
     }
 

@@ -366,9 +366,9 @@ impl ClusterStore {
                 call.key(layout::msg(&m.topic, &m.id))
                     .key(layout::msg_topic(&m.topic))
                     .arg(*score);
-                for (_, v) in hash_args(m) {
-                    call.arg(v.as_ref());
-                }
+                hash_args(m, |v| {
+                    call.arg(v);
+                });
             }
             async move { self.call(OP, &call, true).await }
         }))

@@ -60,6 +60,15 @@ pub fn sub(client_id: &str) -> String {
     format!("mqtt:sub:{client_id}")
 }
 
+/// `prefix` then `name` in `buf`, emptied first: a key built without
+/// formatting, for a write path that copies it into a command at once.
+pub fn prefixed<'a>(buf: &'a mut Vec<u8>, prefix: &str, name: &str) -> &'a [u8] {
+    buf.clear();
+    buf.extend_from_slice(prefix.as_bytes());
+    buf.extend_from_slice(name.as_bytes());
+    buf
+}
+
 /// `mqtt:msg:<msgid>`: hash of one stored message ([`MESSAGE_FIELDS`]),
 /// expiring after `msg.expired_after`.
 pub fn msg(message_id: &str) -> String {

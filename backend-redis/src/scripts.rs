@@ -11,7 +11,47 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::aio::ConnectionLike;
+use redis::{Cmd, FromRedisValue, RedisResult, Script, ToRedisArgs};
+
+/// A script call built straight into one `EVALSHA` command, for the write
+/// path: each key and argument is copied once, into the command's single
+/// buffer (`ScriptInvocation` keeps each in a vector of its own, then
+/// copies it again). Keys are added first, then the arguments.
+pub(crate) struct ScriptCmd {
+    script: &'static Script,
+    cmd: Cmd,
+}
+
+impl ScriptCmd {
+    /// A call of `script` that will be given `keys` keys.
+    pub(crate) fn new(script: &'static Script, keys: usize) -> Self {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash()).arg(keys);
+        ScriptCmd { script, cmd }
+    }
+
+    /// Adds the next key or argument.
+    pub(crate) fn arg(&mut self, a: impl ToRedisArgs) -> &mut Self {
+        self.cmd.arg(a);
+        self
+    }
+
+    /// Runs it; a server without the script (restarted, flushed) is given
+    /// it and asked again.
+    pub(crate) async fn run<T: FromRedisValue>(
+        &self,
+        c: &mut (impl ConnectionLike + Send),
+    ) -> RedisResult<T> {
+        match self.cmd.query_async(c).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.script.load_async(c).await?;
+                self.cmd.query_async(c).await
+            }
+            other => other,
+        }
+    }
+}
 
 /// Stores a batch of messages.
 ///

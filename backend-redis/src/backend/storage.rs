@@ -183,20 +183,24 @@ impl Backend for RedisBackend {
         if let Some(c) = self.cluster() {
             return Ok(c.store_messages(messages).await?);
         }
-        let mut inv = scripts::STORE_MESSAGES.prepare_invoke();
-        inv.key(keys::msg_seq())
-            .key(keys::msg_topics())
-            .arg(self.inner.settings.expire_secs())
+        let mut call = ScriptCmd::new(&scripts::STORE_MESSAGES, 2 + 2 * messages.len());
+        call.arg(keys::msg_seq()).arg(keys::msg_topics());
+        // One buffer for the keys: each is copied into the command.
+        let mut key = Vec::with_capacity(64);
+        for m in messages {
+            call.arg(keys::prefixed(&mut key, keys::MSG_PREFIX, &m.id));
+            call.arg(keys::prefixed(&mut key, keys::MSG_PREFIX, &m.topic));
+        }
+        call.arg(self.inner.settings.expire_secs())
             .arg(keys::MSG_PREFIX);
         for m in messages {
-            inv.key(keys::msg(&m.id)).key(keys::msg_topic(&m.topic));
-            for (_, v) in hash_args(m) {
-                inv.arg(v.as_ref());
-            }
+            hash_args(m, |v| {
+                call.arg(v);
+            });
         }
-        let inv = &inv;
+        let call = &call;
         self.run("store_messages", true, |mut c| async move {
-            inv.invoke_async::<()>(&mut c).await
+            call.run::<()>(&mut c).await
         })
         .await?;
         Ok(())

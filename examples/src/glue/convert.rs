@@ -101,11 +101,11 @@ pub(crate) fn with_message_id(p: Publish, id: &str) -> Publish {
     with_property(p, MESSAGE_ID_PROPERTY, id)
 }
 
-fn with_property(mut p: Publish, key: &str, value: &str) -> Publish {
+fn with_property(mut p: Publish, key: &'static str, value: &str) -> Publish {
     let props = p.properties.get_or_insert_with(PublishProperties::default);
     props
         .user_properties
-        .push((ByteString::from(key), ByteString::from(value)));
+        .push((ByteString::from_static(key), ByteString::from(value)));
     p
 }
 
