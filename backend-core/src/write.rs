@@ -390,30 +390,60 @@ impl WriteOp {
     }
 }
 
-/// Runs `ops` (all of one mergeable group) as one backend call.
-async fn run_merged(b: &dyn Backend, ops: &[&WriteOp]) -> BackendResult<()> {
-    let Some(first) = ops.first() else {
+/// Runs the writes `part` of `ops` (all of one mergeable group) as one
+/// backend call.
+async fn run_merged(
+    b: &dyn Backend,
+    ops: &mut [&mut WriteOp],
+    part: &[usize],
+) -> BackendResult<()> {
+    let Some(&first) = part.first() else {
         return Ok(());
     };
-    if let [one] = ops {
-        return one.run(b).await;
+    if let [one] = part {
+        return ops[*one].run(b).await;
     }
-    let again = ops
-        .iter()
-        .any(|op| matches!(op, WriteOp::Store(_, o) | WriteOp::StoreRetained(_, o) if o.again));
-    match first.group() {
+    let again = part.iter().any(
+        |&i| matches!(&*ops[i], WriteOp::Store(_, o) | WriteOp::StoreRetained(_, o) if o.again),
+    );
+    match ops[first].group() {
         Group::Store(o) => {
-            let all: Vec<Message> = ops.iter().flat_map(messages).cloned().collect();
-            b.store_messages(&all, WriteOptions { again, ..o }).await
+            // The messages move into one slice for the call and back into
+            // their writes after it (which a retry needs): not copied.
+            let mut all = Vec::new();
+            let mut counts = Vec::with_capacity(part.len());
+            for &i in part {
+                let n = match &mut *ops[i] {
+                    WriteOp::Store(m, _) => {
+                        let n = m.len();
+                        all.append(m);
+                        n
+                    }
+                    _ => 0,
+                };
+                counts.push(n);
+            }
+            let result = b.store_messages(&all, WriteOptions { again, ..o }).await;
+            let mut back = all.into_iter();
+            for (&i, n) in part.iter().zip(counts) {
+                if let WriteOp::Store(m, _) = &mut *ops[i] {
+                    m.extend(back.by_ref().take(n));
+                }
+            }
+            result
         }
         Group::StoreRetained(o) => {
-            let all: Vec<Message> = ops.iter().flat_map(messages).cloned().collect();
+            let all: Vec<Message> = part
+                .iter()
+                .flat_map(|&i| messages(&*ops[i]))
+                .cloned()
+                .collect();
             b.store_retained(&all, WriteOptions { again, ..o }).await
         }
         Group::DeleteRetained => {
-            let all: Vec<String> = ops
+            let all: Vec<String> = part
                 .iter()
-                .flat_map(|op| match op {
+                .flat_map(|&i| match &*ops[i] {
                     WriteOp::DeleteRetained(t) => t.as_slice(),
                     _ => &[],
                 })
@@ -422,9 +452,9 @@ async fn run_merged(b: &dyn Backend, ops: &[&WriteOp]) -> BackendResult<()> {
             b.delete_retained(&all).await
         }
         Group::Ack(mode) => {
-            let all: Vec<Ack> = ops
+            let all: Vec<Ack> = part
                 .iter()
-                .flat_map(|op| match op {
+                .flat_map(|&i| match &*ops[i] {
                     WriteOp::Ack(_, a) => a.as_slice(),
                     _ => &[],
                 })
@@ -433,15 +463,15 @@ async fn run_merged(b: &dyn Backend, ops: &[&WriteOp]) -> BackendResult<()> {
             b.ack_messages(mode, &all).await
         }
         Group::Single(_) => {
-            for op in ops {
-                op.run(b).await?;
+            for &i in part {
+                ops[i].run(b).await?;
             }
             Ok(())
         }
     }
 }
 
-fn messages<'a>(op: &&'a WriteOp) -> &'a [Message] {
+fn messages(op: &WriteOp) -> &[Message] {
     match op {
         WriteOp::Store(m, _) | WriteOp::StoreRetained(m, _) => m,
         _ => &[],
@@ -461,7 +491,7 @@ struct BatchOutcome {
 /// Runs a batch in order, merging each group's writes into one call, and
 /// cutting the batch wherever merging would reorder writes on one topic's
 /// retained message or one client's status.
-async fn run_batch(b: &dyn Backend, ops: &[&WriteOp]) -> BatchOutcome {
+async fn run_batch(b: &dyn Backend, ops: &mut [&mut WriteOp]) -> BatchOutcome {
     let mut out = BatchOutcome {
         results: (0..ops.len()).map(|_| None).collect(),
         stopped: None,
@@ -518,16 +548,15 @@ async fn run_batch(b: &dyn Backend, ops: &[&WriteOp]) -> BatchOutcome {
 /// writes, halves are tried in turn until each bad write stands alone.
 async fn run_group_bisecting(
     b: &dyn Backend,
-    ops: &[&WriteOp],
+    ops: &mut [&mut WriteOp],
     idx: Vec<usize>,
     out: &mut BatchOutcome,
 ) {
     // Ranges still to run, the next on top.
     let mut todo: Vec<Vec<usize>> = vec![idx];
     while let Some(part) = todo.pop() {
-        let batch: Vec<&WriteOp> = part.iter().map(|&i| ops[i]).collect();
         out.calls += 1;
-        match run_merged(b, &batch).await {
+        match run_merged(b, ops, &part).await {
             Ok(()) => part.iter().for_each(|&i| out.results[i] = Some(Ok(()))),
             Err(e) if e.is_retryable() => {
                 out.stopped = Some(e);
@@ -1168,11 +1197,11 @@ impl PoolWriter {
                 let n = st.waiting.len().min(self.policy.batch_size);
                 st.waiting.drain(..n).collect()
             };
-            let ops: Vec<&WriteOp> = batch.iter().map(|e| &e.op).collect();
+            let mut ops: Vec<&mut WriteOp> = batch.iter_mut().map(|e| &mut e.op).collect();
             let started = std::time::Instant::now();
             let stalled = self.stalled_after();
             let outcome = {
-                let flush = run_batch(&*self.backend, &ops);
+                let flush = run_batch(&*self.backend, &mut ops);
                 tokio::pin!(flush);
                 tokio::select! {
                     outcome = &mut flush => outcome,
@@ -1200,24 +1229,38 @@ impl PoolWriter {
             self.largest
                 .fetch_max(batch.len() as u64, Ordering::Relaxed);
             let mut keep = Vec::new();
-            let mut left = 0;
+            let mut left: u64 = 0;
+            let mut flushed = 0;
             let mut landed_on_disk = Vec::new();
+            // The batch's room goes back in one release, not one per write
+            // (each release takes the semaphore's lock).
+            let mut room: Option<OwnedSemaphorePermit> = None;
             for (mut entry, result) in batch.drain(..).zip(outcome.results) {
                 match result {
                     Some(r) => {
-                        if r.is_ok() {
-                            self.observe.flushed.add(1);
-                        }
+                        flushed += u64::from(r.is_ok());
                         if entry.on_disk {
                             landed_on_disk.push(entry.key);
                         }
-                        self.unbuffered(1);
                         left += 1;
                         entry.finish(&self.pool, r);
+                        let Entry { room: permit, .. } = entry;
+                        match &mut room {
+                            // A replayed write holds room of its own
+                            // semaphore: given back on its own.
+                            Some(all) if Arc::ptr_eq(all.semaphore(), permit.semaphore()) => {
+                                all.merge(permit)
+                            }
+                            Some(_) => drop(permit),
+                            None => room = Some(permit),
+                        }
                     }
                     None => keep.push(entry),
                 }
             }
+            self.observe.flushed.add(flushed);
+            self.unbuffered(usize::try_from(left).unwrap_or(usize::MAX));
+            drop(room);
             if let Some(disk) = &self.disk {
                 if let Err(e) = disk.remove(landed_on_disk).await {
                     tracing::error!(pool = %self.pool, error = %e, "disk buffer: landed writes not removed; they will run again after a restart");
@@ -1298,15 +1341,15 @@ mod tests {
     #[tokio::test]
     async fn a_batch_keeps_a_topics_retained_store_and_delete_in_order() {
         let b = MemoryBackend::new();
-        let ops = [
+        let mut ops = [
             retained("t", "1"),
             WriteOp::DeleteRetained(vec!["t".into()]),
             retained("t", "2"),
             retained("u", "3"),
             WriteOp::DeleteRetained(vec!["u".into()]),
         ];
-        let refs: Vec<&WriteOp> = ops.iter().collect();
-        let out = run_batch(&b, &refs).await;
+        let mut refs: Vec<&mut WriteOp> = ops.iter_mut().collect();
+        let out = run_batch(&b, &mut refs).await;
         assert!(out.results.iter().all(|r| matches!(r, Some(Ok(())))));
         let kept = b.lookup_retained("#").await.expect("lookup");
         let payloads: Vec<_> = kept
@@ -1325,7 +1368,7 @@ mod tests {
     #[tokio::test]
     async fn messages_of_one_group_merge_into_one_call() {
         let b = MemoryBackend::new();
-        let ops: Vec<WriteOp> = (0..10)
+        let mut ops: Vec<WriteOp> = (0..10)
             .map(|i| {
                 WriteOp::Store(
                     vec![Message::new(
@@ -1338,9 +1381,31 @@ mod tests {
                 )
             })
             .collect();
-        let refs: Vec<&WriteOp> = ops.iter().collect();
-        let out = run_batch(&b, &refs).await;
+        let mut refs: Vec<&mut WriteOp> = ops.iter_mut().collect();
+        let out = run_batch(&b, &mut refs).await;
         assert_eq!(out.calls, 1);
         assert!(out.stopped.is_none());
+        // Merged without copies: each write has its own message back,
+        // as a retry would need.
+        for (i, op) in (0u8..).zip(&ops) {
+            let WriteOp::Store(m, _) = op else {
+                panic!("write {i} changed kind");
+            };
+            assert_eq!(m.len(), 1, "write {i}");
+            assert_eq!(&m[0].payload[..], &[i][..], "write {i}");
+            assert_eq!(m[0].topic, format!("t/{}", i % 3), "write {i}");
+        }
+        let stored = b
+            .fetch_messages(&crate::FetchRequest {
+                client_id: "x".into(),
+                filter: "t/#".into(),
+                mode: OfflineMode::Queue,
+                max_count: None,
+                since: None,
+                page: None,
+            })
+            .await
+            .expect("fetch");
+        assert_eq!(stored.len(), 10);
     }
 }
