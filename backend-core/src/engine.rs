@@ -22,6 +22,7 @@
 //! # }
 //! ```
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -806,34 +807,35 @@ impl Engine {
         let mut out = Outcome::default();
         let _active = Active::enter(&self.active);
         let mut steps: Steps = Vec::new();
-        let event = Event::Publish(msg);
-        for rule in self.matching(&event) {
-            let options = WriteOptions {
-                payload_format: rule.rule.payload_format,
-                ..WriteOptions::default()
+        for rule in self.matching(&Event::Publish(msg)) {
+            steps.push((rule, publish_step(rule, Cow::Borrowed(msg)).await));
+        }
+        settle(steps, &mut out.errors).await;
+        out
+    }
+
+    /// [`Engine::on_message_publish`], handed the message: the last rule
+    /// that reads it takes it, so a message stored by one rule is stored
+    /// without a copy (a broker builds the message for this call).
+    pub async fn on_message_publish_owned(&self, msg: Message) -> Outcome<()> {
+        let mut out = Outcome::default();
+        let _active = Active::enter(&self.active);
+        let rules: Vec<&CompiledRule> = self.matching(&Event::Publish(&msg)).collect();
+        let last = rules
+            .iter()
+            .rposition(|r| !matches!(publish_use(&r.rule.action, &msg), PublishUse::Nothing));
+        let mut owned = Some(msg);
+        let mut steps: Steps = Vec::with_capacity(rules.len());
+        for (k, rule) in rules.into_iter().enumerate() {
+            let msg = if Some(k) == last {
+                owned.take().map(Cow::Owned)
+            } else {
+                owned.as_ref().map(Cow::Borrowed)
             };
-            let result = match &rule.rule.action {
-                Action::Function(Function::MessagePublish) => {
-                    let storable =
-                        msg.qos > QoS::AtMostOnce && !(msg.retain && msg.payload.is_empty());
-                    if storable {
-                        write(rule, WriteOp::Store(vec![msg.clone()], options)).await
-                    } else {
-                        Ok(Step::Done)
-                    }
-                }
-                Action::Function(Function::MessageRetain)
-                    if msg.retain && !msg.payload.is_empty() =>
-                {
-                    write(rule, WriteOp::StoreRetained(vec![msg.clone()], options)).await
-                }
-                Action::Function(Function::RetainDelete)
-                    if msg.retain && msg.payload.is_empty() =>
-                {
-                    write(rule, WriteOp::DeleteRetained(vec![msg.topic.clone()])).await
-                }
-                Action::Statements(list) => run_statements(rule, list, &event).await,
-                Action::Function(_) => Ok(Step::Done),
+            let result = match msg {
+                Some(m) => publish_step(rule, m).await,
+                // Past the last rule that reads it: nothing to do.
+                None => Ok(Step::Done),
             };
             steps.push((rule, result));
         }
@@ -1031,6 +1033,57 @@ async fn read<T>(
 }
 
 /// A write through the pool's buffer.
+/// What a `message.publish` rule does with a message.
+enum PublishUse<'r> {
+    Store,
+    StoreRetained,
+    DeleteRetained,
+    Statements(&'r [RawStatement]),
+    Nothing,
+}
+
+fn publish_use<'r>(action: &'r Action, msg: &Message) -> PublishUse<'r> {
+    match action {
+        Action::Function(Function::MessagePublish)
+            if msg.qos > QoS::AtMostOnce && !(msg.retain && msg.payload.is_empty()) =>
+        {
+            PublishUse::Store
+        }
+        Action::Function(Function::MessageRetain) if msg.retain && !msg.payload.is_empty() => {
+            PublishUse::StoreRetained
+        }
+        Action::Function(Function::RetainDelete) if msg.retain && msg.payload.is_empty() => {
+            PublishUse::DeleteRetained
+        }
+        Action::Statements(list) => PublishUse::Statements(list),
+        Action::Function(_) => PublishUse::Nothing,
+    }
+}
+
+/// One `message.publish` rule's step: a write takes the message when it
+/// is owned, and copies it when borrowed.
+async fn publish_step(rule: &CompiledRule, msg: Cow<'_, Message>) -> StepResult {
+    let options = WriteOptions {
+        payload_format: rule.rule.payload_format,
+        ..WriteOptions::default()
+    };
+    match publish_use(&rule.rule.action, &msg) {
+        PublishUse::Store => write(rule, WriteOp::Store(vec![msg.into_owned()], options)).await,
+        PublishUse::StoreRetained => {
+            write(
+                rule,
+                WriteOp::StoreRetained(vec![msg.into_owned()], options),
+            )
+            .await
+        }
+        PublishUse::DeleteRetained => {
+            write(rule, WriteOp::DeleteRetained(vec![msg.topic.clone()])).await
+        }
+        PublishUse::Statements(list) => run_statements(rule, list, &Event::Publish(&msg)).await,
+        PublishUse::Nothing => Ok(Step::Done),
+    }
+}
+
 async fn write(rule: &CompiledRule, op: WriteOp) -> StepResult {
     let name = op.name();
     let ticket = rule.writer.submit(op, &rule.retry, &rule.tag).await;

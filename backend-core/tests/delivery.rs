@@ -134,7 +134,7 @@ async fn a_backlog_ten_times_the_session_arrives_whole() {
         for i in 0..10_000 {
             let topic = format!("{mode}/bl/{}", i % 8);
             let m = Message::new("pub", topic, QoS::AtLeastOnce, format!("{i}"));
-            d.published(&m).await;
+            d.published(m.clone()).await;
             d.queued_offline("sub", &m.id);
             offline.queue(&d, "sub", m.clone(), false);
             published.push(m);
@@ -179,7 +179,7 @@ async fn live_copies_wait_for_the_backlog() {
     let mut published = Vec::new();
     for i in 0..50 {
         let m = Message::new("pub", "pubsub/live/a", QoS::AtLeastOnce, format!("{i}"));
-        d.published(&m).await;
+        d.published(m.clone()).await;
         published.push(m);
     }
     let mut session = Session::new(1000);
@@ -188,13 +188,13 @@ async fn live_copies_wait_for_the_backlog() {
     session.push(&d, "sub", first);
     // A live message arrives while the backlog still pages in.
     let live = Message::new("pub", "pubsub/live/a", QoS::AtLeastOnce, "live");
-    d.published(&live).await;
+    d.published(live.clone()).await;
     session.queue(&d, "sub", live.clone(), false);
     published.push(live);
     session.drain(&d, &me).await;
     assert_whole(&session.received, &published, "live during the backlog");
     let after = Message::new("pub", "pubsub/live/a", QoS::AtLeastOnce, "after");
-    d.published(&after).await;
+    d.published(after.clone()).await;
     assert_eq!(
         d.live_copy("sub", &after.id, &after.topic),
         LiveCopy::Send,

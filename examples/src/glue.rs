@@ -248,7 +248,7 @@ impl StorageHooks {
                 .map_or_else(Timestamp::now, Timestamp::from_millis),
             properties: from_rmqtt_properties(p.properties.as_ref()),
         };
-        self.delivery.published(&msg).await;
+        self.delivery.published(msg).await;
         (p.qos != RQoS::AtMostOnce).then(|| with_message_id(p.clone(), &id))
     }
 

@@ -131,7 +131,7 @@ pub struct Outgoing {
 /// let engine = Arc::new(Engine::with_backend(&conf, Arc::new(MemoryBackend::new())).unwrap());
 /// let delivery = Delivery::new(engine, DeliveryConfig { window: 2, ..Default::default() });
 /// for i in 0..3 {
-///     delivery.published(&Message::new("pub", "queue/a", QoS::AtLeastOnce, vec![i])).await;
+///     delivery.published(Message::new("pub", "queue/a", QoS::AtLeastOnce, vec![i])).await;
 /// }
 /// let me = ClientInfo::new("sub", "node1");
 /// let sub = SessionSubscribed { client: me.clone(), filter: "queue/#".into(), qos: QoS::AtLeastOnce };
@@ -372,10 +372,11 @@ impl Delivery {
     }
 
     /// `message.publish`: stores the message as the rules say. Returns once
-    /// it is stored or in the pool's buffer (see [`crate::write`]).
-    pub async fn published(&self, msg: &Message) {
+    /// it is stored or in the pool's buffer (see [`crate::write`]). The
+    /// message is handed over: the rule that stores it takes it, uncopied.
+    pub async fn published(&self, msg: Message) {
         // Failed rules were logged and counted by the engine.
-        let _ = self.engine.on_message_publish(msg).await;
+        let _ = self.engine.on_message_publish_owned(msg).await;
     }
 
     /// A persistent session that is offline queued `message_id`: its own
