@@ -804,35 +804,34 @@ impl Engine {
     /// stores or deletes the retained message (`on_message_retain`,
     /// `on_retain_delete`; an empty payload deletes).
     pub async fn on_message_publish(&self, msg: &Message) -> Outcome<()> {
-        let mut out = Outcome::default();
-        let _active = Active::enter(&self.active);
-        let mut steps: Steps = Vec::new();
-        for rule in self.matching(&Event::Publish(msg)) {
-            steps.push((rule, publish_step(rule, Cow::Borrowed(msg)).await));
-        }
-        settle(steps, &mut out.errors).await;
-        out
+        self.publish(Cow::Borrowed(msg)).await
     }
 
     /// [`Engine::on_message_publish`], handed the message: the last rule
     /// that reads it takes it, so a message stored by one rule is stored
     /// without a copy (a broker builds the message for this call).
     pub async fn on_message_publish_owned(&self, msg: Message) -> Outcome<()> {
+        self.publish(Cow::Owned(msg)).await
+    }
+
+    /// The rules before the last that reads the message borrow it; that
+    /// one takes it (a copy only if it was borrowed to begin with).
+    async fn publish(&self, msg: Cow<'_, Message>) -> Outcome<()> {
         let mut out = Outcome::default();
         let _active = Active::enter(&self.active);
         let rules: Vec<&CompiledRule> = self.matching(&Event::Publish(&msg)).collect();
         let last = rules
             .iter()
             .rposition(|r| !matches!(publish_use(&r.rule.action, &msg), PublishUse::Nothing));
-        let mut owned = Some(msg);
+        let mut msg = Some(msg);
         let mut steps: Steps = Vec::with_capacity(rules.len());
         for (k, rule) in rules.into_iter().enumerate() {
-            let msg = if Some(k) == last {
-                owned.take().map(Cow::Owned)
+            let this = if Some(k) == last {
+                msg.take()
             } else {
-                owned.as_ref().map(Cow::Borrowed)
+                msg.as_deref().map(Cow::Borrowed)
             };
-            let result = match msg {
+            let result = match this {
                 Some(m) => publish_step(rule, m).await,
                 // Past the last rule that reads it: nothing to do.
                 None => Ok(Step::Done),
@@ -1032,7 +1031,6 @@ async fn read<T>(
     }
 }
 
-/// A write through the pool's buffer.
 /// What a `message.publish` rule does with a message.
 enum PublishUse<'r> {
     Store,
@@ -1084,6 +1082,7 @@ async fn publish_step(rule: &CompiledRule, msg: Cow<'_, Message>) -> StepResult 
     }
 }
 
+/// A write through the pool's buffer.
 async fn write(rule: &CompiledRule, op: WriteOp) -> StepResult {
     let name = op.name();
     let ticket = rule.writer.submit(op, &rule.retry, &rule.tag).await;

@@ -1197,6 +1197,7 @@ impl PoolWriter {
                 let n = st.waiting.len().min(self.policy.batch_size);
                 st.waiting.drain(..n).collect()
             };
+            let ops_len = batch.len();
             let mut ops: Vec<&mut WriteOp> = batch.iter_mut().map(|e| &mut e.op).collect();
             let started = std::time::Instant::now();
             let stalled = self.stalled_after();
@@ -1229,7 +1230,7 @@ impl PoolWriter {
             self.largest
                 .fetch_max(batch.len() as u64, Ordering::Relaxed);
             let mut keep = Vec::new();
-            let mut left: u64 = 0;
+            let mut left = 0;
             let mut flushed = 0;
             let mut landed_on_disk = Vec::new();
             // The batch's room goes back in one release, not one per write
@@ -1259,7 +1260,7 @@ impl PoolWriter {
                 }
             }
             self.observe.flushed.add(flushed);
-            self.unbuffered(usize::try_from(left).unwrap_or(usize::MAX));
+            self.unbuffered(ops_len - keep.len());
             drop(room);
             if let Some(disk) = &self.disk {
                 if let Err(e) = disk.remove(landed_on_disk).await {
@@ -1396,14 +1397,7 @@ mod tests {
             assert_eq!(m[0].topic, format!("t/{}", i % 3), "write {i}");
         }
         let stored = b
-            .fetch_messages(&crate::FetchRequest {
-                client_id: "x".into(),
-                filter: "t/#".into(),
-                mode: OfflineMode::Queue,
-                max_count: None,
-                since: None,
-                page: None,
-            })
+            .fetch_messages(&crate::FetchRequest::new("x", "t/#", OfflineMode::Queue))
             .await
             .expect("fetch");
         assert_eq!(stored.len(), 10);

@@ -16,14 +16,7 @@ const CONF: &str = "backend.redis.pool1.server = 127.0.0.1:6379\n\
     backend.redis.hook.message.publish.3 = {\"topic\": \"#\", \"action\": {\"function\": \"on_retain_delete\"}, \"pool\": \"pool1\"}\n";
 
 fn queue(filter: &str) -> FetchRequest {
-    FetchRequest {
-        client_id: "reader".into(),
-        filter: filter.into(),
-        mode: OfflineMode::Queue,
-        max_count: None,
-        since: None,
-        page: None,
-    }
+    FetchRequest::new("reader", filter, OfflineMode::Queue)
 }
 
 async fn engine() -> (Engine, Arc<MemoryBackend>) {

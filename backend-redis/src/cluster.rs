@@ -36,7 +36,7 @@ use crate::backend::{bytes_of, decode_message, decode_retained, hash_args};
 use crate::config::RedisSettings;
 use crate::error::RedisError;
 use crate::keys::{self, cluster as layout, MESSAGE_FIELDS};
-use crate::scripts::{self, cluster as cscripts};
+use crate::scripts::{self, cluster as cscripts, ScriptCmd};
 use backend_core::template::message_fields;
 
 /// A pool on a Redis Cluster.
@@ -91,9 +91,9 @@ impl Call {
         self
     }
 
-    fn cmd(&self) -> redis::Cmd {
-        let mut c = redis::cmd("EVALSHA");
-        c.arg(self.script.get_hash()).arg(self.keys.len());
+    fn cmd(&self) -> ScriptCmd {
+        let script: &'static Script = self.script;
+        let mut c = ScriptCmd::new(script, self.keys.len());
         for k in &self.keys {
             c.arg(k);
         }
@@ -237,20 +237,12 @@ impl ClusterStore {
         call: &Call,
         write: bool,
     ) -> Result<redis::Value, RedisError> {
-        let cmd = call.cmd();
         let mut c = self.conn.clone();
-        let reply = match cmd.query_async::<redis::Value>(&mut c).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                call.script
-                    .load_async(&mut c)
-                    .await
-                    .map_err(self.failed(operation))?;
-                cmd.query_async(&mut c)
-                    .await
-                    .map_err(self.failed(operation))?
-            }
-            other => other.map_err(self.failed(operation))?,
-        };
+        let reply = call
+            .cmd()
+            .run::<redis::Value>(&mut c)
+            .await
+            .map_err(self.failed(operation))?;
         if let (true, Some(key)) = (write, call.keys.first()) {
             self.replicated(operation, key).await?;
         }
