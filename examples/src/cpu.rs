@@ -45,6 +45,14 @@ pub fn children() -> f64 {
     ticks as f64 / ticks_per_second()
 }
 
+/// Seconds of CPU (user + system) used by this process itself.
+pub fn own() -> f64 {
+    let ticks = stat_fields("self")
+        .and_then(|(_, v)| v.get(0..2).map(|s| s.iter().sum::<u64>()))
+        .unwrap_or(0);
+    ticks as f64 / ticks_per_second()
+}
+
 /// Seconds of CPU used by process `root` and its descendants, with the
 /// children they waited for (a PostgreSQL backend that exited).
 pub fn tree(root: u32) -> f64 {

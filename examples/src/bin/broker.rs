@@ -170,6 +170,21 @@ fn read_config(path: &str) -> Result<Config, String> {
     })
 }
 
+/// Turns transparent huge pages off for this process. The allocator asks
+/// for huge pages on its segments and gives freed parts back to the
+/// system; every part it takes again then faults in a whole 2 MiB page
+/// that the kernel zeroes first. In perf, that zeroing was 7 to 11% of the
+/// storage-on broker's CPU (MySQL run); with huge pages off, none.
+#[cfg(target_os = "linux")]
+fn no_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes only how
+    // this process's later page faults are served.
+    let r = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if r != 0 {
+        tracing::debug!("transparent huge pages stay on: {}", std::io::Error::last_os_error());
+    }
+}
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(Some(a)) => a,
@@ -207,6 +222,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Before the runtime's threads allocate anything; the setting also
+    // covers memory mapped before it.
+    #[cfg(target_os = "linux")]
+    no_huge_pages();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -200,13 +200,14 @@ async fn connect(port: u16, id: &str) -> Result<(AsyncClient, rumqttc::EventLoop
 }
 
 /// `publishers` clients send `total` QoS 1 messages on `topic/<n>` as fast
-/// as their in-flight windows allow; returns the messages sent and when
-/// the first PUBLISH went.
+/// as their in-flight windows allow, or at `pace` messages per second in
+/// all; returns the messages sent and when the first PUBLISH went.
 async fn throughput(
     port: u16,
     topic: &str,
     publishers: usize,
     total: usize,
+    pace: Option<f64>,
 ) -> Result<(usize, Instant), String> {
     let each = total / publishers;
     let mut clients = Vec::new();
@@ -222,7 +223,13 @@ async fn throughput(
             let sender = tokio::spawn({
                 let client = client.clone();
                 async move {
+                    let mut tick = pace.map(|rate| {
+                        tokio::time::interval(Duration::from_secs_f64(publishers as f64 / rate))
+                    });
                     for i in 0..each {
+                        if let Some(t) = tick.as_mut() {
+                            t.tick().await;
+                        }
                         // 100 bytes, `<publisher>:<n>` first: checkable.
                         let mut payload = format!("{p}:{i}:").into_bytes();
                         payload.resize(100, b'x');
@@ -258,10 +265,17 @@ async fn throughput(
 
 /// The broker's rates on `conf`: messages per second until the last
 /// PUBACK, and until the broker, stopped with SIGTERM right after, has
-/// stored them all and exited.
-async fn rates(conf: &Path, log: &Path, topic: &str, a: &Args) -> Result<(f64, f64), String> {
+/// stored them all and exited. Publishers go as fast as they can, or at
+/// `pace` messages per second in all.
+async fn rates(
+    conf: &Path,
+    log: &Path,
+    topic: &str,
+    a: &Args,
+    pace: Option<f64>,
+) -> Result<(f64, f64), String> {
     let mut broker = Broker::start(conf, log).await?;
-    let (n, start) = throughput(broker.port, topic, a.publishers, a.messages).await?;
+    let (n, start) = throughput(broker.port, topic, a.publishers, a.messages, pace).await?;
     let acked = n as f64 / start.elapsed().as_secs_f64();
     broker.terminate().await?;
     let stored = n as f64 / start.elapsed().as_secs_f64();
@@ -402,6 +416,8 @@ async fn stored(backend: &Arc<dyn Backend>, filter: &str) -> Result<usize, Strin
 #[derive(Debug, Clone, Copy, Default)]
 struct Cpu {
     broker: f64,
+    /// This process: the raw backend's driver in the raw runs.
+    client: f64,
     db: Option<f64>,
 }
 
@@ -425,10 +441,12 @@ async fn measured<T>(
     run: impl std::future::Future<Output = Result<T, String>>,
 ) -> Result<(T, Cpu), String> {
     let broker = cpu::children();
+    let client = cpu::own();
     let server = db.map(cpu::tree);
     let out = run.await?;
     let used = Cpu {
         broker: cpu::children() - broker,
+        client: cpu::own() - client,
         db: server.zip(db).map(|(before, pid)| cpu::tree(pid) - before),
     };
     Ok((out, used))
@@ -439,6 +457,8 @@ struct Row {
     /// CPU of the storage-off and storage-on throughput runs, and of the
     /// raw batched stores (`raw_n` messages).
     cpu_off: Cpu,
+    /// The bare broker paced to the storage-on run's rate.
+    cpu_paced: Cpu,
     cpu_on: Cpu,
     cpu_raw: Cpu,
     raw_n: usize,
@@ -466,9 +486,25 @@ async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
 
     let log = |what: &str| dir.join(format!("{}-{what}.log", kind.name()));
     let db = server_pid(kind);
-    let (off, cpu_off) =
-        measured(db, rates(&off_conf, &log("off"), &format!("{run}/off"), a)).await?;
-    let (on, cpu_on) = measured(db, rates(&on_conf, &log("on"), &format!("{run}/on"), a)).await?;
+    let (off, cpu_off) = measured(
+        db,
+        rates(&off_conf, &log("off"), &format!("{run}/off"), a, None),
+    )
+    .await?;
+    let (on, cpu_on) = measured(
+        db,
+        rates(&on_conf, &log("on"), &format!("{run}/on"), a, None),
+    )
+    .await?;
+    // The bare broker again, paced to the rate the storage-on run reached:
+    // a broker that routes fewer messages per second reads and writes
+    // fewer per system call, so part of "off against on" at full speed is
+    // the rate, not storage.
+    let (_, cpu_paced) = measured(
+        db,
+        rates(&off_conf, &log("paced"), &format!("{run}/paced"), a, Some(on.0)),
+    )
+    .await?;
     let lat_off = latencies(&off_conf, &log("off-lat"), &format!("{run}/offlat"), a).await?;
     let lat_on = latencies(&on_conf, &log("on-lat"), &format!("{run}/onlat"), a).await?;
     // Checked after the broker's SIGTERM flush, with the same backend the
@@ -489,6 +525,7 @@ async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
     Ok(Row {
         kind,
         cpu_off,
+        cpu_paced,
         cpu_on,
         cpu_raw,
         raw_n: a.messages / 400 * 400,
@@ -577,8 +614,11 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The cost per stored message: CPU µs in the broker process (storage off,
-/// on, and what storage added) and in the database server's processes
+/// The cost per stored message: CPU µs in the broker process (storage off
+/// at full speed and paced to the storage-on run's rate, on, and what
+/// storage added against each), in this process when the raw backend
+/// stores the rows in batches of 100 (the backend and its driver alone),
+/// and in the database server's processes
 /// (during the storage-on run, less the storage-off run's background; for
 /// the same rows stored by the raw backend in batches of 100; and for them
 /// taken through the server's bulk path, the floor).
@@ -587,12 +627,14 @@ fn print_cpu(rows: &[Row]) {
     println!(
         "CPU µs per stored message (broker process; database server processes, `-` when not local)"
     );
+    println!("broker off: full speed / paced to the storage-on rate; added: against each");
     println!(
-        "{:<8} {:>10} {:>10} {:>8} {:>10} {:>13} {:>8} {:>11}",
+        "{:<8} {:>11} {:>10} {:>11} {:>11} {:>10} {:>13} {:>8} {:>11}",
         "backend",
         "broker off",
         "broker on",
         "added",
+        "raw client",
         "db added",
         "db raw batch",
         "db bulk",
@@ -602,6 +644,7 @@ fn print_cpu(rows: &[Row]) {
     let db = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
     for r in rows {
         let off = us(r.cpu_off.broker, r.sent);
+        let paced = us(r.cpu_paced.broker, r.sent);
         let on = us(r.cpu_on.broker, r.sent);
         let db_added = r
             .cpu_on
@@ -614,11 +657,12 @@ fn print_cpu(rows: &[Row]) {
             .zip(db_bulk)
             .map_or_else(|| "-".to_owned(), |(a, b)| format!("{:.2}", a / b));
         println!(
-            "{:<8} {:>10.1} {:>10.1} {:>8.1} {:>10} {:>13} {:>8} {:>11}",
+            "{:<8} {:>11} {:>10.1} {:>11} {:>11.1} {:>10} {:>13} {:>8} {:>11}",
             r.kind.name(),
-            off,
+            format!("{off:.1}/{paced:.1}"),
             on,
-            on - off,
+            format!("{:.1}/{:.1}", on - off, on - paced),
+            us(r.cpu_raw.client, r.raw_n),
             db(db_added),
             db(db_raw),
             db(db_bulk),
@@ -703,7 +747,7 @@ async fn backlog(kind: BackendKind, a: &Args, n: usize, dir: &Path) -> Result<(f
         Broker::start(&conf, &dir.join(format!("{}-backlog.log", kind.name()))).await?;
     let sub = Drainer::connect(broker.port, &sub_id, &filter).await?;
     sub.leave().await;
-    let (sent, _) = throughput(broker.port, &root, a.publishers, n).await?;
+    let (sent, _) = throughput(broker.port, &root, a.publishers, n, None).await?;
     let mut sub = Drainer::connect(broker.port, &sub_id, &filter).await?;
     let start = Instant::now();
     sub.drain(sent, a.publishers).await?;
