@@ -113,8 +113,9 @@ pub struct WriteOptions {
     /// retry of a batch whose earlier attempt failed (it may have landed
     /// in part), or the disk buffer's replay after a crash. A backend whose
     /// store is not idempotent by message id by itself (Cassandra, whose
-    /// rows are keyed by their place in the topic) looks first; the others
-    /// ignore it.
+    /// rows are keyed by their place in the topic) looks first; PostgreSQL
+    /// goes straight to its upsert instead of trying a plain insert first;
+    /// the others ignore it.
     pub again: bool,
 }
 

@@ -205,56 +205,87 @@ impl PgsqlBackend {
         rows.map_err(self.pg(operation))
     }
 
-    async fn store_message_batch(&self, messages: &[&Message]) -> Result<(), PgsqlError> {
-        // Arrays of one batch; `unnest ... WITH ORDINALITY ORDER BY` gives
-        // the rows their ids in slice order.
-        let chunks = chunk(messages);
+    /// Stores a batch in slice order. A first attempt (`again` off) takes
+    /// a plain insert; a msgid already stored fails it with a unique
+    /// violation, which rolls all of it back, and every row then goes in
+    /// again through `ON CONFLICT`. A replay (`again`) takes that path
+    /// first.
+    async fn store_message_batch(
+        &self,
+        messages: &[&Message],
+        again: bool,
+    ) -> Result<(), PgsqlError> {
         let mut client = self.client("store_messages").await?;
-        let pg = self.pg("store_messages");
-        if let [one] = messages {
-            // The engine's usual call: one message, a plain VALUES row.
-            let stmt = client
-                .prepare_cached(sql::STORE_MESSAGE)
-                .await
-                .map_err(&pg)?;
-            let qos = i32::from(one.qos.as_u8());
-            let retain = i32::from(one.retain);
-            let props = one.stored_properties();
-            client
-                .execute(
-                    &stmt,
-                    &[
-                        &one.id,
-                        &one.sender,
-                        &one.topic,
-                        &qos,
-                        &retain,
-                        &&one.payload[..],
-                        &PgTime(one.timestamp),
-                        &props,
-                    ],
-                )
-                .await
-                .map_err(&pg)?;
-        } else if chunks.len() == 1 {
-            let stmt = client
-                .prepare_cached(sql::STORE_MESSAGES)
-                .await
-                .map_err(&pg)?;
-            let cols = MessageColumns::new(chunks[0]);
-            client.execute(&stmt, &cols.params()).await.map_err(&pg)?;
+        match insert_messages(&mut client, messages, again).await {
+            Err(e) if !again && e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                insert_messages(&mut client, messages, true).await
+            }
+            done => done,
+        }
+        .map_err(self.pg("store_messages"))
+    }
+}
+
+/// Stores `messages` in slice order: one statement, or for a very large
+/// batch several in one transaction (all or nothing). With `replace`, a
+/// msgid already stored gets a new row id; without, it fails the batch.
+async fn insert_messages(
+    client: &mut Object,
+    messages: &[&Message],
+    replace: bool,
+) -> Result<(), tokio_postgres::Error> {
+    if let [one] = messages {
+        // The engine's usual call: one message, a plain VALUES row.
+        let text = if replace {
+            sql::STORE_MESSAGE
         } else {
-            // A very large batch: several statements, all or nothing.
-            let tx = client.transaction().await.map_err(&pg)?;
-            let stmt = tx.prepare_cached(sql::STORE_MESSAGES).await.map_err(&pg)?;
+            sql::INSERT_MESSAGE
+        };
+        let stmt = client.prepare_cached(text).await?;
+        let qos = i32::from(one.qos.as_u8());
+        let retain = i32::from(one.retain);
+        let props = one.stored_properties();
+        client
+            .execute(
+                &stmt,
+                &[
+                    &one.id,
+                    &one.sender,
+                    &one.topic,
+                    &qos,
+                    &retain,
+                    &&one.payload[..],
+                    &PgTime(one.timestamp),
+                    &props,
+                ],
+            )
+            .await?;
+        return Ok(());
+    }
+    // Arrays of one batch; `unnest ... WITH ORDINALITY ORDER BY` gives
+    // the rows their ids in slice order.
+    let text = if replace {
+        sql::STORE_MESSAGES
+    } else {
+        sql::INSERT_MESSAGES
+    };
+    match chunk(messages).as_slice() {
+        [one] => {
+            let stmt = client.prepare_cached(text).await?;
+            let cols = MessageColumns::new(one);
+            client.execute(&stmt, &cols.params()).await?;
+        }
+        chunks => {
+            let tx = client.transaction().await?;
+            let stmt = tx.prepare_cached(text).await?;
             for part in chunks {
                 let cols = MessageColumns::new(part);
-                tx.execute(&stmt, &cols.params()).await.map_err(&pg)?;
+                tx.execute(&stmt, &cols.params()).await?;
             }
-            tx.commit().await.map_err(&pg)?;
+            tx.commit().await?;
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// Splits a batch so no statement carries more than [`CHUNK_BYTES`] of

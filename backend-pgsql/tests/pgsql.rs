@@ -900,3 +900,43 @@ fn a_pubsub_reader_never_passes_an_uncommitted_message() {
         backend_core::testkit::reader_never_passes_a_writer_in_flight(backend, &mut writer).await;
     });
 }
+
+/// A first attempt takes a plain insert; an id already stored, even in a
+/// write not marked `again`, fails it and the whole batch goes in again
+/// through the upsert: nothing of the batch is lost, the stored id is kept
+/// once with the later content at the end, and a single message takes the
+/// same way.
+#[test]
+fn an_unmarked_store_of_a_stored_id_falls_back_to_the_upsert() {
+    rt().block_on(async {
+        let b = common::connect().await;
+        let topic = unique("fallback");
+        let msg = |text: &'static str| Message::new("p", topic.clone(), QoS::AtLeastOnce, text);
+        let (m1, m2) = (msg("one"), msg("two"));
+        b.store_messages(&[m1.clone(), m2.clone()], Default::default())
+            .await
+            .or_panic("first store");
+        let mut m1b = m1.clone();
+        m1b.payload = Bytes::from_static(b"one again");
+        let m3 = msg("three");
+        // A batch: one id stored already, one new.
+        b.store_messages(&[m1b.clone(), m3.clone()], Default::default())
+            .await
+            .or_panic("a batch with a stored id");
+        // A single message whose id is stored already.
+        let mut m2b = m2.clone();
+        m2b.payload = Bytes::from_static(b"two again");
+        b.store_messages(std::slice::from_ref(&m2b), Default::default())
+            .await
+            .or_panic("a single stored id");
+        let got = b
+            .fetch_messages(&request("c", &topic, OfflineMode::Queue))
+            .await
+            .or_panic("fetch");
+        let payloads: Vec<String> = got
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+            .collect();
+        assert_eq!(payloads, ["one again", "three", "two again"]);
+    });
+}

@@ -84,14 +84,14 @@ impl Backend for PgsqlBackend {
         Ok(())
     }
 
-    async fn store_messages(&self, messages: &[Message], _: WriteOptions) -> BackendResult<()> {
+    async fn store_messages(&self, messages: &[Message], opts: WriteOptions) -> BackendResult<()> {
         if messages.is_empty() {
             return Ok(());
         }
         // Storing an id again replaces the message (and moves it to the
         // end), as in MemoryBackend; within one batch the last one wins.
         let batch = last_of_each(messages, |m| m.id.as_str());
-        self.store_message_batch(&batch).await?;
+        self.store_message_batch(&batch, opts.again).await?;
         Ok(())
     }
 

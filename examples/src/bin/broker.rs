@@ -181,7 +181,10 @@ fn no_huge_pages() {
     // this process's later page faults are served.
     let r = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     if r != 0 {
-        tracing::debug!("transparent huge pages stay on: {}", std::io::Error::last_os_error());
+        tracing::debug!(
+            "transparent huge pages stay on: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

@@ -502,7 +502,13 @@ async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
     // the rate, not storage.
     let (_, cpu_paced) = measured(
         db,
-        rates(&off_conf, &log("paced"), &format!("{run}/paced"), a, Some(on.0)),
+        rates(
+            &off_conf,
+            &log("paced"),
+            &format!("{run}/paced"),
+            a,
+            Some(on.0),
+        ),
     )
     .await?;
     let lat_off = latencies(&off_conf, &log("off-lat"), &format!("{run}/offlat"), a).await?;
