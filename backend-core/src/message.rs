@@ -155,14 +155,17 @@ pub fn new_message_id() -> String {
 /// `millis` (12 hex digits), `seq` (8) and `node` (12), upper case. Written
 /// digit by digit: this runs for every message published.
 fn id_text(millis: u64, seq: u32, node: u64) -> String {
-    let mut id = String::with_capacity(32);
+    let mut id = [0u8; 32];
+    let mut at = 0;
     for (value, digits) in [(millis, 12), (u64::from(seq), 8), (node, 12)] {
         for i in (0..digits).rev() {
-            let nibble = ((value >> (i * 4)) & 0xF) as u8;
-            id.push(char::from(b"0123456789ABCDEF"[usize::from(nibble)]));
+            let nibble = ((value >> (i * 4)) & 0xF) as usize;
+            id[at] = b"0123456789ABCDEF"[nibble];
+            at += 1;
         }
     }
-    id
+    // Hex digits only: valid UTF-8, so this is one copy.
+    String::from_utf8_lossy(&id).into_owned()
 }
 
 /// An MQTT application message as the backends store and return it.

@@ -145,7 +145,7 @@ impl QueryMode {
 /// ```
 /// use std::time::Duration;
 /// let p = backend_core::WritePolicy { buffer_size: 50_000, ..Default::default() };
-/// assert_eq!(p.batch_size, 100);
+/// assert_eq!(p.batch_size, 1000);
 /// assert_eq!(p.batch_time, Duration::ZERO);
 /// assert_eq!(p.first_backoff, Duration::from_millis(100));
 /// ```
@@ -153,7 +153,10 @@ impl QueryMode {
 pub struct WritePolicy {
     /// `query_mode`: when a hook returns from its write.
     pub mode: QueryMode,
-    /// `batch_size`: the most writes one flush takes (default 100).
+    /// `batch_size`: the most writes one flush takes (default 1000). A
+    /// flush takes what waits, so the cap matters only under load, where
+    /// each flush's fixed cost (round trips, a request per topic, a
+    /// transaction) is shared by more writes.
     pub batch_size: usize,
     /// `batch_time`: how long a flush that is not full may wait for more
     /// writes (default 0: never; an idle pool adds no wait).
@@ -198,7 +201,7 @@ impl Default for WritePolicy {
     fn default() -> Self {
         WritePolicy {
             mode: QueryMode::Async,
-            batch_size: 100,
+            batch_size: 1000,
             batch_time: Duration::ZERO,
             workers: 4,
             buffer_size: 10_000,

@@ -41,6 +41,16 @@ mod storage;
 /// Most rows one batch statement carries (MySQL allows 65535 placeholders).
 const MAX_BATCH_ROWS: usize = 4096;
 
+/// Most rows one multi-row insert of a flush carries. Each row count is a
+/// statement text of its own, prepared once per connection and kept in
+/// its statement cache ([`MysqlConfig::stmt_cache_size`], 256 by
+/// default): 100 shapes per kind fit it, so a busy writer stops preparing
+/// once warm. A larger flush (up to `batch_size`, 1,000 by default) runs
+/// as several such statements in one transaction; preparing a new
+/// 456-row statement, with a column definition sent back per parameter,
+/// costs more than the extra round trips.
+const STATEMENT_ROWS: usize = 100;
+
 /// The MySQL/MariaDB backend of one pool. Clones share the pool.
 ///
 /// ```no_run
@@ -284,10 +294,10 @@ impl MysqlBackend {
     }
 
     /// Splits rows so no statement carries more than half the server's
-    /// `max_allowed_packet` or [`MAX_BATCH_ROWS`] rows.
+    /// `max_allowed_packet` or [`STATEMENT_ROWS`] rows.
     fn chunks<'a, T>(&self, items: &'a [T], size: impl Fn(&T) -> usize) -> Vec<&'a [T]> {
         let limit = (self.inner.max_packet / 2).max(1 << 16);
-        let runs = batches(items, limit, MAX_BATCH_ROWS, |it| size(it) + 64);
+        let runs = batches(items, limit, STATEMENT_ROWS, |it| size(it) + 64);
         runs.into_iter().map(|r| &items[r]).collect()
     }
 

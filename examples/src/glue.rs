@@ -208,8 +208,8 @@ impl StorageHooks {
 
     fn client_info(&self, s: &Session) -> ClientInfo {
         ClientInfo {
-            client_id: s.id.client_id.to_string(),
-            username: s.id.username.as_ref().map(|u| u.to_string()),
+            client_id: str::to_owned(&s.id.client_id),
+            username: s.id.username.as_deref().map(str::to_owned),
             node: self.node.clone(),
             peer_host: s.id.remote_addr.map(|a| a.to_string()),
         }
@@ -237,9 +237,11 @@ impl StorageHooks {
         let id = new_message_id();
         let msg = Message {
             id: id.clone(),
-            sender: from.id.client_id.to_string(),
-            username: from.id.username.as_ref().map(|u| u.to_string()),
-            topic: p.topic.to_string(),
+            // `str::to_owned`: a ByteString's `to_string` goes through
+            // `Display`, which costs more than the copy.
+            sender: str::to_owned(&from.id.client_id),
+            username: from.id.username.as_deref().map(str::to_owned),
+            topic: str::to_owned(&p.topic),
             qos: from_rmqtt_qos(p.qos),
             retain: p.retain,
             payload: p.payload.clone(),

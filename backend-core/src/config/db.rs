@@ -169,6 +169,7 @@ impl DbSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(feature = "tls")]
     use std::path::PathBuf;
 
     const PG: DbDefaults = crate::db_defaults!(crate::testkit::kinds::PGSQL, 5432, "username");
@@ -226,10 +227,19 @@ mod tests {
         let e = DbSettings::from_pool(&pool(&[("cacertfile", "/ca.pem")]), PG)
             .expect_err("TLS files without ssl");
         assert!(e.to_string().contains("ssl is not true"), "{e}");
-        let c = DbSettings::from_pool(&pool(&[("ssl", "true"), ("cacertfile", "/ca.pem")]), PG)
-            .expect("ssl");
-        let tls = c.tls.expect("tls on");
-        assert_eq!(tls.ca_cert_file, Some(PathBuf::from("/ca.pem")));
+        let with_tls =
+            DbSettings::from_pool(&pool(&[("ssl", "true"), ("cacertfile", "/ca.pem")]), PG);
+        #[cfg(feature = "tls")]
+        {
+            let tls = with_tls.expect("ssl").tls.expect("tls on");
+            assert_eq!(tls.ca_cert_file, Some(PathBuf::from("/ca.pem")));
+        }
+        // Built alone, without the feature: a clear error naming it.
+        #[cfg(not(feature = "tls"))]
+        {
+            let e = with_tls.expect_err("ssl without the tls feature");
+            assert!(e.to_string().contains("no `tls` feature"), "{e}");
+        }
     }
 
     #[test]

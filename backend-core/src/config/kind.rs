@@ -74,7 +74,7 @@ pub const COMMON_POOL_KEYS: &[KeySpec] = &[
     KeySpec::new("cacertfile", KeyType::Text),
     KeySpec::new("certfile", KeyType::Text),
     KeySpec::new("keyfile", KeyType::Text),
-    KeySpec::new("batch_size", KeyType::Count).with_default("100"),
+    KeySpec::new("batch_size", KeyType::Count).with_default("1000"),
     KeySpec::new("batch_time", KeyType::Millis).with_default("0"),
     KeySpec::new("worker_pool_size", KeyType::Count).with_default("4"),
     KeySpec::new("buffer_size", KeyType::Natural).with_default("10000"),

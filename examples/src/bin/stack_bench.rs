@@ -6,9 +6,15 @@
 //!
 //! ```text
 //! stack_bench [--backends redis,pgsql,mysql] [--publishers 8]
-//!             [--messages 40000] [--rate 2000] [--seconds 5] [--set key=value]...
+//!             [--messages 40000] [--rate 2000] [--seconds 5] [--repeat 1]
+//!             [--set key=value]...
 //! stack_bench --backlog 100000 [--backends ...] [--publishers 8] [--set ...]
 //! ```
+//!
+//! With `--repeat N`, each throughput run (storage off, on, and off paced
+//! to the storage-on rate) runs N times in turn and every figure is the
+//! median of its N: on a small machine shared with the database, one
+//! run's CPU per message varies by a microsecond or more.
 //!
 //! With `--backlog N`: a persistent subscriber on a wildcard is away while
 //! the publishers send N QoS 1 messages (one topic each); back, the time
@@ -37,6 +43,8 @@ struct Args {
     messages: usize,
     rate: u64,
     seconds: u64,
+    /// `--repeat N`: throughput runs per figure, which is their median.
+    repeat: usize,
     /// Pool settings for the storage-on runs (`--set batch_size=500`).
     set: Vec<(String, String)>,
     /// `--backlog N`: the backlog drain benchmark instead.
@@ -58,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
         messages: 40_000,
         rate: 2_000,
         seconds: 5,
+        repeat: 1,
         set: Vec::new(),
         backlog: None,
     };
@@ -84,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
             "--messages" => a.messages = num(&v)? as usize,
             "--rate" => a.rate = num(&v)?,
             "--seconds" => a.seconds = num(&v)?,
+            "--repeat" => a.repeat = num(&v)? as usize,
             "--backlog" => a.backlog = Some(num(&v)? as usize),
             "--set" => {
                 let (k, val) = v
@@ -452,6 +462,29 @@ async fn measured<T>(
     Ok((out, used))
 }
 
+/// The median of each figure over runs of one kind: rates, broker CPU,
+/// client CPU and database CPU each taken on its own.
+fn median_run(runs: impl Iterator<Item = ((f64, f64), Cpu)>) -> ((f64, f64), Cpu) {
+    let runs: Vec<_> = runs.collect();
+    let med = |f: &dyn Fn(&((f64, f64), Cpu)) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let db = runs
+        .iter()
+        .all(|r| r.1.db.is_some())
+        .then(|| med(&|r| r.1.db.unwrap_or(0.0)));
+    (
+        (med(&|r| r.0 .0), med(&|r| r.0 .1)),
+        Cpu {
+            broker: med(&|r| r.1.broker),
+            client: med(&|r| r.1.client),
+            db,
+        },
+    )
+}
+
 struct Row {
     kind: BackendKind,
     /// CPU of the storage-off and storage-on throughput runs, and of the
@@ -486,38 +519,56 @@ async fn bench(kind: BackendKind, a: &Args, dir: &Path) -> Result<Row, String> {
 
     let log = |what: &str| dir.join(format!("{}-{what}.log", kind.name()));
     let db = server_pid(kind);
-    let (off, cpu_off) = measured(
-        db,
-        rates(&off_conf, &log("off"), &format!("{run}/off"), a, None),
-    )
-    .await?;
-    let (on, cpu_on) = measured(
-        db,
-        rates(&on_conf, &log("on"), &format!("{run}/on"), a, None),
-    )
-    .await?;
-    // The bare broker again, paced to the rate the storage-on run reached:
-    // a broker that routes fewer messages per second reads and writes
-    // fewer per system call, so part of "off against on" at full speed is
-    // the rate, not storage.
-    let (_, cpu_paced) = measured(
-        db,
-        rates(
-            &off_conf,
-            &log("paced"),
-            &format!("{run}/paced"),
-            a,
-            Some(on.0),
-        ),
-    )
-    .await?;
+    let mut runs = Vec::new();
+    for i in 0..a.repeat {
+        let (off, cpu_off) = measured(
+            db,
+            rates(&off_conf, &log("off"), &format!("{run}/off{i}"), a, None),
+        )
+        .await?;
+        let (on, cpu_on) = measured(
+            db,
+            rates(&on_conf, &log("on"), &format!("{run}/on{i}"), a, None),
+        )
+        .await?;
+        // The bare broker again, paced to the rate the storage-on run
+        // reached: a broker that routes fewer messages per second reads
+        // and writes fewer per system call, so part of "off against on" at
+        // full speed is the rate, not storage.
+        let (_, cpu_paced) = measured(
+            db,
+            rates(
+                &off_conf,
+                &log("paced"),
+                &format!("{run}/paced{i}"),
+                a,
+                Some(on.0),
+            ),
+        )
+        .await?;
+        runs.push([(off, cpu_off), (on, cpu_on), ((0.0, 0.0), cpu_paced)]);
+    }
+    let [(off, cpu_off), (on, cpu_on), (_, cpu_paced)] =
+        [0, 1, 2].map(|k| median_run(runs.iter().map(|r| r[k])));
     let lat_off = latencies(&off_conf, &log("off-lat"), &format!("{run}/offlat"), a).await?;
     let lat_on = latencies(&on_conf, &log("on-lat"), &format!("{run}/onlat"), a).await?;
     // Checked after the broker's SIGTERM flush, with the same backend the
     // broker used.
     let backend = pool_backend(&on_text).await?;
     let sent = a.messages / a.publishers * a.publishers;
-    let stored = stored(&backend, &format!("{run}/on/#")).await?;
+    let mut stored_all = 0;
+    for i in 0..a.repeat {
+        stored_all += stored(&backend, &format!("{run}/on{i}/#")).await?;
+    }
+    // Every run's messages are checked; the table shows one run's share.
+    let stored = stored_all / a.repeat;
+    if stored_all != sent * a.repeat {
+        return Err(format!(
+            "{stored_all} of {} messages stored over {} runs",
+            sent * a.repeat,
+            a.repeat
+        ));
+    }
     let (raw, cpu_raw) =
         measured(db, raw_rate(&backend, &format!("{run}/raw"), a.messages)).await?;
     let url = testbed::server_url(kind);
@@ -838,5 +889,38 @@ impl Drainer {
             while self.ev.poll().await.is_ok() {}
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{median_run, Cpu};
+
+    fn run(rate: f64, broker: f64, db: Option<f64>) -> ((f64, f64), Cpu) {
+        let cpu = Cpu {
+            broker,
+            client: broker / 2.0,
+            db,
+        };
+        ((rate, rate / 2.0), cpu)
+    }
+
+    #[test]
+    fn each_figure_is_its_own_median() {
+        let runs = [
+            run(3.0, 10.0, Some(7.0)),
+            run(1.0, 30.0, Some(5.0)),
+            run(2.0, 20.0, Some(9.0)),
+        ];
+        let ((acked, stored), cpu) = median_run(runs.into_iter());
+        assert_eq!((acked, stored), (2.0, 1.0));
+        assert_eq!((cpu.broker, cpu.client), (20.0, 10.0));
+        assert_eq!(cpu.db, Some(7.0));
+    }
+
+    #[test]
+    fn a_run_without_database_figures_leaves_none() {
+        let runs = [run(1.0, 1.0, Some(1.0)), run(2.0, 2.0, None)];
+        assert_eq!(median_run(runs.into_iter()).1.db, None);
     }
 }
