@@ -43,6 +43,10 @@ const BATCH_BYTES: usize = 32 * 1024;
 /// Statements per batch, whatever their size.
 const BATCH_STATEMENTS: usize = 100;
 
+/// Look-ups of earlier rows in flight at once when a write is stored
+/// `again` (a retry, a replay).
+const AGAIN_LOOKUPS: usize = 64;
+
 /// Topics this process has put in an index lately: their index row is not
 /// written again (it never changes). Bounded; cleared when full.
 const INDEXED_CACHE: usize = 100_000;
@@ -432,11 +436,17 @@ impl CassaBackend {
     ) -> Result<(), CassaError> {
         let mut rows: Vec<(&str, Vec<CqlValue>, usize)> = Vec::with_capacity(msgs.len());
         if again {
-            let earlier = try_join_all(
-                msgs.iter()
-                    .map(|(m, _)| self.indexed_seq("store_messages", topic, &m.id)),
-            )
-            .await?;
+            // A bounded number of look-ups at a time: a flush may carry a
+            // thousand messages of one topic.
+            let mut earlier = Vec::with_capacity(msgs.len());
+            for part in msgs.chunks(AGAIN_LOOKUPS) {
+                let found = try_join_all(
+                    part.iter()
+                        .map(|(m, _)| self.indexed_seq("store_messages", topic, &m.id)),
+                )
+                .await?;
+                earlier.extend(found);
+            }
             for ((m, seq), old) in msgs.iter().zip(earlier) {
                 if let Some(old) = old.filter(|old| old != seq) {
                     rows.push((

@@ -462,11 +462,15 @@ async fn measured<T>(
     Ok((out, used))
 }
 
+/// One throughput run's figures: msg/s until the last PUBACK and until
+/// all stored, and the CPU used.
+type RunFigures = ((f64, f64), Cpu);
+
 /// The median of each figure over runs of one kind: rates, broker CPU,
 /// client CPU and database CPU each taken on its own.
-fn median_run(runs: impl Iterator<Item = ((f64, f64), Cpu)>) -> ((f64, f64), Cpu) {
+fn median_run(runs: impl Iterator<Item = RunFigures>) -> RunFigures {
     let runs: Vec<_> = runs.collect();
-    let med = |f: &dyn Fn(&((f64, f64), Cpu)) -> f64| {
+    let med = |f: &dyn Fn(&RunFigures) -> f64| {
         let mut v: Vec<f64> = runs.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -896,7 +900,7 @@ impl Drainer {
 mod tests {
     use super::{median_run, Cpu};
 
-    fn run(rate: f64, broker: f64, db: Option<f64>) -> ((f64, f64), Cpu) {
+    fn run(rate: f64, broker: f64, db: Option<f64>) -> super::RunFigures {
         let cpu = Cpu {
             broker,
             client: broker / 2.0,
