@@ -181,3 +181,19 @@ async fn a_message_after_the_suback_comes_once() {
 async fn retain_handling_holds_for_stored_retained_messages() {
     scenarios::retain_handling_holds_for_stored_retained_messages(&Db::memory()).await;
 }
+
+/// The broker turns transparent huge pages off for its own process (the
+/// allocator's retaken memory faulted in whole zeroed 2 MiB pages): the
+/// kernel reports it in the process's status.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_runs_without_transparent_huge_pages() {
+    let broker = start_in_memory().await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", broker.pid()))
+        .expect("the broker's /proc status");
+    let thp = status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(str::trim);
+    assert_eq!(thp, Some("0"), "THP_enabled in {status}");
+}

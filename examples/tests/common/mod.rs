@@ -149,6 +149,11 @@ impl Broker {
         Broker::start(&refs).await
     }
 
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the broker with SIGTERM (its graceful shutdown) and waits up
     /// to 30 s for it to exit; returns its exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
