@@ -412,8 +412,10 @@ async fn run_merged(
     match ops[first].group() {
         Group::Store(o) => {
             // The messages move into one slice for the call and back into
-            // their writes after it (which a retry needs): not copied.
-            let mut all = Vec::new();
+            // their writes after it (which a retry needs): not copied. Sized
+            // first: growing it would copy a 1,000-message flush about twice.
+            let total = part.iter().map(|&i| messages(&*ops[i]).len()).sum();
+            let mut all = Vec::with_capacity(total);
             let mut counts = Vec::with_capacity(part.len());
             for &i in part {
                 let n = match &mut *ops[i] {
