@@ -146,28 +146,41 @@ pub fn conf_text(
     Ok(text)
 }
 
-/// Removes every message stored under `filter` (read and acknowledged in
-/// queue mode through `backend`, 1,000 acks a call), so that a test or
+/// Removes every message stored under `filter` (read 10,000 at a time and
+/// acknowledged in queue mode through `backend`, 1,000 acks a call), so that a test or
 /// benchmark leaves a shared server as it found it. Returns how many.
 pub async fn remove_stored(
     backend: &dyn backend_core::Backend,
     filter: &str,
 ) -> Result<usize, backend_core::BackendError> {
     use backend_core::{Ack, FetchRequest, OfflineMode};
-    let req = FetchRequest::new(unique("cleanup"), filter, OfflineMode::Queue);
-    let msgs = backend.fetch_messages(&req).await?;
-    let acks: Vec<Ack> = msgs
-        .iter()
-        .map(|m| Ack {
-            client_id: req.client_id.clone(),
-            topic: m.topic.clone(),
-            message_id: m.id.clone(),
-        })
-        .collect();
-    for chunk in acks.chunks(1000) {
-        backend.ack_messages(OfflineMode::Queue, chunk).await?;
+    // Pages of 10,000: one fetch of a few hundred thousand rows can take
+    // longer than a read may.
+    let mut req = FetchRequest::new(unique("cleanup"), filter, OfflineMode::Queue);
+    req.max_count = Some(10_000);
+    let mut removed = 0;
+    let mut last_page: Option<String> = None;
+    loop {
+        let msgs = backend.fetch_messages(&req).await?;
+        let first = msgs.first().map(|m| m.id.clone());
+        // Done, or the acks removed nothing: the same page came back.
+        if first.is_none() || first == last_page {
+            return Ok(removed);
+        }
+        last_page = first;
+        let acks: Vec<Ack> = msgs
+            .iter()
+            .map(|m| Ack {
+                client_id: req.client_id.clone(),
+                topic: m.topic.clone(),
+                message_id: m.id.clone(),
+            })
+            .collect();
+        for chunk in acks.chunks(1000) {
+            backend.ack_messages(OfflineMode::Queue, chunk).await?;
+        }
+        removed += acks.len();
     }
-    Ok(acks.len())
 }
 
 #[cfg(test)]
