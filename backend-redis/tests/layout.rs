@@ -635,3 +635,61 @@ backend.redis.hook.client.connected.3 = {"action": {"commands": ["SET conn:${cli
     )
     .await;
 }
+
+/// A message stored again replaces its hash's fields: a `props` field the
+/// new copy lacks goes, and under another topic only the new topic's fetch
+/// returns it (the old set's member, now naming another topic, is dropped
+/// by the read).
+#[tokio::test]
+async fn a_message_stored_again_replaces_its_hash() {
+    let b = common::backend().await;
+    let mut c = common::plain().await;
+    let again = backend_core::WriteOptions {
+        again: true,
+        ..Default::default()
+    };
+    let topic = unique("again");
+    let mut m = seed_message(&topic, false);
+    m.properties.content_type = Some("text/plain".into());
+    b.store_messages(std::slice::from_ref(&m), Default::default())
+        .await
+        .expect("store");
+    let fields = hgetall(&mut c, &keys::msg(&m.id)).await;
+    assert!(
+        fields.iter().any(|f| f == "props"),
+        "stored with properties: {fields:?}"
+    );
+
+    let mut plain = m.clone();
+    plain.properties = Default::default();
+    plain.payload = "second".into();
+    b.store_messages(std::slice::from_ref(&plain), again)
+        .await
+        .expect("store again");
+    let fields = hgetall(&mut c, &keys::msg(&m.id)).await;
+    assert!(
+        !fields.iter().any(|f| f == "props"),
+        "the copy without properties leaves none: {fields:?}"
+    );
+    assert!(fields.iter().any(|f| f == "second"), "{fields:?}");
+
+    let other = unique("again-other");
+    let mut moved = plain.clone();
+    moved.topic = other.clone();
+    b.store_messages(std::slice::from_ref(&moved), again)
+        .await
+        .expect("store under another topic");
+    let old = b
+        .fetch_messages(&FetchRequest::new("c", topic.as_str(), OfflineMode::Queue))
+        .await
+        .expect("fetch old topic");
+    assert!(old.is_empty(), "nothing left under the old topic: {old:?}");
+    let left: i64 = cmd(&mut c, &[b"ZCARD", keys::msg_topic(&topic).as_bytes()]).await;
+    assert_eq!(left, 0, "the read dropped the old topic's member");
+    let new = b
+        .fetch_messages(&FetchRequest::new("c", other.as_str(), OfflineMode::Queue))
+        .await
+        .expect("fetch new topic");
+    assert_eq!(new.len(), 1, "once, under its new topic: {new:?}");
+    assert_eq!(new[0].payload, moved.payload);
+}

@@ -2,12 +2,12 @@
 -- topic index; then per message its hash and its topic's sorted set.
 -- ARGV[1] the expiry in seconds, ARGV[2] the message key prefix; then per
 -- message id, from, qos, topic, retain, payload, ts, props (empty: none).
--- Work per topic (trimming, expiry, the index) is done once per call, not
--- once per message, so a batch costs about four commands a message.
+-- A message costs one HSET and one EXPIRE; the rest (the sorted set's ZADD,
+-- trimming, expiry, the index) is done once per topic, not once per message.
 local ttl = tonumber(ARGV[1])
 local n = (#KEYS - 2) / 2
 -- Only the sorted sets are checked before writing: a hash of the wrong
--- type fails its HGET below, and the engine then stores the batch's other
+-- type fails its HSET below, and the engine then stores the batch's other
 -- messages again one by one (storing an id again is harmless).
 local checked = {}
 for i = 1, n do
@@ -22,40 +22,45 @@ for i = 1, n do
 end
 -- One sequence range for the whole batch, in slice order.
 local base = redis.call('INCRBY', KEYS[1], n) - n
-local topics, per_topic = {}, {}
+local topics, members = {}, {}
 for i = 1, n do
   local h, z = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
   local b = 2 + 8 * (i - 1)
-  local id, topic = ARGV[b + 1], ARGV[b + 4]
-  local old = redis.call('HGET', h, 'topic')
-  if old then
-    -- Stored again: the new copy replaces it (and moves to the end).
-    if old ~= topic then
-      local oz = ARGV[2] .. old
-      if redis.call('TYPE', oz)['ok'] == 'zset' then
-        redis.call('ZREM', oz, id)
-        if redis.call('EXISTS', oz) == 0 then redis.call('ZREM', KEYS[2], old) end
-      end
-    end
-    redis.call('DEL', h)
+  local id, props = ARGV[b + 1], ARGV[b + 8]
+  -- Stored again, the new copy replaces the old one's fields. HSET counts
+  -- the fields it added, so fewer than it wrote means the hash was there: a
+  -- `props` the new copy lacks must go. If the id was stored under another
+  -- topic, that topic's set keeps a member whose hash names a different
+  -- topic; every reader skips and removes such members.
+  if props ~= '' then
+    redis.call('HSET', h, 'id', id, 'from', ARGV[b + 2], 'qos', ARGV[b + 3], 'topic', ARGV[b + 4],
+      'retain', ARGV[b + 5], 'payload', ARGV[b + 6], 'ts', ARGV[b + 7], 'props', props)
+  elseif redis.call('HSET', h, 'id', id, 'from', ARGV[b + 2], 'qos', ARGV[b + 3], 'topic', ARGV[b + 4],
+      'retain', ARGV[b + 5], 'payload', ARGV[b + 6], 'ts', ARGV[b + 7]) < 7 then
+    redis.call('HDEL', h, 'props')
   end
-  redis.call('HSET', h, 'id', id, 'from', ARGV[b + 2], 'qos', ARGV[b + 3], 'topic', topic,
-    'retain', ARGV[b + 5], 'payload', ARGV[b + 6], 'ts', ARGV[b + 7])
-  if ARGV[b + 8] ~= '' then redis.call('HSET', h, 'props', ARGV[b + 8]) end
   redis.call('EXPIRE', h, ttl)
-  redis.call('ZADD', z, base + i, id)
-  if not per_topic[topic] then
-    per_topic[topic] = 0
-    topics[#topics + 1] = { topic, z }
+  local m = members[z]
+  if not m then
+    m = {}
+    members[z] = m
+    topics[#topics + 1] = { ARGV[b + 4], z }
   end
-  per_topic[topic] = per_topic[topic] + 1
+  m[#m + 1] = base + i
+  m[#m + 1] = id
 end
 for _, t in ipairs(topics) do
   local topic, z = t[1], t[2]
+  local m = members[z]
+  -- One ZADD per topic (in slices that stay within Lua's stack). An id
+  -- twice in the batch keeps its later score: ZADD applies pairs in order.
+  for s = 1, #m, 2000 do
+    redis.call('ZADD', z, unpack(m, s, math.min(s + 1999, #m)))
+  end
   -- Members whose hash expired go from the front of the set as new ones
   -- come (up to four per message stored), so a topic published to and
   -- never fetched stays bounded.
-  for _ = 1, 4 * per_topic[topic] do
+  for _ = 1, 2 * #m do
     local first = redis.call('ZRANGE', z, 0, 0)
     if #first == 0 or redis.call('HGET', ARGV[2] .. first[1], 'topic') == topic then break end
     redis.call('ZREM', z, first[1])
