@@ -1085,7 +1085,11 @@ async fn publish_step(rule: &CompiledRule, msg: Cow<'_, Message>) -> StepResult 
 /// A write through the pool's buffer.
 async fn write(rule: &CompiledRule, op: WriteOp) -> StepResult {
     let name = op.name();
-    let ticket = rule.writer.submit(op, &rule.retry, &rule.tag).await;
+    let client_event = matches!(op, WriteOp::Online(..) | WriteOp::Offline(..));
+    let ticket = rule
+        .writer
+        .submit(op, client_event, &rule.retry, &rule.tag)
+        .await;
     Ok(Step::Later(vec![(name, ticket)]))
 }
 
@@ -1096,13 +1100,16 @@ async fn run_statements(
 ) -> StepResult {
     // A statement keeps its order with others on the same topic (or, for
     // client events, of the same client).
-    let key = event.topic().unwrap_or_else(|| event.client_id());
+    let topic = event.topic();
+    let key = topic.unwrap_or_else(|| event.client_id());
     let mut tickets = Vec::with_capacity(list.len());
     for s in list {
         let op = WriteOp::Execute(s.compiled.render(event), key.to_owned());
         tickets.push((
             "execute",
-            rule.writer.submit(op, &rule.retry, &rule.tag).await,
+            rule.writer
+                .submit(op, topic.is_none(), &rule.retry, &rule.tag)
+                .await,
         ));
     }
     Ok(Step::Later(tickets))

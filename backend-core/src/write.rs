@@ -166,7 +166,9 @@ pub struct WritePolicy {
     pub workers: usize,
     /// `buffer_size`: writes the pool holds, waiting or in flight (default
     /// 10,000); 0 turns buffering off: every write runs alone and every
-    /// error is reported at once.
+    /// error is reported at once. A tenth more is kept for the writes of
+    /// client connects and disconnects alone (see
+    /// [`WritePolicy::client_room`]).
     pub buffer_size: usize,
     /// `buffer_full`: what a write finds when the buffer is full.
     pub buffer_full: BufferFull,
@@ -215,6 +217,15 @@ impl Default for WritePolicy {
 }
 
 impl WritePolicy {
+    /// The room kept, beyond `buffer_size`, for the writes of client
+    /// connects and disconnects (a client's status, its statements): a
+    /// tenth of `buffer_size`, at least one. With the buffer full of
+    /// messages behind a slow server, a connecting client's own writes still
+    /// find room, and its CONNACK does not wait for the messages to land.
+    pub fn client_room(&self) -> usize {
+        (self.buffer_size / 10).max(1)
+    }
+
     /// No buffer: each write runs alone and reports its error at once.
     pub fn off() -> Self {
         WritePolicy {
@@ -344,6 +355,14 @@ impl WriteOp {
             WriteOp::Online(c, _) | WriteOp::Offline(c, _) => &c.client_id,
             WriteOp::Execute(_, key) => key,
         }
+    }
+
+    /// Whether a read of this write's key must wait for it. A client's
+    /// status is read by no hook: the subscription lookup on connect does
+    /// not wait behind its own status write (which sits behind every
+    /// earlier write of its lane), only behind the client's statements.
+    fn read_depends(&self) -> bool {
+        !matches!(self, WriteOp::Online(..) | WriteOp::Offline(..))
     }
 
     /// Stores merge whatever their `again`: the merged call carries it if
@@ -701,9 +720,33 @@ struct LaneState {
     waiting: VecDeque<Entry>,
     /// Writes ever put in the lane.
     submitted: u64,
+    /// For each order key's hash, `submitted` as its latest write went in:
+    /// a read of that key waits for this many writes to leave the lane, not
+    /// for every write of the keys that share the lane. Entries that have
+    /// left are pruned as the map grows (see [`LaneState::note`]).
+    latest: HashMap<u64, u64>,
+    /// `latest`'s size after its last pruning.
+    latest_kept: usize,
     worker: bool,
     /// The last flush failed retryably: new writes are queued, not waited on.
     outage: bool,
+}
+
+impl LaneState {
+    /// Counts one more write, of the order key hashed to `key`, that reads
+    /// of that key wait for if `read_depends`; `left` is how many of the
+    /// lane's writes have left it so far.
+    fn note(&mut self, key: u64, read_depends: bool, left: u64) {
+        self.submitted += 1;
+        if read_depends {
+            self.latest.insert(key, self.submitted);
+        }
+        // Pruned when it has doubled: amortised, a constant cost per write.
+        if self.latest.len() > 2 * self.latest_kept + 1024 {
+            self.latest.retain(|_, at| *at > left);
+            self.latest_kept = self.latest.len();
+        }
+    }
 }
 
 /// One pool's write counters.
@@ -739,6 +782,10 @@ pub(crate) struct PoolWriter {
     /// dropped), and whether it is in an outage; what reads wait on.
     progress: Vec<watch::Sender<Progress>>,
     room: Arc<Semaphore>,
+    /// Room kept for the writes of client events (a connect's status and
+    /// statements, a disconnect's): a buffer full of messages behind a slow
+    /// server does not hold up a CONNACK. A tenth of `buffer_size`.
+    client_room: Arc<Semaphore>,
     largest: AtomicU64,
     buffered: AtomicUsize,
     /// `buffer = disk`: the file that keeps writes kept for retry.
@@ -824,7 +871,10 @@ impl PoolWriter {
             let Ok(permit) = Arc::clone(&room).try_acquire_owned() else {
                 continue;
             };
-            let lane = self.lane_of(r.op.order_key());
+            let key = key_hash(r.op.order_key());
+            let read_depends = r.op.read_depends();
+            let lane = self.lane_index(key);
+            let left = self.progress[lane].borrow().left;
             let mut st = self.lane(lane);
             st.waiting.push_back(Entry {
                 op: r.op,
@@ -836,7 +886,7 @@ impl PoolWriter {
                 on_disk: true,
                 room: permit,
             });
-            st.submitted += 1;
+            st.note(key, read_depends, left);
             self.buffered_one();
         }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -874,6 +924,9 @@ impl PoolWriter {
             room: Arc::new(Semaphore::new(
                 policy.buffer_size.min(Semaphore::MAX_PERMITS),
             )),
+            client_room: Arc::new(Semaphore::new(
+                policy.client_room().min(Semaphore::MAX_PERMITS),
+            )),
             policy,
             largest: AtomicU64::new(0),
             buffered: AtomicUsize::new(0),
@@ -889,10 +942,9 @@ impl PoolWriter {
         self.lanes[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lane_of(&self, key: &str) -> usize {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut h);
-        (h.finish() % self.lanes.len() as u64) as usize
+    /// The lane of an order key's hash (see [`key_hash`]).
+    fn lane_index(&self, key: u64) -> usize {
+        (key % self.lanes.len() as u64) as usize
     }
 
     /// One more write waits in the buffer.
@@ -934,10 +986,12 @@ impl PoolWriter {
     }
 
     /// Puts `op` in the buffer (waiting for room if the policy blocks) and
-    /// returns the ticket for its outcome.
+    /// returns the ticket for its outcome. A write of a client event
+    /// (`client_event`) may also take the room kept for those.
     pub(crate) async fn submit(
         self: &Arc<Self>,
         op: WriteOp,
+        client_event: bool,
         counters: &Arc<RuleWriteCounters>,
         rule: &Arc<str>,
     ) -> Ticket {
@@ -948,8 +1002,10 @@ impl PoolWriter {
         if self.policy.buffer_size == 0 {
             return Ticket::Ready(direct(op.run(&*self.backend).await));
         }
-        let lane = self.lane_of(op.order_key());
-        let room = match self.room(lane, &op, counters, rule).await {
+        let key_of_op = key_hash(op.order_key());
+        let read_depends = op.read_depends();
+        let lane = self.lane_index(key_of_op);
+        let room = match self.room(lane, &op, client_event, counters, rule).await {
             Ok(room) => room,
             Err(e) => return Ticket::Ready(Submitted::Failed(e)),
         };
@@ -978,13 +1034,15 @@ impl PoolWriter {
                 self.persist(disk, std::slice::from_mut(&mut entry)).await;
             }
         }
+        // Read before the lane's lock: no lock is taken while holding both.
+        let left = self.progress[lane].borrow().left;
         let start = {
             let mut st = self.lane(lane);
             if st.outage {
                 entry.queued();
             }
             st.waiting.push_back(entry);
-            st.submitted += 1;
+            st.note(key_of_op, read_depends, left);
             self.buffered_one();
             !std::mem::replace(&mut st.worker, true)
         };
@@ -1073,12 +1131,18 @@ impl PoolWriter {
     /// ack), whatever the `query_mode`. `key` is a topic or client id
     /// (its lane only), or `None` for a wildcard read (every lane).
     pub(crate) async fn barrier(&self, key: Option<&str>) {
-        let lanes: Vec<usize> = match key {
-            Some(k) => vec![self.lane_of(k)],
-            None => (0..self.lanes.len()).collect(),
+        let targets: Vec<(usize, u64)> = match key {
+            Some(k) => {
+                let key = key_hash(k);
+                let lane = self.lane_index(key);
+                let target = self.lane(lane).latest.get(&key).copied().unwrap_or(0);
+                vec![(lane, target)]
+            }
+            None => (0..self.lanes.len())
+                .map(|i| (i, self.lane(i).submitted))
+                .collect(),
         };
-        for i in lanes {
-            let target = self.lane(i).submitted;
+        for (i, target) in targets {
             let mut rx = self.progress[i].subscribe();
             // The sender lives as long as `self`: the wait cannot fail.
             let _ = rx.wait_for(|p| p.left >= target || p.outage).await;
@@ -1116,11 +1180,17 @@ impl PoolWriter {
         &self,
         lane: usize,
         op: &WriteOp,
+        client_event: bool,
         counters: &RuleWriteCounters,
         rule: &str,
     ) -> BackendResult<OwnedSemaphorePermit> {
         if let Ok(p) = Arc::clone(&self.room).try_acquire_owned() {
             return Ok(p);
+        }
+        if client_event {
+            if let Ok(p) = Arc::clone(&self.client_room).try_acquire_owned() {
+                return Ok(p);
+            }
         }
         let full = || {
             format!(
@@ -1171,12 +1241,21 @@ impl PoolWriter {
                 }
             }
         }
-        Arc::clone(&self.room).acquire_owned().await.map_err(|_| {
+        let closed = |_| {
             BackendError::new(
                 ErrorKind::Unsupported,
                 format!("pool {} is closed", self.pool),
             )
-        })
+        };
+        if client_event {
+            // Whichever room frees first.
+            tokio::select! {
+                p = Arc::clone(&self.room).acquire_owned() => p.map_err(closed),
+                p = Arc::clone(&self.client_room).acquire_owned() => p.map_err(closed),
+            }
+        } else {
+            Arc::clone(&self.room).acquire_owned().await.map_err(closed)
+        }
     }
 
     /// A lane's worker: flushes until the lane is empty, waiting out
@@ -1316,6 +1395,15 @@ impl PoolWriter {
             }
         }
     }
+}
+
+/// An order key's hash: it picks the key's lane, and names the key in the
+/// lane's [`LaneState::latest`] (two keys of one hash only make a read wait
+/// for the other's writes too).
+fn key_hash(key: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
 }
 
 /// A lane's progress, for reads waiting on earlier writes.

@@ -162,6 +162,21 @@ fn engine(backend: Arc<Switchable>, policy: WritePolicy) -> Engine {
             payload_format: None,
         },
     });
+    for function in ["on_client_connected", "on_subscribe_lookup"] {
+        spec.rules.push(RuleSpec {
+            hook: Hook::ClientConnected,
+            index: None,
+            rule: RuleJson {
+                topic: None,
+                action: ActionJson {
+                    function: Some(function.into()),
+                    ..ActionJson::default()
+                },
+                pool: "pool1".into(),
+                payload_format: None,
+            },
+        });
+    }
     let config = Config::from_spec(spec).expect("valid config");
     let pools: Pools = [("pool1".to_owned(), backend as Arc<dyn Backend>)].into();
     Engine::with_policy(&config, &pools, policy).expect("engine")
@@ -636,6 +651,106 @@ async fn async_mode_returns_before_the_write_lands_and_reads_still_see_it() {
         1,
         "the fetch rule ran"
     );
+}
+
+/// A read waits for the buffered writes of its own key only: with one
+/// lane for every key, a fetch of another topic does not wait behind a
+/// slow store, while a fetch of the store's topic still sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_waits_for_its_own_keys_writes_not_its_lanes() {
+    let b = Arc::new(Switchable::default());
+    b.delay_ms.store(1500, Ordering::SeqCst);
+    let e = engine(
+        Arc::clone(&b),
+        WritePolicy {
+            mode: QueryMode::Async,
+            workers: 1,
+            ..policy(100)
+        },
+    );
+    let out = e.on_message_publish(&msg("t/slow", "a")).await;
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let subscribe = |filter: &str| backend_core::SessionSubscribed {
+        client: backend_core::ClientInfo::new("s", "node1"),
+        filter: filter.into(),
+        qos: QoS::AtLeastOnce,
+    };
+    let t = Instant::now();
+    let other = e.on_session_subscribed(&subscribe("t/other")).await;
+    assert!(other.errors.is_empty(), "{:?}", other.errors);
+    assert!(other.output.offline.is_empty());
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "another topic's fetch waited {:?} for the 1.5 s store",
+        t.elapsed()
+    );
+    assert_eq!(e.pending_writes(), 1, "the store is still in the buffer");
+    let same = e.on_session_subscribed(&subscribe("t/slow")).await;
+    assert!(same.errors.is_empty(), "{:?}", same.errors);
+    let fetched: Vec<&[u8]> = same.output.offline.iter().map(|m| &m.payload[..]).collect();
+    assert_eq!(fetched, [b"a"], "the store's own topic waited and saw it");
+}
+
+/// A buffer full of messages behind a slow server blocks publishers, not
+/// a connecting client: its status write takes the room kept for client
+/// events, and its subscription lookup does not wait behind the messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_of_messages_does_not_hold_up_a_connect() {
+    let b = Arc::new(Switchable::default());
+    b.delay_ms.store(2000, Ordering::SeqCst);
+    let e = Arc::new(engine(
+        Arc::clone(&b),
+        WritePolicy {
+            mode: QueryMode::Async,
+            workers: 1,
+            ..policy(20)
+        },
+    ));
+    // 30 publishers for 20 places: ten of them wait for room.
+    let publishers: Vec<_> = (0..30)
+        .map(|i| {
+            let e = Arc::clone(&e);
+            tokio::spawn(async move { e.on_message_publish(&msg(&format!("t/{i}"), "m")).await })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while e.pending_writes() < 20 {
+        assert!(Instant::now() < deadline, "the buffer did not fill");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        publishers.iter().any(|p| !p.is_finished()),
+        "a publisher waits for room"
+    );
+    let t = Instant::now();
+    let out = e
+        .on_client_connected(&backend_core::ClientConnected {
+            client: ClientInfo::new("late", "node1"),
+            timestamp: Timestamp::now(),
+        })
+        .await;
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "the connect waited {:?} behind the messages",
+        t.elapsed()
+    );
+    assert_eq!(e.pending_writes(), 21, "its status write is buffered");
+    wait_drained_long(&e).await;
+    for p in publishers {
+        let out = p.await.expect("publisher");
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+    }
+    let status = b.client_status("late").await.expect("status");
+    assert!(status.is_some_and(|s| s.online), "the status landed");
+}
+
+async fn wait_drained_long(e: &Engine) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while e.pending_writes() > 0 {
+        assert!(Instant::now() < deadline, "the queue did not drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
