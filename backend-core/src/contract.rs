@@ -71,8 +71,11 @@
 //! See [`crate::write`]: writes are batched per pool (group commit), keep
 //! their order per topic, and with `query_mode = async` (the default) a
 //! hook returns once its write is in the pool's buffer. Every read first
-//! waits for the buffered writes it depends on. A full buffer makes the
-//! hook wait; dropping is opt-in and counted. [`crate::Engine::flush`]
+//! waits for the buffered writes it depends on (its topic's; for the
+//! subscription lookup, its client's statements), not for the rest of the
+//! buffer. A full buffer makes a publishing hook wait; a client's connect
+//! and disconnect writes have room of their own, so a CONNACK does not
+//! wait for a backlog of messages. Dropping is opt-in and counted. [`crate::Engine::flush`]
 //! drains the buffers on shutdown.
 //!
 //! # Delivery through a broker

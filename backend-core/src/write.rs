@@ -19,8 +19,12 @@
 //! bound by database round trips, and the buffer's writes land within a
 //! flush. Every read the engine makes (a fetch, a retained or subscription
 //! lookup) first waits for the buffered writes it depends on (those of its
-//! topic's lane, or of every lane for a wildcard filter), so a subscribe
-//! sees the publish and the ack before it. With `sync`, a hook returns
+//! topic, or its client's statements, or every write for a wildcard
+//! filter; never a client's status), so a subscribe sees the publish and
+//! the ack before it, and a connecting client does not wait behind other
+//! topics' messages. A client's connect and disconnect writes have room
+//! of their own beyond `buffer_size` ([`WritePolicy::client_room`]): a
+//! buffer full of messages makes publishers wait, not a CONNACK. With `sync`, a hook returns
 //! once its write is committed, or has failed for a reason retrying
 //! cannot mend, which it reports.
 //!
@@ -1129,7 +1133,8 @@ impl PoolWriter {
     /// stall time): what every read does first, so that it sees the writes
     /// that came before it (a fetch after a publish, a subscribe after an
     /// ack), whatever the `query_mode`. `key` is a topic or client id
-    /// (its lane only), or `None` for a wildcard read (every lane).
+    /// (the writes of that key only, not the rest of its lane), or `None`
+    /// for a wildcard read (every write of every lane).
     pub(crate) async fn barrier(&self, key: Option<&str>) {
         let targets: Vec<(usize, u64)> = match key {
             Some(k) => {
