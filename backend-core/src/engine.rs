@@ -1085,7 +1085,7 @@ async fn publish_step(rule: &CompiledRule, msg: Cow<'_, Message>) -> StepResult 
 /// A write through the pool's buffer.
 async fn write(rule: &CompiledRule, op: WriteOp) -> StepResult {
     let name = op.name();
-    let client_event = matches!(op, WriteOp::Online(..) | WriteOp::Offline(..));
+    let client_event = op.is_status();
     let ticket = rule
         .writer
         .submit(op, client_event, &rule.retry, &rule.tag)

@@ -24,8 +24,8 @@
 //! the ack before it, and a connecting client does not wait behind other
 //! topics' messages. A client's connect and disconnect writes have room
 //! of their own beyond `buffer_size` ([`WritePolicy::client_room`]): a
-//! buffer full of messages makes publishers wait, not a CONNACK. With `sync`, a hook returns
-//! once its write is committed, or has failed for a reason retrying
+//! buffer full of messages makes publishers wait, not a CONNACK. With
+//! `sync`, a hook returns once its write is committed, or has failed for a reason retrying
 //! cannot mend, which it reports.
 //!
 //! **When the database is away**, a failed batch stays in the buffer, in
@@ -361,12 +361,12 @@ impl WriteOp {
         }
     }
 
-    /// Whether a read of this write's key must wait for it. A client's
-    /// status is read by no hook: the subscription lookup on connect does
-    /// not wait behind its own status write (which sits behind every
-    /// earlier write of its lane), only behind the client's statements.
-    fn read_depends(&self) -> bool {
-        !matches!(self, WriteOp::Online(..) | WriteOp::Offline(..))
+    /// A client's status write: read by no hook, so no read waits for it
+    /// (the subscription lookup on connect waits only for the client's
+    /// statements, not for its status write behind every earlier write of
+    /// its lane), and it may take the room kept for client events.
+    pub(crate) fn is_status(&self) -> bool {
+        matches!(self, WriteOp::Online(..) | WriteOp::Offline(..))
     }
 
     /// Stores merge whatever their `again`: the merged call carries it if
@@ -876,7 +876,7 @@ impl PoolWriter {
                 continue;
             };
             let key = key_hash(r.op.order_key());
-            let read_depends = r.op.read_depends();
+            let read_depends = !r.op.is_status();
             let lane = self.lane_index(key);
             let left = self.progress[lane].borrow().left;
             let mut st = self.lane(lane);
@@ -1007,7 +1007,7 @@ impl PoolWriter {
             return Ticket::Ready(direct(op.run(&*self.backend).await));
         }
         let key_of_op = key_hash(op.order_key());
-        let read_depends = op.read_depends();
+        let read_depends = !op.is_status();
         let lane = self.lane_index(key_of_op);
         let room = match self.room(lane, &op, client_event, counters, rule).await {
             Ok(room) => room,

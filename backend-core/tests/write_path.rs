@@ -441,6 +441,15 @@ async fn retrying_off_reports_every_failure() {
     assert_eq!(e.pending_writes(), 0);
 }
 
+/// Client `s` subscribing to `filter` at QoS 1.
+fn subscribed(filter: &str) -> backend_core::SessionSubscribed {
+    backend_core::SessionSubscribed {
+        client: ClientInfo::new("s", "node1"),
+        filter: filter.into(),
+        qos: QoS::AtLeastOnce,
+    }
+}
+
 fn msg(topic: &str, payload: impl Into<Vec<u8>>) -> Message {
     Message::new("p", topic, QoS::AtLeastOnce, payload.into())
 }
@@ -630,12 +639,7 @@ async fn async_mode_returns_before_the_write_lands_and_reads_still_see_it() {
     );
     assert_eq!(e.pending_writes(), 1, "still in the buffer");
     // A subscribe's fetch waits for the write before it.
-    let sub = backend_core::SessionSubscribed {
-        client: backend_core::ClientInfo::new("s", "node1"),
-        filter: "t/async".into(),
-        qos: QoS::AtLeastOnce,
-    };
-    let got = e.on_session_subscribed(&sub).await;
+    let got = e.on_session_subscribed(&subscribed("t/async")).await;
     assert!(got.errors.is_empty(), "{:?}", got.errors);
     let fetched: Vec<&[u8]> = got.output.offline.iter().map(|m| &m.payload[..]).collect();
     assert_eq!(fetched, [b"a"], "the fetch saw the write before it");
@@ -670,13 +674,8 @@ async fn a_read_waits_for_its_own_keys_writes_not_its_lanes() {
     );
     let out = e.on_message_publish(&msg("t/slow", "a")).await;
     assert!(out.errors.is_empty(), "{:?}", out.errors);
-    let subscribe = |filter: &str| backend_core::SessionSubscribed {
-        client: backend_core::ClientInfo::new("s", "node1"),
-        filter: filter.into(),
-        qos: QoS::AtLeastOnce,
-    };
     let t = Instant::now();
-    let other = e.on_session_subscribed(&subscribe("t/other")).await;
+    let other = e.on_session_subscribed(&subscribed("t/other")).await;
     assert!(other.errors.is_empty(), "{:?}", other.errors);
     assert!(other.output.offline.is_empty());
     assert!(
@@ -685,7 +684,7 @@ async fn a_read_waits_for_its_own_keys_writes_not_its_lanes() {
         t.elapsed()
     );
     assert_eq!(e.pending_writes(), 1, "the store is still in the buffer");
-    let same = e.on_session_subscribed(&subscribe("t/slow")).await;
+    let same = e.on_session_subscribed(&subscribed("t/slow")).await;
     assert!(same.errors.is_empty(), "{:?}", same.errors);
     let fetched: Vec<&[u8]> = same.output.offline.iter().map(|m| &m.payload[..]).collect();
     assert_eq!(fetched, [b"a"], "the store's own topic waited and saw it");
