@@ -588,7 +588,36 @@ impl Engine {
 
     /// `client.connected`: records the client online and returns its stored
     /// subscriptions (from `on_subscribe_lookup`), which the broker applies.
+    /// A lookup takes at most the pool's `read_timeout`; past it, it fails
+    /// with a timeout and the client goes on without the subscriptions (see
+    /// [`Engine::on_client_connected_then`] to have them later instead).
     pub async fn on_client_connected(&self, ev: &ClientConnected) -> Outcome<Vec<Subscription>> {
+        self.connected(ev, None).await
+    }
+
+    /// `client.connected`, as [`Engine::on_client_connected`], but a lookup
+    /// still running at `read_timeout` is not given up: the returned
+    /// subscriptions are those found within it (the CONNACK's wait), and
+    /// each lookup that answers later (within `fetch_timeout` in all)
+    /// hands its subscriptions to `late`, which the broker applies to the
+    /// client's session as it would have at the connect.
+    ///
+    /// A client that unsubscribes a filter between its CONNACK and a late
+    /// answer that still holds it gets it back: the answer was read before
+    /// the unsubscribe.
+    pub async fn on_client_connected_then(
+        &self,
+        ev: &ClientConnected,
+        late: LateSubscriptions,
+    ) -> Outcome<Vec<Subscription>> {
+        self.connected(ev, Some(&late)).await
+    }
+
+    async fn connected(
+        &self,
+        ev: &ClientConnected,
+        late: Option<&LateSubscriptions>,
+    ) -> Outcome<Vec<Subscription>> {
         // After a detached disconnect of the same client, never before it.
         let _ordered = self.clients.lock(&ev.client.client_id).await;
         let mut out = Outcome::<Vec<Subscription>>::default();
@@ -601,14 +630,7 @@ impl Engine {
                     write(rule, WriteOp::Online(ev.client.clone(), ev.timestamp)).await
                 }
                 Action::Function(Function::SubscribeLookup) => {
-                    match read(
-                        rule,
-                        ReadOp::LookupSubscriptions,
-                        Some(&ev.client.client_id),
-                        rule.backend.lookup_subscriptions(&ev.client.client_id),
-                    )
-                    .await
-                    {
+                    match lookup_subscriptions(rule, &ev.client.client_id, late).await {
                         Ok(subs) => {
                             for s in subs {
                                 out.output.retain(|o| o.filter != s.filter);
@@ -954,8 +976,8 @@ type Steps<'a> = Vec<(&'a CompiledRule, StepResult)>;
 /// first: the buffered writes it depends on (see
 /// [`PoolWriter::barrier`]), unless the server is found away meanwhile (a
 /// write failed, or had no answer for many times the usual flush time);
-/// then the query. Each takes at most `read_timeout` (the subscription
-/// lookup a CONNACK waits for) or `fetch_timeout` (fetches).
+/// then the query. The two together take at most `read_timeout` (the
+/// subscription lookup a CONNACK waits for) or `fetch_timeout` (fetches).
 /// While the pool's server is away (a write or read could not reach it,
 /// or a write stalled, and no write has landed since) the read fails at
 /// once with a retryable error: a client connecting during an outage gets
@@ -966,28 +988,47 @@ async fn read<T>(
     key: Option<&str>,
     query: impl std::future::Future<Output = BackendResult<T>>,
 ) -> BackendResult<T> {
-    let pool = &rule.rule.pool;
-    let reads = &rule.writer.reads;
+    let (lookup, fetch) = rule.writer.read_timeouts();
+    let bound = match op {
+        ReadOp::LookupSubscriptions => lookup,
+        ReadOp::FetchMessages | ReadOp::LookupRetained => fetch,
+    };
+    bounded_read(&rule.rule.pool, &rule.writer, op, key, bound, query).await
+}
+
+/// [`read`], from parts a task can own, within `bound` (named by `op`'s
+/// timeout key in errors).
+async fn bounded_read<T>(
+    pool: &str,
+    writer: &PoolWriter,
+    op: ReadOp,
+    key: Option<&str>,
+    bound: Duration,
+    query: impl std::future::Future<Output = BackendResult<T>>,
+) -> BackendResult<T> {
+    let reads = &writer.reads;
     let away = |why: String| {
         BackendError::new(
             ErrorKind::Connection,
             format!("pool {pool}: the server is away ({why}); not read until it answers again"),
         )
     };
-    if let Some(why) = rule.writer.away() {
+    if let Some(why) = writer.away() {
         reads.record(op, ReadOutcome::Away, None);
         return Err(away(why));
     }
-    let (lookup, fetch) = rule.writer.read_timeouts();
-    let (bound, key_name) = match op {
-        ReadOp::LookupSubscriptions => (lookup, "read_timeout"),
-        ReadOp::FetchMessages | ReadOp::LookupRetained => (fetch, "fetch_timeout"),
+    let key_name = match op {
+        ReadOp::LookupSubscriptions => "read_timeout",
+        ReadOp::FetchMessages | ReadOp::LookupRetained => "fetch_timeout",
     };
     let start = tokio::time::Instant::now();
+    // One deadline for the wait and the query: the bound is what the
+    // client waits, whichever part takes the time.
+    let deadline = start + bound;
     // The barrier ends early in a lane whose writes failed or stalled.
-    match tokio::time::timeout(bound, rule.writer.barrier(key)).await {
+    match tokio::time::timeout_at(deadline, writer.barrier(key)).await {
         Ok(()) => {
-            if let Some(why) = rule.writer.away() {
+            if let Some(why) = writer.away() {
                 reads.record(op, ReadOutcome::Away, None);
                 return Err(away(why));
             }
@@ -1005,13 +1046,13 @@ async fn read<T>(
             ));
         }
     }
-    let result = tokio::time::timeout(bound, query).await;
+    let result = tokio::time::timeout_at(deadline, query).await;
     let took = Some(start.elapsed().as_secs_f64());
     match result {
         Ok(Err(e)) => {
             reads.record(op, ReadOutcome::Error, took);
             if e.kind() == ErrorKind::Connection {
-                rule.writer.found_away_by_read(e.to_string());
+                writer.found_away_by_read(e.to_string());
             }
             Err(e)
         }
@@ -1030,6 +1071,69 @@ async fn read<T>(
         }
     }
 }
+
+/// The subscription lookup of a connecting client. Without `late`, a read
+/// bounded by `read_timeout`. With it, the CONNACK still waits at most
+/// `read_timeout`, but a lookup not done by then goes on in a task of its
+/// own (up to `fetch_timeout` in all) and hands what it finds to `late`:
+/// a slow server delays a client's stored subscriptions, it does not lose
+/// them.
+async fn lookup_subscriptions(
+    rule: &CompiledRule,
+    client_id: &str,
+    late: Option<&LateSubscriptions>,
+) -> BackendResult<Vec<Subscription>> {
+    let Some(late) = late else {
+        let query = rule.backend.lookup_subscriptions(client_id);
+        return read(rule, ReadOp::LookupSubscriptions, Some(client_id), query).await;
+    };
+    let (connack_bound, fetch) = rule.writer.read_timeouts();
+    let whole = fetch.max(connack_bound);
+    let (pool, writer, backend) = (
+        rule.rule.pool.clone(),
+        rule.writer.clone(),
+        rule.backend.clone(),
+    );
+    let id = client_id.to_owned();
+    let mut lookup = Box::pin(async move {
+        let query = backend.lookup_subscriptions(&id);
+        let result = bounded_read(
+            &pool,
+            &writer,
+            ReadOp::LookupSubscriptions,
+            Some(&id),
+            whole,
+            query,
+        )
+        .await;
+        (pool, id, result)
+    });
+    match tokio::time::timeout(connack_bound, &mut lookup).await {
+        Ok((_, _, result)) => result,
+        Err(_) => {
+            tracing::info!(pool = %rule.rule.pool, client = client_id, bound = ?connack_bound,
+                "subscription lookup slower than read_timeout: the CONNACK goes now, the subscriptions when it answers");
+            let late = Arc::clone(late);
+            tokio::spawn(async move {
+                match lookup.await {
+                    (_, _, Ok(subs)) if subs.is_empty() => {}
+                    (_, _, Ok(subs)) => late(subs),
+                    (pool, id, Err(e)) => {
+                        tracing::warn!(pool = %pool, client = %id, error = %e,
+                            "late subscription lookup failed: the client goes on without its stored subscriptions")
+                    }
+                }
+            });
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// Where stored subscriptions go that a connecting client's lookup returned
+/// after its CONNACK (see [`Engine::on_client_connected_then`]). It is
+/// called from a task of its own, once per late lookup, with the client's
+/// subscriptions from that pool.
+pub type LateSubscriptions = Arc<dyn Fn(Vec<Subscription>) + Send + Sync>;
 
 /// What a `message.publish` rule does with a message.
 enum PublishUse<'r> {

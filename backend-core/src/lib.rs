@@ -39,7 +39,8 @@ pub use backend::{
 pub use config::{BackendKind, Config, ConfigError, Limits, OfflineMode, PayloadFormat, Rule};
 pub use connect::{connect_pools, Connect};
 pub use engine::{
-    DeliveryOptions, Engine, EngineError, Outcome, Pools, RuleError, RuleMetrics, Subscribed,
+    DeliveryOptions, Engine, EngineError, LateSubscriptions, Outcome, Pools, RuleError,
+    RuleMetrics, Subscribed,
 };
 pub use error::CommonError;
 pub use health::{PoolHealth, PoolState};

@@ -182,10 +182,14 @@ pub struct WritePolicy {
     /// The longest wait between retries.
     pub max_backoff: Duration,
     /// `read_timeout`: the longest the subscription lookup of a connecting
-    /// client waits for the writes before it, and then for the server's
-    /// answer (default 4 s, under a client's usual 5 s connect timeout):
-    /// its CONNACK waits for it. Past it the read fails as retryable and
-    /// the client goes on without its stored subscriptions.
+    /// client waits for the writes before it and the server's answer
+    /// together (default 1 s, well under a client's usual 5 s connect
+    /// timeout): its CONNACK waits for it. Past it the read fails as
+    /// retryable, or, through [`Engine::on_client_connected_then`], goes on
+    /// in the background (up to `fetch_timeout`) and hands its
+    /// subscriptions over when the server answers.
+    ///
+    /// [`Engine::on_client_connected_then`]: crate::Engine::on_client_connected_then
     pub read_timeout: Duration,
     /// `fetch_timeout`: the same bound for the offline-message and
     /// retained fetches of a subscribe and the backlog's pages (default
@@ -198,7 +202,7 @@ pub struct WritePolicy {
 
 impl WritePolicy {
     /// The default `read_timeout`.
-    pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(4);
+    pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(1);
     /// The default `fetch_timeout`.
     pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 }

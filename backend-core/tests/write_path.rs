@@ -32,6 +32,8 @@ struct Switchable {
     fetch_calls: AtomicU64,
     /// Fetches never answer (a hung server).
     fetch_hangs: AtomicBool,
+    /// Subscription lookups take this long.
+    lookup_delay_ms: AtomicU64,
     /// Stores marked `again`, and stores not.
     again_stores: AtomicU64,
     fresh_stores: AtomicU64,
@@ -85,6 +87,8 @@ impl Backend for Switchable {
         self.inner.client_status(id).await
     }
     async fn lookup_subscriptions(&self, id: &str) -> BackendResult<Vec<Subscription>> {
+        let delay = self.lookup_delay_ms.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
         self.inner.lookup_subscriptions(id).await
     }
     async fn store_subscriptions(&self, id: &str, s: &[Subscription]) -> BackendResult<()> {
@@ -742,6 +746,75 @@ async fn a_full_buffer_of_messages_does_not_hold_up_a_connect() {
     }
     let status = b.client_status("late").await.expect("status");
     assert!(status.is_some_and(|s| s.online), "the status landed");
+}
+
+/// A subscription lookup slower than `read_timeout` does not hold up the
+/// CONNACK, and does not lose the subscriptions: with a place to hand them
+/// (`on_client_connected_then`) they come when the server answers; without
+/// one, the lookup fails with a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_lookup_hands_its_subscriptions_over_after_the_connack() {
+    let b = Arc::new(Switchable::default());
+    let read_timeout = Duration::from_millis(300);
+    let e = engine(
+        Arc::clone(&b),
+        WritePolicy {
+            read_timeout,
+            fetch_timeout: Duration::from_secs(5),
+            ..policy(100)
+        },
+    );
+    let stored = [Subscription::new("a/#", QoS::AtLeastOnce)];
+    b.store_subscriptions("slow", &stored)
+        .await
+        .expect("stored");
+    let ev = backend_core::ClientConnected {
+        client: ClientInfo::new("slow", "node1"),
+        timestamp: Timestamp::now(),
+    };
+    b.lookup_delay_ms.store(1200, Ordering::SeqCst);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let t = Instant::now();
+    let late = Arc::new(move |subs: Vec<Subscription>| {
+        let _ = tx.send((subs, t.elapsed()));
+    });
+    let out = e.on_client_connected_then(&ev, late).await;
+    let waited = t.elapsed();
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert!(out.output.is_empty(), "nothing within the bound");
+    assert!(
+        waited >= read_timeout && waited < Duration::from_millis(1000),
+        "the CONNACK waited {waited:?}"
+    );
+    let (subs, at) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("the late subscriptions came")
+        .expect("sent");
+    assert_eq!(subs, stored);
+    assert!(
+        at >= Duration::from_millis(1200),
+        "after the answer: {at:?}"
+    );
+    // Without a place for them: a timeout at the bound.
+    let t = Instant::now();
+    let out = e.on_client_connected(&ev).await;
+    let [err] = &out.errors[..] else {
+        panic!("one error: {:?}", out.errors)
+    };
+    assert_eq!(err.source.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains("read_timeout"), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        t.elapsed()
+    );
+    // A fast answer comes within the bound, as before.
+    b.lookup_delay_ms.store(0, Ordering::SeqCst);
+    let out = e
+        .on_client_connected_then(&ev, Arc::new(|_| panic!("not late")))
+        .await;
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.output, stored);
 }
 
 async fn wait_drained_long(e: &Engine) {

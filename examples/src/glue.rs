@@ -17,7 +17,7 @@ use backend_core::delivery::{
 };
 use backend_core::{
     new_message_id, ClientConnected, ClientDisconnected, ClientInfo, Engine, Message,
-    SessionSubscribed, SessionUnsubscribed, Timestamp,
+    SessionSubscribed, SessionUnsubscribed, Subscription, Timestamp,
 };
 use rmqtt::codec::v5::RetainHandling;
 use rmqtt::context::ServerContext;
@@ -104,7 +104,9 @@ impl Handler for HookRef {
                     client: h.client_info(s),
                     timestamp: Timestamp::now(),
                 };
-                let subs = d.connected(&ev).await;
+                let (scx, id) = (s.scx.clone(), s.id.clone());
+                let late = move |subs: Vec<Subscription>| subscribe(&scx, &id, &subs);
+                let subs = d.connected(&ev, late).await;
                 if !subs.is_empty() {
                     subscribe(&s.scx, &s.id, &subs);
                 }

@@ -105,6 +105,13 @@ async fn redis_clients_connect_while_it_is_down() {
     scenarios::clients_connect_while_the_database_is_down(&Db::redis().await).await;
 }
 
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stored_subscriptions_come_after_a_hung_lookup() {
+    let _turn = REDIS.lock().await;
+    scenarios::stored_subscriptions_come_after_a_hung_lookup(&Db::redis().await).await;
+}
+
 #[cfg(feature = "pgsql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgsql_clients_connect_while_it_is_down() {

@@ -90,7 +90,7 @@ pub const COMMON_POOL_KEYS: &[KeySpec] = &[
     .with_default("async"),
     KeySpec::new("buffer", KeyType::OneOf(&["memory", "disk"])).with_default("memory"),
     KeySpec::new("buffer_path", KeyType::Text),
-    KeySpec::new("read_timeout", KeyType::Millis).with_default("4s"),
+    KeySpec::new("read_timeout", KeyType::Millis).with_default("1s"),
     KeySpec::new("fetch_timeout", KeyType::Millis).with_default("10s"),
 ];
 

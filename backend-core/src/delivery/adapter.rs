@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::engine::{DeliveryOptions, Engine, Subscribed};
+use crate::engine::{DeliveryOptions, Engine, LateSubscriptions, Subscribed};
 use crate::hook::{ClientConnected, ClientDisconnected, ClientInfo, Hook, MessageDelivery};
 use crate::hook::{SessionSubscribed, SessionUnsubscribed};
 use crate::message::{Message, QoS, Subscription, Timestamp};
@@ -237,13 +237,22 @@ impl Delivery {
     }
 
     /// `client.connected`: the client's stored subscriptions, which the
-    /// broker applies as if the client had subscribed.
-    pub async fn connected(&self, ev: &ClientConnected) -> Vec<Subscription> {
+    /// broker applies as if the client had subscribed. The CONNACK waits
+    /// at most each pool's `read_timeout` for them; a lookup that answers
+    /// later hands its subscriptions to `late` (from a task of its own),
+    /// which applies them the same way to the client's session, if it is
+    /// still connected.
+    pub async fn connected(
+        &self,
+        ev: &ClientConnected,
+        late: impl Fn(Vec<Subscription>) + Send + Sync + 'static,
+    ) -> Vec<Subscription> {
         if let Some(c) = self.lock().get_mut(&ev.client.client_id) {
             // A resumed session's subscriptions may be resumed once more.
             c.resuming = false;
         }
-        self.engine.on_client_connected(ev).await.output
+        let late: LateSubscriptions = Arc::new(late);
+        self.engine.on_client_connected_then(ev, late).await.output
     }
 
     /// `client.disconnected`, detached: a session being taken over by a

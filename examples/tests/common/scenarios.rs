@@ -136,6 +136,47 @@ pub async fn stored_subscriptions_are_applied_on_connect(db: &Db) {
     publisher.disconnect().await;
 }
 
+/// A client with stored subscriptions connects while the database hangs
+/// (Redis frozen): its CONNACK comes at the `read_timeout` (1 s), not when
+/// the server answers, and once the server is back its lookup's answer is
+/// applied to the session: a message on the stored filter reaches it.
+pub async fn stored_subscriptions_come_after_a_hung_lookup(db: &Db) {
+    let broker = start(db, &unique("hung"), &[]).await;
+    let client_id = unique("hungdev");
+    let topic = format!("cmd/{client_id}");
+    db.add_subscription(&client_id, &topic, 1).await;
+    let outage = db.outage();
+    let started = Instant::now();
+    let mut device = Client::connect(broker.port, &client_id, true).await;
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(2500),
+        "the CONNACK took {waited:?} with the database hung:\n{}",
+        broker.log_text()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    outage.end();
+    let publisher = Client::connect(broker.port, &unique("pub"), true).await;
+    // The late lookup's subscribe is applied once the server answers.
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while got.is_empty() && Instant::now() < deadline {
+        publisher
+            .publish(&topic, QoS::AtLeastOnce, false, b"reboot")
+            .await;
+        got = device
+            .collect(Duration::from_millis(500), Duration::from_millis(500))
+            .await;
+    }
+    assert!(
+        !got.is_empty() && payloads(&got).iter().all(|p| p == "reboot"),
+        "the stored subscription was not applied after the outage:\n{}",
+        broker.log_text()
+    );
+    device.disconnect().await;
+    publisher.disconnect().await;
+}
+
 /// A retained message survives a broker restart and reaches a new
 /// subscriber on a wildcard filter.
 pub async fn retained_message_survives_a_restart(db: &Db) {
@@ -578,7 +619,7 @@ pub async fn clients_connect_while_the_database_is_down(db: &Db) {
     let mut sub = Client::connect(broker.port, &unique("downsub"), false).await;
     let waited = started.elapsed();
     assert!(
-        waited < Duration::from_millis(4700),
+        waited < Duration::from_millis(3000),
         "a subscriber's CONNACK took {waited:?} with the database down:\n{}",
         broker.log_text()
     );
@@ -588,7 +629,7 @@ pub async fn clients_connect_while_the_database_is_down(db: &Db) {
     let tasks = spawn_numbered_publishers(broker.port, &run, PUBLISHERS, COUNT, pace).await;
     for (p, (_, waited)) in tasks.iter().enumerate() {
         assert!(
-            *waited < Duration::from_millis(4700),
+            *waited < Duration::from_millis(3000),
             "publisher {p}'s CONNACK took {waited:?} with the database down:\n{}",
             broker.log_text()
         );
