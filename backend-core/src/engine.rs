@@ -437,9 +437,17 @@ impl Engine {
     /// health.
     pub async fn check_health(&self) -> Vec<PoolHealth> {
         let pings = self.health.iter().map(|(b, h)| async move {
-            let r = match tokio::time::timeout(crate::health::PING_TIMEOUT, b.ping()).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(FailureRecord::from(&e)),
+            // Never dropped mid-request (see `bounded_read`): a ping past
+            // its timeout ends on its own.
+            let b = Arc::clone(b);
+            let ping = tokio::spawn(async move { b.ping().await });
+            let r = match tokio::time::timeout(crate::health::PING_TIMEOUT, ping).await {
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(e))) => Err(FailureRecord::from(&e)),
+                Ok(Err(e)) => Err(FailureRecord {
+                    kind: ErrorKind::Query,
+                    message: format!("the ping's task ended without an answer: {e}"),
+                }),
                 Err(_) => Err(FailureRecord {
                     kind: ErrorKind::Timeout,
                     message: format!("no answer within {:?}", crate::health::PING_TIMEOUT),
@@ -780,7 +788,8 @@ impl Engine {
                         since: since_for(self.limits.time_range),
                         page,
                     };
-                    let fetch = rule.backend.fetch_messages(&request);
+                    let backend = rule.backend.clone();
+                    let fetch = async move { backend.fetch_messages(&request).await };
                     match read(rule, ReadOp::FetchMessages, literal(filter), fetch).await {
                         Ok(msgs) => {
                             rule.writer.reads.fetched.increment(msgs.len() as u64);
@@ -795,7 +804,8 @@ impl Engine {
                     }
                 }
                 Action::Function(Function::RetainLookup) => {
-                    let lookup = rule.backend.lookup_retained(filter);
+                    let (backend, owned) = (rule.backend.clone(), filter.to_owned());
+                    let lookup = async move { backend.lookup_retained(&owned).await };
                     match read(rule, ReadOp::LookupRetained, literal(filter), lookup).await {
                         Ok(msgs) => {
                             for m in msgs {
@@ -982,11 +992,11 @@ type Steps<'a> = Vec<(&'a CompiledRule, StepResult)>;
 /// or a write stalled, and no write has landed since) the read fails at
 /// once with a retryable error: a client connecting during an outage gets
 /// its CONNACK without a wait.
-async fn read<T>(
+async fn read<T: Send + 'static>(
     rule: &CompiledRule,
     op: ReadOp,
     key: Option<&str>,
-    query: impl std::future::Future<Output = BackendResult<T>>,
+    query: impl std::future::Future<Output = BackendResult<T>> + Send + 'static,
 ) -> BackendResult<T> {
     let (lookup, fetch) = rule.writer.read_timeouts();
     let bound = match op {
@@ -998,13 +1008,19 @@ async fn read<T>(
 
 /// [`read`], from parts a task can own, within `bound` (named by `op`'s
 /// timeout key in errors).
-async fn bounded_read<T>(
+///
+/// The query runs in a task of its own, which the bound stops waiting for
+/// but never cancels: drivers are not all safe to drop mid-operation (the
+/// MongoDB driver's connection pool stalled when a lookup was dropped just
+/// as the server came back). A query past its bound ends by the driver's
+/// own timeouts, or when the server answers.
+async fn bounded_read<T: Send + 'static>(
     pool: &str,
     writer: &PoolWriter,
     op: ReadOp,
     key: Option<&str>,
     bound: Duration,
-    query: impl std::future::Future<Output = BackendResult<T>>,
+    query: impl std::future::Future<Output = BackendResult<T>> + Send + 'static,
 ) -> BackendResult<T> {
     let reads = &writer.reads;
     let away = |why: String| {
@@ -1046,7 +1062,15 @@ async fn bounded_read<T>(
             ));
         }
     }
-    let result = tokio::time::timeout_at(deadline, query).await;
+    let mut task = tokio::spawn(query);
+    let result = match tokio::time::timeout_at(deadline, &mut task).await {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => Ok(Err(BackendError::new(
+            ErrorKind::Query,
+            format!("pool {pool}: the read's task ended without an answer: {e}"),
+        ))),
+        Err(elapsed) => Err(elapsed),
+    };
     let took = Some(start.elapsed().as_secs_f64());
     match result {
         Ok(Err(e)) => {
@@ -1084,7 +1108,8 @@ async fn lookup_subscriptions(
     late: Option<&LateSubscriptions>,
 ) -> BackendResult<Vec<Subscription>> {
     let Some(late) = late else {
-        let query = rule.backend.lookup_subscriptions(client_id);
+        let (backend, id) = (rule.backend.clone(), client_id.to_owned());
+        let query = async move { backend.lookup_subscriptions(&id).await };
         return read(rule, ReadOp::LookupSubscriptions, Some(client_id), query).await;
     };
     let (connack_bound, fetch) = rule.writer.read_timeouts();
@@ -1096,7 +1121,10 @@ async fn lookup_subscriptions(
     );
     let id = client_id.to_owned();
     let mut lookup = Box::pin(async move {
-        let query = backend.lookup_subscriptions(&id);
+        let query = {
+            let id = id.clone();
+            async move { backend.lookup_subscriptions(&id).await }
+        };
         let result = bounded_read(
             &pool,
             &writer,
