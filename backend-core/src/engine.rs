@@ -1011,9 +1011,9 @@ async fn read<T: Send + 'static>(
 ///
 /// The query runs in a task of its own, which the bound stops waiting for
 /// but never cancels: drivers are not all safe to drop mid-operation (the
-/// MongoDB driver's connection pool stalled when a lookup was dropped just
-/// as the server came back). A query past its bound ends by the driver's
-/// own timeouts, or when the server answers.
+/// MongoDB driver's documentation warns against dropping its futures
+/// before they complete). A query past its bound ends by the driver's own
+/// timeouts, or when the server answers.
 async fn bounded_read<T: Send + 'static>(
     pool: &str,
     writer: &PoolWriter,
