@@ -24,6 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::message::Message;
 
 mod adapter;
+mod late;
 
 pub use adapter::{Delivery, DeliveryConfig, LiveCopy, Outgoing, RetainHandling, SubscribeOptions};
 

@@ -610,9 +610,10 @@ impl Engine {
     /// hands its subscriptions to `late`, which the broker applies to the
     /// client's session as it would have at the connect.
     ///
-    /// A client that unsubscribes a filter between its CONNACK and a late
-    /// answer that still holds it gets it back: the answer was read before
-    /// the unsubscribe.
+    /// A late answer was read before whatever the client did after its
+    /// CONNACK: [`crate::delivery::Delivery::connected`] leaves out the
+    /// filters the client has subscribed or unsubscribed since, and drops
+    /// the answer if the client has connected again.
     pub async fn on_client_connected_then(
         &self,
         ev: &ClientConnected,

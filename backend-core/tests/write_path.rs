@@ -825,6 +825,73 @@ async fn a_slow_lookup_hands_its_subscriptions_over_after_the_connack() {
     assert_eq!(out.output, stored);
 }
 
+/// Through the delivery adapter, a late answer keeps to what the client
+/// still wants: a filter it unsubscribed after its CONNACK is left out,
+/// and the answer to a connect the client has since replaced is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_answer_leaves_out_what_the_client_changed_since() {
+    use backend_core::delivery::{Delivery, DeliveryConfig};
+    let b = Arc::new(Switchable::default());
+    let e = Arc::new(engine(
+        Arc::clone(&b),
+        WritePolicy {
+            read_timeout: Duration::from_millis(200),
+            fetch_timeout: Duration::from_secs(5),
+            ..policy(100)
+        },
+    ));
+    let d = Delivery::new(Arc::clone(&e), DeliveryConfig::default());
+    let stored = [
+        Subscription::new("a/#", QoS::AtLeastOnce),
+        Subscription::new("b/#", QoS::AtLeastOnce),
+    ];
+    b.store_subscriptions("dev", &stored).await.expect("stored");
+    let ev = backend_core::ClientConnected {
+        client: ClientInfo::new("dev", "node1"),
+        timestamp: Timestamp::now(),
+    };
+    b.lookup_delay_ms.store(800, Ordering::SeqCst);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let late = {
+        let tx = tx.clone();
+        move |subs: Vec<Subscription>| {
+            let _ = tx.send(("first", subs));
+        }
+    };
+    assert!(d.connected(&ev, late).await.is_empty());
+    d.unsubscribed(&backend_core::SessionUnsubscribed {
+        client: ev.client.clone(),
+        filter: "a/#".into(),
+    })
+    .await;
+    let (which, subs) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("the late answer came")
+        .expect("sent");
+    assert_eq!(which, "first");
+    assert_eq!(subs, stored[1..], "the unsubscribed filter is left out");
+    // Connect, then connect again before the first answer: only the
+    // second connect's answer is applied.
+    let first = {
+        let tx = tx.clone();
+        move |subs: Vec<Subscription>| {
+            let _ = tx.send(("stale", subs));
+        }
+    };
+    assert!(d.connected(&ev, first).await.is_empty());
+    let second = move |subs: Vec<Subscription>| {
+        let _ = tx.send(("second", subs));
+    };
+    assert!(d.connected(&ev, second).await.is_empty());
+    let (which, subs) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("the late answer came")
+        .expect("sent");
+    assert_eq!((which, &subs[..]), ("second", &stored[..]));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(rx.try_recv().is_err(), "nothing else came");
+}
+
 async fn wait_drained_long(e: &Engine) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while e.pending_writes() > 0 {

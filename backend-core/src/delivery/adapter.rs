@@ -12,6 +12,7 @@ use crate::observe::DeliveryObserver;
 use crate::properties::Expiry;
 use crate::topic::{matches, strip_shared};
 
+use super::late::LateWatches;
 use super::DeliveryTracker;
 
 /// How [`Delivery`] feeds a session.
@@ -150,6 +151,8 @@ pub struct Delivery {
     window: usize,
     session_queue: usize,
     observe: DeliveryObserver,
+    /// What each client did since its connect, for late subscriptions.
+    late: Arc<LateWatches>,
 }
 
 /// One client's subscriptions whose backlog is being paged in.
@@ -202,6 +205,7 @@ impl Delivery {
             window: config.window.max(1),
             session_queue: config.session_queue.max(1),
             observe: DeliveryObserver::new(),
+            late: Arc::default(),
         }
     }
 
@@ -241,7 +245,11 @@ impl Delivery {
     /// at most each pool's `read_timeout` for them; a lookup that answers
     /// later hands its subscriptions to `late` (from a task of its own),
     /// which applies them the same way to the client's session, if it is
-    /// still connected.
+    /// still connected. A late answer is dropped if the client has
+    /// connected again since, and leaves out the filters the client has
+    /// subscribed or unsubscribed itself since the connect (reported
+    /// through [`Delivery::before_subscribe`] and
+    /// [`Delivery::unsubscribed`]): the client's own choice stands.
     pub async fn connected(
         &self,
         ev: &ClientConnected,
@@ -251,7 +259,13 @@ impl Delivery {
             // A resumed session's subscriptions may be resumed once more.
             c.resuming = false;
         }
-        let late: LateSubscriptions = Arc::new(late);
+        let watch = self.late.connect(&ev.client.client_id);
+        let late: LateSubscriptions = Arc::new(move |subs: Vec<Subscription>| {
+            let subs = watch.still_wanted(subs);
+            if !subs.is_empty() {
+                late(subs);
+            }
+        });
         self.engine.on_client_connected_then(ev, late).await.output
     }
 
@@ -273,6 +287,7 @@ impl Delivery {
     /// Called before the broker applies a SUBSCRIBE: whether the session
     /// already had `filter` (for retain handling 1).
     pub fn before_subscribe(&self, client_id: &str, filter: &str, existed: bool) {
+        self.late.touch(client_id, filter);
         let mut clients = self.lock();
         if existed {
             let c = clients.entry(client_id.to_owned()).or_default();
@@ -373,6 +388,7 @@ impl Delivery {
     /// `session.unsubscribed`: runs the user's statements; the filter's
     /// backlog is no longer paged in.
     pub async fn unsubscribed(&self, ev: &SessionUnsubscribed) {
+        self.late.touch(&ev.client.client_id, &ev.filter);
         if let Some(c) = self.lock().get_mut(&ev.client.client_id) {
             c.backlogs.retain(|b| b.sub.filter != ev.filter);
         }
