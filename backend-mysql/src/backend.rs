@@ -53,9 +53,9 @@ const STATEMENT_ROWS: usize = 100;
 /// Splits a run of rows that goes in a transaction anyway into statements
 /// of [`STATEMENT_ROWS`] or a power of two rows (37 = 32 + 4 + 1): eight
 /// shapes per kind instead of a hundred, so each pool connection prepares
-/// few statements (in a profile of the example broker under load,
-/// preparing the shapes one by one was about 4% of its CPU) for a round
-/// trip or two more per flush.
+/// few statements (in a short profile of a freshly started example broker
+/// under load, preparing was about 4% of its CPU) for a round trip or two
+/// more per flush.
 fn shaped(run: std::ops::Range<usize>, out: &mut Vec<std::ops::Range<usize>>) {
     let mut start = run.start;
     while start < run.end {

@@ -285,7 +285,8 @@ impl Delivery {
     }
 
     /// Called before the broker applies a SUBSCRIBE: whether the session
-    /// already had `filter` (for retain handling 1).
+    /// already had `filter` (for retain handling 1). A late answer to the
+    /// client's subscription lookup then leaves `filter` alone.
     pub fn before_subscribe(&self, client_id: &str, filter: &str, existed: bool) {
         self.late.touch(client_id, filter);
         let mut clients = self.lock();
