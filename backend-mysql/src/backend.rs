@@ -9,6 +9,7 @@
 //! statement, so storing many messages is one round trip.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use backend_core::schema::SchemaTarget;
 use backend_core::topic::{decode_matching, matches};
 use backend_core::value::{Row, Value};
 use backend_core::{Bytes, CommonError, Config, Message, Statement, Subscription, Timestamp};
+use futures::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::{
     Conn, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, TxOpts, Value as MyValue,
@@ -32,6 +34,7 @@ use mysql_async::{
 use crate::config::MysqlConfig;
 use crate::convert::{self, datetime};
 use crate::error::MysqlError;
+use crate::load_data;
 use crate::schema;
 use crate::statements as sql;
 use crate::statements::filter::{topic_match, FetchParam, FetchQuery, TopicCondition, TopicMatch};
@@ -97,6 +100,10 @@ struct Inner {
     label: String,
     /// The server's `max_allowed_packet`: batches are split below it.
     max_packet: usize,
+    /// Messages are stored with `LOAD DATA LOCAL INFILE`: the config
+    /// allows it and the server's `local_infile` was on at connect. Turned
+    /// off for good if the server refuses it later.
+    load_data: AtomicBool,
 }
 
 impl fmt::Debug for MysqlBackend {
@@ -200,15 +207,16 @@ impl MysqlBackend {
                 config,
                 label,
                 max_packet: 4 << 20,
+                load_data: AtomicBool::new(false),
             }),
         };
         let timeout = backend.inner.config.db.connect_timeout;
         let mut conn = backend.conn_within("connect", timeout).await?;
-        let settings: Option<(u64, String)> = conn
-            .query_first("SELECT @@max_allowed_packet, @@SESSION.sql_mode")
+        let settings: Option<(u64, String, i64)> = conn
+            .query_first("SELECT @@max_allowed_packet, @@SESSION.sql_mode, @@local_infile")
             .await
             .map_err(backend.my("connect"))?;
-        let (max_packet, sql_mode) = settings.unwrap_or((4 << 20, String::new()));
+        let (max_packet, sql_mode, local_infile) = settings.unwrap_or((4 << 20, String::new(), 0));
         if !sql_mode.contains("STRICT_") {
             tracing::warn!(server = %backend.inner.label, sql_mode, "the server is not in strict mode: a topic longer than its column is truncated instead of refused");
         }
@@ -218,6 +226,7 @@ impl MysqlBackend {
         drop(conn);
         if let Some(inner) = Arc::get_mut(&mut backend.inner) {
             inner.max_packet = usize::try_from(max_packet).unwrap_or(usize::MAX);
+            inner.load_data = AtomicBool::new(inner.config.load_data && local_infile == 1);
         }
         let c = &backend.inner.config.db;
         tracing::info!(
@@ -226,6 +235,7 @@ impl MysqlBackend {
             pool_size = c.pool_size,
             tls = c.tls.is_some(),
             max_allowed_packet = max_packet,
+            load_data = backend.inner.load_data.load(Ordering::Relaxed),
             "mysql backend connected"
         );
         Ok(backend)
@@ -400,16 +410,100 @@ impl MysqlBackend {
         index: usize,
         t: Timestamp,
     ) -> Result<MyValue, MysqlError> {
-        datetime(t).ok_or_else(|| {
-            MysqlError::from(CommonError::Bind {
-                statement: statement.to_owned(),
-                parameter: index.to_string(),
-                problem: format!(
-                    "the time {} ms since the epoch is outside DATETIME's range",
-                    t.as_millis()
-                ),
-            })
-        })
+        datetime(t).ok_or_else(|| time_error(statement, index, t))
+    }
+
+    /// Stores messages with multi-row `REPLACE` statements, in a
+    /// transaction that takes [`sql::SERIAL_LOCK`] first.
+    async fn replace_messages(&self, messages: &[Message]) -> Result<(), MysqlError> {
+        self.batch(
+            "store_messages",
+            true,
+            messages,
+            message_size,
+            sql::store_messages,
+            |m, v| {
+                let arrived = self.bind_time("REPLACE INTO mqtt_msg", 7, m.timestamp)?;
+                v.extend([
+                    bytes(&m.id),
+                    bytes(&m.sender),
+                    bytes(&m.topic),
+                    MyValue::Int(i64::from(m.qos.as_u8())),
+                    MyValue::Int(i64::from(m.retain)),
+                    MyValue::Bytes(m.payload.to_vec()),
+                    arrived,
+                    m.stored_properties().map_or(MyValue::NULL, MyValue::Bytes),
+                ]);
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Whether message stores go through `LOAD DATA LOCAL INFILE`.
+    fn loads(&self) -> bool {
+        self.inner.load_data.load(Ordering::Relaxed)
+    }
+
+    /// Stops storing messages with `LOAD DATA`, for good, saying why.
+    fn stop_loading(&self, why: &str) {
+        if self.inner.load_data.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                pool = %self.inner.config.db.pool_name,
+                server = %self.inner.label,
+                "{why}: messages are stored with REPLACE statements from now on"
+            );
+        }
+    }
+
+    /// Stores messages through `LOAD DATA LOCAL INFILE` in one
+    /// transaction: begin, the serial lock and the load in one round trip,
+    /// commit. Anything but [`Loaded::Stored`] stored nothing, and the
+    /// rows are to go through the `REPLACE` statements instead.
+    async fn load_messages(&self, messages: &[Message]) -> Result<Loaded, MysqlError> {
+        const OP: &str = "store_messages";
+        if messages.is_empty() {
+            return Ok(Loaded::Stored);
+        }
+        let chunks =
+            load_data::encode(messages).map_err(|t| time_error("REPLACE INTO mqtt_msg", 7, t))?;
+        let mut conn = self.conn(OP).await?;
+        // Whatever file the server asks for, it gets these rows and no
+        // other data: the handler serves this one stream, once.
+        conn.set_infile_handler(async move {
+            Ok(futures::stream::iter(chunks.into_iter().map(Ok)).boxed())
+        });
+        let mut tx = conn
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(self.my(OP))?;
+        match tx.query_drop(sql::LOCK_THEN_LOAD).await {
+            Ok(()) => {}
+            Err(mysql_async::Error::Server(e)) if LOAD_REFUSED.contains(&e.code) => {
+                self.stop_loading(&format!(
+                    "the server refuses LOAD DATA LOCAL INFILE (error {}: {})",
+                    e.code, e.message
+                ));
+                tx.rollback().await.map_err(self.my(OP))?;
+                return Ok(Loaded::Refused);
+            }
+            // Dropping the transaction rolls it back as the connection
+            // returns to the pool.
+            Err(e) => return Err(self.my(OP)(e)),
+        }
+        let (warnings, affected) = (tx.get_warnings(), tx.affected_rows());
+        if warnings > 0 || affected < messages.len() as u64 {
+            tracing::debug!(
+                warnings,
+                affected,
+                rows = messages.len(),
+                "LOAD DATA of messages warned: rolled back, stored with REPLACE statements instead"
+            );
+            tx.rollback().await.map_err(self.my(OP))?;
+            return Ok(Loaded::Warned);
+        }
+        tx.commit().await.map_err(self.my(OP))?;
+        Ok(Loaded::Stored)
     }
 
     /// Runs raw SQL with `?` parameters bound from `params`; every value is
@@ -446,6 +540,37 @@ impl MysqlBackend {
             })
             .collect())
     }
+}
+
+/// How a `LOAD DATA` of messages ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loaded {
+    /// Every row stored and committed.
+    Stored,
+    /// The server does not allow the load; loading has stopped.
+    Refused,
+    /// The load stored fewer rows than sent or warned, and was rolled
+    /// back. With `LOCAL` the server turns what would be an error (a
+    /// topic longer than its column, in strict mode) into a warning; the
+    /// statements report such an error themselves.
+    Warned,
+}
+
+/// Server errors that mean `LOAD DATA LOCAL INFILE` is not allowed:
+/// `ER_NOT_ALLOWED_COMMAND` (MariaDB, older MySQL), MySQL 8's
+/// `ER_CLIENT_LOCAL_FILES_DISABLED`, MariaDB's
+/// `ER_LOAD_INFILE_CAPABILITY_DISABLED`.
+const LOAD_REFUSED: [u16; 3] = [1148, 3948, 4166];
+
+fn time_error(statement: &str, index: usize, t: Timestamp) -> MysqlError {
+    MysqlError::from(CommonError::Bind {
+        statement: statement.to_owned(),
+        parameter: index.to_string(),
+        problem: format!(
+            "the time {} ms since the epoch is outside DATETIME's range",
+            t.as_millis()
+        ),
+    })
 }
 
 async fn query(

@@ -64,15 +64,20 @@ pub const DEFAULT_STMT_CACHE_SIZE: usize = 256;
 pub const DEFAULTS: DbDefaults = backend_core::db_defaults!(KIND, 3306, "user");
 
 /// The settings of one MySQL pool: the keys every SQL backend shares
-/// ([`DbSettings`]) and the statement cache. Build it from a
-/// [`PoolConfig`] with [`MysqlConfig::from_pool`], or in code (the
-/// timeouts and the statement cache have no `.conf` key).
+/// ([`DbSettings`]), the statement cache and the bulk path. Build it from
+/// a [`PoolConfig`] with [`MysqlConfig::from_pool`], or in code (the
+/// timeouts, the statement cache and the bulk path have no `.conf` key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MysqlConfig {
     /// Server, user, database, pool size, TLS, timeouts.
     pub db: DbSettings,
     /// Prepared statements cached per connection.
     pub stmt_cache_size: usize,
+    /// Stores messages with `LOAD DATA LOCAL INFILE` when the server
+    /// allows it (`local_infile`, on by default in MariaDB, off in MySQL
+    /// 8), and with multi-row `REPLACE` statements otherwise. On by
+    /// default; the rows are the same either way.
+    pub load_data: bool,
 }
 
 /// TLS files (`ssl = true`): the pool keys every backend reads alike.
@@ -84,6 +89,7 @@ impl MysqlConfig {
         MysqlConfig {
             db: DbSettings::new(pool_name, DEFAULTS),
             stmt_cache_size: DEFAULT_STMT_CACHE_SIZE,
+            load_data: true,
         }
     }
 
@@ -101,6 +107,7 @@ impl MysqlConfig {
         Ok(MysqlConfig {
             db,
             stmt_cache_size: DEFAULT_STMT_CACHE_SIZE,
+            load_data: true,
         })
     }
 

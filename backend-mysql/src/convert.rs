@@ -38,9 +38,9 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// A [`Timestamp`] as a `DATETIME` value in UTC, with its milliseconds;
-/// `None` outside the years 0 to 9999.
-pub(crate) fn datetime(t: Timestamp) -> Option<MyValue> {
+/// A [`Timestamp`] in UTC as (year, month, day, hour, minute, second,
+/// millisecond); `None` outside the years 0 to 9999, `DATETIME`'s range.
+pub(crate) fn civil(t: Timestamp) -> Option<(u32, u32, u32, u32, u32, u32, u32)> {
     let ms = t.as_millis();
     let days = ms.div_euclid(MILLIS_PER_DAY);
     let in_day = ms.rem_euclid(MILLIS_PER_DAY);
@@ -49,14 +49,31 @@ pub(crate) fn datetime(t: Timestamp) -> Option<MyValue> {
         return None;
     }
     let secs = in_day / 1000;
+    let part = |v: i64| u32::try_from(v).ok();
+    Some((
+        part(y)?,
+        part(m)?,
+        part(d)?,
+        part(secs / 3600)?,
+        part(secs / 60 % 60)?,
+        part(secs % 60)?,
+        part(in_day % 1000)?,
+    ))
+}
+
+/// A [`Timestamp`] as a `DATETIME` value in UTC, with its milliseconds;
+/// `None` outside the years 0 to 9999.
+pub(crate) fn datetime(t: Timestamp) -> Option<MyValue> {
+    let (y, m, d, h, mi, s, ms) = civil(t)?;
+    let small = |v: u32| u8::try_from(v).ok();
     Some(MyValue::Date(
         u16::try_from(y).ok()?,
-        u8::try_from(m).ok()?,
-        u8::try_from(d).ok()?,
-        u8::try_from(secs / 3600).ok()?,
-        u8::try_from(secs / 60 % 60).ok()?,
-        u8::try_from(secs % 60).ok()?,
-        u32::try_from(in_day % 1000 * 1000).ok()?,
+        small(m)?,
+        small(d)?,
+        small(h)?,
+        small(mi)?,
+        small(s)?,
+        ms * 1000,
     ))
 }
 

@@ -8,6 +8,7 @@ pub mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod load_data;
 pub mod schema;
 // The statements and their topic conditions (`statements::filter`),
 // which this crate's integration tests look into; not part of the API.

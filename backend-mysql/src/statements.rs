@@ -70,12 +70,38 @@ pub fn delete_subscriptions(n: usize) -> String {
     )
 }
 
+macro_rules! serial_lock {
+    () => {
+        "INSERT INTO mqtt_msg_lock (name) VALUES ('mqtt_msg') ON DUPLICATE KEY UPDATE name = name"
+    };
+}
+
 /// Locks the row `mqtt_msg` of `mqtt_msg_lock` (creating it if missing)
 /// until the transaction ends. Message writers take it first, so they
 /// commit one at a time and ids become visible in id order: a pubsub
 /// reader that acks id 11 can then never have an id 10 still to commit.
-pub const SERIAL_LOCK: &str =
-    "INSERT INTO mqtt_msg_lock (name) VALUES ('mqtt_msg') ON DUPLICATE KEY UPDATE name = name";
+pub const SERIAL_LOCK: &str = serial_lock!();
+
+macro_rules! load_messages {
+    () => {
+        "LOAD DATA LOCAL INFILE 'mqtt_msg' REPLACE INTO TABLE mqtt_msg CHARACTER SET binary \
+         FIELDS TERMINATED BY X'09' ENCLOSED BY '' ESCAPED BY X'5C' \
+         LINES STARTING BY '' TERMINATED BY X'0A' \
+         (msgid, sender, topic, qos, retain, payload, arrived, props)"
+    };
+}
+
+/// `on_message_publish` through the bulk path: the rows come as the
+/// stream the client sends for the file (see the crate's `load_data`
+/// module), never in this text; `REPLACE` as in [`store_messages`]. The
+/// separators are hex literals, so the statement means the same under
+/// `NO_BACKSLASH_ESCAPES`. The name `'mqtt_msg'` is no file: the backend
+/// answers the server's request with its own rows, whatever it names.
+pub const LOAD_MESSAGES: &str = load_messages!();
+
+/// [`SERIAL_LOCK`] and then [`LOAD_MESSAGES`], as one round trip of two
+/// statements (in a transaction the backend has started).
+pub const LOCK_THEN_LOAD: &str = concat!(serial_lock!(), "; ", load_messages!());
 
 /// The sweeper: removes up to `?` (second) messages that arrived before
 /// `?` (first), oldest first; run until it removes fewer.

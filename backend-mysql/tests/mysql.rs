@@ -6,7 +6,7 @@
 mod common;
 
 use backend_core::testkit::OrPanic;
-use common::Raw;
+use common::{rt, Raw};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,14 +20,6 @@ use backend_mysql::mysql_async::prelude::Queryable;
 use backend_mysql::mysql_async::{self, Conn, Params};
 use backend_mysql::statements::filter::{topic_match, TopicCondition, TopicMatch};
 use backend_mysql::{statements, MysqlBackend, MysqlConfig, MysqlError};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
 
 fn request(client: &str, filter: &str, mode: OfflineMode) -> FetchRequest {
     FetchRequest {

@@ -93,29 +93,21 @@ impl Backend for MysqlBackend {
     }
 
     async fn store_messages(&self, messages: &[Message], _: WriteOptions) -> BackendResult<()> {
-        self.batch(
-            "store_messages",
-            true,
-            messages,
-            message_size,
-            sql::store_messages,
-            |m, v| {
-                let arrived = self.bind_time("REPLACE INTO mqtt_msg", 7, m.timestamp)?;
-                v.extend([
-                    bytes(&m.id),
-                    bytes(&m.sender),
-                    bytes(&m.topic),
-                    MyValue::Int(i64::from(m.qos.as_u8())),
-                    MyValue::Int(i64::from(m.retain)),
-                    MyValue::Bytes(m.payload.to_vec()),
-                    arrived,
-                    m.stored_properties().map_or(MyValue::NULL, MyValue::Bytes),
-                ]);
+        if !self.loads() {
+            return Ok(self.replace_messages(messages).await?);
+        }
+        match self.load_messages(messages).await? {
+            Loaded::Stored => Ok(()),
+            Loaded::Refused => Ok(self.replace_messages(messages).await?),
+            Loaded::Warned => {
+                self.replace_messages(messages).await?;
+                // The statements took rows the load only warned about (a
+                // schema of the user's, say): loading would cost every
+                // flush a wasted round trip from now on.
+                self.stop_loading("LOAD DATA warned about rows the statements stored");
                 Ok(())
-            },
-        )
-        .await?;
-        Ok(())
+            }
+        }
     }
 
     /// Runs a raw `sql` statement with `?` placeholders: prepared once per

@@ -55,6 +55,15 @@ impl Raw for Server {
     }
 }
 
+/// The runtime each test runs on: two worker threads.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 /// The server of `MYSQL_URL` (or the default).
 pub fn server() -> Server {
     let url = std::env::var("MYSQL_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());

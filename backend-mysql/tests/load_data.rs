@@ -1,0 +1,221 @@
+//! The bulk path of message stores, `LOAD DATA LOCAL INFILE`, against the
+//! live server (`MYSQL_URL`, default
+//! mysql://root:public@127.0.0.1:3306/mqtt): any bytes come back as they
+//! were, a row the server would only warn about fails the store as the
+//! statements do, and a server that refuses the load still gets every
+//! message. A binary of its own: one test turns the server's
+//! `local_infile` off for a moment.
+
+mod common;
+
+use backend_core::testkit::OrPanic;
+use common::{rt, Raw};
+
+use backend_core::testkit::unique;
+use backend_core::{Backend, FetchRequest, Message, OfflineMode, QoS, Timestamp};
+use backend_mysql::mysql_async::prelude::Queryable;
+use backend_mysql::MysqlBackend;
+
+/// Held for reading by every test, and for writing by the one that turns
+/// `local_infile` off, so no other test connects meanwhile.
+static SERVER_SETTING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// A backend of one connection, so its session counters are its own.
+async fn one_connection() -> MysqlBackend {
+    let mut settings = common::server().settings();
+    settings.db.pool_size = 1;
+    MysqlBackend::connect_with(settings)
+        .await
+        .or_panic("connect")
+}
+
+/// How many `LOAD DATA` statements the backend's one connection has run.
+async fn loads(b: &MysqlBackend) -> u64 {
+    let mut c = b.pool().get_conn().await.or_panic("the pool's connection");
+    let n: Option<u64> = c
+        .query_first(
+            "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS \
+             WHERE VARIABLE_NAME = 'COM_LOAD'",
+        )
+        .await
+        .or_panic("session status");
+    n.expect("COM_LOAD is a session status")
+}
+
+async fn fetch(b: &MysqlBackend, filter: &str) -> Vec<Message> {
+    b.fetch_messages(&FetchRequest {
+        client_id: unique("load-reader"),
+        filter: filter.to_owned(),
+        mode: OfflineMode::Queue,
+        max_count: None,
+        since: None,
+        page: None,
+    })
+    .await
+    .or_panic("fetch")
+}
+
+#[test]
+fn any_bytes_go_through_load_data_and_come_back_as_they_were() {
+    let _shared = SERVER_SETTING.read().unwrap_or_else(|e| e.into_inner());
+    rt().block_on(async {
+        let b = one_connection().await;
+        let root = unique("load");
+        let every_byte: Vec<u8> = (0..=255).collect();
+        let mut first = Message::new(
+            "c\t1\\N",
+            format!("{root}/a\tb\\N/\n/\\"),
+            QoS::ExactlyOnce,
+            every_byte.clone(),
+        );
+        first.retain = true;
+        first.timestamp = Timestamp::from_millis(1_481_685_802_123);
+        first.properties.message_expiry_interval = Some(3600);
+        first.properties.content_type = Some("text/\t\\N".to_owned());
+        first.properties.user_properties = vec![("k\n".to_owned(), "\\0\t".to_owned())];
+        first.properties.correlation_data = Some(every_byte.clone().into());
+        let empty = Message::new("\\", format!("{root}/\\N"), QoS::AtLeastOnce, Vec::new());
+        let plain = Message::new("NULL", format!("{root}/plain"), QoS::AtLeastOnce, "\\N");
+        let batch = vec![first, empty, plain];
+
+        let before = loads(&b).await;
+        b.store_messages(&batch, Default::default())
+            .await
+            .or_panic("store");
+        assert_eq!(loads(&b).await, before + 1, "one LOAD DATA for the flush");
+
+        let got = fetch(&b, &format!("{root}/#")).await;
+        assert_eq!(got, batch, "every field as stored, in store order");
+        let mut sql = common::server().raw().await;
+        let nulls: Vec<(Vec<u8>, bool)> = sql
+            .exec(
+                "SELECT msgid, props IS NULL FROM mqtt_msg WHERE topic LIKE CONCAT(?, '/%') ORDER BY id",
+                (&root,),
+            )
+            .await
+            .or_panic("select");
+        let want: Vec<(Vec<u8>, bool)> = batch
+            .iter()
+            .map(|m| (m.id.as_bytes().to_vec(), m.stored_properties().is_none()))
+            .collect();
+        assert_eq!(nulls, want, "no properties is NULL, not an empty value");
+    });
+}
+
+#[test]
+fn a_topic_longer_than_its_column_fails_the_store_and_stores_nothing_of_it() {
+    let _shared = SERVER_SETTING.read().unwrap_or_else(|e| e.into_inner());
+    rt().block_on(async {
+        let b = one_connection().await;
+        let mut sql = common::server().raw().await;
+        let mode: Option<String> = sql
+            .query_first("SELECT @@SESSION.sql_mode")
+            .await
+            .or_panic("sql_mode");
+        assert!(
+            mode.as_deref().unwrap_or("").contains("STRICT_"),
+            "the test server runs in strict mode: {mode:?}"
+        );
+        let root = unique("load-long");
+        let ok = Message::new("c", format!("{root}/ok"), QoS::AtLeastOnce, "p");
+        // mqtt_msg.topic is varbinary(2048).
+        let long = Message::new(
+            "c",
+            format!("{root}/{}", "x".repeat(3000)),
+            QoS::AtLeastOnce,
+            "p",
+        );
+        let before = loads(&b).await;
+        let e = b
+            .store_messages(&[ok.clone(), long], Default::default())
+            .await
+            .expect_err("a topic longer than its column is refused");
+        assert!(e.to_string().contains("topic"), "{e}");
+        assert_eq!(loads(&b).await, before + 1, "the load ran, and warned");
+        assert!(
+            fetch(&b, &format!("{root}/#")).await.is_empty(),
+            "rolled back whole"
+        );
+        b.store_messages(std::slice::from_ref(&ok), Default::default())
+            .await
+            .or_panic("a good flush still loads");
+        assert_eq!(fetch(&b, &format!("{root}/#")).await, vec![ok]);
+    });
+}
+
+/// Sets the server's `local_infile` and puts it back to on when dropped,
+/// even if the test fails.
+struct LocalInfile;
+
+impl LocalInfile {
+    async fn set(on: bool) -> LocalInfile {
+        let mut sql = common::server().raw().await;
+        sql.query_drop(format!("SET GLOBAL local_infile = {}", u8::from(on)))
+            .await
+            .or_panic("SET GLOBAL local_infile");
+        LocalInfile
+    }
+}
+
+impl Drop for LocalInfile {
+    fn drop(&mut self) {
+        let restore = std::thread::spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime")
+                .block_on(async {
+                    let mut sql = common::server().raw().await;
+                    sql.query_drop("SET GLOBAL local_infile = 1").await
+                })
+        });
+        if let Ok(Err(e)) = restore.join() {
+            eprintln!("could not turn local_infile back on: {e}");
+        }
+    }
+}
+
+#[test]
+fn a_server_that_refuses_load_data_still_gets_every_message() {
+    let _alone = SERVER_SETTING.write().unwrap_or_else(|e| e.into_inner());
+    rt().block_on(async {
+        let root = unique("load-off");
+        let before_off = one_connection().await;
+        let guard = LocalInfile::set(false).await;
+        let after_off = one_connection().await;
+        let batch: Vec<Message> = (0..5)
+            .map(|i| {
+                Message::new(
+                    "c",
+                    format!("{root}/{i}"),
+                    QoS::AtLeastOnce,
+                    format!("m{i}"),
+                )
+            })
+            .collect();
+
+        // Connected while it was on: the load is refused, the statements
+        // store the flush, and later flushes go straight to them.
+        before_off
+            .store_messages(&batch[..2], Default::default())
+            .await
+            .or_panic("store after the server turned LOAD DATA off");
+        let tried = loads(&before_off).await;
+        before_off
+            .store_messages(&batch[2..3], Default::default())
+            .await
+            .or_panic("store again");
+        assert_eq!(loads(&before_off).await, tried, "no second attempt");
+
+        // Connected while it was off: never tries.
+        let before = loads(&after_off).await;
+        after_off
+            .store_messages(&batch[3..], Default::default())
+            .await
+            .or_panic("store with LOAD DATA off");
+        assert_eq!(loads(&after_off).await, before, "no LOAD DATA");
+        drop(guard);
+
+        assert_eq!(fetch(&after_off, &format!("{root}/#")).await, batch);
+    });
+}
