@@ -9,7 +9,7 @@
 //! statement, so storing many messages is one round trip.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,6 +104,9 @@ struct Inner {
     /// allows it and the server's `local_infile` was on at connect. Turned
     /// off for good if the server refuses it later.
     load_data: AtomicBool,
+    /// Loads in a row that warned and whose rows the statements then
+    /// stored (see [`WARNED_LOADS_BEFORE_STOPPING`]).
+    warned_loads: AtomicU32,
 }
 
 impl fmt::Debug for MysqlBackend {
@@ -208,6 +211,7 @@ impl MysqlBackend {
                 label,
                 max_packet: 4 << 20,
                 load_data: AtomicBool::new(false),
+                warned_loads: AtomicU32::new(0),
             }),
         };
         let timeout = backend.inner.config.db.connect_timeout;
@@ -541,6 +545,11 @@ impl MysqlBackend {
             .collect())
     }
 }
+
+/// Flushes in a row whose load warned while the statements stored the same
+/// rows, after which messages are no longer loaded: one odd message (a
+/// topic too long for a server not in strict mode) does not stop it.
+const WARNED_LOADS_BEFORE_STOPPING: u32 = 3;
 
 /// How a `LOAD DATA` of messages ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

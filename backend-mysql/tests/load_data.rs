@@ -13,7 +13,7 @@ use common::{rt, Raw};
 
 use backend_core::testkit::unique;
 use backend_core::{Backend, FetchRequest, Message, OfflineMode, QoS, Timestamp};
-use backend_mysql::mysql_async::prelude::Queryable;
+use backend_mysql::mysql_async::{self, prelude::Queryable};
 use backend_mysql::MysqlBackend;
 
 /// Held for reading by every test, and for writing by the one that turns
@@ -143,34 +143,59 @@ fn a_topic_longer_than_its_column_fails_the_store_and_stores_nothing_of_it() {
     });
 }
 
-/// Sets the server's `local_infile` and puts it back to on when dropped,
-/// even if the test fails.
-struct LocalInfile;
+/// Sets one of the server's global variables, and puts its value back
+/// when dropped, even if the test fails.
+struct Global {
+    name: &'static str,
+    was: mysql_async::Value,
+}
 
-impl LocalInfile {
-    async fn set(on: bool) -> LocalInfile {
+impl Global {
+    async fn set(name: &'static str, value: impl Into<mysql_async::Value>) -> Global {
         let mut sql = common::server().raw().await;
-        sql.query_drop(format!("SET GLOBAL local_infile = {}", u8::from(on)))
+        let was: Option<mysql_async::Value> = sql
+            // Binary protocol: the value keeps its type (text would not
+            // set a boolean back).
+            .exec_first(format!("SELECT @@GLOBAL.{name}"), ())
             .await
-            .or_panic("SET GLOBAL local_infile");
-        LocalInfile
+            .or_panic(name);
+        sql.exec_drop(format!("SET GLOBAL {name} = ?"), (value.into(),))
+            .await
+            .or_panic(name);
+        Global {
+            name,
+            was: was.unwrap_or(mysql_async::Value::NULL),
+        }
     }
 }
 
-impl Drop for LocalInfile {
+impl Drop for Global {
     fn drop(&mut self) {
-        let restore = std::thread::spawn(|| {
+        let (name, was) = (self.name, self.was.clone());
+        let restore = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a tokio runtime")
                 .block_on(async {
                     let mut sql = common::server().raw().await;
-                    sql.query_drop("SET GLOBAL local_infile = 1").await
+                    sql.exec_drop(format!("SET GLOBAL {name} = ?"), (was,))
+                        .await
                 })
         });
-        if let Ok(Err(e)) = restore.join() {
-            eprintln!("could not turn local_infile back on: {e}");
+        let failed = match restore.join() {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the restoring thread panicked".to_owned(),
+        };
+        let message = format!(
+            "could not set {} back to {:?}: {failed}",
+            self.name, self.was
+        );
+        if std::thread::panicking() {
+            eprintln!("{message}");
+        } else {
+            panic!("{message}");
         }
     }
 }
@@ -181,7 +206,7 @@ fn a_server_that_refuses_load_data_still_gets_every_message() {
     rt().block_on(async {
         let root = unique("load-off");
         let before_off = one_connection().await;
-        let guard = LocalInfile::set(false).await;
+        let guard = Global::set("local_infile", 0).await;
         let after_off = one_connection().await;
         let batch: Vec<Message> = (0..5)
             .map(|i| {
@@ -217,5 +242,49 @@ fn a_server_that_refuses_load_data_still_gets_every_message() {
         drop(guard);
 
         assert_eq!(fetch(&after_off, &format!("{root}/#")).await, batch);
+    });
+}
+
+#[test]
+fn loads_that_keep_warning_where_the_statements_store_stop() {
+    let _alone = SERVER_SETTING.write().unwrap_or_else(|e| e.into_inner());
+    rt().block_on(async {
+        // Not in strict mode, a topic too long for its column is cut short
+        // with a warning by the load and by the statements alike.
+        let guard = Global::set("sql_mode", "").await;
+        let b = one_connection().await;
+        drop(guard);
+        let root = unique("load-warned");
+        let long = |i: usize| {
+            let topic = format!("{root}/{i}/{}", "x".repeat(3000));
+            Message::new("c", topic, QoS::AtLeastOnce, "p")
+        };
+        let mut counts = Vec::new();
+        for i in 0..4 {
+            b.store_messages(&[long(i)], Default::default())
+                .await
+                .or_panic("stored, cut short");
+            counts.push(loads(&b).await);
+        }
+        let tried: Vec<u64> = counts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(tried, [1, 1, 0], "the third warned load was the last");
+        let mut sql = common::server().raw().await;
+        let stored: Vec<usize> = sql
+            .exec(
+                "SELECT LENGTH(topic) FROM mqtt_msg WHERE topic LIKE CONCAT(?, '/%') ORDER BY id",
+                (&root,),
+            )
+            .await
+            .or_panic("select");
+        assert_eq!(
+            stored, [2048; 4],
+            "every message stored, its topic cut short"
+        );
+        sql.exec_drop(
+            "DELETE FROM mqtt_msg WHERE topic LIKE CONCAT(?, '/%')",
+            (&root,),
+        )
+        .await
+        .or_panic("clean up");
     });
 }

@@ -97,14 +97,22 @@ impl Backend for MysqlBackend {
             return Ok(self.replace_messages(messages).await?);
         }
         match self.load_messages(messages).await? {
-            Loaded::Stored => Ok(()),
+            Loaded::Stored => {
+                self.inner.warned_loads.store(0, Ordering::Relaxed);
+                Ok(())
+            }
             Loaded::Refused => Ok(self.replace_messages(messages).await?),
             Loaded::Warned => {
                 self.replace_messages(messages).await?;
-                // The statements took rows the load only warned about (a
-                // schema of the user's, say): loading would cost every
-                // flush a wasted round trip from now on.
-                self.stop_loading("LOAD DATA warned about rows the statements stored");
+                // The statements took rows the load only warned about. If
+                // flush after flush does that (a schema of the user's, say),
+                // loading costs each one a wasted round trip: stop.
+                let warned = self.inner.warned_loads.fetch_add(1, Ordering::Relaxed) + 1;
+                if warned >= WARNED_LOADS_BEFORE_STOPPING {
+                    self.stop_loading(&format!(
+                        "LOAD DATA warned about {warned} flushes in a row that REPLACE statements stored"
+                    ));
+                }
                 Ok(())
             }
         }
