@@ -1126,7 +1126,7 @@ async fn lookup_subscriptions(
             let id = id.clone();
             async move { backend.lookup_subscriptions(&id).await }
         };
-        let result = bounded_read(
+        bounded_read(
             &pool,
             &writer,
             ReadOp::LookupSubscriptions,
@@ -1134,20 +1134,20 @@ async fn lookup_subscriptions(
             whole,
             query,
         )
-        .await;
-        (pool, id, result)
+        .await
     });
     match tokio::time::timeout(connack_bound, &mut lookup).await {
-        Ok((_, _, result)) => result,
+        Ok(result) => result,
         Err(_) => {
             tracing::info!(pool = %rule.rule.pool, client = client_id, bound = ?connack_bound,
                 "subscription lookup slower than read_timeout: the CONNACK goes now, the subscriptions when it answers");
             let late = Arc::clone(late);
+            let (pool, id) = (rule.rule.pool.clone(), client_id.to_owned());
             tokio::spawn(async move {
                 match lookup.await {
-                    (_, _, Ok(subs)) if subs.is_empty() => {}
-                    (_, _, Ok(subs)) => late(subs),
-                    (pool, id, Err(e)) => {
+                    Ok(subs) if subs.is_empty() => {}
+                    Ok(subs) => late(subs),
+                    Err(e) => {
                         tracing::warn!(pool = %pool, client = %id, error = %e,
                             "late subscription lookup failed: the client goes on without its stored subscriptions")
                     }

@@ -5,8 +5,9 @@
 //! ([`MysqlConfig::stmt_cache_size`], default 256) and keeps alive: the
 //! pool's reset of a connection on its return (`COM_RESET_CONNECTION`,
 //! which would drop every prepared statement) is turned off, since the
-//! backend leaves no session state behind. Batches are one multi-row
-//! statement, so storing many messages is one round trip.
+//! backend leaves no session state behind. Batches are multi-row
+//! statements; messages go through `LOAD DATA LOCAL INFILE` when the
+//! server allows it (see `load_data.rs` and the crate README).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -461,7 +462,7 @@ impl MysqlBackend {
     }
 
     /// Stores messages through `LOAD DATA LOCAL INFILE` in one
-    /// transaction: begin, the serial lock and the load in one round trip,
+    /// transaction: begin; the serial lock and the load in one round trip;
     /// commit. Anything but [`Loaded::Stored`] stored nothing, and the
     /// rows are to go through the `REPLACE` statements instead.
     async fn load_messages(&self, messages: &[Message]) -> Result<Loaded, MysqlError> {
@@ -491,9 +492,18 @@ impl MysqlBackend {
                 tx.rollback().await.map_err(self.my(OP))?;
                 return Ok(Loaded::Refused);
             }
-            // Dropping the transaction rolls it back as the connection
-            // returns to the pool.
-            Err(e) => return Err(self.my(OP)(e)),
+            Err(e) => {
+                let e = self.my(OP)(e);
+                if e.is_retryable() {
+                    // Dropping the transaction rolls it back as the
+                    // connection returns to the pool.
+                    return Err(e);
+                }
+                // Some other refusal (a proxy in between that does not
+                // pass the load on, say): the statements decide.
+                tx.rollback().await.map_err(self.my(OP))?;
+                return Ok(Loaded::Failed(e));
+            }
         }
         let (warnings, affected) = (tx.get_warnings(), tx.affected_rows());
         if warnings > 0 || affected < messages.len() as u64 {
@@ -551,8 +561,8 @@ impl MysqlBackend {
 /// topic too long for a server not in strict mode) does not stop it.
 const WARNED_LOADS_BEFORE_STOPPING: u32 = 3;
 
-/// How a `LOAD DATA` of messages ended, when it did not fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a `LOAD DATA` of messages ended, when no retry is due.
+#[derive(Debug)]
 enum Loaded {
     /// Every row stored and committed.
     Stored,
@@ -563,6 +573,9 @@ enum Loaded {
     /// topic longer than its column, in strict mode) into a warning; the
     /// statements report such an error themselves.
     Warned,
+    /// The load failed with an error a retry would not mend, and was
+    /// rolled back: the statements store the rows or fail themselves.
+    Failed(MysqlError),
 }
 
 /// Server errors that mean `LOAD DATA LOCAL INFILE` is not allowed:

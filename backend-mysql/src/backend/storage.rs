@@ -102,6 +102,15 @@ impl Backend for MysqlBackend {
                 Ok(())
             }
             Loaded::Refused => Ok(self.replace_messages(messages).await?),
+            Loaded::Failed(e) => {
+                self.replace_messages(messages).await?;
+                // The statements stored what the load could not: the
+                // load is what fails, not these rows.
+                self.stop_loading(&format!(
+                    "LOAD DATA failed where REPLACE statements stored the same rows ({e})"
+                ));
+                Ok(())
+            }
             Loaded::Warned => {
                 self.replace_messages(messages).await?;
                 // The statements took rows the load only warned about. If
