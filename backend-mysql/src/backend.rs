@@ -470,13 +470,14 @@ impl MysqlBackend {
         if messages.is_empty() {
             return Ok(Loaded::Stored);
         }
-        let chunks =
+        let stream =
             load_data::encode(messages).map_err(|t| time_error("REPLACE INTO mqtt_msg", 7, t))?;
+        let pieces = load_data::pieces(stream, self.inner.max_packet);
         let mut conn = self.conn(OP).await?;
         // Whatever file the server asks for, it gets these rows and no
         // other data: the handler serves this one stream, once.
         conn.set_infile_handler(async move {
-            Ok(futures::stream::iter(chunks.into_iter().map(Ok)).boxed())
+            Ok(futures::stream::iter(pieces.into_iter().map(Ok)).boxed())
         });
         let mut tx = conn
             .start_transaction(TxOpts::default())

@@ -13,16 +13,15 @@ use backend_core::{Bytes, Message, Timestamp};
 
 use crate::convert::civil;
 
-/// Above this many bytes, the stream goes on in a new chunk: the driver
-/// copies each chunk into its packet buffer, so none grows past it.
-const CHUNK_BYTES: usize = 1 << 20;
+/// Most bytes of the stream in one packet: the driver copies each piece
+/// into a packet buffer of its own, so none grows past it.
+const PIECE_BYTES: usize = 1 << 20;
 
 /// The messages as the rows of [`crate::statements::LOAD_MESSAGES`]:
 /// msgid, sender, topic, qos, retain, payload, arrived, props. `Err` names
 /// the first message whose arrival time is outside `DATETIME`'s range.
-pub(crate) fn encode(messages: &[Message]) -> Result<Vec<Bytes>, Timestamp> {
-    let mut chunks = Vec::new();
-    let mut out = Vec::with_capacity(row_estimate(messages).min(CHUNK_BYTES + 4096));
+pub(crate) fn encode(messages: &[Message]) -> Result<Vec<u8>, Timestamp> {
+    let mut out = Vec::with_capacity(row_estimate(messages));
     for m in messages {
         field(&mut out, m.id.as_bytes());
         out.push(b'\t');
@@ -45,14 +44,21 @@ pub(crate) fn encode(messages: &[Message]) -> Result<Vec<Bytes>, Timestamp> {
             None => out.extend_from_slice(b"\\N"),
         }
         out.push(b'\n');
-        if out.len() >= CHUNK_BYTES {
-            chunks.push(Bytes::from(std::mem::take(&mut out)));
-        }
     }
-    if !out.is_empty() {
-        chunks.push(Bytes::from(out));
-    }
-    Ok(chunks)
+    Ok(out)
+}
+
+/// The stream in the pieces it is sent in, one packet each: at most 1 MiB,
+/// and at most half the server's `max_allowed_packet`, which applies to
+/// each packet of the stream. The server joins them, so a piece may end
+/// anywhere, even inside a row. Slices of one buffer: nothing is copied.
+pub(crate) fn pieces(stream: Vec<u8>, max_packet: usize) -> Vec<Bytes> {
+    let size = (max_packet / 2).clamp(512, PIECE_BYTES);
+    let stream = Bytes::from(stream);
+    (0..stream.len())
+        .step_by(size)
+        .map(|start| stream.slice(start..(start + size).min(stream.len())))
+        .collect()
 }
 
 /// The stream's size if nothing needed escaping.
@@ -157,7 +163,7 @@ mod tests {
         let mut m = Message::new("c\\1", "a/\tb", QoS::ExactlyOnce, vec![0u8, b'\n', b'x']);
         m.retain = true;
         m.timestamp = Timestamp::from_millis(1_481_685_802_123);
-        let stream = joined(&encode(&[m.clone()]).expect("in range"));
+        let stream = encode(&[m.clone()]).expect("in range");
         let row = &decode(&stream)[0];
         let text = |s: &str| Some(s.as_bytes().to_vec());
         assert_eq!(row.len(), 8);
@@ -179,7 +185,7 @@ mod tests {
     }
 
     #[test]
-    fn a_large_flush_is_split_between_rows() {
+    fn the_stream_goes_in_pieces_below_the_packet_limit() {
         let messages: Vec<Message> = (0..40)
             .map(|i| {
                 Message::new(
@@ -190,13 +196,22 @@ mod tests {
                 )
             })
             .collect();
-        let chunks = encode(&messages).expect("in range");
-        assert!(chunks.len() > 1, "{} chunks", chunks.len());
-        for c in &chunks {
-            assert!(c.len() < CHUNK_BYTES + (256 << 10), "{}", c.len());
-            assert_eq!(c.last(), Some(&b'\n'), "every chunk ends a row");
+        let stream = encode(&messages).expect("in range");
+        for (max_packet, most) in [(64 << 20, PIECE_BYTES), (100_000, 50_000), (1024, 512)] {
+            let pieces = pieces(stream.clone(), max_packet);
+            assert!(pieces.len() > 1, "{max_packet}: {} pieces", pieces.len());
+            assert!(
+                pieces.iter().all(|p| !p.is_empty() && p.len() <= most),
+                "{max_packet}"
+            );
+            assert_eq!(
+                joined(&pieces),
+                stream,
+                "{max_packet}: the same bytes, in order"
+            );
         }
-        assert_eq!(decode(&joined(&chunks)).len(), 40);
+        assert_eq!(decode(&stream).len(), 40);
+        assert!(pieces(Vec::new(), 1 << 20).is_empty());
     }
 
     proptest! {
@@ -211,7 +226,7 @@ mod tests {
             let mut m = Message::new(sender.clone(), topic.clone(), QoS::AtLeastOnce, payload.clone());
             m.timestamp = Timestamp::from_millis(ms);
             m.properties.message_expiry_interval = expiry;
-            let stream = joined(&encode(&[m.clone(), m.clone()]).expect("in range"));
+            let stream = encode(&[m.clone(), m.clone()]).expect("in range");
             let rows = decode(&stream);
             prop_assert_eq!(rows.len(), 2);
             prop_assert_eq!(&rows[0], &rows[1]);

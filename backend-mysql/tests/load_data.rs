@@ -288,3 +288,27 @@ fn loads_that_keep_warning_where_the_statements_store_stop() {
         .or_panic("clean up");
     });
 }
+
+#[test]
+fn a_flush_larger_than_max_allowed_packet_goes_in_pieces() {
+    let _alone = SERVER_SETTING.write().unwrap_or_else(|e| e.into_inner());
+    rt().block_on(async {
+        // The server checks each packet of the stream against it.
+        let guard = Global::set("max_allowed_packet", 16_384).await;
+        let b = one_connection().await;
+        drop(guard);
+        let root = unique("load-pieces");
+        let batch: Vec<Message> = (0..20)
+            .map(|i| {
+                let payload: Vec<u8> = (0..3_000).map(|j| ((i + j) % 256) as u8).collect();
+                Message::new("c", format!("{root}/{i}"), QoS::AtLeastOnce, payload)
+            })
+            .collect();
+        let before = loads(&b).await;
+        b.store_messages(&batch, Default::default())
+            .await
+            .or_panic("a 60 kB flush with max_allowed_packet at 16 kB");
+        assert_eq!(loads(&b).await, before + 1, "one LOAD DATA");
+        assert_eq!(fetch(&b, &format!("{root}/#")).await, batch);
+    });
+}
