@@ -350,6 +350,32 @@ impl MysqlBackend {
         out.into_iter().map(|r| &items[r]).collect()
     }
 
+    /// Refuses rows larger than the server's `max_allowed_packet`, with an
+    /// error that is not retried. A statement carrying one would have the
+    /// server close the connection, which reads as an outage: retried
+    /// without end, it would hold up every write behind it. The load could
+    /// store one, but no read could return it.
+    fn check_row_sizes<T>(
+        &self,
+        operation: &'static str,
+        items: &[T],
+        size: impl Fn(&T) -> usize,
+    ) -> Result<(), MysqlError> {
+        let most = self.inner.max_packet.saturating_sub(1024);
+        match items.iter().map(size).find(|&n| n > most) {
+            None => Ok(()),
+            Some(big) => Err(CommonError::Bind {
+                statement: operation.to_owned(),
+                parameter: "row".to_owned(),
+                problem: format!(
+                    "{big} bytes, more than the server's max_allowed_packet ({} bytes) takes",
+                    self.inner.max_packet
+                ),
+            }
+            .into()),
+        }
+    }
+
     /// Runs `statement(n)` once per chunk with each chunk's values: one
     /// round trip for one chunk, a transaction for several. With `serial`,
     /// always a transaction that first takes [`sql::SERIAL_LOCK`]. No items
@@ -366,6 +392,7 @@ impl MysqlBackend {
         if items.is_empty() {
             return Ok(());
         }
+        self.check_row_sizes(operation, items, &size)?;
         let chunks = self.chunks(items, serial, size);
         let mut conn = self.conn(operation).await?;
         let render = |chunk: &[T]| -> Result<(String, Vec<MyValue>), MysqlError> {
@@ -470,6 +497,7 @@ impl MysqlBackend {
         if messages.is_empty() {
             return Ok(Loaded::Stored);
         }
+        self.check_row_sizes(OP, messages, message_size)?;
         let stream =
             load_data::encode(messages).map_err(|t| time_error("REPLACE INTO mqtt_msg", 7, t))?;
         let pieces = load_data::pieces(stream, self.inner.max_packet);

@@ -312,3 +312,45 @@ fn a_flush_larger_than_max_allowed_packet_goes_in_pieces() {
         assert_eq!(fetch(&b, &format!("{root}/#")).await, batch);
     });
 }
+
+#[test]
+fn a_row_larger_than_max_allowed_packet_fails_for_good() {
+    let _alone = SERVER_SETTING.write().unwrap_or_else(|e| e.into_inner());
+    rt().block_on(async {
+        let packet = Global::set("max_allowed_packet", 16_384).await;
+        let loading = one_connection().await;
+        let infile = Global::set("local_infile", 0).await;
+        let statements = one_connection().await;
+        drop(infile);
+        drop(packet);
+        let root = unique("load-big");
+        let message = |i: u8, size: usize| {
+            Message::new("c", format!("{root}/{i}"), QoS::AtLeastOnce, vec![i; size])
+        };
+
+        // A clear error, not one that reads as an outage and is retried
+        // without end; the load would store the row in pieces, but no
+        // read could return it.
+        for e in [
+            loading
+                .store_messages(&[message(1, 20_000)], Default::default())
+                .await,
+            statements
+                .store_messages(&[message(2, 20_000)], Default::default())
+                .await,
+            statements
+                .store_retained(&[message(3, 20_000)], Default::default())
+                .await,
+        ] {
+            let e = e.expect_err("a 20 kB row with max_allowed_packet at 16 kB");
+            assert!(!e.is_retryable(), "{e}");
+            assert!(e.to_string().contains("max_allowed_packet"), "{e}");
+        }
+        for b in [&loading, &statements] {
+            b.store_messages(&[message(4, 100)], Default::default())
+                .await
+                .or_panic("a small row still goes");
+        }
+        assert_eq!(fetch(&loading, &format!("{root}/#")).await.len(), 2);
+    });
+}
