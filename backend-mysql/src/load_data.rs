@@ -100,18 +100,18 @@ fn datetime(out: &mut Vec<u8>, t: Timestamp) -> bool {
         }
         out.extend_from_slice(&text[..n]);
     };
-    digits(out, y, 4);
-    out.push(b'-');
-    digits(out, mo, 2);
-    out.push(b'-');
-    digits(out, d, 2);
-    out.push(b' ');
-    digits(out, h, 2);
-    out.push(b':');
-    digits(out, mi, 2);
-    out.push(b':');
-    digits(out, s, 2);
-    out.push(b'.');
+    // YYYY-MM-DD HH:MM:SS.mmm: each part, then what follows it.
+    for (v, n, then) in [
+        (y, 4, b'-'),
+        (mo, 2, b'-'),
+        (d, 2, b' '),
+        (h, 2, b':'),
+        (mi, 2, b':'),
+        (s, 2, b'.'),
+    ] {
+        digits(out, v, n);
+        out.push(then);
+    }
     digits(out, ms, 3);
     true
 }
