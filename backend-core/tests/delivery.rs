@@ -5,8 +5,13 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use backend_core::delivery::{Delivery, DeliveryConfig, LiveCopy, Outgoing, SubscribeOptions};
-use backend_core::{ClientInfo, Config, Engine, MemoryBackend, Message, QoS, SessionSubscribed};
+use backend_core::delivery::{
+    Delivery, DeliveryConfig, LiveCopy, Outgoing, RetainHandling, SubscribeOptions,
+};
+use backend_core::{
+    ClientConnected, ClientDisconnected, ClientInfo, Config, Engine, MemoryBackend, Message, QoS,
+    SessionSubscribed, Timestamp,
+};
 
 const RULES: &str = r##"
 backend.redis.pool1.server = 127.0.0.1:6379
@@ -200,4 +205,361 @@ async fn live_copies_wait_for_the_backlog() {
         LiveCopy::Send,
         "a drained backlog holds nothing back"
     );
+}
+
+/// rmqtt's session just after a persistent client reconnected, one step at
+/// a time, as its one task runs them in whatever order they become ready:
+/// forwarded messages (its own offline copies moved over, and what the
+/// adapter hands it) wait in `rx` until they enter its bounded queue,
+/// which drops its oldest when full; it sends from the queue while its
+/// in-flight window has room, asking [`Delivery::live_copy`] about every
+/// copy the adapter did not hand over; the client acknowledges in order;
+/// the client's SUBSCRIBE comes at any point.
+///
+/// With a takeover, the client connects once more while this connection
+/// is still open, as rmqtt 0.24 does it: what waits in `rx` is lost
+/// without a word, the queue moves over in order, the in-flight window is
+/// sent again newest first (as duplicates, which the broker's glue sends
+/// without asking), and the client subscribes again.
+struct Reconnect<'a> {
+    d: &'a Delivery,
+    me: ClientInfo,
+    sub: SessionSubscribed,
+    /// Forwarded: (message, handed over by the adapter, the packet id of
+    /// a duplicate sent again).
+    rx: VecDeque<(Message, bool, Option<u16>)>,
+    queue: VecDeque<(Message, bool, Option<u16>)>,
+    capacity: usize,
+    inflight: VecDeque<(u16, Message, bool)>,
+    max_inflight: usize,
+    next_packet: u16,
+    subscribed: bool,
+    takeover: bool,
+    received: Vec<Message>,
+    /// Ids sent again as duplicates (they may arrive twice).
+    resent: HashSet<String>,
+}
+
+impl Reconnect<'_> {
+    fn forward(&mut self, outgoing: Vec<Outgoing>) {
+        self.rx
+            .extend(outgoing.into_iter().map(|o| (o.message, true, None)));
+    }
+
+    /// The steps that can run now: 0 queue a forwarded message, 1 send the
+    /// queue's oldest, 2 the client's ack of the oldest in flight, 3 the
+    /// client's SUBSCRIBE, 4 the takeover.
+    fn ready(&self) -> Vec<u8> {
+        let mut steps = Vec::new();
+        if !self.rx.is_empty() {
+            steps.push(0);
+        }
+        if !self.queue.is_empty() && self.inflight.len() < self.max_inflight {
+            steps.push(1);
+        }
+        if !self.inflight.is_empty() {
+            steps.push(2);
+        }
+        if !self.subscribed {
+            steps.push(3);
+        }
+        if self.takeover && self.subscribed {
+            steps.push(4);
+        }
+        steps
+    }
+
+    async fn step(&mut self, step: u8) {
+        let client = self.me.client_id.clone();
+        match step {
+            0 => {
+                let Some(item) = self.rx.pop_front() else {
+                    return;
+                };
+                if self.queue.len() >= self.capacity {
+                    if let Some((old, was_fetched, _)) = self.queue.pop_front() {
+                        self.d.dropped(&client, &old.id, was_fetched);
+                    }
+                }
+                self.queue.push_back(item);
+            }
+            1 => {
+                let Some((m, fetched, again)) = self.queue.pop_front() else {
+                    return;
+                };
+                if fetched && again.is_none() {
+                    // The glue asks about every copy it was handed.
+                    if self.d.fetched_copy(&client, &m.id) == LiveCopy::HoldBack {
+                        return;
+                    }
+                }
+                if !fetched && again.is_none() {
+                    match self.d.live_copy(&client, &m.id, &m.topic) {
+                        LiveCopy::Send => {}
+                        LiveCopy::HoldBack => return,
+                        LiveCopy::Fill => {
+                            let more = self.d.fill(&client).await;
+                            self.forward(more);
+                            return;
+                        }
+                        LiveCopy::Resume => {
+                            // The session has the subscription it had
+                            // before it went offline.
+                            let options = SubscribeOptions {
+                                retain_handling: RetainHandling::DoNotSend,
+                                ..SubscribeOptions::default()
+                            };
+                            let more = self.d.resume(&self.sub, options).await;
+                            self.forward(more);
+                            return;
+                        }
+                    }
+                }
+                let packet = again.unwrap_or_else(|| {
+                    let p = self.next_packet;
+                    self.next_packet = self.next_packet.wrapping_add(1).max(1);
+                    p
+                });
+                self.d
+                    .delivered(&self.me, Some(packet), &m.id, &m.topic, m.qos)
+                    .await;
+                self.received.push(m.clone());
+                self.inflight.push_back((packet, m, fetched));
+            }
+            2 => {
+                let Some((packet, m, _)) = self.inflight.pop_front() else {
+                    return;
+                };
+                let next = self.d.acked(&self.me, packet, &m.topic, m.qos).await;
+                self.forward(next);
+            }
+            3 => {
+                self.subscribed = true;
+                let first = self
+                    .d
+                    .subscribed(&self.sub, SubscribeOptions::default())
+                    .await;
+                self.forward(first);
+            }
+            _ => {
+                self.takeover = false;
+                self.rx.clear();
+                let ev = ClientConnected {
+                    client: self.me.clone(),
+                    timestamp: Timestamp::now(),
+                };
+                self.d.connected(&ev, |_| {}).await;
+                // The old connection's end is reported after the new one.
+                self.d
+                    .disconnected(ClientDisconnected {
+                        client: self.me.clone(),
+                        reason: "kicked".into(),
+                        timestamp: Timestamp::now(),
+                    })
+                    .await;
+                // Sent again with their packet ids (new ones come after
+                // them, as rmqtt moves its id allocator past them).
+                let mut moved = VecDeque::new();
+                for (packet, m, fetched) in std::mem::take(&mut self.inflight).into_iter().rev() {
+                    self.resent.insert(m.id.clone());
+                    moved.push_back((m, fetched, Some(packet)));
+                }
+                moved.extend(std::mem::take(&mut self.queue));
+                self.rx = moved;
+                self.subscribed = false;
+            }
+        }
+    }
+}
+
+/// A small xorshift, so that a proptest seed names one interleaving.
+struct Steps(u64);
+
+impl Steps {
+    fn pick(&mut self, ready: &[u8]) -> u8 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ready[(self.0 % ready.len() as u64) as usize]
+    }
+}
+
+/// What a reconnect case ends with.
+struct Ended {
+    received: Vec<Message>,
+    published: Vec<Message>,
+    resent: HashSet<String>,
+    pending: usize,
+}
+
+/// Runs one reconnect of a subscriber with `n` messages stored on 4
+/// topics while it was offline, in any interleaving (`seed`) of the
+/// session's steps, with a takeover or not.
+async fn reconnect_case(
+    mode: &str,
+    n: usize,
+    config: DeliveryConfig,
+    max_inflight: usize,
+    takeover: bool,
+    seed: u64,
+) -> Ended {
+    let d = Delivery::new(engine(), config);
+    let me = ClientInfo::new("sub", "node1");
+    let sub = SessionSubscribed {
+        client: me.clone(),
+        filter: format!("{mode}/r/#"),
+        qos: QoS::AtLeastOnce,
+    };
+    let connect = ClientConnected {
+        client: me.clone(),
+        timestamp: Timestamp::now(),
+    };
+    d.connected(&connect, |_| {}).await;
+    d.subscribed(&sub, SubscribeOptions::default()).await;
+    d.disconnected(ClientDisconnected {
+        client: me.clone(),
+        reason: "gone".into(),
+        timestamp: Timestamp::now(),
+    })
+    .await;
+    let mut offline: VecDeque<Message> = VecDeque::new();
+    let mut published = Vec::new();
+    for i in 0..n {
+        let topic = format!("{mode}/r/{}", i % 4);
+        let m = Message::new("pub", topic, QoS::AtLeastOnce, format!("{i}"));
+        d.published(m.clone()).await;
+        d.queued_offline("sub", &m.id);
+        if offline.len() >= config.session_queue {
+            if let Some(old) = offline.pop_front() {
+                d.dropped("sub", &old.id, false);
+            }
+        }
+        offline.push_back(m.clone());
+        published.push(m);
+    }
+    d.connected(&connect, |_| {}).await;
+    let mut session = Reconnect {
+        d: &d,
+        me,
+        sub,
+        rx: offline.into_iter().map(|m| (m, false, None)).collect(),
+        queue: VecDeque::new(),
+        capacity: config.session_queue,
+        inflight: VecDeque::new(),
+        max_inflight,
+        next_packet: 1,
+        subscribed: false,
+        takeover,
+        received: Vec::new(),
+        resent: HashSet::new(),
+    };
+    let mut steps = Steps(seed | 1);
+    let mut taken = 0;
+    loop {
+        let ready = session.ready();
+        if ready.is_empty() {
+            // Nothing moves: what the broker's idle check hands over.
+            let idle = d.idle_refill(std::time::Duration::ZERO).await;
+            if idle.is_empty() {
+                break;
+            }
+            for (_, more) in idle {
+                session.forward(more);
+            }
+            continue;
+        }
+        taken += 1;
+        assert!(taken < 1_000_000, "the session never settles");
+        session.step(steps.pick(&ready)).await;
+    }
+    Ended {
+        pending: d.tracker().pending("sub"),
+        received: session.received,
+        published,
+        resent: session.resent,
+    }
+}
+
+/// Runs [`reconnect_case`] on its own runtime; returns what it ended
+/// with and a description of the case.
+fn run_case(
+    queue_mode: bool,
+    n: usize,
+    config: DeliveryConfig,
+    max_inflight: usize,
+    takeover: bool,
+    seed: u64,
+) -> (Ended, String) {
+    let mode = if queue_mode { "queue" } else { "pubsub" };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let end = rt.block_on(reconnect_case(
+        mode,
+        n,
+        config,
+        max_inflight,
+        takeover,
+        seed,
+    ));
+    let what = format!(
+        "{mode}, {n} messages, {config:?}, in flight {max_inflight}, seed {seed}, takeover {takeover}"
+    );
+    (end, what)
+}
+
+proptest::prop_compose! {
+    /// A reconnect case: the mode, the messages stored, the adapter's
+    /// window and session queue, the session's in-flight window, the seed
+    /// of its interleaving.
+    fn reconnects()(
+        queue_mode in proptest::bool::ANY,
+        n in 1usize..300,
+        session_queue in 2usize..40,
+        window in 1usize..40,
+        max_inflight in 1usize..12,
+        seed in proptest::num::u64::ANY,
+    ) -> (bool, usize, DeliveryConfig, usize, u64) {
+        (queue_mode, n, DeliveryConfig { window, session_queue }, max_inflight, seed)
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever order the session's steps run in, a backlog many times
+    /// the session's queue arrives whole, once, in order on each topic,
+    /// and nothing stays pending.
+    #[test]
+    fn any_interleaving_of_a_reconnect_delivers_the_backlog_whole(
+        (queue_mode, n, config, max_inflight, seed) in reconnects(),
+    ) {
+        let (end, what) = run_case(queue_mode, n, config, max_inflight, false, seed);
+        assert_whole(&end.received, &end.published, &what);
+        proptest::prop_assert_eq!(end.pending, 0, "{}: nothing left pending", what);
+    }
+
+    /// The same with a takeover at any point, which loses what was on its
+    /// way into the old connection's queue: every message still arrives,
+    /// and none twice but those sent again from the in-flight window.
+    #[test]
+    fn a_takeover_in_the_middle_loses_nothing(
+        (queue_mode, n, config, max_inflight, seed) in reconnects(),
+    ) {
+        let (end, what) = run_case(queue_mode, n, config, max_inflight, true, seed);
+        let mut count: HashMap<&str, usize> = HashMap::new();
+        for m in &end.received {
+            *count.entry(m.id.as_str()).or_default() += 1;
+        }
+        for m in &end.published {
+            let got = count.get(m.id.as_str()).copied().unwrap_or(0);
+            proptest::prop_assert!(got >= 1, "{}: {} never arrived", what, m.id);
+            proptest::prop_assert!(
+                got == 1 || end.resent.contains(&m.id),
+                "{}: {} arrived {} times", what, m.id, got
+            );
+        }
+        proptest::prop_assert_eq!(end.pending, 0, "{}: nothing left pending", what);
+    }
 }

@@ -103,7 +103,21 @@ impl MongoError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             MongoError::Common(e) => e.kind(),
-            MongoError::Mongo { source, .. } => driver_kind(source),
+            MongoError::Mongo {
+                operation, source, ..
+            } => match driver_kind(source) {
+                // The driver refuses an argument before it reaches the
+                // server. At connect the argument comes from the
+                // configuration; after it, from the data (a document over
+                // the server's 16 MiB limit): bad input, not configuration.
+                ErrorKind::Config
+                    if *operation != "connect"
+                        && matches!(&*source.kind, DriverKind::InvalidArgument { .. }) =>
+                {
+                    ErrorKind::Query
+                }
+                kind => kind,
+            },
             MongoError::Data { .. } => ErrorKind::Data,
             MongoError::Unsupported(_) => ErrorKind::Unsupported,
         }

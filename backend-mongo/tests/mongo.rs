@@ -483,6 +483,46 @@ fn configuration_mapping() {
     }
 }
 
+/// A message whose document would pass the server's 16 MiB limit fails
+/// at once as bad input (a `Query` error, not retried, not called a
+/// configuration error), and the messages beside it in later writes are
+/// stored.
+#[test]
+fn an_oversize_message_is_bad_input() {
+    rt().block_on(async {
+        let b = common::connect().await;
+        let topic = format!("big/{}", unique("t"));
+        let big = Message::new("c", &topic, QoS::AtLeastOnce, vec![7u8; 17 << 20]);
+        let e = b
+            .store_messages(std::slice::from_ref(&big), WriteOptions::default())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a 17 MiB message was stored"));
+        assert_eq!(e.kind(), ErrorKind::Query, "{e}");
+        assert!(!e.is_retryable(), "{e}");
+        let small = Message::new("c", &topic, QoS::AtLeastOnce, "small");
+        b.store_messages(std::slice::from_ref(&small), WriteOptions::default())
+            .await
+            .or_panic("a small message after it");
+        let got = b
+            .fetch_messages(&queue(&topic))
+            .await
+            .or_panic("fetch_messages");
+        let ids: Vec<_> = got.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, vec![small.id.as_str()]);
+        b.ack_messages(
+            OfflineMode::Queue,
+            &[Ack {
+                client_id: "reader".into(),
+                topic: topic.clone(),
+                message_id: small.id.clone(),
+            }],
+        )
+        .await
+        .or_panic("ack");
+    });
+}
+
 #[test]
 fn unreachable_server_is_a_retryable_error_without_the_password() {
     rt().block_on(async {

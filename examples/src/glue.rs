@@ -25,7 +25,7 @@ use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::session::Session;
 use rmqtt::types::{From, Publish, QoS as RQoS};
 
-use crate::session::{await_takeover, subscribe};
+use crate::session::{await_takeover, session_id, subscribe};
 use convert::*;
 
 pub(crate) mod convert;
@@ -73,8 +73,25 @@ pub async fn install(
             .await;
     }
     register.start().await;
+    let idle = Arc::downgrade(&hooks);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(IDLE_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(hooks) = idle.upgrade() else {
+                return;
+            };
+            hooks.hand_over_idle().await;
+        }
+    });
     hooks
 }
+
+/// How often the sessions whose stored backlog stopped are looked at, and
+/// how long one must have been quiet (see [`Delivery::idle_refill`]).
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+const IDLE_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What rmqtt calls; one instance behind every hook type.
 pub struct StorageHooks {
@@ -191,7 +208,10 @@ impl Handler for HookRef {
                     d.dropped(&to.client_id, &id, has_property(p, FETCHED_PROPERTY));
                 }
             }
-            Parameter::OfflineMessage(s, _, p) => {
+            // A stored message the adapter handed over is tracked as such
+            // (pending) wherever the session keeps it; only the session's
+            // own copies are reported.
+            Parameter::OfflineMessage(s, _, p) if !has_property(p, FETCHED_PROPERTY) => {
                 if let Some(id) = message_id(p) {
                     d.queued_offline(&s.id.client_id, &id);
                 }
@@ -260,12 +280,41 @@ impl StorageHooks {
     /// not hand over (a live copy, or the session's own offline copy); a
     /// retransmission or a retained message is always sent.
     fn live_copy(&self, s: &Session, p: &Publish) -> LiveCopy {
-        if p.dup || p.retain || has_property(p, FETCHED_PROPERTY) {
+        if p.dup {
+            return LiveCopy::Send;
+        }
+        if has_property(p, FETCHED_PROPERTY) {
+            // QoS 0 is not tracked: it is sent.
+            return match message_id(p) {
+                Some(id) if p.qos != RQoS::AtMostOnce => {
+                    self.delivery.fetched_copy(&s.id.client_id, &id)
+                }
+                _ => LiveCopy::Send,
+            };
+        }
+        if p.retain {
             return LiveCopy::Send;
         }
         match message_id(p) {
             Some(id) => self.delivery.live_copy(&s.id.client_id, &id, &p.topic),
             None => LiveCopy::Send,
+        }
+    }
+
+    /// Hands each connected session whose backlog stopped with nothing in
+    /// flight what the adapter has for it.
+    async fn hand_over_idle(&self) {
+        for (client_id, outgoing) in self.delivery.idle_refill(IDLE_QUIET).await {
+            let id = session_id(&self.scx, &client_id);
+            let session = self.scx.extends.shared().await.entry(id).session();
+            match session {
+                Some(s) => self.hand_over(&s, outgoing).await,
+                None => {
+                    for o in outgoing {
+                        self.delivery.dropped(&client_id, &o.message.id, true);
+                    }
+                }
+            }
         }
     }
 

@@ -94,16 +94,7 @@ pub async fn disconnect_all(scx: &ServerContext) -> usize {
 /// Carries out a subscription change asked for from outside (the Redis
 /// channel) on the client's session, if it is connected to this broker.
 pub fn apply_command(scx: &ServerContext, cmd: SubscriptionCommand) {
-    let id = |client_id: &str| {
-        Id::new(
-            scx.node.id(),
-            0,
-            None,
-            None,
-            ByteString::from(client_id),
-            None,
-        )
-    };
+    let id = |client_id: &str| session_id(scx, client_id);
     match cmd {
         SubscriptionCommand::Subscribe {
             client_id,
@@ -114,6 +105,18 @@ pub fn apply_command(scx: &ServerContext, cmd: SubscriptionCommand) {
             unsubscribe(scx, &id(&client_id), &filter)
         }
     }
+}
+
+/// The id rmqtt's registry finds `client_id`'s session by on this node.
+pub fn session_id(scx: &ServerContext, client_id: &str) -> Id {
+    Id::new(
+        scx.node.id(),
+        0,
+        None,
+        None,
+        ByteString::from(client_id),
+        None,
+    )
 }
 
 /// Subscribes a connected client to `subs` through its session, as if it

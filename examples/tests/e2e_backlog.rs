@@ -8,7 +8,7 @@
 mod common;
 
 use common::db::Db;
-use common::scenarios::backlog_arrives_whole;
+use common::scenarios::{backlog_arrives_whole, backlog_survives_a_takeover};
 use tokio::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
@@ -23,6 +23,14 @@ async fn memory_backlog_arrives_whole() {
     let _turn = ONE_AT_A_TIME.lock().await;
     // The in-memory store does not survive a restart: no restart.
     backlog_arrives_whole(&Db::memory(), PER_TOPIC, false).await;
+}
+
+/// The subscriber connects again while its first connection is open.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_backlog_survives_a_takeover() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    backlog_survives_a_takeover(&Db::memory(), PER_TOPIC).await;
 }
 
 #[cfg(feature = "sqlite")]

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::engine::{DeliveryOptions, Engine, LateSubscriptions, Subscribed};
 use crate::hook::{ClientConnected, ClientDisconnected, ClientInfo, Hook, MessageDelivery};
@@ -153,6 +154,9 @@ pub struct Delivery {
     observe: DeliveryObserver,
     /// What each client did since its connect, for late subscriptions.
     late: Arc<LateWatches>,
+    /// Connections open per client id (a takeover opens the new one
+    /// before the old one's disconnect is reported).
+    online: Mutex<HashMap<String, u32>>,
 }
 
 /// One client's subscriptions whose backlog is being paged in.
@@ -162,6 +166,14 @@ struct Client {
     /// Handed over and not yet acknowledged, by id: what is handed again
     /// if the session drops it.
     handed: HashMap<String, Outgoing>,
+    /// Handed over and not yet sent to the client: what a connection
+    /// taken over may have lost (see [`Delivery::connected`]).
+    unsent: HashSet<String>,
+    /// Handed to a previous connection, not sent, and not seen since: its
+    /// copy either comes with the session taken over (then it is sent) or
+    /// was lost (then [`Delivery::idle_refill`] hands it again). Pages
+    /// read meanwhile skip it.
+    suspect: HashMap<String, Outgoing>,
     /// Dropped by the session: handed again first.
     returned: VecDeque<Outgoing>,
     /// Stored messages the session queued itself while offline: its own
@@ -176,6 +188,9 @@ struct Client {
     /// Numbers the backlogs, so a page read for a subscription that was
     /// replaced meanwhile is dropped.
     generation: u64,
+    /// When the session last sent, dropped, or had acknowledged a stored
+    /// message, or was handed one (see [`Delivery::idle_refill`]).
+    last_event: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -206,6 +221,7 @@ impl Delivery {
             session_queue: config.session_queue.max(1),
             observe: DeliveryObserver::new(),
             late: Arc::default(),
+            online: Mutex::default(),
         }
     }
 
@@ -214,7 +230,9 @@ impl Delivery {
     /// the stored messages pending and its own copies still queued.
     fn room(&self, client: &str, c: &Client) -> usize {
         let pending = self.tracker.pending(client);
-        let queue = self.session_queue.saturating_sub(pending + c.own.len());
+        let queue = self
+            .session_queue
+            .saturating_sub(pending + c.own.len() + c.suspect.len());
         self.window.saturating_sub(pending).min(queue)
     }
 
@@ -255,9 +273,28 @@ impl Delivery {
         ev: &ClientConnected,
         late: impl Fn(Vec<Subscription>) + Send + Sync + 'static,
     ) -> Vec<Subscription> {
+        *self
+            .online
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(ev.client.client_id.clone())
+            .or_default() += 1;
         if let Some(c) = self.lock().get_mut(&ev.client.client_id) {
             // A resumed session's subscriptions may be resumed once more.
             c.resuming = false;
+            // What was handed to the previous connection and not yet sent
+            // may be lost with it: a broker taking a session over from an
+            // open connection can drop what was on its way into that
+            // connection's queue (rmqtt 0.24 does). Each is in doubt until
+            // its copy comes with the session or the session goes idle
+            // without it.
+            let client = ev.client.client_id.as_str();
+            for id in std::mem::take(&mut c.unsent) {
+                if let Some(o) = c.handed.remove(&id) {
+                    self.tracker.settle(client, &id);
+                    c.suspect.insert(id, o);
+                }
+            }
         }
         let watch = self.late.connect(&ev.client.client_id);
         let late: LateSubscriptions = Arc::new(move |subs: Vec<Subscription>| {
@@ -273,7 +310,81 @@ impl Delivery {
     /// quick reconnect does not wait for the database (the engine keeps the
     /// client's writes in order).
     pub async fn disconnected(&self, ev: ClientDisconnected) {
+        {
+            let mut online = self.online.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = online.get_mut(&ev.client.client_id) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    online.remove(&ev.client.client_id);
+                }
+            }
+        }
         self.engine.detach_client_disconnected(ev).await;
+    }
+
+    /// What to hand the sessions whose backlog stopped with nothing left
+    /// to wait for: a connected client with a backlog still to page in (or
+    /// messages its session dropped), nothing of it unacknowledged, and no
+    /// stored message sent, acknowledged or dropped for `quiet`. Its
+    /// session's own copies counted as still queued are then gone (a
+    /// session taken over from an open connection can lose them without a
+    /// word): they no longer hold the backlog back. A broker calls this
+    /// every second or so and hands each session what it returns, as
+    /// after an ack; it never reads for a client that has work in flight.
+    pub async fn idle_refill(&self, quiet: Duration) -> Vec<(String, Vec<Outgoing>)> {
+        let online: HashSet<String> = self
+            .online
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let now = Instant::now();
+        let stuck: Vec<String> = self
+            .lock()
+            .iter_mut()
+            .filter(|(id, c)| {
+                online.contains(*id)
+                    && !c.reading
+                    && (c.backlogs.iter().any(Backlog::draining)
+                        || !c.returned.is_empty()
+                        || !c.suspect.is_empty())
+                    && c.last_event.is_none_or(|t| now.duration_since(t) >= quiet)
+                    && self.tracker.pending(id) == 0
+            })
+            .map(|(id, c)| {
+                if !c.own.is_empty() {
+                    tracing::info!(
+                        client = %id,
+                        own = c.own.len(),
+                        "the session's own copies of stored messages never came; the backlog goes on without them"
+                    );
+                    c.own.clear();
+                }
+                if !c.suspect.is_empty() {
+                    tracing::info!(
+                        client = %id,
+                        lost = c.suspect.len(),
+                        "stored messages handed to a connection taken over never came; they are handed again"
+                    );
+                    self.observe.handed_again.increment(c.suspect.len() as u64);
+                    let mut lost: Vec<Outgoing> = c.suspect.drain().map(|(_, o)| o).collect();
+                    // Oldest first, as they were handed.
+                    lost.sort_by(|a, b| a.message.id.cmp(&b.message.id));
+                    c.returned.extend(lost);
+                }
+                c.last_event = Some(now);
+                id.clone()
+            })
+            .collect();
+        let mut out = Vec::new();
+        for client in stuck {
+            let more = self.refill(&client, false).await;
+            if !more.is_empty() {
+                out.push((client, more));
+            }
+        }
+        out
     }
 
     /// The client's session ended (a clean session closed, or a persistent
@@ -371,7 +482,14 @@ impl Delivery {
             c.generation += 1;
             let generation = c.generation;
             c.backlogs.retain(|b| b.sub.filter != ev.filter);
-            let queued: VecDeque<Message> = self.tracker.without_pending(client, offline).into();
+            // Messages in doubt come with the session taken over, or
+            // again once it is idle: not from this read.
+            let queued: VecDeque<Message> = self
+                .tracker
+                .without_pending(client, offline)
+                .into_iter()
+                .filter(|m| !c.suspect.contains_key(&m.id))
+                .collect();
             if more || !queued.is_empty() {
                 c.backlogs.push(Backlog {
                     sub: ev.clone(),
@@ -411,6 +529,7 @@ impl Delivery {
     /// store order, brings the message; the session's queue (bounded, and
     /// dropping its oldest when full) never decides what arrives.
     pub fn queued_offline(&self, client_id: &str, message_id: &str) {
+        tracing::trace!(client = client_id, message = message_id, "queued offline");
         self.lock()
             .entry(client_id.to_owned())
             .or_default()
@@ -429,7 +548,12 @@ impl Delivery {
         topic: &str,
         qos: QoS,
     ) {
+        if let Some(c) = self.lock().get_mut(&client.client_id) {
+            c.unsent.remove(message_id);
+            c.last_event = Some(Instant::now());
+        }
         if let Some(packet_id) = packet_id {
+            tracing::trace!(client = %client.client_id, message = message_id, packet_id, "delivered");
             self.tracker
                 .delivered(&client.client_id, packet_id, message_id);
         }
@@ -460,6 +584,7 @@ impl Delivery {
         let Some(id) = self.tracker.take_packet(client_id, packet_id) else {
             return Vec::new();
         };
+        tracing::trace!(client = client_id, message = %id, packet_id, "acked");
         let ev = MessageDelivery {
             client: client.clone(),
             message_id: id,
@@ -473,6 +598,8 @@ impl Delivery {
         self.tracker.settle(client_id, &ev.message_id);
         if let Some(c) = self.lock().get_mut(client_id) {
             c.handed.remove(&ev.message_id);
+            c.unsent.remove(&ev.message_id);
+            c.last_event = Some(Instant::now());
         }
         self.refill(client_id, false).await
     }
@@ -486,9 +613,21 @@ impl Delivery {
         let Some(c) = clients.get_mut(client_id) else {
             return;
         };
+        tracing::trace!(
+            client = client_id,
+            message = message_id,
+            fetched,
+            "dropped by the session"
+        );
+        c.last_event = Some(Instant::now());
         if !fetched {
             c.own.remove(message_id);
+        } else if let Some(o) = c.suspect.remove(message_id) {
+            // Its copy came with the session taken over, which dropped it.
+            self.observe.handed_again.increment(1);
+            c.returned.push_back(o);
         } else if let Some(o) = c.handed.remove(message_id) {
+            c.unsent.remove(message_id);
             tracing::info!(
                 client = client_id,
                 message = message_id,
@@ -497,6 +636,36 @@ impl Delivery {
             self.tracker.settle(client_id, message_id);
             self.observe.handed_again.increment(1);
             c.returned.push_back(o);
+        }
+    }
+
+    /// What the broker does with a copy of stored message `message_id`
+    /// that [`Delivery`] handed over (QoS 1 or 2), about to be sent to
+    /// `client_id` for the first time (not a retransmission): [`LiveCopy::Send`]
+    /// if it is the copy handed to this connection, or one handed to the
+    /// connection the session was taken over from (in doubt until now);
+    /// [`LiveCopy::HoldBack`] for any other copy (handed again meanwhile,
+    /// or already acknowledged): the client gets each stored message once.
+    pub fn fetched_copy(&self, client_id: &str, message_id: &str) -> LiveCopy {
+        let mut clients = self.lock();
+        let Some(c) = clients.get_mut(client_id) else {
+            return LiveCopy::HoldBack;
+        };
+        c.last_event = Some(Instant::now());
+        if let Some(o) = c.suspect.remove(message_id) {
+            self.tracker.hand_over_fetched(client_id, message_id);
+            c.handed.insert(message_id.to_owned(), o);
+            return LiveCopy::Send;
+        }
+        if c.handed.contains_key(message_id) {
+            LiveCopy::Send
+        } else {
+            tracing::debug!(
+                client = client_id,
+                message = message_id,
+                "a copy of a stored message handed before and handed again since; not sent"
+            );
+            LiveCopy::HoldBack
         }
     }
 
@@ -516,10 +685,22 @@ impl Delivery {
     ///   subscribing again): hold it back, and resume the session's
     ///   subscriptions ([`Delivery::resume`]).
     pub fn live_copy(&self, client_id: &str, message_id: &str, topic: &str) -> LiveCopy {
+        let decision = self.decide_live_copy(client_id, message_id, topic);
+        tracing::trace!(
+            client = client_id,
+            message = message_id,
+            ?decision,
+            "live copy"
+        );
+        decision
+    }
+
+    fn decide_live_copy(&self, client_id: &str, message_id: &str, topic: &str) -> LiveCopy {
         let mut clients = self.lock();
         let Some(c) = clients.get_mut(client_id) else {
             return LiveCopy::Send;
         };
+        c.last_event = Some(Instant::now());
         let room_before = self.room(client_id, c);
         let own = c.own.remove(message_id);
         if self.tracker.fetched_before(client_id, message_id) {
@@ -595,10 +776,12 @@ impl Delivery {
     fn hand_over(&self, client: &str, c: &mut Client, o: &Outgoing) {
         tracing::trace!(client, message = %o.message.id, topic = %o.message.topic, "handed over");
         self.observe.handed.increment(1);
+        c.last_event = Some(Instant::now());
         if o.qos > QoS::AtMostOnce {
             // QoS 0 is never acknowledged: it takes no room in the window.
             self.tracker.hand_over_fetched(client, &o.message.id);
             c.handed.insert(o.message.id.clone(), o.clone());
+            c.unsent.insert(o.message.id.clone());
         } else {
             self.tracker.remember_fetched(client, &o.message.id);
         }
@@ -611,8 +794,12 @@ impl Delivery {
     async fn refill(&self, client: &str, subscribing: bool) -> Vec<Outgoing> {
         let mut out = Vec::new();
         if !subscribing {
-            let room = self.lock().get(client).map(|c| self.room(client, c));
-            if room.is_some_and(|room| room < self.refill_at()) {
+            // Half the window is waited for only while acks are to come:
+            // with none outstanding, nothing else would read on.
+            let waits = self.lock().get(client).is_some_and(|c| {
+                self.room(client, c) < self.refill_at() && self.tracker.pending(client) > 0
+            });
+            if waits {
                 return out;
             }
         }
@@ -655,7 +842,10 @@ impl Delivery {
             b.more = full;
             b.queued = fresh
                 .into_iter()
-                .filter(|m| !(b.no_local && m.sender == client))
+                .filter(|m| {
+                    let own_publish = b.no_local && m.sender == client;
+                    !own_publish && !c.suspect.contains_key(&m.id)
+                })
                 .collect();
             if b.queued.is_empty() && full {
                 // A full page of messages the session holds already: the
