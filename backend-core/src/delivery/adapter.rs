@@ -644,12 +644,14 @@ impl Delivery {
     /// `client_id` for the first time (not a retransmission): [`LiveCopy::Send`]
     /// if it is the copy handed to this connection, or one handed to the
     /// connection the session was taken over from (in doubt until now);
-    /// [`LiveCopy::HoldBack`] for any other copy (handed again meanwhile,
-    /// or already acknowledged): the client gets each stored message once.
+    /// [`LiveCopy::HoldBack`] for a copy of a message this session was
+    /// handed and has acknowledged since: the client gets each stored
+    /// message once. A copy the adapter knows nothing of (its session
+    /// ended meanwhile) is sent.
     pub fn fetched_copy(&self, client_id: &str, message_id: &str) -> LiveCopy {
         let mut clients = self.lock();
         let Some(c) = clients.get_mut(client_id) else {
-            return LiveCopy::HoldBack;
+            return LiveCopy::Send;
         };
         c.last_event = Some(Instant::now());
         if let Some(o) = c.suspect.remove(message_id) {
@@ -657,13 +659,14 @@ impl Delivery {
             c.handed.insert(message_id.to_owned(), o);
             return LiveCopy::Send;
         }
-        if c.handed.contains_key(message_id) {
+        if c.handed.contains_key(message_id) || !self.tracker.fetched_before(client_id, message_id)
+        {
             LiveCopy::Send
         } else {
             tracing::debug!(
                 client = client_id,
                 message = message_id,
-                "a copy of a stored message handed before and handed again since; not sent"
+                "a copy of a stored message handed and acknowledged before; not sent"
             );
             LiveCopy::HoldBack
         }
