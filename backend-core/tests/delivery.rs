@@ -289,7 +289,7 @@ impl Reconnect<'_> {
                 };
                 if fetched && again.is_none() {
                     // The glue asks about every copy it was handed.
-                    if self.d.fetched_copy(&client, &m.id) == LiveCopy::HoldBack {
+                    if self.d.fetched_copy(&client, &m.id, m.qos) == LiveCopy::HoldBack {
                         return;
                     }
                 }

@@ -276,20 +276,20 @@ impl StorageHooks {
         (p.qos != RQoS::AtMostOnce).then(|| with_message_id(p.clone(), &id))
     }
 
-    /// What to do with a copy of a stored message that the adapter did
-    /// not hand over (a live copy, or the session's own offline copy); a
-    /// retransmission or a retained message is always sent.
+    /// What to do with a copy of a stored message about to be sent: one
+    /// the adapter handed over (`Delivery::fetched_copy`), or a live copy
+    /// or the session's own offline copy (`Delivery::live_copy`); a
+    /// retransmission, or a retained message not handed over, is sent.
     fn live_copy(&self, s: &Session, p: &Publish) -> LiveCopy {
         if p.dup {
             return LiveCopy::Send;
         }
         if has_property(p, FETCHED_PROPERTY) {
-            // QoS 0 is not tracked: it is sent.
             return match message_id(p) {
-                Some(id) if p.qos != RQoS::AtMostOnce => {
-                    self.delivery.fetched_copy(&s.id.client_id, &id)
-                }
-                _ => LiveCopy::Send,
+                Some(id) => self
+                    .delivery
+                    .fetched_copy(&s.id.client_id, &id, from_rmqtt_qos(p.qos)),
+                None => LiveCopy::Send,
             };
         }
         if p.retain {

@@ -640,15 +640,19 @@ impl Delivery {
     }
 
     /// What the broker does with a copy of stored message `message_id`
-    /// that [`Delivery`] handed over (QoS 1 or 2), about to be sent to
+    /// that [`Delivery`] handed over at `qos`, about to be sent to
     /// `client_id` for the first time (not a retransmission): [`LiveCopy::Send`]
     /// if it is the copy handed to this connection, or one handed to the
     /// connection the session was taken over from (in doubt until now);
     /// [`LiveCopy::HoldBack`] for a copy of a message this session was
     /// handed and has acknowledged since: the client gets each stored
     /// message once. A copy the adapter knows nothing of (its session
-    /// ended meanwhile) is sent.
-    pub fn fetched_copy(&self, client_id: &str, message_id: &str) -> LiveCopy {
+    /// ended meanwhile) is sent, and so is one at QoS 0, which is never
+    /// acknowledged and so never in doubt.
+    pub fn fetched_copy(&self, client_id: &str, message_id: &str, qos: QoS) -> LiveCopy {
+        if qos == QoS::AtMostOnce {
+            return LiveCopy::Send;
+        }
         let mut clients = self.lock();
         let Some(c) = clients.get_mut(client_id) else {
             return LiveCopy::Send;
