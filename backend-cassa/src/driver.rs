@@ -24,6 +24,7 @@ use cdrs_tokio::authenticators::{
     NoneAuthenticatorProvider, SaslAuthenticatorProvider, StaticPasswordAuthenticatorProvider,
 };
 use cdrs_tokio::cluster::connection_pool::ConnectionPoolConfigBuilder;
+use cdrs_tokio::cluster::send_envelope::send_envelope;
 use cdrs_tokio::cluster::session::{
     Session, SessionBuilder, TcpSessionBuilder, DEFAULT_TRANSPORT_BUFFER_SIZE,
 };
@@ -35,9 +36,11 @@ use cdrs_tokio::consistency::Consistency as DriverConsistency;
 use cdrs_tokio::frame::message_batch::{BatchQuery, BatchQuerySubj, BatchType, BodyReqBatch};
 use cdrs_tokio::frame::message_error::ErrorType;
 use cdrs_tokio::frame::message_result::ColType;
-use cdrs_tokio::frame::Version;
+use cdrs_tokio::frame::{Direction, Envelope, Flags, Opcode, Serialize, Version};
 use cdrs_tokio::frame_encoding::ProtocolFrameEncodingFactory;
-use cdrs_tokio::load_balancing::{LoadBalancingStrategy, TopologyAwareLoadBalancingStrategy};
+use cdrs_tokio::load_balancing::{
+    LoadBalancingStrategy, Request, TopologyAwareLoadBalancingStrategy,
+};
 use cdrs_tokio::query::batch_query_builder::QueryBatchPreparedStatement;
 use cdrs_tokio::query::{PreparedQuery, QueryBatch, QueryValues};
 use cdrs_tokio::retry::{ConstantReconnectionPolicy, NeverReconnectionPolicy};
@@ -221,7 +224,7 @@ async fn probe(
                 Compression::None,
                 DEFAULT_TRANSPORT_BUFFER_SIZE,
                 true,
-                Version::V4,
+                PROTOCOL,
             )
             .connection(None, None, addr)
             .await
@@ -236,7 +239,7 @@ async fn probe(
                 Compression::None,
                 DEFAULT_TRANSPORT_BUFFER_SIZE,
                 true,
-                Version::V4,
+                PROTOCOL,
             )
             .connection(None, None, addr)
             .await
@@ -346,6 +349,7 @@ async fn build_session(
     match tls {
         None => {
             let node_config = NodeTcpConfigBuilder::new()
+                .with_version(PROTOCOL)
                 .with_contact_points(contact_points)
                 .with_authenticator_provider(auth)
                 .build()
@@ -362,6 +366,7 @@ async fn build_session(
         Some(t) => {
             let node_config =
                 tls::NodeRustlsConfigBuilder::new(t.name.clone(), Arc::clone(&t.config))
+                    .with_version(PROTOCOL)
                     .with_contact_points(contact_points)
                     .with_authenticator_provider(auth)
                     .build()
@@ -613,18 +618,110 @@ impl Cql {
                 values: QueryValues::SimpleValues(values),
             });
         }
-        let batch = QueryBatch::new(
-            BodyReqBatch {
-                batch_type: BatchType::Unlogged,
-                queries,
-                consistency: self.consistency,
-                serial_consistency: None,
-                timestamp: None,
-                keyspace: None,
-                now_in_seconds: None,
-            },
-            texts,
+        let body = BodyReqBatch {
+            batch_type: BatchType::Unlogged,
+            queries,
+            consistency: self.consistency,
+            serial_consistency: None,
+            timestamp: None,
+            keyspace: None,
+            now_in_seconds: None,
+        };
+        // The driver's `Session::batch` clones the whole batch, every value
+        // an owned buffer, before it encodes it (it keeps the original to
+        // re-prepare from): about a tenth of a storing broker's CPU. So the
+        // batch is encoded here, from a borrow, into one buffer sized up
+        // front, and sent through the driver's own routing and retry policy.
+        let envelope = Envelope::new(
+            PROTOCOL,
+            Direction::Request,
+            Flags::empty(),
+            Opcode::Batch,
+            0,
+            encode_batch(&body),
+            None,
+            Vec::new(),
         );
-        on_session!(&self.session, s => self.within(operation, s.batch(batch)).await).map(drop)
+        let sent = on_session!(&self.session, s => {
+            self.within(operation, send_batch(s, &envelope, self.consistency)).await
+        });
+        match sent {
+            // A node that lost the statements (restarted, or its cache
+            // evicted them): the driver's own path prepares them again there.
+            Err(CassaError::Cassandra { source, .. }) if is_unprepared(&source) => {
+                let batch = QueryBatch::new(body, texts);
+                on_session!(&self.session, s => self.within(operation, s.batch(batch)).await)
+                    .map(drop)
+            }
+            other => other.map(drop),
+        }
     }
+}
+
+/// The protocol version every session speaks (set on its node config).
+const PROTOCOL: Version = Version::V4;
+
+/// The batch request's body, in one buffer sized from its values.
+fn encode_batch(body: &BodyReqBatch) -> Vec<u8> {
+    // Per row: kind, id, value count, and each value's length and bytes.
+    let size: usize = body
+        .queries
+        .iter()
+        .map(|q| {
+            let values: usize = match &q.values {
+                QueryValues::SimpleValues(v) => v.iter().map(value_size).sum(),
+                QueryValues::NamedValues(v) => {
+                    v.iter().map(|(k, v)| 2 + k.len() + value_size(v)).sum()
+                }
+            };
+            1 + 2 + 16 + 2 + values
+        })
+        .sum();
+    let mut buf = Vec::with_capacity(size + 16);
+    body.serialize(&mut std::io::Cursor::new(&mut buf), PROTOCOL);
+    buf
+}
+
+fn value_size(v: &CqlValue) -> usize {
+    4 + match v {
+        CqlValue::Some(bytes) => bytes.len(),
+        _ => 0,
+    }
+}
+
+/// Sends an encoded batch as `Session::batch` would: the load balancer's
+/// plan for the session's keyspace, the session's retry policy.
+async fn send_batch<T, CM, LB>(
+    session: &Session<T, CM, LB>,
+    envelope: &Envelope,
+    consistency: DriverConsistency,
+) -> Result<Envelope, cdrs_tokio::error::Error>
+where
+    T: CdrsTransport + 'static,
+    CM: ConnectionManager<T> + 'static,
+    LB: LoadBalancingStrategy<T, CM> + Send + Sync + 'static,
+{
+    let keyspace = session.current_keyspace();
+    let request = Request::new(
+        keyspace.as_deref().map(String::as_str),
+        None,
+        None,
+        Some(consistency),
+    );
+    let plan = session.query_plan(Some(request));
+    send_envelope(
+        plan.nodes.into_iter(),
+        envelope,
+        false,
+        session.retry_policy().new_session(),
+    )
+    .await
+    .unwrap_or_else(|| Err("no node to send the batch to".into()))
+}
+
+fn is_unprepared(e: &cdrs_tokio::error::Error) -> bool {
+    matches!(
+        e,
+        cdrs_tokio::error::Error::Server { body, .. } if matches!(body.ty, ErrorType::Unprepared(_))
+    )
 }

@@ -1,7 +1,8 @@
 //! Cassandra-specific behaviour against the live cluster: bounded waits
 //! and clear errors when the cluster, the password or the keyspace is
 //! wrong; the seed's configuration; raw CQL with hostile values; a batch
-//! over Cassandra's batch size limit.
+//! over Cassandra's batch size limit; a batch of statements the server
+//! has forgotten.
 
 mod common;
 
@@ -265,6 +266,72 @@ fn a_missing_table_is_named_when_create_tables_is_off() {
         })
         .await
         .or_panic("drop keyspace");
+    });
+}
+
+#[test]
+fn a_batch_whose_statements_the_server_forgot_is_prepared_again() {
+    rt().block_on(async {
+        let b = common::connect().await;
+        let ks = format!("mqtt_reprepare_{}", std::process::id());
+        let run = |text: String| {
+            let b = b.clone();
+            async move {
+                b.execute(&Statement::Query {
+                    text: text.into(),
+                    params: Vec::new(),
+                })
+                .await
+            }
+        };
+        run(format!(
+            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
+             {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+        ))
+        .await
+        .or_panic("create keyspace");
+        let pool = with(common::pool("pool1"), "keyspace", &ks);
+        let writer = connect(pool.clone()).await.or_panic("connect");
+        let topic = backend_core::testkit::unique("reprepare");
+        let batch = |n: usize| -> Vec<Message> {
+            (0..n)
+                .map(|i| Message::new("p", topic.as_str(), QoS::AtLeastOnce, vec![i as u8]))
+                .collect()
+        };
+        writer
+            .store_messages(&batch(3), Default::default())
+            .await
+            .or_panic("first store");
+        // Dropping the table makes the server forget the statements
+        // prepared on it; a second pool creates it again. The writer's
+        // cached statement ids are then unknown to the server, and its
+        // next batch is answered "unprepared".
+        run(format!("DROP TABLE {ks}.msg"))
+            .await
+            .or_panic("drop table");
+        connect(pool)
+            .await
+            .or_panic("connect again, creating the table");
+        let again = batch(3);
+        writer
+            .store_messages(&again, Default::default())
+            .await
+            .or_panic("a store after the server forgot its statements");
+        let req = FetchRequest {
+            client_id: "reprepare".into(),
+            filter: topic.clone(),
+            mode: OfflineMode::Queue,
+            max_count: None,
+            since: None,
+            page: None,
+        };
+        let got = writer.fetch_messages(&req).await.or_panic("fetch");
+        let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
+        let want: Vec<&str> = again.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, want, "the second batch, whole, in order");
+        run(format!("DROP KEYSPACE IF EXISTS {ks}"))
+            .await
+            .or_panic("drop keyspace");
     });
 }
 
