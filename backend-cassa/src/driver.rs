@@ -709,14 +709,17 @@ where
         Some(consistency),
     );
     let plan = session.query_plan(Some(request));
-    send_envelope(
+    let sent = send_envelope(
         plan.nodes.into_iter(),
         envelope,
         false,
         session.retry_policy().new_session(),
     )
-    .await
-    .unwrap_or_else(|| Err("no node to send the batch to".into()))
+    .await;
+    match sent {
+        Some(result) => result,
+        None => Err("no node to send the batch to".into()),
+    }
 }
 
 fn is_unprepared(e: &cdrs_tokio::error::Error) -> bool {
