@@ -193,6 +193,21 @@ struct Client {
     last_event: Option<Instant>,
 }
 
+impl Client {
+    /// Whether [`Delivery::idle_refill`] should look at this client: a
+    /// backlog still to page in, or messages to hand again, no page being
+    /// read, and nothing stored moving for `quiet`.
+    fn idle(&self, now: Instant, quiet: Duration) -> bool {
+        !self.reading
+            && (self.backlogs.iter().any(Backlog::draining)
+                || !self.returned.is_empty()
+                || !self.suspect.is_empty())
+            && self
+                .last_event
+                .is_none_or(|t| now.duration_since(t) >= quiet)
+    }
+}
+
 #[derive(Debug)]
 struct Backlog {
     sub: SessionSubscribed,
@@ -332,51 +347,61 @@ impl Delivery {
     /// every second or so and hands each session what it returns, as
     /// after an ack; it never reads for a client that has work in flight.
     pub async fn idle_refill(&self, quiet: Duration) -> Vec<(String, Vec<Outgoing>)> {
-        let online: HashSet<String> = self
-            .online
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        // Cheap checks first, over the clients with a record; no other
+        // lock is taken while the map's is held, and only candidates'
+        // ids are copied: this runs every second over every client.
         let now = Instant::now();
-        let stuck: Vec<String> = self
+        let mut candidates: Vec<String> = self
             .lock()
-            .iter_mut()
-            .filter(|(id, c)| {
-                online.contains(*id)
-                    && !c.reading
-                    && (c.backlogs.iter().any(Backlog::draining)
-                        || !c.returned.is_empty()
-                        || !c.suspect.is_empty())
-                    && c.last_event.is_none_or(|t| now.duration_since(t) >= quiet)
-                    && self.tracker.pending(id) == 0
-            })
-            .map(|(id, c)| {
-                if !c.own.is_empty() {
-                    tracing::info!(
-                        client = %id,
-                        own = c.own.len(),
-                        "the session's own copies of stored messages never came; the backlog goes on without them"
-                    );
-                    c.own.clear();
-                }
-                if !c.suspect.is_empty() {
-                    tracing::info!(
-                        client = %id,
-                        lost = c.suspect.len(),
-                        "stored messages handed to a connection taken over never came; they are handed again"
-                    );
-                    self.observe.handed_again.increment(c.suspect.len() as u64);
-                    let mut lost: Vec<Outgoing> = c.suspect.drain().map(|(_, o)| o).collect();
-                    // Oldest first, as they were handed.
-                    lost.sort_by(|a, b| a.message.id.cmp(&b.message.id));
-                    c.returned.extend(lost);
-                }
-                c.last_event = Some(now);
-                id.clone()
-            })
+            .iter()
+            .filter(|(_, c)| c.idle(now, quiet))
+            .map(|(id, _)| id.clone())
             .collect();
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        {
+            let online = self.online.lock().unwrap_or_else(|p| p.into_inner());
+            candidates.retain(|id| online.contains_key(id));
+        }
+        candidates.retain(|id| self.tracker.pending(id) == 0);
+        let stuck: Vec<String> = {
+            let mut clients = self.lock();
+            candidates
+                .into_iter()
+                .filter(|id| {
+                    // Still idle: an event may have come between the looks.
+                    let Some(c) = clients.get_mut(id) else {
+                        return false;
+                    };
+                    if !c.idle(now, quiet) {
+                        return false;
+                    }
+                    if !c.own.is_empty() {
+                        tracing::info!(
+                            client = %id,
+                            own = c.own.len(),
+                            "the session's own copies of stored messages never came; the backlog goes on without them"
+                        );
+                        c.own.clear();
+                    }
+                    if !c.suspect.is_empty() {
+                        tracing::info!(
+                            client = %id,
+                            lost = c.suspect.len(),
+                            "stored messages handed to a connection taken over never came; they are handed again"
+                        );
+                        self.observe.handed_again.increment(c.suspect.len() as u64);
+                        let mut lost: Vec<Outgoing> = c.suspect.drain().map(|(_, o)| o).collect();
+                        // Oldest first, as they were handed.
+                        lost.sort_by(|a, b| a.message.id.cmp(&b.message.id));
+                        c.returned.extend(lost);
+                    }
+                    c.last_event = Some(now);
+                    true
+                })
+                .collect()
+        };
         let mut out = Vec::new();
         for client in stuck {
             let more = self.refill(&client, false).await;
