@@ -594,25 +594,24 @@ impl Cql {
         }
         // Built directly rather than through `BatchQueryBuilder`, which
         // copies each row's statement text and keyspace into a map: a
-        // batch looks up, and names, each distinct statement once.
+        // batch looks up each distinct statement once, and names them
+        // (for the driver's re-preparing path) only if a node asks.
         let mut queries = Vec::with_capacity(statements.len());
-        let mut texts: HashMap<CBytesShort, QueryBatchPreparedStatement> = HashMap::new();
-        let mut last: Option<(&str, Arc<Prepared>)> = None;
+        let mut used: Vec<Arc<Prepared>> = Vec::new();
+        // The encoded size: per row its kind, id, value count and values;
+        // the batch's own fields after them.
+        let mut size = 16;
         for (cql, values) in statements {
-            let prepared = match &last {
-                Some((text, p)) if *text == cql => Arc::clone(p),
+            let prepared = match used.last() {
+                Some(p) if p.query.query == cql => Arc::clone(p),
                 _ => {
                     let p = self.prepare(operation, cql).await?;
-                    texts.entry(p.query.id.clone()).or_insert_with(|| {
-                        QueryBatchPreparedStatement::new(
-                            p.query.query.clone(),
-                            p.query.keyspace.clone(),
-                        )
-                    });
-                    last = Some((cql, Arc::clone(&p)));
+                    used.push(Arc::clone(&p));
                     p
                 }
             };
+            size += 1 + prepared.query.id.serialized_len() + 2;
+            size += values.iter().map(value_size).sum::<usize>();
             queries.push(BatchQuery {
                 subject: BatchQuerySubj::PreparedId(prepared.query.id.clone()),
                 values: QueryValues::SimpleValues(values),
@@ -629,16 +628,18 @@ impl Cql {
         };
         // The driver's `Session::batch` clones the whole batch, every value
         // an owned buffer, before it encodes it (it keeps the original to
-        // re-prepare from): about a tenth of a storing broker's CPU. So the
-        // batch is encoded here, from a borrow, into one buffer sized up
-        // front, and sent through the driver's own routing and retry policy.
+        // re-prepare from). So the batch is encoded here, from a borrow,
+        // into one buffer of its size, and sent through the driver's own
+        // routing and retry policy.
+        let mut encoded = Vec::with_capacity(size);
+        body.serialize(&mut std::io::Cursor::new(&mut encoded), PROTOCOL);
         let envelope = Envelope::new(
             PROTOCOL,
             Direction::Request,
             Flags::empty(),
             Opcode::Batch,
             0,
-            encode_batch(&body),
+            encoded,
             None,
             Vec::new(),
         );
@@ -649,6 +650,16 @@ impl Cql {
             // A node that lost the statements (restarted, or its cache
             // evicted them): the driver's own path prepares them again there.
             Err(CassaError::Cassandra { source, .. }) if is_unprepared(&source) => {
+                let texts: HashMap<CBytesShort, QueryBatchPreparedStatement> = used
+                    .iter()
+                    .map(|p| {
+                        let statement = QueryBatchPreparedStatement::new(
+                            p.query.query.clone(),
+                            p.query.keyspace.clone(),
+                        );
+                        (p.query.id.clone(), statement)
+                    })
+                    .collect();
                 let batch = QueryBatch::new(body, texts);
                 on_session!(&self.session, s => self.within(operation, s.batch(batch)).await)
                     .map(drop)
@@ -661,27 +672,7 @@ impl Cql {
 /// The protocol version every session speaks (set on its node config).
 const PROTOCOL: Version = Version::V4;
 
-/// The batch request's body, in one buffer sized from its values.
-fn encode_batch(body: &BodyReqBatch) -> Vec<u8> {
-    // Per row: kind, id, value count, and each value's length and bytes.
-    let size: usize = body
-        .queries
-        .iter()
-        .map(|q| {
-            let values: usize = match &q.values {
-                QueryValues::SimpleValues(v) => v.iter().map(value_size).sum(),
-                QueryValues::NamedValues(v) => {
-                    v.iter().map(|(k, v)| 2 + k.len() + value_size(v)).sum()
-                }
-            };
-            1 + 2 + 16 + 2 + values
-        })
-        .sum();
-    let mut buf = Vec::with_capacity(size + 16);
-    body.serialize(&mut std::io::Cursor::new(&mut buf), PROTOCOL);
-    buf
-}
-
+/// A bound value's encoded size: its length, then its bytes.
 fn value_size(v: &CqlValue) -> usize {
     4 + match v {
         CqlValue::Some(bytes) => bytes.len(),

@@ -33,6 +33,40 @@ async fn connect(pool: PoolConfig) -> Result<CassaBackend, CassaError> {
     CassaBackend::connect(&pool, &conf).await
 }
 
+/// Runs raw CQL without values, panicking with `what` if it fails.
+async fn cql(b: &CassaBackend, text: String, what: &str) {
+    b.execute(&Statement::Query {
+        text: text.into(),
+        params: Vec::new(),
+    })
+    .await
+    .or_panic(what);
+}
+
+/// A keyspace of this test process's own, `<prefix>_<pid>`, made now.
+async fn scratch_keyspace(b: &CassaBackend, prefix: &str) -> String {
+    let ks = format!("{prefix}_{}", std::process::id());
+    let create = format!(
+        "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
+         {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+    );
+    cql(b, create, "create keyspace").await;
+    ks
+}
+
+/// Every message stored under `topic`, read as a queue in one fetch.
+async fn queued(b: &CassaBackend, client: &str, topic: &str) -> Vec<Message> {
+    let req = FetchRequest {
+        client_id: client.into(),
+        filter: topic.into(),
+        mode: OfflineMode::Queue,
+        max_count: None,
+        since: None,
+        page: None,
+    };
+    b.fetch_messages(&req).await.or_panic("fetch_messages")
+}
+
 #[test]
 fn an_unreachable_cluster_fails_in_time_naming_the_nodes() {
     rt().block_on(async {
@@ -218,15 +252,7 @@ fn a_large_batch_is_split_under_the_batch_limit() {
         b.store_messages(&msgs, Default::default())
             .await
             .or_panic("store");
-        let req = FetchRequest {
-            client_id: "big".into(),
-            filter: topic.clone(),
-            mode: OfflineMode::Queue,
-            max_count: None,
-            since: None,
-            page: None,
-        };
-        let got = b.fetch_messages(&req).await.or_panic("fetch_messages");
+        let got = queued(&b, "big", &topic).await;
         let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
         let want: Vec<&str> = msgs.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, want, "all 200, in store order");
@@ -239,17 +265,7 @@ fn a_missing_table_is_named_when_create_tables_is_off() {
     rt().block_on(async {
         let b = common::connect().await;
         // A keyspace of its own with no tables, made through raw CQL.
-        let ks = format!("mqtt_empty_{}", std::process::id());
-        b.execute(&Statement::Query {
-            text: format!(
-                "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
-                 {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-            )
-            .into(),
-            params: Vec::new(),
-        })
-        .await
-        .or_panic("create keyspace");
+        let ks = scratch_keyspace(&b, "mqtt_empty").await;
         let pool = with(
             with(common::pool("pool1"), "keyspace", &ks),
             "create_tables",
@@ -260,12 +276,7 @@ fn a_missing_table_is_named_when_create_tables_is_off() {
         assert!(text.contains("table `client` does not exist"), "{text}");
         assert!(text.contains("etc/emqx_backend_cassa.cql"), "{text}");
         assert_eq!(e.kind(), ErrorKind::Config);
-        b.execute(&Statement::Query {
-            text: format!("DROP KEYSPACE IF EXISTS {ks}").into(),
-            params: Vec::new(),
-        })
-        .await
-        .or_panic("drop keyspace");
+        cql(&b, format!("DROP KEYSPACE IF EXISTS {ks}"), "drop keyspace").await;
     });
 }
 
@@ -273,23 +284,7 @@ fn a_missing_table_is_named_when_create_tables_is_off() {
 fn a_batch_whose_statements_the_server_forgot_is_prepared_again() {
     rt().block_on(async {
         let b = common::connect().await;
-        let ks = format!("mqtt_reprepare_{}", std::process::id());
-        let run = |text: String| {
-            let b = b.clone();
-            async move {
-                b.execute(&Statement::Query {
-                    text: text.into(),
-                    params: Vec::new(),
-                })
-                .await
-            }
-        };
-        run(format!(
-            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
-             {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-        ))
-        .await
-        .or_panic("create keyspace");
+        let ks = scratch_keyspace(&b, "mqtt_reprepare").await;
         let pool = with(common::pool("pool1"), "keyspace", &ks);
         let writer = connect(pool.clone()).await.or_panic("connect");
         let topic = backend_core::testkit::unique("reprepare");
@@ -306,9 +301,7 @@ fn a_batch_whose_statements_the_server_forgot_is_prepared_again() {
         // prepared on it; a second pool creates it again. The writer's
         // cached statement ids are then unknown to the server, and its
         // next batch is answered "unprepared".
-        run(format!("DROP TABLE {ks}.msg"))
-            .await
-            .or_panic("drop table");
+        cql(&b, format!("DROP TABLE {ks}.msg"), "drop table").await;
         connect(pool)
             .await
             .or_panic("connect again, creating the table");
@@ -317,21 +310,11 @@ fn a_batch_whose_statements_the_server_forgot_is_prepared_again() {
             .store_messages(&again, Default::default())
             .await
             .or_panic("a store after the server forgot its statements");
-        let req = FetchRequest {
-            client_id: "reprepare".into(),
-            filter: topic.clone(),
-            mode: OfflineMode::Queue,
-            max_count: None,
-            since: None,
-            page: None,
-        };
-        let got = writer.fetch_messages(&req).await.or_panic("fetch");
+        let got = queued(&writer, "reprepare", &topic).await;
         let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
         let want: Vec<&str> = again.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, want, "the second batch, whole, in order");
-        run(format!("DROP KEYSPACE IF EXISTS {ks}"))
-            .await
-            .or_panic("drop keyspace");
+        cql(&b, format!("DROP KEYSPACE IF EXISTS {ks}"), "drop keyspace").await;
     });
 }
 
