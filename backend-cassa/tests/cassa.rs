@@ -56,14 +56,7 @@ async fn scratch_keyspace(b: &CassaBackend, prefix: &str) -> String {
 
 /// Every message stored under `topic`, read as a queue in one fetch.
 async fn queued(b: &CassaBackend, client: &str, topic: &str) -> Vec<Message> {
-    let req = FetchRequest {
-        client_id: client.into(),
-        filter: topic.into(),
-        mode: OfflineMode::Queue,
-        max_count: None,
-        since: None,
-        page: None,
-    };
+    let req = FetchRequest::new(client, topic, OfflineMode::Queue);
     b.fetch_messages(&req).await.or_panic("fetch_messages")
 }
 
@@ -333,15 +326,7 @@ fn a_first_contact_point_that_is_down_is_passed_over() {
         b.store_messages(std::slice::from_ref(&m), Default::default())
             .await
             .or_panic("store");
-        let req = FetchRequest {
-            client_id: "second".into(),
-            filter: topic.clone(),
-            mode: OfflineMode::Queue,
-            max_count: None,
-            since: None,
-            page: None,
-        };
-        let got = b.fetch_messages(&req).await.or_panic("fetch_messages");
+        let got = queued(&b, "second", &topic).await;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].id, m.id);
     });
